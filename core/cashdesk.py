@@ -1,0 +1,139 @@
+"""Money services at the desk: recharge, refund, adjustment, reversal.
+
+One function per operation, used by every front (admin page, chat command, CLI, batch job).
+Each takes the ``key`` of its cause (a form token, a chat confirmation code, a batch item id):
+calling twice with one key moves money once. Each writes the audit log in the same transaction
+and announces ``balance_changed`` after commit.
+"""
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from core import audit, ledger, signals
+from core.errors import ValidationError
+from core.guards import check_amount, get_account
+from core.ledger import Leg, PostResult
+from core.money import format_fen
+
+REFUND_TARGETS = ("cash:desk", "clearing:wechat", "clearing:alipay", "clearing:bank")
+
+
+def _announce(session: Session, account_id: int, kind: str, delta_fen: int, result: PostResult) -> None:
+    if result.created:
+        signals.emit(session, "balance_changed", account_id=account_id, entry_kind=kind, delta_fen=delta_fen)
+
+
+def desk_recharge(session: Session, account_id: int, amount_fen: int, *, key: str | None = None,
+                  actor: str = "system", front: str = "system", method: str = "cash",
+                  memo: str = "") -> PostResult:
+    """Cash (or card at the desk) into the tenant's wallet."""
+    account = get_account(session, account_id)
+    check_amount(amount_fen)
+    wallet = ledger.wallet_of(session, account.id)
+    counter = ledger.system_account(session, f"cash:{'desk' if method == 'cash' else method}")
+    result = ledger.post(session, key=key or ledger.new_key("desk-recharge"), kind="recharge",
+                         legs=[Leg(wallet.id, amount_fen), Leg(counter.id, -amount_fen)],
+                         account_id=account.id, memo=memo or f"desk recharge ({method})", actor=actor,
+                         front=front, meta={"method": method})
+    if result.created:
+        audit.record(session, actor=actor, front=front, action="recharge", site_id=account.site_id,
+                     account_id=account.id, amount=format_fen(amount_fen), entry_id=result.entry_id)
+    _announce(session, account.id, "recharge", amount_fen, result)
+    return result
+
+
+def credit_payment(session: Session, account_id: int, amount_fen: int, *, channel: str, provider_txn_id: str,
+                   order_no: str, actor: str = "system", front: str = "system") -> PostResult:
+    """A provider's confirmed payment into the wallet; keyed by the provider's transaction id."""
+    account = get_account(session, account_id, must_be_open=False)
+    if amount_fen <= 0:
+        raise ValidationError("payment amount must be positive")
+    wallet = ledger.wallet_of(session, account.id)
+    clearing = ledger.system_account(session, f"clearing:{channel}")
+    result = ledger.post(session, key=f"pay:{channel}:{provider_txn_id}", kind="recharge",
+                         legs=[Leg(wallet.id, amount_fen), Leg(clearing.id, -amount_fen)],
+                         account_id=account.id, memo=f"{channel} payment {order_no}", actor=actor,
+                         front=front, meta={"order_no": order_no, "channel": channel,
+                                            "provider_txn_id": provider_txn_id})
+    if result.created:
+        audit.record(session, actor=actor, front=front, action="payment", site_id=account.site_id,
+                     account_id=account.id, amount=format_fen(amount_fen), order_no=order_no,
+                     channel=channel, entry_id=result.entry_id)
+    _announce(session, account.id, "recharge", amount_fen, result)
+    return result
+
+
+def refund(session: Session, account_id: int, amount_fen: int, *, key: str | None = None,
+           actor: str = "system", front: str = "system", to: str = "cash:desk", memo: str = "",
+           allow_closed: bool = False) -> PostResult:
+    """Money out of the wallet back to the tenant; never more than the balance."""
+    if to not in REFUND_TARGETS:
+        raise ValidationError(f"refund target must be one of {', '.join(REFUND_TARGETS)}", field="to")
+    account = get_account(session, account_id, must_be_open=not allow_closed)
+    check_amount(amount_fen)
+    wallet = ledger.wallet_of(session, account.id)
+    counter = ledger.system_account(session, to)
+    result = ledger.post(session, key=key or ledger.new_key("refund"), kind="refund",
+                         legs=[Leg(wallet.id, -amount_fen), Leg(counter.id, amount_fen)],
+                         account_id=account.id, memo=memo or "refund", actor=actor, front=front,
+                         min_balance_fen={wallet.id: 0}, meta={"to": to})
+    if result.created:
+        audit.record(session, actor=actor, front=front, action="refund", site_id=account.site_id,
+                     account_id=account.id, amount=format_fen(amount_fen), to=to, entry_id=result.entry_id)
+    _announce(session, account.id, "refund", -amount_fen, result)
+    return result
+
+
+def adjust(session: Session, account_id: int, amount_fen: int, *, reason: str, key: str | None = None,
+           actor: str = "system", front: str = "system") -> PostResult:
+    """A manager's correction, up (positive) or down (negative), with a reason."""
+    account = get_account(session, account_id)
+    if not reason or not reason.strip():
+        raise ValidationError("an adjustment needs a reason", field="reason")
+    if not isinstance(amount_fen, int) or amount_fen == 0:
+        raise ValidationError("amount: must be a non-zero integer in fen", field="amount")
+    check_amount(abs(amount_fen))
+    wallet = ledger.wallet_of(session, account.id)
+    counter = ledger.system_account(session, "equity:adjustments")
+    result = ledger.post(session, key=key or ledger.new_key("adjust"), kind="adjustment",
+                         legs=[Leg(wallet.id, amount_fen), Leg(counter.id, -amount_fen)],
+                         account_id=account.id, memo=reason.strip(), actor=actor, front=front)
+    if result.created:
+        audit.record(session, actor=actor, front=front, action="adjustment", site_id=account.site_id,
+                     account_id=account.id, amount=format_fen(amount_fen), reason=reason.strip(),
+                     entry_id=result.entry_id)
+    _announce(session, account.id, "adjustment", amount_fen, result)
+    return result
+
+
+def reverse_entry(session: Session, entry_id: int, *, actor: str = "system", front: str = "system",
+                  memo: str = "") -> PostResult:
+    """Undo an entry by posting its mirror image (nothing is edited or deleted)."""
+    result = ledger.reverse(session, entry_id, actor=actor, front=front, memo=memo)
+    from core.models import JournalEntry
+    entry = session.get(JournalEntry, result.entry_id)
+    if result.created:
+        account_id = entry.account_id
+        site_id = get_account(session, account_id, must_be_open=False).site_id if account_id else None
+        audit.record(session, actor=actor, front=front, action="reversal", site_id=site_id,
+                     account_id=account_id, reversed_entry=entry_id, entry_id=result.entry_id)
+        if account_id:
+            wallet = ledger.wallet_of(session, account_id)
+            delta = sum(p.amount_fen for p in entry.postings if p.ledger_account_id == wallet.id)
+            _announce(session, account_id, "reversal", delta, result)
+    return result
+
+
+def consume(session: Session, account_id: int, amount_fen: int, *, key: str, kind: str = "electricity",
+            memo: str = "", meta: dict | None = None, actor: str = "system", front: str = "job") -> PostResult:
+    """Deduct priced usage (or a custom charge) from the wallet. May take it below zero (arrears)."""
+    if not isinstance(amount_fen, int) or amount_fen <= 0:
+        raise ValidationError("consumption amount must be positive integer fen")
+    wallet = ledger.wallet_of(session, account_id)
+    revenue = ledger.system_account(session, f"revenue:{kind}")
+    result = ledger.post(session, key=key, kind="consumption",
+                         legs=[Leg(wallet.id, -amount_fen), Leg(revenue.id, amount_fen)],
+                         account_id=account_id, memo=memo or f"{kind} usage", actor=actor, front=front,
+                         meta=meta)
+    _announce(session, account_id, "consumption", -amount_fen, result)
+    return result

@@ -1,0 +1,72 @@
+"""Ledger invariants as pure checks (beancount's validation style).
+
+Each check takes a session and returns a list of ``Problem``; ``validate()`` runs every check
+in ``CHECKS``. ``meterpay ledger check`` prints the problems and exits non-zero if any.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.models import JournalEntry, LedgerAccount, Posting
+
+
+@dataclass(frozen=True)
+class Problem:
+    check: str
+    subject: str  # "entry 12", "wallet:7"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.check}: {self.subject}: {self.message}"
+
+
+def unbalanced_entries(session: Session) -> list[Problem]:
+    rows = session.execute(
+        select(JournalEntry.id, JournalEntry.idempotency_key, func.sum(Posting.amount_fen))
+        .join(Posting, Posting.entry_id == JournalEntry.id)
+        .group_by(JournalEntry.id, JournalEntry.idempotency_key)
+        .having(func.sum(Posting.amount_fen) != 0))
+    return [Problem("balanced", f"entry {r[0]}", f"postings of {r[1]!r} sum to {r[2]} fen, not 0")
+            for r in rows]
+
+
+def entries_without_postings(session: Session) -> list[Problem]:
+    counts = (select(Posting.entry_id, func.count().label("n")).group_by(Posting.entry_id).subquery())
+    rows = session.execute(
+        select(JournalEntry.id, JournalEntry.idempotency_key, counts.c.n)
+        .outerjoin(counts, counts.c.entry_id == JournalEntry.id)
+        .where(func.coalesce(counts.c.n, 0) < 2))
+    return [Problem("postings", f"entry {r[0]}", f"{r[1]!r} has {r[2] or 0} postings; an entry needs two or more")
+            for r in rows]
+
+
+def cached_balances(session: Session) -> list[Problem]:
+    sums = (select(Posting.ledger_account_id, func.sum(Posting.amount_fen).label("total"))
+            .group_by(Posting.ledger_account_id).subquery())
+    rows = session.execute(
+        select(LedgerAccount.code, LedgerAccount.balance_fen, func.coalesce(sums.c.total, 0))
+        .outerjoin(sums, sums.c.ledger_account_id == LedgerAccount.id)
+        .where(LedgerAccount.kind == "wallet")
+        .where(LedgerAccount.balance_fen != func.coalesce(sums.c.total, 0)))
+    return [Problem("cached-balance", r[0], f"cached balance {r[1]} fen but postings sum to {r[2]} fen")
+            for r in rows]
+
+
+def double_reversals(session: Session) -> list[Problem]:
+    rows = session.execute(
+        select(JournalEntry.reverses_id, func.count()).where(JournalEntry.reverses_id.is_not(None))
+        .group_by(JournalEntry.reverses_id).having(func.count() > 1))
+    return [Problem("reversal", f"entry {r[0]}", f"reversed {r[1]} times") for r in rows]
+
+
+CHECKS = [unbalanced_entries, entries_without_postings, cached_balances, double_reversals]
+
+
+def validate(session: Session) -> list[Problem]:
+    problems: list[Problem] = []
+    for check in CHECKS:
+        problems.extend(check(session))
+    return problems

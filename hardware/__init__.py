@@ -1,0 +1,1 @@
+"""Meter profiles, protocol codecs, transports, the poller, the command executor and the simulator."""
