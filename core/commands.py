@@ -1,0 +1,90 @@
+"""The command outbox, core side: a command to a meter is a row first, then a job.
+
+``request()`` inserts the row (once per idempotency key), records its first state, writes the
+audit log for commands that change supply or move money on the meter, and enqueues the
+executor after commit. The executor (``hardware.executor.execute_command``, named by path so
+core does not import hardware) sends it, confirms it by reading the meter back, retries with
+backoff until the deadline, and ends it confirmed, failed or expired via ``transition()``.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core import audit, signals
+from core.errors import Conflict, NotFound, ValidationError
+from core.jobs import enqueue_after_commit
+from core.ledger import new_key
+from core.models import Meter, MeterCommand, MeterCommandEvent
+from core.models.command import COMMAND_KINDS, FINAL_STATES
+from core.utils import utcnow
+
+EXECUTOR = "hardware.executor.execute_command"
+DEFAULT_TTL = timedelta(hours=1)
+SUPPLY_KINDS = ("relay_off", "relay_on", "valve_close", "valve_open", "keep_power_on", "keep_power_off")
+ELECTRIC_ONLY = ("relay_off", "relay_on", "keep_power_on", "keep_power_off", "set_prices", "set_tou")
+WATER_ONLY = ("valve_close", "valve_open")
+
+
+def request(session: Session, meter_id: int, kind: str, params: dict | None = None, *, key: str | None = None,
+            actor: str = "system", front: str = "system", ttl: timedelta = DEFAULT_TTL,
+            enqueue: bool = True) -> MeterCommand:
+    """Queue a command for a meter. The same ``key`` again returns the first command unchanged."""
+    if kind not in COMMAND_KINDS:
+        raise ValidationError(f"unknown command {kind!r}; one of {', '.join(COMMAND_KINDS)}", field="kind")
+    key = key or new_key(f"cmd:{kind}")
+    existing = session.scalar(select(MeterCommand).where(MeterCommand.idempotency_key == key))
+    if existing is not None:
+        return existing
+    meter = session.get(Meter, meter_id) if isinstance(meter_id, int) else None
+    if meter is None:
+        raise NotFound(f"no meter {meter_id}")
+    if meter.status != "active":
+        raise Conflict(f"meter {meter.serial} is out of service")
+    if kind in ELECTRIC_ONLY and meter.kind != "electricity":
+        raise ValidationError(f"{kind} is for electricity meters; {meter.serial} is a {meter.kind} meter")
+    if kind in WATER_ONLY and meter.kind != "water":
+        raise ValidationError(f"{kind} is for water meters; {meter.serial} is a {meter.kind} meter")
+    if kind == "recharge":
+        amount = (params or {}).get("amount_fen")
+        if not isinstance(amount, int) or amount <= 0:
+            raise ValidationError("recharge needs params.amount_fen > 0", field="amount")
+    now = utcnow()
+    cmd = MeterCommand(meter_id=meter.id, kind=kind, params=params or {}, state="pending", idempotency_key=key,
+                       attempts=0, created_at=now, next_attempt_at=now, deadline=now + ttl,
+                       requested_by=actor, front=front, result={})
+    session.add(cmd)
+    session.flush()
+    session.add(MeterCommandEvent(command_id=cmd.id, state="pending", at=now, detail="requested"))
+    if kind in SUPPLY_KINDS:
+        meter.commanded_state = {"relay_off": "off", "relay_on": "on", "valve_close": "closed",
+                                 "valve_open": "open"}.get(kind, meter.commanded_state)
+    if kind in SUPPLY_KINDS or kind == "recharge":
+        audit.record(session, actor=actor, front=front, action=f"command:{kind}", site_id=meter.site_id,
+                     account_id=meter.account_id, meter_id=meter.id, command_id=cmd.id, params=params or {})
+    if enqueue:
+        enqueue_after_commit(session, EXECUTOR, cmd.id, queue="meters")
+    return cmd
+
+
+def transition(session: Session, cmd: MeterCommand, state: str, detail: str = "") -> None:
+    """Move a command to ``state`` and keep the change with its time. Final states are final."""
+    if cmd.state in FINAL_STATES:
+        raise Conflict(f"command {cmd.id} already ended {cmd.state}")
+    now = utcnow()
+    cmd.state = state
+    if state in FINAL_STATES:
+        cmd.finished_at = now
+    if state == "failed" or state == "expired":
+        cmd.last_error = detail or cmd.last_error
+    session.add(MeterCommandEvent(command_id=cmd.id, state=state, at=now, detail=detail[:2000]))
+    if state in FINAL_STATES:
+        signals.emit(session, "command_finished", command_id=cmd.id, state=state)
+
+
+def open_commands(session: Session, meter_id: int) -> list[MeterCommand]:
+    return list(session.scalars(select(MeterCommand).where(MeterCommand.meter_id == meter_id,
+                                                           MeterCommand.state.in_(("pending", "running")))
+                                .order_by(MeterCommand.id)))

@@ -1,0 +1,53 @@
+"""Build sites, rooms and accounts for tests in one line each."""
+from __future__ import annotations
+
+import itertools
+
+from sqlalchemy.orm import Session
+
+from core.accounts import MeterSpec, OpenAccountRequest, open_account
+from core.models import Building, Floor, Room, Site
+
+_seq = itertools.count(1)
+
+
+class Factory:
+    def __init__(self, session: Session):
+        self.session = session
+
+    def site(self, name: str | None = None, **settings) -> Site:
+        site = Site(name=name or f"Site {next(_seq)}", settings=settings)
+        self.session.add(site)
+        self.session.flush()
+        return site
+
+    def room(self, site: Site | None = None, number: str | None = None, building: str = "A",
+             floor: str = "1", area_m2=None) -> Room:
+        site = site or self.site()
+        b = next((b for b in site.buildings if b.name == building), None)
+        if b is None:
+            b = Building(site_id=site.id, name=building)
+            self.session.add(b)
+            self.session.flush()
+        f = next((f for f in b.floors if f.name == floor), None)
+        if f is None:
+            f = Floor(building_id=b.id, name=floor)
+            self.session.add(f)
+            self.session.flush()
+        room = Room(site_id=site.id, floor_id=f.id, number=number or str(100 + next(_seq)), area_m2=area_m2)
+        self.session.add(room)
+        self.session.flush()
+        return room
+
+    def account(self, *, site: Site | None = None, room: Room | None = None, balance_fen: int = 0,
+                billing_mode: str = "prepaid-platform", tariff: str | None = None, meters=None,
+                tenant: str = "Tenant", phone: str = "13800000000", commit: bool = True):
+        room = room or self.room(site)
+        n = next(_seq)
+        meters = meters or (MeterSpec(serial=f"M{n:06d}", gateway=None, address=str(n % 247 + 1)),)
+        acct = open_account(self.session, OpenAccountRequest(
+            room_id=room.id, tenant_name=f"{tenant} {n}", tenant_phone=phone, meters=tuple(meters),
+            tariff=tariff, billing_mode=billing_mode, opening_balance_fen=balance_fen or None))
+        if commit:
+            self.session.commit()
+        return acct
