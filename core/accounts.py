@@ -148,7 +148,7 @@ def open_account(session: Session, req: OpenAccountRequest, *, actor: str = "sys
     if opening:
         wallet = ledger.wallet_of(session, account.id)
         equity = ledger.system_account(session, "equity:opening-balances")
-        ledger.post(session, key=f"opening:{account.id}", kind="opening",
+        opened = ledger.post(session, key=f"opening:{account.id}", kind="opening",
                     legs=[Leg(wallet.id, opening), Leg(equity.id, -opening)], account_id=account.id,
                     memo="opening balance", actor=actor, front=front)
     audit.record(session, actor=actor, front=front, action="open_account", site_id=room.site_id,
@@ -156,7 +156,8 @@ def open_account(session: Session, req: OpenAccountRequest, *, actor: str = "sys
                  meters=[m.serial for m in req.meters], opening_balance=format_fen(opening or 0))
     signals.emit(session, "account_opened", account_id=account.id)
     if opening:
-        signals.emit(session, "balance_changed", account_id=account.id, entry_kind="opening", delta_fen=opening)
+        signals.emit(session, "balance_changed", account_id=account.id, entry_kind="opening", delta_fen=opening,
+                     entry_id=opened.entry_id)
     return account
 
 
@@ -174,7 +175,7 @@ def close_account(session: Session, account_id: int, *, settlement: str = "refun
         counter_code = "cash:desk" if settlement == "refund" else (
             "equity:forfeited" if balance > 0 else "equity:bad-debt")
         counter = ledger.system_account(session, counter_code)
-        ledger.post(session, key=f"settlement:{account.id}", kind="settlement",
+        settled = ledger.post(session, key=f"settlement:{account.id}", kind="settlement",
                     legs=[Leg(wallet.id, -balance), Leg(counter.id, balance)], account_id=account.id,
                     memo=f"settlement on closing ({settlement})", actor=actor, front=front,
                     meta={"settlement": settlement})
@@ -186,7 +187,8 @@ def close_account(session: Session, account_id: int, *, settlement: str = "refun
                  account_id=account.id, settlement=settlement, settled=format_fen(balance))
     signals.emit(session, "account_closed", account_id=account.id)
     if balance:
-        signals.emit(session, "balance_changed", account_id=account.id, entry_kind="settlement", delta_fen=-balance)
+        signals.emit(session, "balance_changed", account_id=account.id, entry_kind="settlement", delta_fen=-balance,
+                     entry_id=settled.entry_id)
     session.flush()
     return account
 

@@ -20,7 +20,8 @@ REFUND_TARGETS = ("cash:desk", "clearing:wechat", "clearing:alipay", "clearing:b
 
 def _announce(session: Session, account_id: int, kind: str, delta_fen: int, result: PostResult) -> None:
     if result.created:
-        signals.emit(session, "balance_changed", account_id=account_id, entry_kind=kind, delta_fen=delta_fen)
+        signals.emit(session, "balance_changed", account_id=account_id, entry_kind=kind, delta_fen=delta_fen,
+                     entry_id=result.entry_id)
 
 
 def desk_recharge(session: Session, account_id: int, amount_fen: int, *, key: str | None = None,

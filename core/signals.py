@@ -18,7 +18,7 @@ from core.db import after_commit
 log = logging.getLogger(__name__)
 
 EVENTS = (
-    "balance_changed",     # account_id, entry_kind, delta_fen
+    "balance_changed",     # account_id, entry_kind, delta_fen, entry_id
     "account_opened",      # account_id
     "account_closed",      # account_id
     "reading_billed",      # meter_id, account_id
