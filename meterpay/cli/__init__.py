@@ -9,7 +9,7 @@ from meterpay.cli.base import cli
 
 def _load_commands() -> None:
     for info in pkgutil.iter_modules(__path__):
-        if info.name != "base":
+        if info.name != "base" and not info.name.startswith("_"):
             importlib.import_module(f"{__name__}.{info.name}")
 
 

@@ -1,0 +1,340 @@
+"""Bulk onboarding from a spreadsheet (CSV or .xlsx).
+
+Columns: building,floor,room,area_m2,tenant,phone,meter_serial,meter_kind,profile,gateway,
+address,tariff,billing_mode,opening_balance (opening_balance in yuan).
+
+One row is one meter. Rows of the same room (and tenant) make one account with several meters.
+Each room is imported in its own savepoint: a bad row is reported with its line number and the
+reason, and nothing of that room is left behind; the other rooms still go in. Re-importing the
+same file changes nothing (rooms, tenants, meters are looked up by their natural keys and the
+opening balance is posted once per account under the key ``opening:<account id>``).
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.accounts import MeterSpec, OpenAccountRequest, attach_meter, open_account
+from core.errors import MeterpayError, NotFound, ValidationError
+from core.models import Account, Building, Floor, Meter, Room, Site, Tenant
+from core.models.meter import METER_KINDS
+from core.models.tenant import BILLING_MODES
+from core.money import parse_yuan
+
+COLUMNS = ("building", "floor", "room", "area_m2", "tenant", "phone", "meter_serial", "meter_kind", "profile",
+           "gateway", "address", "tariff", "billing_mode", "opening_balance")
+REQUIRED = ("building", "floor", "room", "meter_serial")
+
+
+@dataclass(frozen=True)
+class Row:
+    line: int
+    building: str
+    floor: str
+    room: str
+    area_m2: Decimal | None
+    tenant: str
+    phone: str
+    meter: MeterSpec
+    tariff: str | None
+    billing_mode: str
+    opening_balance_fen: int
+
+
+@dataclass
+class RowError:
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    rooms_created: int = 0
+    accounts_opened: int = 0
+    meters_added: int = 0
+    unchanged_rows: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict:
+        return {"rows": self.rows, "rooms_created": self.rooms_created, "accounts_opened": self.accounts_opened,
+                "meters_added": self.meters_added, "unchanged_rows": self.unchanged_rows,
+                "errors": [{"line": e.line, "reason": e.reason} for e in self.errors]}
+
+
+# --- reading files ---------------------------------------------------------------------
+
+def read_table(path: str | Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield (line number, {column: text}) from a CSV or .xlsx file; the header is line 1."""
+    path = Path(path)
+    if not path.exists():
+        raise ValidationError(f"{path}: no such file")
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        yield from _read_xlsx(path)
+    elif path.suffix.lower() in (".csv", ".txt", ""):
+        yield from _read_csv(path)
+    else:
+        raise ValidationError(f"{path.name}: give a .csv or .xlsx file")
+
+
+def _check_header(header: list[str]) -> list[str]:
+    header = [(h or "").strip().lower().lstrip("\ufeff") for h in header]
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise ValidationError(f"header: missing column(s) {', '.join(missing)}; expected {','.join(COLUMNS)}")
+    unknown = [h for h in header if h and h not in COLUMNS]
+    if unknown:
+        raise ValidationError(f"header: unknown column(s) {', '.join(unknown)}; expected {','.join(COLUMNS)}")
+    return header
+
+
+def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = _check_header(next(reader))
+        except StopIteration:
+            raise ValidationError(f"{path.name}: the file is empty") from None
+        for values in reader:
+            if not any(v.strip() for v in values):
+                continue
+            if len(values) > len(header):
+                yield reader.line_num, {"__error__": f"{len(values)} fields, the header has {len(header)}"}
+                continue
+            yield reader.line_num, {h: (v or "").strip() for h, v in zip(header, values) if h}
+
+
+def _read_xlsx(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    from openpyxl import load_workbook
+    wb = load_workbook(path, read_only=True, data_only=True)
+    try:
+        ws = wb.worksheets[0]
+        rows = ws.iter_rows(values_only=True)
+        try:
+            header = _check_header([str(h) if h is not None else "" for h in next(rows)])
+        except StopIteration:
+            raise ValidationError(f"{path.name}: the sheet is empty") from None
+        for n, values in enumerate(rows, start=2):
+            texts = [_cell_text(v) for v in values]
+            if not any(texts):
+                continue
+            yield n, {h: t for h, t in zip(header, texts) if h}
+    finally:
+        wb.close()
+
+
+def _cell_text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        # Excel stores numbers as floats; keep what a person typed ("12.50", "3") exactly.
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
+    return str(value).strip()
+
+
+# --- parsing rows ----------------------------------------------------------------------
+
+def parse_row(line: int, raw: dict[str, str]) -> Row:
+    if "__error__" in raw:
+        raise ValidationError(raw["__error__"])
+    for col in REQUIRED:
+        if not raw.get(col):
+            raise ValidationError(f"{col}: must not be empty", field=col)
+    area = None
+    if raw.get("area_m2"):
+        try:
+            area = Decimal(raw["area_m2"])
+        except InvalidOperation:
+            raise ValidationError(f"area_m2: {raw['area_m2']!r} is not a number", field="area_m2") from None
+        if not area.is_finite() or area <= 0:
+            raise ValidationError(f"area_m2: must be positive (got {raw['area_m2']})", field="area_m2")
+    kind = raw.get("meter_kind") or "electricity"
+    if kind not in METER_KINDS:
+        raise ValidationError(f"meter_kind: must be one of {', '.join(METER_KINDS)} (got {kind!r})",
+                              field="meter_kind")
+    mode = raw.get("billing_mode") or "prepaid-platform"
+    if mode not in BILLING_MODES:
+        raise ValidationError(f"billing_mode: must be one of {', '.join(BILLING_MODES)} (got {mode!r})",
+                              field="billing_mode")
+    opening = 0
+    if raw.get("opening_balance"):
+        opening = parse_yuan(raw["opening_balance"], field="opening_balance", allow_zero=True)
+    address = raw.get("address") or "1"
+    profile = raw.get("profile") or ("cjt188-water" if kind == "water" else "acrel-ddsy1352")
+    tenant = raw.get("tenant") or ""
+    if not tenant and (opening or raw.get("phone")):
+        raise ValidationError("tenant: a phone or opening balance needs a tenant name", field="tenant")
+    return Row(line=line, building=raw["building"], floor=raw["floor"], room=raw["room"], area_m2=area,
+               tenant=tenant, phone=raw.get("phone") or "",
+               meter=MeterSpec(serial=raw["meter_serial"], kind=kind, profile=profile,
+                               gateway=raw.get("gateway") or None, address=address),
+               tariff=raw.get("tariff") or None, billing_mode=mode, opening_balance_fen=opening)
+
+
+# --- applying rows ---------------------------------------------------------------------
+
+def import_file(session: Session, site_name: str, path: str | Path, *, actor: str = "system", front: str = "cli",
+                progress: Callable[[int], None] | None = None, create_site: bool = True) -> ImportReport:
+    return import_rows(session, site_name, read_table(path), actor=actor, front=front, progress=progress,
+                       create_site=create_site)
+
+
+def import_rows(session: Session, site_name: str, rows: Iterable[tuple[int, dict[str, str]]], *,
+                actor: str = "system", front: str = "cli", progress: Callable[[int], None] | None = None,
+                create_site: bool = True) -> ImportReport:
+    """Import rows grouped by room; each room is all-or-nothing. Commits as it goes."""
+    site = session.scalar(select(Site).where(Site.name == site_name))
+    if site is None:
+        if not create_site:
+            raise NotFound(f"no site named {site_name!r}")
+        site = Site(name=site_name, settings={})
+        session.add(site)
+        session.commit()
+    report = ImportReport()
+    group: list[Row] = []
+    group_errors: list[RowError] = []
+
+    def flush_group() -> None:
+        if group or group_errors:
+            _apply_room(session, site, group, group_errors, report, actor=actor, front=front)
+        group.clear()
+        group_errors.clear()
+
+    current = None
+    for line, raw in rows:
+        report.rows += 1
+        try:
+            row = parse_row(line, raw)
+            room_key = (row.building, row.floor, row.room)
+        except MeterpayError as exc:
+            row, room_key = None, (raw.get("building"), raw.get("floor"), raw.get("room"))
+            error = RowError(line, exc.message)
+        if room_key != current:
+            flush_group()
+            current = room_key
+        if row is None:
+            group_errors.append(error)
+        else:
+            group.append(row)
+        if progress:
+            progress(1)
+    flush_group()
+    return report
+
+
+def _apply_room(session: Session, site: Site, rows: list[Row], errors: list[RowError], report: ImportReport,
+                *, actor: str, front: str) -> None:
+    if errors:
+        # A bad row spoils its room: nothing of the room goes in, every row of it is reported.
+        report.errors.extend(errors)
+        report.errors.extend(RowError(r.line, "not imported: another row of this room is invalid") for r in rows)
+        return
+    first = rows[0]
+    before = (report.rooms_created, report.accounts_opened, report.meters_added)
+    try:
+        with session.begin_nested():
+            room, created = _room(session, site, first)
+            report.rooms_created += created
+            _account_and_meters(session, site, room, rows, report, actor=actor, front=front)
+        session.commit()
+    except MeterpayError as exc:
+        session.rollback()
+        report.rooms_created, report.accounts_opened, report.meters_added = before
+        report.errors.append(RowError(_blame(rows, exc), exc.message))
+        report.errors.extend(RowError(r.line, "not imported: another row of this room failed")
+                             for r in rows if r.line != _blame(rows, exc))
+        return
+    if (report.rooms_created, report.accounts_opened, report.meters_added) == before:
+        report.unchanged_rows += len(rows)
+
+
+def _blame(rows: list[Row], exc: MeterpayError) -> int:
+    line = exc.details.get("line") if exc.details else None
+    return line or rows[0].line
+
+
+def _room(session: Session, site: Site, row: Row) -> tuple[Room, bool]:
+    building = session.scalar(select(Building).where(Building.site_id == site.id, Building.name == row.building))
+    if building is None:
+        building = Building(site_id=site.id, name=row.building)
+        session.add(building)
+        session.flush()
+    floor = session.scalar(select(Floor).where(Floor.building_id == building.id, Floor.name == row.floor))
+    if floor is None:
+        floor = Floor(building_id=building.id, name=row.floor)
+        session.add(floor)
+        session.flush()
+    room = session.scalar(select(Room).where(Room.site_id == site.id, Room.number == row.room))
+    if room is not None:
+        if room.floor_id != floor.id:
+            raise ValidationError(f"room: {row.room} exists already on another floor", field="room", line=row.line)
+        if row.area_m2 is not None and room.area_m2 != row.area_m2:
+            room.area_m2 = row.area_m2
+        return room, False
+    room = Room(site_id=site.id, floor_id=floor.id, number=row.room, area_m2=row.area_m2)
+    session.add(room)
+    session.flush()
+    return room, True
+
+
+def _account_and_meters(session: Session, site: Site, room: Room, rows: list[Row], report: ImportReport,
+                        *, actor: str, front: str) -> None:
+    first = rows[0]
+    for r in rows[1:]:
+        if (r.tenant, r.phone, r.billing_mode, r.tariff) != (first.tenant, first.phone, first.billing_mode, first.tariff):
+            raise ValidationError("rows of one room must name the same tenant, phone, tariff and billing_mode",
+                                  line=r.line)
+    opening = sum(r.opening_balance_fen for r in rows)
+    if not first.tenant:
+        # A room without a tenant: meters are registered, no account is opened.
+        for r in rows:
+            if session.scalar(select(Meter).where(Meter.serial == r.meter.serial)) is None:
+                try:
+                    attach_meter(session, site.id, room.id, None, r.meter)
+                except MeterpayError as exc:
+                    exc.details["line"] = r.line
+                    raise
+                report.meters_added += 1
+        return
+    account = session.scalar(select(Account).where(Account.room_id == room.id, Account.status == "open"))
+    if account is not None:
+        tenant = session.get(Tenant, account.tenant_id)
+        if (tenant.name, tenant.phone) != (first.tenant, first.phone):
+            raise ValidationError(f"room {room.number} already has an open account for {tenant.name}",
+                                  field="tenant", line=first.line)
+        for r in rows:
+            meter = session.scalar(select(Meter).where(Meter.serial == r.meter.serial))
+            if meter is None or meter.account_id != account.id:
+                try:
+                    attach_meter(session, site.id, room.id, account.id, r.meter)
+                except MeterpayError as exc:
+                    exc.details["line"] = r.line
+                    raise
+                report.meters_added += 1
+        return
+    for r in rows:
+        existing = session.scalar(select(Meter).where(Meter.serial == r.meter.serial))
+        if existing is None:
+            report.meters_added += 1
+    try:
+        open_account(session, OpenAccountRequest(
+            room_id=room.id, tenant_name=first.tenant, tenant_phone=first.phone,
+            meters=tuple(r.meter for r in rows), tariff=first.tariff, billing_mode=first.billing_mode,
+            opening_balance_fen=opening or None), actor=actor, front=front)
+    except MeterpayError as exc:
+        raise exc
+    report.accounts_opened += 1

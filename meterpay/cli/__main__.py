@@ -1,0 +1,3 @@
+from meterpay.cli import main
+
+main()

@@ -1,0 +1,38 @@
+"""``meterpay ledger check``: verify every entry balances and every cached balance is exact."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from meterpay.cli.base import cli, friendly_errors, print_json
+
+
+@cli.group()
+def ledger() -> None:
+    """The double-entry ledger."""
+
+
+@ledger.command()
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+@friendly_errors
+def check(as_json: bool) -> None:
+    """Exit 0 when the ledger is sound; otherwise name each offender and exit 1."""
+    from sqlalchemy import func, select
+
+    from core.db import session_scope
+    from core.ledger_check import validate
+    from core.models import JournalEntry, LedgerAccount
+    with session_scope() as session:
+        problems = validate(session)
+        entries = session.scalar(select(func.count()).select_from(JournalEntry))
+        wallets = session.scalar(select(func.count()).select_from(LedgerAccount).where(LedgerAccount.kind == "wallet"))
+    if as_json:
+        print_json({"ok": not problems, "entries": entries, "wallets": wallets,
+                    "problems": [{"check": p.check, "subject": p.subject, "message": p.message} for p in problems]})
+    else:
+        for p in problems:
+            click.echo(str(p))
+        click.echo(f"{entries} entries, {wallets} wallets checked: "
+                   + ("ok" if not problems else f"{len(problems)} problem(s)"))
+    sys.exit(1 if problems else 0)

@@ -1,0 +1,153 @@
+"""Processes: ``serve`` (web, production style), ``worker`` (jobs), ``scheduler`` (periodic jobs),
+``sandbox`` (local payment/WeChat fakes) and ``run`` (everything at once, for the demo)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import click
+
+from meterpay.cli.base import cli, fail, friendly_errors
+
+
+def _settings():
+    from core.config import get_settings
+    return get_settings()
+
+
+@cli.command()
+@click.option("--workers", type=int, default=None, help="gunicorn workers (METERPAY_WEB_WORKERS, default 2)")
+@click.option("--host", default=None, help="bind address (METERPAY_HOST, default 127.0.0.1)")
+def serve(workers: int | None, host: str | None) -> None:
+    """The web app alone, production style (gunicorn) on METERPAY_PORT."""
+    settings = _settings()
+    workers = workers or int(os.environ.get("METERPAY_WEB_WORKERS", "2"))
+    host = host or os.environ.get("METERPAY_HOST", "127.0.0.1")
+    args = [sys.executable, "-m", "gunicorn", "meterpay.wsgi:app", "--bind", f"{host}:{settings.port}",
+            "--workers", str(workers), "--threads", os.environ.get("METERPAY_WEB_THREADS", "4"),
+            "--access-logfile", "-", "--graceful-timeout", "10"]
+    os.execv(sys.executable, args)
+
+
+@cli.command()
+@click.option("--queues", default="meters,payments,billing,notify,default", show_default=True)
+@click.option("--burst", is_flag=True, help="exit when the queues are empty")
+@friendly_errors
+def worker(queues: str, burst: bool) -> None:
+    """Run jobs from Redis (RQ). Start several on several machines to scale out."""
+    settings = _settings()
+    if not settings.redis_url:
+        fail("METERPAY_REDIS_URL is not set: without Redis, jobs run inside `meterpay run`")
+    from rq import Queue, SimpleWorker, Worker
+
+    from core.jobs import redis_connection
+    from core.plugins import load_listeners
+    load_listeners()
+    conn = redis_connection()
+    cls = Worker if os.environ.get("METERPAY_RQ_FORK", "") == "1" else SimpleWorker
+    w = cls([Queue(q.strip(), connection=conn) for q in queues.split(",") if q.strip()], connection=conn)
+    w.work(burst=burst, with_scheduler=False)
+
+
+@cli.command()
+@friendly_errors
+def scheduler() -> None:
+    """Enqueue the periodic jobs (meterpay/periodic.py) on Redis with RQ's CronScheduler.
+
+    Running two is harmless: each job slot runs once (a Redis key per slot decides).
+    """
+    settings = _settings()
+    if not settings.redis_url:
+        fail("METERPAY_REDIS_URL is not set: without Redis, periodic jobs run inside `meterpay run`")
+    from core.jobs import start_rq_cron
+    from meterpay.periodic import periodic_jobs
+    start_rq_cron(periodic_jobs())
+
+
+@cli.command()
+@click.option("--port", type=int, default=lambda: int(os.environ.get("METERPAY_SANDBOX_PORT", "5055")),
+              show_default="5055")
+@click.option("--host", default="127.0.0.1", show_default=True)
+def sandbox(port: int, host: str) -> None:
+    """Local stand-ins for WeChat, WeChat Pay, Alipay, SMS and voice (demo and tests only)."""
+    from werkzeug.serving import run_simple
+
+    from meterpay.sandbox import create_sandbox_app
+    click.echo(f"SANDBOX payment/WeChat fakes on http://{host}:{port} (not real money)")
+    run_simple(host, port, create_sandbox_app(), threaded=True, use_reloader=False)
+
+
+SANDBOX_ENV = {
+    "METERPAY_SANDBOX": "1",
+    "METERPAY_WECHAT_API_BASE": "http://127.0.0.1:{port}",
+    "METERPAY_WXPAY_API_BASE": "http://127.0.0.1:{port}",
+    "METERPAY_ALIPAY_GATEWAY": "http://127.0.0.1:{port}/gateway.do",
+}
+
+
+@cli.command()
+@click.option("--demo/--no-demo", default=False, help="also start the meter simulator and the payment sandbox")
+@click.option("--host", default=None, help="bind address (METERPAY_HOST, default 127.0.0.1)")
+def run(demo: bool, host: str | None) -> None:
+    """Everything in the foreground: web app, job runner, periodic jobs (and with --demo the meter
+    simulator and the sandbox). Without Redis the jobs run in this process; with Redis this starts
+    an RQ worker and the scheduler as child processes."""
+    from core.plugins import load_listeners
+
+    children: list[subprocess.Popen] = []
+    sandbox_port = int(os.environ.get("METERPAY_SANDBOX_PORT", "5055"))
+    exe = [sys.executable, "-m", "meterpay.cli.__main__"]
+    if demo:
+        for k, v in SANDBOX_ENV.items():
+            os.environ.setdefault(k, v.format(port=sandbox_port))
+        from core.config import reset_settings
+        reset_settings()
+        children.append(subprocess.Popen(exe + ["sandbox", "--port", str(sandbox_port)]))
+        children.append(subprocess.Popen(exe + ["simulate", "--from-db"]))
+    settings = _settings()
+    if settings.redis_url:
+        children.append(subprocess.Popen(exe + ["worker"]))
+        children.append(subprocess.Popen(exe + ["scheduler"]))
+        scheduler_thread = None
+    else:
+        from core.jobs import InProcessScheduler
+        from meterpay.periodic import periodic_jobs
+        scheduler_thread = InProcessScheduler(periodic_jobs())
+        scheduler_thread.start()
+
+    def stop(*_):
+        for c in children:
+            if c.poll() is None:
+                c.terminate()
+        for c in children:
+            try:
+                c.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                c.kill()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    load_listeners()
+    from werkzeug.serving import make_server
+
+    from meterpay.app import create_app
+    host = host or os.environ.get("METERPAY_HOST", "127.0.0.1")
+    server = make_server(host, settings.port, create_app(), threaded=True)
+    click.echo(f"meterpay on http://{host}:{settings.port}/  (admin: /admin/, health: /healthz)")
+    if demo:
+        from core.demo import DEMO_MANAGER
+        click.echo(f"demo manager sign-in: {DEMO_MANAGER[0]} / {DEMO_MANAGER[1]}")
+        click.echo(f"SANDBOX mode: payments and WeChat are local fakes on http://127.0.0.1:{sandbox_port}")
+    jobs = "RQ worker + scheduler" if settings.redis_url else "in-process job runner"
+    click.echo(f"jobs: {jobs}; press Ctrl+C to stop")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if scheduler_thread:
+            scheduler_thread.stop()
+        stop()

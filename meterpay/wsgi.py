@@ -1,0 +1,6 @@
+"""WSGI entry point for gunicorn: ``gunicorn meterpay.wsgi:app``."""
+from core.plugins import load_listeners
+from meterpay.app import create_app
+
+load_listeners()
+app = create_app()
