@@ -134,19 +134,29 @@ _PENDING_KEY = "meterpay_after_commit"
 
 
 def after_commit(session: Session, fn: Callable[[], None]) -> None:
-    """Run ``fn`` once ``session`` commits; drop it on rollback."""
-    session.info.setdefault(_PENDING_KEY, []).append(fn)
+    """Run ``fn`` once ``session``'s outermost transaction commits; drop it if the transaction
+    (or the savepoint it was registered in) rolls back."""
+    txn = session.get_nested_transaction() or session.get_transaction()
+    session.info.setdefault(_PENDING_KEY, []).append((txn, fn))
 
 
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
     pending = session.info.pop(_PENDING_KEY, [])
-    for fn in pending:
+    for _txn, fn in pending:
         fn()
 
 
-@event.listens_for(Session, "after_rollback")
-def _drop_after_commit(session: Session) -> None:
-    # A rollback of a SAVEPOINT does not end the outer transaction; only drop on a real one.
-    if not session.in_transaction():
-        session.info.pop(_PENDING_KEY, None)
+def _within(txn, ancestor) -> bool:
+    while txn is not None:
+        if txn is ancestor:
+            return True
+        txn = txn.parent
+    return False
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_after_commit(session: Session, previous_transaction) -> None:
+    pending = session.info.get(_PENDING_KEY)
+    if pending:
+        session.info[_PENDING_KEY] = [(t, fn) for t, fn in pending if not _within(t, previous_transaction)]

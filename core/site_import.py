@@ -197,6 +197,10 @@ def import_rows(session: Session, site_name: str, rows: Iterable[tuple[int, dict
                 actor: str = "system", front: str = "cli", progress: Callable[[int], None] | None = None,
                 create_site: bool = True) -> ImportReport:
     """Import rows grouped by room; each room is all-or-nothing. Commits as it goes."""
+    import itertools
+    iterator = iter(rows)
+    head = list(itertools.islice(iterator, 1))  # reads and checks the header before anything is written
+    rows = itertools.chain(head, iterator)
     site = session.scalar(select(Site).where(Site.name == site_name))
     if site is None:
         if not create_site:

@@ -1,0 +1,14 @@
+"""Functions the job tests enqueue (importable by dotted path, as RQ needs)."""
+CALLS: list = []
+
+
+def record(value):
+    CALLS.append(value)
+    from core.config import get_settings
+    from redis import Redis
+    if get_settings().redis_url:
+        Redis.from_url(get_settings().redis_url).rpush("meterpay:test:calls", str(value))
+
+
+def record_tick():
+    record("tick")

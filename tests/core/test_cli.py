@@ -1,0 +1,82 @@
+"""The foundation's commands, run as a user runs them."""
+import json
+import os
+import subprocess
+import sys
+
+from click.testing import CliRunner
+from sqlalchemy import update
+
+from core import ledger
+from core.models import LedgerAccount
+from meterpay.cli import cli
+
+
+def run(*args):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_ledger_check_passes_on_sound_books_and_names_offenders(session, factory):
+    acct = factory.account(balance_fen=1000)
+    ok = run("ledger", "check")
+    assert ok.exit_code == 0 and "ok" in ok.output
+    session.execute(update(LedgerAccount).where(LedgerAccount.account_id == acct.id).values(balance_fen=999))
+    session.commit()
+    bad = run("ledger", "check")
+    assert bad.exit_code == 1
+    assert f"wallet:{acct.id}" in bad.output and "999" in bad.output
+    as_json = json.loads(run("ledger", "check", "--json").output)
+    assert as_json["ok"] is False and as_json["problems"][0]["subject"] == f"wallet:{acct.id}"
+
+
+def test_tariff_add_stores_a_flat_plan_and_refuses_a_bad_one(tmp_path, session):
+    good = tmp_path / "flat.json"
+    good.write_text('{"kind":"flat","unit":"kWh","price":"0.6"}')
+    r = run("tariff", "add", "居民", "--plan", str(good))
+    assert r.exit_code == 0, r.output
+    assert run("tariff", "add", "居民", "--plan", str(good)).output.strip().endswith("unchanged")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"kind":"flat","unit":"kWh","price":"-1"}')
+    r = CliRunner(mix_stderr=False).invoke(cli, ["tariff", "add", "x", "--plan", str(bad)]) if "mix_stderr" in \
+        CliRunner.__init__.__code__.co_varnames else CliRunner().invoke(cli, ["tariff", "add", "x", "--plan", str(bad)])
+    assert r.exit_code != 0 and "price" in r.output + (r.stderr if hasattr(r, "stderr") else "")
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("{not json")
+    r = CliRunner().invoke(cli, ["tariff", "add", "x", "--plan", str(garbage)])
+    assert r.exit_code != 0 and "Traceback" not in r.output
+
+
+def test_sites_import_reports_rows_and_exits_nonzero_on_rejects(tmp_path, session):
+    plan = tmp_path / "p.json"
+    plan.write_text('{"kind":"flat","unit":"kWh","price":"1.0"}')
+    run("tariff", "add", "商业电价", "--plan", str(plan))
+    r = run("sites", "import", "--site", "Plaza", "tests/fixtures/site_small.csv", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["accounts_opened"] == 3
+    bad = tmp_path / "bad.csv"
+    bad.write_text("building,floor,room,meter_serial,meter_kind\nA,1,X1,S1,gas\n")
+    r = CliRunner().invoke(cli, ["sites", "import", "--site", "Plaza", str(bad)])
+    assert r.exit_code == 1 and "line 2" in r.output and "meter_kind" in r.output
+
+
+def test_demo_seed_builds_the_demo_once(session):
+    r = run("demo", "seed")
+    assert r.exit_code == 0 and "100 rooms" in r.output and "admin" in r.output
+    assert run("demo", "seed", "--if-empty").exit_code == 0
+    assert CliRunner().invoke(cli, ["demo", "seed"]).exit_code != 0
+    assert run("ledger", "check").exit_code == 0
+
+
+def test_the_console_script_runs_db_upgrade_on_a_fresh_sqlite_file(tmp_path):
+    env = {**os.environ, "METERPAY_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}"}
+    out = subprocess.run([sys.executable, "-m", "meterpay.cli", "db", "upgrade"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    out = subprocess.run([sys.executable, "-m", "meterpay.cli", "ledger", "check"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and "0 entries" in out.stdout
+
+
+def test_errors_are_one_line_without_traceback(tmp_path):
+    r = CliRunner().invoke(cli, ["sites", "import", "--site", "S", str(tmp_path / "missing.csv")])
+    assert r.exit_code != 0 and "Traceback" not in r.output

@@ -1,0 +1,100 @@
+"""Onboarding a site from a spreadsheet: all rooms in, idempotent, bad rows named by line."""
+import shutil
+
+import pytest
+from sqlalchemy import func, select
+
+from core import ledger
+from core.errors import ValidationError
+from core.models import Account, JournalEntry, Meter, Room
+from core.site_import import import_file
+from core.tariff_store import add_plan
+
+FIXTURE = "tests/fixtures/site_small.csv"
+HEADER = "building,floor,room,area_m2,tenant,phone,meter_serial,meter_kind,profile,gateway,address,tariff,billing_mode,opening_balance\n"
+
+
+def count(session, model):
+    return session.scalar(select(func.count()).select_from(model))
+
+
+@pytest.fixture
+def plans(session):
+    add_plan(session, "商业电价", {"kind": "flat", "unit": "kWh", "price": "1.0"})
+    session.commit()
+
+
+def test_a_site_goes_in_from_csv(session, plans):
+    report = import_file(session, "Plaza", FIXTURE)
+    assert report.errors == []
+    assert (report.rows, report.rooms_created, report.accounts_opened, report.meters_added) == (5, 4, 3, 5)
+    a101 = session.scalars(select(Account).join(Room).where(Room.number == "A101")).one()
+    assert sorted(m.serial for m in a101.meters) == ["EA101", "WA101"]
+    assert ledger.account_balance(session, a101.id) == 10000
+    assert session.scalars(select(Meter).where(Meter.serial == "EA201")).one().account_id is None
+
+
+def test_importing_the_same_file_again_changes_nothing(session, plans):
+    import_file(session, "Plaza", FIXTURE)
+    counts = [count(session, m) for m in (Room, Account, Meter, JournalEntry)]
+    again = import_file(session, "Plaza", FIXTURE)
+    assert again.errors == [] and again.unchanged_rows == 5
+    assert [count(session, m) for m in (Room, Account, Meter, JournalEntry)] == counts
+
+
+def test_xlsx_imports_like_csv(session, plans, tmp_path):
+    from openpyxl import Workbook
+    import csv
+    wb = Workbook()
+    ws = wb.active
+    with open(FIXTURE, encoding="utf-8") as fh:
+        for i, row in enumerate(csv.reader(fh)):
+            ws.append([float(v) if (i and j == 3 and v) else v for j, v in enumerate(row)])
+    path = tmp_path / "site.xlsx"
+    wb.save(path)
+    report = import_file(session, "Plaza", path)
+    assert report.errors == [] and report.accounts_opened == 3
+    assert session.scalars(select(Room).where(Room.number == "A101")).one().area_m2 == pytest.approx(45.5)
+
+
+def test_bad_rows_are_reported_by_line_and_leave_no_partial_room(session, plans, tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text(HEADER +
+                    "A,1F,A101,45,Wang,138,EA101,electricity,acrel-ddsy1352,tcp://127.0.0.1:1,1,商业电价,prepaid-platform,10\n"
+                    "A,1F,A102,45,Li,139,EA102,electricity,acrel-ddsy1352,tcp://127.0.0.1:1,2,商业电价,prepaid-platform,10\n"
+                    "A,1F,A102,45,Li,139,WA102,gas,,tcp://127.0.0.1:1,3,商业电价,prepaid-platform,\n"
+                    "A,1F,A103,-4,Zhao,137,EA103,electricity,,tcp://127.0.0.1:1,4,,,\n"
+                    "A,1F,A104,20,Qian,136,EA104,electricity,,tcp://127.0.0.1:1,5,,prepaid-platform,-5\n"
+                    "A,1F,A105,20,Sun,135,EA105,electricity,,tcp://127.0.0.1:1,6,no-such-tariff,,\n"
+                    "A,1F,A106,20,Zhou,134,EA101,electricity,,tcp://127.0.0.1:1,7,,,\n"
+                    "A,1F,A107,20,Wu,133,EA107,electricity,,tcp://127.0.0.1:1,8,,,1.234\n",
+                    encoding="utf-8")
+    report = import_file(session, "Plaza", path)
+    by_line = {e.line: e.reason for e in report.errors}
+    assert "meter_kind" in by_line[4] and "gas" in by_line[4]
+    assert by_line[3].startswith("not imported")            # A102's good row does not go in alone
+    assert "area_m2" in by_line[5]
+    assert "opening_balance" in by_line[6] and "negative" in by_line[6]
+    assert "no-such-tariff" in by_line[7]
+    assert "already on account" in by_line[8]
+    assert "two decimal places" in by_line[9]
+    numbers = set(session.scalars(select(Room.number)))
+    assert numbers == {"A101"}
+    assert session.scalar(select(func.count()).select_from(Meter)) == 1
+
+
+def test_a_file_with_a_wrong_header_is_refused_whole(session, tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("building,flor,room,meter_serial\nA,1,101,E1\n", encoding="utf-8")
+    with pytest.raises(ValidationError, match="missing column.*floor"):
+        import_file(session, "Plaza", path)
+    path.write_text("building,floor,room,meter_serial,colour\nA,1,101,E1,red\n", encoding="utf-8")
+    with pytest.raises(ValidationError, match="unknown column.*colour"):
+        import_file(session, "Plaza", path)
+    from core.models import Site
+    assert session.scalar(select(func.count()).select_from(Site)) == 0
+
+
+def test_a_missing_file_is_a_clear_error(session):
+    with pytest.raises(ValidationError, match="no such file"):
+        import_file(session, "Plaza", "/nonexistent/site.csv")
