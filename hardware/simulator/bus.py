@@ -1,0 +1,310 @@
+"""Virtual gateways: a TCP port in front of one RS485 bus of virtual meters.
+
+A request is framed by the gateway's protocol, put on the bus (one exchange at a time, like
+RS485), answered by the addressed meter, and the reply is sent back after the serial time it
+would take on the wire: ``(request bytes + reply bytes) x 10 bits / baud + turnaround``.
+Faults can be scripted per meter (``meter.script.append("lost_reply")``) or drawn at random
+with ``fault_rate``:
+
+- ``no_reply``: the meter did not hear the request (nothing applied, no reply)
+- ``lost_reply``: the meter applied the request but its reply was lost
+- ``bad_checksum``: the reply's checksum/CRC is corrupted
+- ``garbage``: random bytes instead of a reply
+- ``wrong_address``: a well-formed reply that claims another meter's address
+- ``slow``: the reply comes ``slow_seconds`` late
+- gateway down: ``gateway.set_down(True)`` refuses and drops TCP connections
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import struct
+import threading
+
+from hardware.codecs import FrameError, cjt188, dlt645
+from hardware.simulator.meters import FAMILY_OF_PROTOCOL, ModbusException, SimMeter
+
+log = logging.getLogger(__name__)
+
+RANDOM_FAULTS = ("no_reply", "bad_checksum", "slow", "garbage")
+
+
+def wire_time(request_bytes: int, reply_bytes: int, baud: int, turnaround: float) -> float:
+    """Seconds one request-reply takes on an RS485 bus (10 bits a byte: start, 8 data, stop)."""
+    return (request_bytes + reply_bytes) * 10 / baud + (turnaround if reply_bytes else 0.0)
+
+
+def crc16(data: bytes) -> bytes:
+    from pymodbus.framer import FramerRTU
+    return FramerRTU.compute_CRC(data).to_bytes(2, "big")
+
+
+class SimGateway:
+    def __init__(self, port: int, protocol: str, meters: list[SimMeter], *, baud: int = 9600,
+                 turnaround: float = 0.005, fault_rate: float = 0.0, slow_seconds: float = 2.0, seed: int = 0,
+                 host: str = "127.0.0.1", name: str = ""):
+        if protocol not in FAMILY_OF_PROTOCOL:
+            raise ValueError(f"protocol must be one of {', '.join(FAMILY_OF_PROTOCOL)}, got {protocol!r}")
+        family = FAMILY_OF_PROTOCOL[protocol]
+        for m in meters:
+            if m.family != family:
+                raise ValueError(f"meter {m.address} ({m.profile}) cannot sit on a {protocol} gateway")
+        self.host, self.port, self.protocol, self.family = host, port, protocol, family
+        self.name = name or f"{host}:{port}"
+        self.meters = {m.address: m for m in meters}
+        self.baud, self.turnaround = baud, turnaround
+        self.fault_rate, self.slow_seconds = fault_rate, slow_seconds
+        self.rng = random.Random(seed)
+        self.down = False
+        self.exchanges = 0
+        self.busy_seconds = 0.0
+        self._server: asyncio.AbstractServer | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._bus: asyncio.Lock | None = None
+
+    def meter(self, address: str) -> SimMeter:
+        for key in (address, address.zfill(12), address.zfill(14), str(int(address)) if address.isdigit() else ""):
+            if key in self.meters:
+                return self.meters[key]
+        raise KeyError(address)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._bus = asyncio.Lock()
+        self._server = await asyncio.start_server(self._client, self.host, self.port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for w in list(self._writers):
+            w.close()
+        self._writers.clear()
+
+    async def _set_down(self, down: bool) -> None:
+        self.down = down
+        if down:
+            await self.stop()
+        elif self._server is None:
+            self._server = await asyncio.start_server(self._client, self.host, self.port, reuse_address=True)
+
+    # --- one TCP client ----------------------------------------------------------------
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        buf = b""
+        try:
+            while not self.down:
+                chunk = await reader.read(1024)
+                if not chunk:
+                    break
+                buf += chunk
+                while buf:
+                    request, used = self._frame(buf)
+                    if not used:
+                        break
+                    buf = buf[used:]
+                    if request is not None:
+                        await self._exchange(request, writer)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    def _frame(self, buf: bytes):
+        """(request, bytes used); (None, n) drops n bytes of noise; (None, 0) waits for more."""
+        if self.family == "modbus":
+            if self.protocol == "modbus-tcp":
+                if len(buf) < 7:
+                    return None, 0
+                size = 6 + int.from_bytes(buf[4:6], "big")
+                return (buf[:size], size) if len(buf) >= size else (None, 0)
+            if len(buf) < 8:
+                return None, 0
+            fc = buf[1]
+            if fc in (3, 4, 6):
+                size = 8
+            elif fc == 16:
+                size = 9 + buf[6]
+            else:
+                return None, 1
+            if len(buf) < size:
+                return None, 0
+            frame = buf[:size]
+            if crc16(frame[:-2]) != frame[-2:]:
+                return None, size  # a meter ignores a request with a bad CRC
+            return frame, size
+        codec = dlt645 if self.family == "dlt645" else cjt188
+        try:
+            frame, used = codec.decode(buf)
+        except FrameError:
+            return None, len(buf)
+        return frame, used
+
+    async def _exchange(self, request, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        async with self._bus:
+            t0 = loop.time()
+            request_len, reply = self._answer(request)
+            fault = None
+            meter = getattr(self, "_last_meter", None)
+            if meter is not None and meter.script:
+                fault = meter.script.popleft()
+            elif self.fault_rate and self.rng.random() < self.fault_rate:
+                fault = self.rng.choice(RANDOM_FAULTS)
+            if fault in ("no_reply", "lost_reply"):
+                reply = None
+            elif reply is not None and fault is not None:
+                reply = self._spoil(reply, fault)
+            self.exchanges += 1
+            wait = wire_time(request_len, len(reply) if reply else 0, self.baud, self.turnaround)
+            if fault == "slow":
+                wait += self.slow_seconds
+            self.busy_seconds += wait
+            left = wait - (loop.time() - t0)
+            if left > 0:
+                await asyncio.sleep(left)
+            if reply is not None and not self.down:
+                writer.write(reply)
+        if self.fault_rate and self.rng.random() < self.fault_rate / 50:
+            loop.create_task(self.outage(3.0))
+
+    async def outage(self, seconds: float) -> None:
+        await self._set_down(True)
+        await asyncio.sleep(seconds)
+        await self._set_down(False)
+
+    def _answer(self, request) -> tuple[int, bytes | None]:
+        """Let the addressed meter handle the request; (request bytes on the wire, reply bytes)."""
+        self._last_meter = None
+        if self.family == "modbus":
+            tcp = self.protocol == "modbus-tcp"
+            unit = request[6] if tcp else request[0]
+            pdu = request[7:] if tcp else request[1:-2]
+            meter = self.meters.get(str(unit))
+            wire = len(request) - (7 if tcp else 0) + (3 if tcp else 0)  # the RTU bytes behind the gateway
+            if meter is None or meter.offline:
+                return wire, None
+            self._last_meter = meter
+            if meter.script and meter.script[0] == "no_reply":
+                return wire, None
+            meter.requests += 1
+            body = bytes([unit]) + _modbus_pdu(meter, pdu)
+            if tcp:
+                return wire, request[:4] + (len(body)).to_bytes(2, "big") + body
+            return wire, body + crc16(body)
+        wire = len(dlt645.encode(request.address, request.control, b"")) + len(request.data) if self.family == "dlt645" \
+            else 13 + 3 + len(request.data)
+        if self.family == "dlt645" and request.address == dlt645.BROADCAST:
+            for m in self.meters.values():
+                if not m.offline:
+                    m.handle(request)
+            return wire, None
+        meter = self.meters.get(request.address)
+        if meter is None or meter.offline:
+            return wire, None
+        self._last_meter = meter
+        if meter.script and meter.script[0] == "no_reply":
+            return wire, None
+        meter.requests += 1
+        reply = meter.handle(request)
+        if reply is not None and self.family == "dlt645":
+            reply = reply[4:]  # meters answer without the FE wake-up bytes
+        return wire, reply
+
+    def _spoil(self, reply: bytes, fault: str) -> bytes:
+        if fault == "bad_checksum":
+            return reply[:-2] + bytes([reply[-2] ^ 0x5A]) + reply[-1:]
+        if fault == "garbage":
+            return bytes(self.rng.randrange(256) for _ in range(len(reply)))
+        if fault == "wrong_address":
+            if self.family == "modbus":
+                if self.protocol == "modbus-tcp":
+                    return reply[:6] + bytes([(reply[6] % 247) + 1]) + reply[7:]
+                body = bytes([(reply[0] % 247) + 1]) + reply[1:-2]
+                return body + crc16(body)
+            codec = dlt645 if self.family == "dlt645" else cjt188
+            frame, _ = codec.decode(reply)
+            other = str((int(frame.address) + 1) % 10 ** len(frame.address)).zfill(len(frame.address))
+            if self.family == "dlt645":
+                return dlt645.encode(other, frame.control, frame.data, preamble=False)
+            return cjt188.encode(other, frame.control, frame.di, frame.data, ser=frame.ser)
+        return reply
+
+
+def _modbus_pdu(meter, pdu: bytes) -> bytes:
+    fc = pdu[0]
+    try:
+        if fc in (3, 4) and len(pdu) == 5:
+            addr, count = struct.unpack(">HH", pdu[1:5])
+            regs = meter.registers()
+            try:
+                values = [regs[a] for a in range(addr, addr + count)]
+            except KeyError:
+                raise ModbusException(2) from None
+            return bytes([fc, 2 * count]) + struct.pack(f">{count}H", *values)
+        if fc == 16 and len(pdu) >= 6:
+            addr, count, n = struct.unpack(">HHB", pdu[1:6])
+            values = list(struct.unpack(f">{count}H", pdu[6:6 + n]))
+            meter.write(addr, values)
+            return pdu[:5]
+        if fc == 6 and len(pdu) == 5:
+            addr, value = struct.unpack(">HH", pdu[1:5])
+            meter.write(addr, [value])
+            return pdu[:5]
+        raise ModbusException(1)
+    except ModbusException as exc:
+        return bytes([fc | 0x80, exc.code])
+
+
+class Simulator:
+    """Many gateways in one asyncio loop; run it in the foreground or in a background thread."""
+
+    def __init__(self, gateways: list[SimGateway]):
+        self.gateways = gateways
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    async def start(self) -> None:
+        for gw in self.gateways:
+            await gw.start()
+
+    async def stop(self) -> None:
+        for gw in self.gateways:
+            await gw.stop()
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
+    # --- background thread (tests, benchmarks) ----------------------------------------
+
+    def start_in_thread(self) -> "Simulator":
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="meter-simulator", daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.start(), self._loop).result(10)
+        return self
+
+    def call(self, coro, timeout: float = 10):
+        """Run a coroutine on the simulator's loop from another thread (e.g. gateway.outage)."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def set_down(self, gateway: SimGateway, down: bool) -> None:
+        self.call(gateway._set_down(down))
+
+    def stop_thread(self) -> None:
+        if self._loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self.stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+        self._loop = None
