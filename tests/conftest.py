@@ -79,6 +79,8 @@ def database_url(tmp_path_factory):
     reset_settings()
     reset_engine()
     upgrade(url)
+    from core.plugins import load_listeners
+    load_listeners()
     yield url
     reset_engine()
     if PG:

@@ -17,4 +17,6 @@ _load_commands()
 
 
 def main() -> None:
+    from core.plugins import load_listeners
+    load_listeners()
     cli(prog_name="meterpay")
