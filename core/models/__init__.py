@@ -10,10 +10,11 @@ from core.models.payment import PaymentOrder
 from core.models.manager import Manager, ManagerRole
 from core.models.audit import AuditLog
 from core.models.preset import AccountPreset
+from core.models.billing import BilledUsage, MeterBillingState
 
 __all__ = [
     "Base", "Site", "Building", "Floor", "Room", "Tenant", "Account", "TariffPlan", "TariffVersion",
     "Gateway", "Meter", "MeterEvent", "Reading", "MeterCommand", "MeterCommandEvent",
     "LedgerAccount", "JournalEntry", "Posting", "PaymentOrder", "Manager", "ManagerRole",
-    "AuditLog", "AccountPreset",
+    "AuditLog", "AccountPreset", "BilledUsage", "MeterBillingState",
 ]

@@ -1,39 +1,17 @@
-"""The tariff engine (pure). ``parse_plan(spec)`` validates a plan file's JSON.
+"""The tariff engine (pure: no database). Flat, time-of-use, tiered and tiered+TOU plans.
 
-Placeholder until the tariff issue lands: flat plans only.
+- ``parse_plan(spec)``: validate a plan file's JSON into a ``Plan`` (``.kind``, ``.unit``).
+- ``Pricer(versions, tz).price(intervals, state)``: priced lines, exact amount, carried state.
+- ``parse_usage`` / ``intervals``: readings as meters give them, and the usage between them.
+- ``quote(plan_spec, usage_spec)``: the JSON ``meterpay tariff quote`` prints.
 """
-from __future__ import annotations
+from core.tariffs.engine import Interval, Line, Priced, Pricer, State, Version, allocate
+from core.tariffs.plan import KINDS, PERIODS, UNITS, Plan, parse_plan
+from core.tariffs.quote import quote
+from core.tariffs.usage import RegisterReading, intervals, parse_usage
 
-from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+# Kept for code written against the placeholder engine.
+FlatPlan = Plan
 
-from core.errors import ValidationError
-
-UNITS = ("kWh", "m3")
-
-
-@dataclass(frozen=True)
-class FlatPlan:
-    kind: str
-    unit: str
-    price: Decimal
-
-
-def parse_plan(spec: dict) -> FlatPlan:
-    if not isinstance(spec, dict):
-        raise ValidationError("plan: must be a JSON object", field="plan")
-    kind = spec.get("kind")
-    if kind != "flat":
-        raise ValidationError(f"kind: unknown plan kind {kind!r}", field="kind")
-    unit = spec.get("unit")
-    if unit not in UNITS:
-        raise ValidationError(f"unit: must be one of {', '.join(UNITS)} (got {unit!r})", field="unit")
-    try:
-        price = Decimal(str(spec["price"]))
-    except KeyError:
-        raise ValidationError("price: missing", field="price") from None
-    except InvalidOperation:
-        raise ValidationError(f"price: {spec['price']!r} is not a decimal", field="price") from None
-    if price < 0:
-        raise ValidationError(f"price: must not be negative (got {price})", field="price")
-    return FlatPlan(kind, unit, price)
+__all__ = ["parse_plan", "Plan", "FlatPlan", "KINDS", "PERIODS", "UNITS", "Pricer", "Version", "Interval",
+           "State", "Line", "Priced", "allocate", "quote", "parse_usage", "intervals", "RegisterReading"]

@@ -1,0 +1,357 @@
+"""Readings in, usage priced and billed: ``ingest`` (one reading, the poller) and ``ingest_batch``.
+
+Per meter, readings are taken in time order against the meter's billing cursor (its last billed
+reading, locked for the batch):
+
+- the same (meter, time) again: ``duplicate``, nothing stored or billed;
+- not after the cursor (arrived late): stored as ``late``; its interval was already billed, so it
+  neither charges twice nor loses usage (a late value above the cursor's is an ``anomaly``);
+- below the cursor's total (meter swap, register rollover, bad read): stored as ``anomaly``, a
+  meter event for a manager, not billed; the cursor stays;
+- otherwise ``accepted``: the interval since the cursor is priced (CT ratio applied) with the
+  account's plan and the cursor moves.
+
+Each meter's new accepted readings in one batch form one billed interval: one ``billed_usage`` row
+and, for a prepaid-platform account, one consumption entry keyed ``usage:<meter>:<reading id>`` by
+the reading that closes it, deducting round(cumulative exact amount) minus what was posted before.
+Postpaid rows wait for a bill; prepaid-meter rows record usage only. ``balance_changed`` is emitted
+once per account touched, after commit.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Mapping, Sequence
+
+from sqlalchemy import select, text, tuple_
+from sqlalchemy.orm import Session
+
+from core import ledger, signals
+from core.billing.ledger_bulk import Consumption, post_consumptions
+from core.billing.pricing import PricerCache
+from core.billing.store import aware, insert_events, insert_readings, insert_usage, update_states
+from core.db import is_postgres, utcnow
+from core.errors import NotFound, ValidationError
+from core.models import Account, LedgerAccount, Meter, Reading, Site
+from core.models.billing import MeterBillingState
+from core.money import to_fen
+from core.tariffs import Interval, State
+from core.tariffs.plan import PERIODS
+from core.tariffs.usage import parse_periods, parse_quantity
+
+STATUSES = ("accepted", "duplicate", "anomaly", "late")
+SOURCES = ("poll", "import", "manual")
+
+
+@dataclass(frozen=True)
+class RawReading:
+    meter_id: int
+    taken_at: datetime  # timezone-aware
+    total: Decimal
+    periods: Mapping[str, Decimal] | None = None
+    source: str = "poll"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """``status``: accepted | duplicate | anomaly | late. ``billed_fen``: deducted (prepaid-platform)
+    or accrued (postpaid) by this reading; 0 unless it closed a billed interval."""
+
+    status: str
+    billed_fen: int = 0
+    reading_id: int | None = None
+    quantity: Decimal = Decimal(0)
+    reason: str = ""
+
+
+@dataclass
+class BatchResult:
+    results: list[IngestResult] = field(default_factory=list)
+    billed_fen: int = 0
+    accounts: dict[int, int] = field(default_factory=dict)  # account id -> delta fen on its wallet
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+
+def ingest(session: Session, meter_id: int, taken_at: datetime, total: Decimal,
+           periods: dict[str, Decimal] | None = None, source: str = "poll") -> IngestResult:
+    """Store one reading and bill the interval it closes, in the caller's transaction."""
+    return ingest_batch(session, [RawReading(meter_id, taken_at, total, periods, source)]).results[0]
+
+
+def validate_raw(r: RawReading) -> RawReading:
+    if not isinstance(r.taken_at, datetime) or r.taken_at.tzinfo is None:
+        raise ValidationError("taken_at: must be a timezone-aware datetime", field="taken_at")
+    total = parse_quantity(r.total, "total")
+    periods = parse_periods(dict(r.periods), "periods") if r.periods else None
+    if r.source not in SOURCES:
+        raise ValidationError(f"source: must be one of {', '.join(SOURCES)} (got {r.source!r})", field="source")
+    return RawReading(r.meter_id, r.taken_at, total, periods, r.source)
+
+
+@dataclass
+class _Meter:
+    id: int
+    kind: str
+    ct_ratio: int
+    account_id: int | None
+    billing_mode: str | None = None
+    plan_id: int | None = None
+    tz: str = "Asia/Shanghai"
+
+
+def ingest_batch(session: Session, rows: Sequence[RawReading], *, actor: str = "system",
+                 front: str = "job") -> BatchResult:
+    """Ingest many readings in the caller's transaction; results are in the order of ``rows``."""
+    rows = [validate_raw(r) for r in rows]
+    out = BatchResult(results=[IngestResult("duplicate")] * len(rows))
+    if not rows:
+        return out
+    meters = _load_meters(session, {r.meter_id for r in rows})
+    states = _lock_states(session, sorted(meters))
+    existing = _existing(session, rows)
+
+    by_meter: dict[int, list[int]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        by_meter[r.meter_id].append(i)
+
+    new_rows: list[tuple] = []  # reading tuples to insert
+    new_index: list[int] = []  # row index for each
+    statuses: dict[int, tuple[str, str]] = {}
+    billed_ok: dict[int, list[int]] = {}  # meter -> row indexes accepted after the cursor
+    events: list[dict] = []
+    for mid, idxs in by_meter.items():
+        idxs.sort(key=lambda i: rows[i].taken_at)
+        st = states[mid]
+        cur_at, cur_total = st["last_taken_at"], st["last_total"]
+        seen: set[datetime] = set()
+        accepted: list[int] = []
+        for i in idxs:
+            r = rows[i]
+            if (mid, r.taken_at) in existing or r.taken_at in seen:
+                statuses[i] = ("duplicate", "")
+                continue
+            seen.add(r.taken_at)
+            if st["closed"]:
+                status, reason = "anomaly", "meter was replaced"
+            elif cur_at is None:
+                status, reason = "accepted", "first reading"
+                cur_at, cur_total = r.taken_at, r.total
+                st["baseline"] = i
+            elif r.taken_at <= cur_at:
+                if r.total > cur_total:
+                    status, reason = "anomaly", f"late reading {r.total} above the later {cur_total}"
+                else:
+                    status, reason = "late", "arrived after a later reading was billed"
+            elif r.total < cur_total:
+                status, reason = "anomaly", f"{r.total} is below the previous reading {cur_total}"
+            else:
+                status, reason = "accepted", ""
+                cur_at, cur_total = r.taken_at, r.total
+                accepted.append(i)
+            statuses[i] = (status, reason)
+            new_rows.append((mid, r.taken_at, r.total, *[(r.periods or {}).get(p) for p in PERIODS], r.source,
+                             "ok" if status == "accepted" else status))
+            new_index.append(i)
+            if status == "anomaly":
+                events.append({"meter_id": mid, "kind": "reading_anomaly", "at": utcnow(),
+                               "detail": {"taken_at": r.taken_at.isoformat(), "total": str(r.total),
+                                          "previous_total": None if cur_total is None else str(cur_total),
+                                          "reason": reason}})
+        if accepted:
+            billed_ok[mid] = accepted
+
+    ids = insert_readings(session, new_rows)
+    reading_id = dict(zip(new_index, ids))
+    insert_events(session, events)
+
+    billed = _bill(session, rows, meters, states, billed_ok, reading_id, actor=actor, front=front)
+    for mid, st in states.items():
+        if "baseline" in st and mid not in billed_ok:
+            i = st["baseline"]
+            st.update(last_reading_id=reading_id[i], last_taken_at=rows[i].taken_at, last_total=rows[i].total,
+                      last_periods=_periods_json(rows[i].periods), dirty=True)
+    update_states(session, [st for st in states.values() if st.get("dirty")])
+
+    for i in range(len(rows)):
+        status, reason = statuses[i]
+        fen, qty = billed.per_row.get(i, (0, Decimal(0)))
+        out.results[i] = IngestResult(status, fen, reading_id.get(i), qty, reason)
+    out.billed_fen = billed.total_fen
+    out.accounts = billed.wallet_deltas
+    for account_id, delta in billed.wallet_deltas.items():
+        signals.emit(session, "balance_changed", account_id=account_id, entry_kind="consumption",
+                     delta_fen=delta, entry_id=billed.last_entry.get(account_id))
+    return out
+
+
+@dataclass
+class _Billed:
+    per_row: dict[int, tuple[int, Decimal]] = field(default_factory=dict)
+    total_fen: int = 0
+    wallet_deltas: dict[int, int] = field(default_factory=dict)
+    last_entry: dict[int, int] = field(default_factory=dict)
+
+
+def _bill(session: Session, rows: list[RawReading], meters: dict[int, _Meter], states: dict[int, dict],
+          billed_ok: dict[int, list[int]], reading_id: dict[int, int], *, actor: str, front: str) -> _Billed:
+    res = _Billed()
+    if not billed_ok:
+        return res
+    pricers = PricerCache(session)
+    pricers.preload(meters[m].plan_id for m in billed_ok)
+    usage: list[dict] = []
+    consumptions: list[Consumption] = []
+    wallets = _wallets(session, {meters[m].account_id for m in billed_ok
+                                 if meters[m].billing_mode == "prepaid-platform"})
+    revenue: dict[str, int] = {}
+    for mid, idxs in billed_ok.items():
+        m, st = meters[mid], states[mid]
+        prev_at, prev_total = st["last_taken_at"], st["last_total"]
+        prev_periods = st["last_periods"]
+        from_id = st["last_reading_id"]
+        if "baseline" in st:  # first reading ever arrived in this batch
+            b = st["baseline"]
+            prev_at, prev_total, prev_periods, from_id = (rows[b].taken_at, rows[b].total,
+                                                          _periods_json(rows[b].periods), reading_id[b])
+        intervals = []
+        for i in idxs:
+            r = rows[i]
+            intervals.append(Interval(prev_at, r.taken_at, (r.total - prev_total) * m.ct_ratio,
+                                      _deltas(prev_periods, r.periods, m.ct_ratio)))
+            prev_at, prev_total, prev_periods = r.taken_at, r.total, _periods_json(r.periods)
+        quantity = sum((iv.quantity for iv in intervals), Decimal(0))
+        pricer = pricers.get(m.plan_id, m.tz) if m.account_id is not None else None
+        state = State(st["cycle"], st["cycle_used"], st["charged_month"])
+        if pricer is not None:
+            priced = pricer.price(intervals, state)
+            amount, state, lines = priced.amount, priced.state, [_line_json(ln) for ln in priced.lines]
+        else:
+            amount, lines = Decimal(0), []
+        exact = st["exact_amount"] + amount
+        fen = to_fen(exact) - st["billed_fen"] if pricer is not None else 0
+        last = idxs[-1]
+        to_id = reading_id[last]
+        entry_key = None
+        if fen > 0 and m.billing_mode == "prepaid-platform":
+            code = f"revenue:{m.kind}"
+            if code not in revenue:
+                revenue[code] = ledger.system_account(session, code).id
+            entry_key = f"usage:{mid}:{to_id}"
+            consumptions.append(Consumption(entry_key, m.account_id, wallets[m.account_id], revenue[code], fen,
+                                            memo=f"{m.kind} usage", meta={"meter_id": mid, "reading_id": to_id,
+                                                                         "quantity": str(quantity)}))
+        usage.append({"meter_id": mid, "account_id": m.account_id, "billing_mode": m.billing_mode or "none",
+                      "from_reading_id": from_id, "to_reading_id": to_id,
+                      "started_at": intervals[0].start, "ended_at": intervals[-1].end, "quantity": quantity,
+                      "amount": amount, "amount_fen": max(fen, 0), "lines": lines, "entry_id": None,
+                      "_key": entry_key})
+        st.update(last_reading_id=to_id, last_taken_at=rows[last].taken_at, last_total=rows[last].total,
+                  last_periods=_periods_json(rows[last].periods), cycle=state.cycle, cycle_used=state.used,
+                  charged_month=state.charged_month, exact_amount=exact,
+                  billed_fen=st["billed_fen"] + max(fen, 0), dirty=True)
+        res.per_row[last] = (max(fen, 0), quantity)
+        res.total_fen += max(fen, 0)
+    entry_ids = post_consumptions(session, consumptions, actor=actor, front=front)
+    amount_by_key = {c.key: (c.account_id, c.amount_fen) for c in consumptions}
+    for u in usage:
+        key = u.pop("_key")
+        if key is not None:
+            u["entry_id"] = entry_ids.get(key)
+            if u["entry_id"] is not None:
+                account_id, fen = amount_by_key[key]
+                res.wallet_deltas[account_id] = res.wallet_deltas.get(account_id, 0) - fen
+                res.last_entry[account_id] = u["entry_id"]
+    insert_usage(session, usage)
+    return res
+
+
+def _line_json(ln) -> dict:
+    d = {k: getattr(ln, k) for k in ("charge", "tier", "period") if getattr(ln, k) is not None}
+    d.update(quantity=str(ln.quantity), price=str(ln.price), amount=str(ln.amount))
+    return d
+
+
+def _periods_json(periods) -> dict | None:
+    return {k: str(v) for k, v in periods.items()} if periods else None
+
+
+def _deltas(prev: dict | None, cur, ct: int) -> dict[str, Decimal] | None:
+    if not prev or not cur or set(prev) != set(cur):
+        return None
+    deltas = {p: (cur[p] - Decimal(prev[p])) * ct for p in cur}
+    return None if any(v < 0 for v in deltas.values()) else deltas
+
+
+def _load_meters(session: Session, ids: set[int]) -> dict[int, _Meter]:
+    q = (select(Meter.id, Meter.kind, Meter.ct_ratio, Meter.account_id, Account.billing_mode, Account.tariff_plan_id,
+                Site.timezone)
+         .join(Site, Site.id == Meter.site_id)
+         .outerjoin(Account, Account.id == Meter.account_id)
+         .where(Meter.id.in_(ids)))
+    found = {r.id: _Meter(r.id, r.kind, r.ct_ratio or 1, r.account_id, r.billing_mode, r.tariff_plan_id,
+                          r.timezone or "Asia/Shanghai") for r in session.execute(q)}
+    missing = ids - set(found)
+    if missing:
+        raise NotFound(f"meter_id: no meter {sorted(missing)[0]}", field="meter_id")
+    return found
+
+
+def _lock_states(session: Session, meter_ids: list[int]) -> dict[int, dict]:
+    """Create missing billing states, then lock them all in meter id order."""
+    values = [{"meter_id": m, "cycle_used": Decimal(0), "exact_amount": Decimal(0), "billed_fen": 0,
+               "closed": False, "updated_at": utcnow()} for m in meter_ids]
+    if is_postgres(session):
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    have = set(session.scalars(select(MeterBillingState.meter_id).where(MeterBillingState.meter_id.in_(meter_ids))))
+    todo = [v for v in values if v["meter_id"] not in have]
+    if todo:
+        session.execute(insert(MeterBillingState).on_conflict_do_nothing(index_elements=["meter_id"]), todo)
+    q = select(MeterBillingState.__table__).where(MeterBillingState.meter_id.in_(meter_ids)).order_by(
+        MeterBillingState.meter_id)
+    if is_postgres(session):
+        q = q.with_for_update()
+    states = {}
+    for r in session.execute(q).mappings():
+        st = dict(r)
+        st["last_taken_at"] = aware(st["last_taken_at"])
+        st["last_total"] = None if st["last_total"] is None else Decimal(st["last_total"])
+        st["cycle_used"] = Decimal(st["cycle_used"] or 0)
+        st["exact_amount"] = Decimal(st["exact_amount"] or 0)
+        states[st["meter_id"]] = st
+    return states
+
+
+def _existing(session: Session, rows: list[RawReading]) -> set[tuple[int, datetime]]:
+    """(meter id, taken_at) pairs of ``rows`` already stored."""
+    found: set[tuple[int, datetime]] = set()
+    if is_postgres(session):
+        res = session.execute(text(
+            "SELECT r.meter_id, r.taken_at FROM readings r JOIN unnest(CAST(:m AS bigint[]), "
+            "CAST(:t AS timestamptz[])) AS k(meter_id, taken_at) ON r.meter_id = k.meter_id "
+            "AND r.taken_at = k.taken_at"), {"m": [r.meter_id for r in rows], "t": [r.taken_at for r in rows]})
+        for mid, at in res:
+            found.add((mid, aware(at)))
+    else:
+        pairs = list({(r.meter_id, r.taken_at) for r in rows})
+        for k in range(0, len(pairs), 400):
+            part = pairs[k:k + 400]
+            q = select(Reading.meter_id, Reading.taken_at).where(
+                tuple_(Reading.meter_id, Reading.taken_at).in_(part))
+            for mid, at in session.execute(q):
+                found.add((mid, aware(at)))
+    return found
+
+
+def _wallets(session: Session, account_ids: set) -> dict[int, int]:
+    account_ids = {a for a in account_ids if a is not None}
+    if not account_ids:
+        return {}
+    rows = session.execute(select(LedgerAccount.account_id, LedgerAccount.id)
+                           .where(LedgerAccount.account_id.in_(account_ids)))
+    return {a: w for a, w in rows}

@@ -1,0 +1,100 @@
+"""Many consumption entries at once, with every invariant of ``core.ledger.post``.
+
+In the caller's transaction: lock the wallets involved in id order, look every key up under the
+lock (an existing key is "already done" and moves nothing), write the entries and their two
+balanced postings, and add each wallet's delta to its cached balance. On PostgreSQL a large batch
+goes in with COPY; small batches and other databases go through ``core.ledger.post`` one by one.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from core import ledger
+from core.db import is_postgres, utcnow
+from core.errors import ValidationError
+from core.ledger import Leg
+from core.models import LedgerAccount
+
+# Below this many entries the ordinary one-entry path is as quick and simpler.
+COPY_THRESHOLD = 50
+
+
+@dataclass(frozen=True)
+class Consumption:
+    """Deduct ``amount_fen`` (> 0) from ``wallet_id`` to ``revenue_id`` under ``key``."""
+
+    key: str
+    account_id: int
+    wallet_id: int
+    revenue_id: int
+    amount_fen: int
+    memo: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+def post_consumptions(session: Session, items: list[Consumption], *, actor: str = "system",
+                      front: str = "job") -> dict[str, int | None]:
+    """Post each item once; returns key -> entry id for the entries created by this call
+    (a key posted before maps to None)."""
+    for it in items:
+        if not isinstance(it.amount_fen, int) or isinstance(it.amount_fen, bool) or it.amount_fen <= 0:
+            raise ValidationError(f"{it.key}: consumption amount must be positive integer fen")
+    if len({it.key for it in items}) != len(items):
+        raise ValidationError("one key twice in one batch of consumptions")
+    if not items:
+        return {}
+    if len(items) < COPY_THRESHOLD or not is_postgres(session):
+        out: dict[str, int | None] = {}
+        for it in items:
+            res = ledger.post(session, key=it.key, kind="consumption",
+                              legs=[Leg(it.wallet_id, -it.amount_fen), Leg(it.revenue_id, it.amount_fen)],
+                              account_id=it.account_id, memo=it.memo, actor=actor, front=front, meta=it.meta)
+            out[it.key] = res.entry_id if res.created else None
+        return out
+    return _copy_post(session, items, actor=actor, front=front)
+
+
+def _copy_post(session: Session, items: list[Consumption], *, actor: str, front: str) -> dict[str, int | None]:
+    conn = session.connection()
+    wallet_ids = sorted({it.wallet_id for it in items})
+    locked = conn.execute(text("SELECT id FROM ledger_accounts WHERE id = ANY(:ids) AND kind = 'wallet' "
+                               "ORDER BY id FOR UPDATE"), {"ids": wallet_ids}).scalars().all()
+    if len(locked) != len(wallet_ids):
+        raise ValidationError("a consumption names a ledger account that is not a wallet")
+    keys = [it.key for it in items]
+    done = set(conn.execute(text("SELECT idempotency_key FROM journal_entries WHERE idempotency_key = ANY(:k)"),
+                            {"k": keys}).scalars())
+    todo = [it for it in items if it.key not in done]
+    out: dict[str, int | None] = {k: None for k in done}
+    if not todo:
+        return out
+    ids = conn.execute(text("SELECT nextval(pg_get_serial_sequence('journal_entries', 'id')) "
+                            "FROM generate_series(1, :n)"), {"n": len(todo)}).scalars().all()
+    now = utcnow()
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur:
+        with cur.copy("COPY journal_entries (id, idempotency_key, kind, account_id, memo, actor, front, meta, "
+                      "created_at) FROM STDIN") as copy:
+            for eid, it in zip(ids, todo):
+                copy.write_row((eid, it.key, "consumption", it.account_id, it.memo, actor, front,
+                                json.dumps(it.meta), now))
+        with cur.copy("COPY postings (entry_id, ledger_account_id, amount_fen) FROM STDIN") as copy:
+            for eid, it in zip(ids, todo):
+                copy.write_row((eid, it.wallet_id, -it.amount_fen))
+                copy.write_row((eid, it.revenue_id, it.amount_fen))
+    deltas: dict[int, int] = {}
+    for it in todo:
+        deltas[it.wallet_id] = deltas.get(it.wallet_id, 0) - it.amount_fen
+    wids = sorted(deltas)
+    conn.execute(text("UPDATE ledger_accounts AS la SET balance_fen = la.balance_fen + d.delta "
+                      "FROM unnest(CAST(:ids AS bigint[]), CAST(:deltas AS bigint[])) AS d(id, delta) "
+                      "WHERE la.id = d.id"), {"ids": wids, "deltas": [deltas[w] for w in wids]})
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, LedgerAccount) and obj.id in deltas:
+            session.expire(obj, ["balance_fen"])
+    out.update({it.key: eid for eid, it in zip(ids, todo)})
+    return out

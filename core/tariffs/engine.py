@@ -1,0 +1,276 @@
+"""The pricing engine (pure): dated plan versions + usage intervals -> priced lines.
+
+Usage is a series of intervals between cumulative register readings. Each interval's quantity is
+split in proportion to time across version changes and tier-cycle boundaries (the boundaries are
+local midnights in the site's timezone), then across TOU periods: by the meter's own per-period
+registers when both readings carry them, else by time through the day tables. Splits allocate
+whole micro-units (1e-6) by largest remainder, so the parts always add up to the interval exactly
+and every amount is an exact decimal; nothing is rounded here. Tier blocks count cumulative usage
+within a cycle; that count (and the last month a fixed charge was made for) is the ``State``
+carried from one call to the next, so pricing a series in parts equals pricing it whole.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Iterable, Mapping, Sequence
+from zoneinfo import ZoneInfo
+
+from core.tariffs.calendar import day_pieces, table_for
+from core.tariffs.plan import PERIODS, Plan
+
+QUANTUM_EXP = 6
+_UNITS_PER = 10 ** QUANTUM_EXP
+ZERO = Decimal(0)
+_PERIOD_ORDER = {p: i for i, p in enumerate(PERIODS)}
+
+
+@dataclass(frozen=True)
+class Version:
+    """A plan as it applies from ``effective_from`` (a local date) until the next version."""
+
+    effective_from: date
+    plan: Plan
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Usage between two readings: ``quantity`` (already times the CT ratio) over [start, end).
+
+    ``periods`` are the per-period register deltas over the interval when the meter gave them.
+    """
+
+    start: datetime
+    end: datetime
+    quantity: Decimal
+    periods: Mapping[str, Decimal] | None = None
+
+
+@dataclass(frozen=True)
+class State:
+    """What pricing carries between calls: the tier cycle and usage counted in it so far, and the
+    latest month ("YYYY-MM") a monthly charge was made for."""
+
+    cycle: str | None = None
+    used: Decimal = ZERO
+    charged_month: str | None = None
+
+
+@dataclass(frozen=True)
+class Line:
+    """One priced line. ``period`` (TOU), ``tier`` (1-based) or ``charge`` ("monthly") say what it is;
+    ``amount`` is exact (quantity x price), rounded only where a total becomes fen."""
+
+    quantity: Decimal
+    price: Decimal
+    amount: Decimal
+    period: str | None = None
+    tier: int | None = None
+    charge: str | None = None
+
+    @property
+    def key(self) -> tuple:
+        return (self.charge, self.tier, self.period, self.price)
+
+
+@dataclass(frozen=True)
+class Priced:
+    lines: tuple[Line, ...]
+    quantity: Decimal  # usage priced (fixed charges not included)
+    amount: Decimal  # exact sum of the lines
+    state: State
+
+
+def allocate(quantity: Decimal, weights: Sequence[int]) -> list[Decimal]:
+    """Split ``quantity`` over ``weights`` in whole micro-units, largest remainder first."""
+    if len(weights) == 1:
+        return [quantity]
+    total = sum(weights)
+    units = int(quantity.scaleb(QUANTUM_EXP).to_integral_value())
+    if total <= 0:
+        weights, total = [1] * len(weights), len(weights)
+    raw = [units * w for w in weights]
+    base = [r // total for r in raw]
+    left = units - sum(base)
+    if left:
+        order = sorted(range(len(weights)), key=lambda i: (-(raw[i] % total), i))
+        for i in order[:left]:
+            base[i] += 1
+    return [Decimal(b).scaleb(-QUANTUM_EXP) for b in base]
+
+
+def _micros(delta: timedelta) -> int:
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _local_midnight(day: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=tz)
+
+
+def cycle_key(plan: Plan, local: datetime) -> str:
+    """The tier cycle a local time falls in, named by the date it starts."""
+    s = plan.cycle_start_day
+    if plan.cycle == "month":
+        y, m = local.year, local.month
+        if local.day < s:
+            y, m = (y - 1, 12) if m == 1 else (y, m - 1)
+        return f"{y:04d}-{m:02d}-{s:02d}"
+    y = local.year
+    if (local.month, local.day) < (plan.cycle_start_month, s):
+        y -= 1
+    return f"{y:04d}-{plan.cycle_start_month:02d}-{s:02d}/year"
+
+
+def _is_cycle_start(plan: Plan, day: date) -> bool:
+    if not plan.is_tiered or day.day != plan.cycle_start_day:
+        return False
+    return plan.cycle == "month" or day.month == plan.cycle_start_month
+
+
+def version_at(versions: Sequence[Version], day: date) -> Version:
+    """The version in force on a local date (the earliest one if the date precedes them all)."""
+    chosen = versions[0]
+    for v in versions:
+        if v.effective_from <= day:
+            chosen = v
+        else:
+            break
+    return chosen
+
+
+class Pricer:
+    """Prices intervals against dated versions in one timezone, carrying ``State``."""
+
+    def __init__(self, versions: Sequence[Version] | Plan, tz: str | ZoneInfo = "Asia/Shanghai"):
+        if isinstance(versions, Plan):
+            versions = [Version(date.min, versions)]
+        if not versions:
+            raise ValueError("a pricer needs at least one plan version")
+        self.versions = sorted(versions, key=lambda v: v.effective_from)
+        self.tz = tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz)
+        self._change_days = {v.effective_from for v in self.versions[1:]}
+        self._simple = len(self.versions) == 1 and not self.versions[0].plan.is_tou
+
+    # -- splitting -------------------------------------------------------------------------
+
+    def _chunks(self, start: datetime, end: datetime) -> list[tuple[datetime, datetime, Version]]:
+        """Cut [start, end) at version changes and tier-cycle starts (local midnights)."""
+        tz = self.tz
+        ls, le = start.astimezone(tz), end.astimezone(tz)
+        cuts = []
+        day = ls.date() + timedelta(days=1)
+        last = le.date()
+        if self._simple and not self.versions[0].plan.is_tiered:
+            day = last + timedelta(days=1)  # one flat version: nothing to cut at
+        while day <= last:
+            if day in self._change_days or _is_cycle_start(version_at(self.versions, day).plan, day):
+                cut = _local_midnight(day, tz)
+                if ls < cut < le:
+                    cuts.append(cut)
+            day += timedelta(days=1)
+        points = [ls, *cuts, le]
+        return [(a, b, version_at(self.versions, a.date())) for a, b in zip(points, points[1:])]
+
+    def _tou_pieces(self, plan: Plan, a: datetime, b: datetime) -> list[tuple[datetime, int, str]]:
+        """(piece start, weight in microseconds, period) of [a, b) by the day tables."""
+        tz = self.tz
+        out = []
+        day = a.date()
+        while True:
+            midnight = _local_midnight(day, tz)
+            if midnight >= b:
+                break
+            for s_min, e_min, period in day_pieces(plan.table(table_for(plan, day))):
+                ps = max(a, midnight + timedelta(minutes=s_min))
+                pe = min(b, midnight + timedelta(minutes=e_min))
+                if pe > ps:
+                    out.append((ps, _micros(pe - ps), period))
+            day += timedelta(days=1)
+        return out
+
+    # -- pricing ---------------------------------------------------------------------------
+
+    def price(self, intervals: Iterable[Interval], state: State = State()) -> Priced:
+        lines: list[Line] = []
+        quantity = ZERO
+        for iv in intervals:
+            state = self._price_interval(iv, state, lines)
+            quantity += iv.quantity
+        merged = merge_lines(lines)
+        return Priced(tuple(merged), quantity, sum((ln.amount for ln in merged), ZERO), state)
+
+    def _price_interval(self, iv: Interval, state: State, out: list[Line]) -> State:
+        chunks = self._chunks(iv.start, iv.end)
+        if len(chunks) == 1:
+            shares = [iv.quantity]
+        else:
+            shares = allocate(iv.quantity, [_micros(b - a) for a, b, _ in chunks])
+        registers = None
+        if iv.periods and any(v > 0 for v in iv.periods.values()):
+            registers = [(p, iv.periods[p]) for p in PERIODS if p in iv.periods and iv.periods[p] > 0]
+        for (a, b, version), share in zip(chunks, shares):
+            plan = version.plan
+            state = self._monthly_charge(plan, a, b, state, out)
+            if plan.is_tou:
+                if registers is not None:
+                    parts = allocate(share, [int(v.scaleb(QUANTUM_EXP)) for _, v in registers])
+                    pieces = [(a, p, q) for (p, _), q in zip(registers, parts)]
+                else:
+                    tp = self._tou_pieces(plan, a, b)
+                    parts = allocate(share, [w for _, w, _ in tp])
+                    pieces = [(s, p, q) for (s, _, p), q in zip(tp, parts)]
+            else:
+                pieces = [(a, None, share)]
+            for at, period, qty in pieces:
+                state = self._price_piece(plan, at, period, qty, state, out)
+        return state
+
+    def _monthly_charge(self, plan: Plan, a: datetime, b: datetime, state: State, out: list[Line]) -> State:
+        if not plan.monthly_charge:
+            return state
+        last = b - timedelta(microseconds=1)
+        y, m = a.year, a.month
+        while (y, m) <= (last.year, last.month):
+            month = f"{y:04d}-{m:02d}"
+            if state.charged_month is None or month > state.charged_month:
+                out.append(Line(Decimal(1), plan.monthly_charge, plan.monthly_charge, charge="monthly"))
+                state = replace(state, charged_month=month)
+            y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+        return state
+
+    def _price_piece(self, plan: Plan, at: datetime, period: str | None, qty: Decimal, state: State,
+                     out: list[Line]) -> State:
+        if not plan.is_tiered:
+            price = plan.price if period is None else plan.period_price(period)
+            out.append(Line(qty, price, qty * price, period=period))
+            return state
+        key = cycle_key(plan, at)
+        used = state.used if key == state.cycle else ZERO
+        base = plan.period_price(period) if period is not None else ZERO
+        left = qty
+        for n, tier in enumerate(plan.tiers, start=1):
+            if left <= 0:
+                break
+            if tier.upto is not None and used >= tier.upto:
+                continue
+            room = left if tier.upto is None else min(left, tier.upto - used)
+            price = base + tier.price
+            out.append(Line(room, price, room * price, period=period, tier=n))
+            used += room
+            left -= room
+        return State(key, used, state.charged_month)
+
+
+def merge_lines(lines: Iterable[Line]) -> list[Line]:
+    """One line per (charge, tier, period, price), usage lines first, by tier then period."""
+    merged: dict[tuple, Line] = {}
+    for ln in lines:
+        if ln.quantity == 0 and ln.charge is None:
+            continue
+        prev = merged.get(ln.key)
+        merged[ln.key] = ln if prev is None else replace(prev, quantity=prev.quantity + ln.quantity,
+                                                         amount=prev.amount + ln.amount)
+    first_seen = {k: i for i, k in enumerate(merged)}
+    return sorted(merged.values(), key=lambda ln: (ln.charge is not None, ln.tier or 0,
+                                                   _PERIOD_ORDER.get(ln.period, -1), first_seen[ln.key]))
