@@ -1,0 +1,159 @@
+"""What the room monitor shows, for every room of a site, in one query.
+
+Rooms join floors and buildings, then (outer) the room's open account, its tenant, its wallet
+and its meters in service. A room with two meters comes back as two rows and is folded into one
+cell here. Fee status comes from core.status, the same rules the bot and the alarms use.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, select
+from sqlalchemy.orm import Session
+
+from core.models import Account, Building, Floor, LedgerAccount, Meter, Room, Site, Tenant
+from core.status import alarm_levels, fee_status
+
+# What a cell can be filtered by (besides building, floor and the search box).
+STATUS_FILTERS = ("online", "offline", "arrears", "alarm", "normal", "keep_power", "cut", "vacant", "no_meter")
+
+
+@dataclass
+class Cell:
+    room_id: int
+    number: str
+    building: str
+    floor: str
+    account_id: int | None = None
+    tenant: str = ""
+    balance_fen: int | None = None
+    fee: str = "vacant"          # normal | alarm1..3 | arrears | keep_power | vacant
+    online: str = "none"         # online | offline | partial | none (no meter)
+    supply: str = "unknown"      # on | off | mixed | unknown  (relay or valve, all meters together)
+    meters: list[tuple[str, bool, str]] = field(default_factory=list)  # (kind, online, state)
+
+    @property
+    def statuses(self) -> set[str]:
+        s = {self.fee}
+        if self.fee.startswith("alarm"):
+            s.add("alarm")
+        if self.online in ("online", "partial"):
+            s.add("online")
+        if self.online in ("offline", "partial"):
+            s.add("offline")
+        if self.online == "none":
+            s.add("no_meter")
+        if self.supply in ("off", "mixed"):
+            s.add("cut")
+        return s
+
+    def compact(self) -> list:
+        """The cell as the live refresh sends it: [fee, online, supply, balance_fen]."""
+        return [self.fee, self.online, self.supply, self.balance_fen]
+
+
+@dataclass
+class Summary:
+    rooms: int = 0
+    online: int = 0
+    offline: int = 0
+    arrears: int = 0
+    alarm: int = 0
+    cut: int = 0
+    vacant: int = 0
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def natural_key(text: str):
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text or "")]
+
+
+def _supply_state(kind: str, relay: str, valve: str) -> str:
+    if kind == "water":
+        return {"open": "on", "closed": "off"}.get(valve, "unknown")
+    return relay if relay in ("on", "off") else "unknown"
+
+
+def site_cells(session: Session, site: Site) -> list[Cell]:
+    """Every room of ``site`` as a monitor cell, sorted by building, floor and room number."""
+    stmt = (
+        select(Room.id, Room.number, Building.name, Floor.name, Account.id, Account.keep_power,
+               Account.alarm_levels, Tenant.name, LedgerAccount.balance_fen, Meter.kind, Meter.online,
+               Meter.relay_state, Meter.valve_state)
+        .join(Floor, Floor.id == Room.floor_id)
+        .join(Building, Building.id == Floor.building_id)
+        .outerjoin(Account, and_(Account.room_id == Room.id, Account.status == "open"))
+        .outerjoin(Tenant, Tenant.id == Account.tenant_id)
+        .outerjoin(LedgerAccount, LedgerAccount.account_id == Account.id)
+        .outerjoin(Meter, and_(Meter.room_id == Room.id, Meter.status == "active"))
+        .where(Room.site_id == site.id)
+    )
+    site_levels = alarm_levels(None, site.settings)
+    cells: dict[int, Cell] = {}
+    for (room_id, number, building, floor, account_id, keep_power, levels, tenant, balance, kind, online,
+         relay, valve) in session.execute(stmt):
+        cell = cells.get(room_id)
+        if cell is None:
+            cell = cells[room_id] = Cell(room_id, number, building, floor)
+            if account_id is not None:
+                cell.account_id = account_id
+                cell.tenant = tenant or ""
+                cell.balance_fen = int(balance or 0)
+                lv = alarm_levels(levels, site.settings) if levels else site_levels
+                cell.fee = fee_status(cell.balance_fen, lv, keep_power=bool(keep_power))
+        if kind is not None:
+            cell.meters.append((kind, bool(online), _supply_state(kind, relay, valve)))
+    for cell in cells.values():
+        if cell.meters:
+            up = [m[1] for m in cell.meters]
+            cell.online = "online" if all(up) else "offline" if not any(up) else "partial"
+            states = {m[2] for m in cell.meters}
+            cell.supply = states.pop() if len(states) == 1 else ("mixed" if "off" in states else "unknown")
+    return sorted(cells.values(), key=lambda c: (natural_key(c.building), natural_key(c.floor),
+                                                 natural_key(c.number)))
+
+
+def summarize(cells: list[Cell]) -> Summary:
+    s = Summary(rooms=len(cells))
+    for c in cells:
+        st = c.statuses
+        s.online += "online" in st
+        s.offline += "offline" in st
+        s.arrears += c.fee == "arrears"
+        s.alarm += "alarm" in st
+        s.cut += "cut" in st
+        s.vacant += c.fee == "vacant"
+    return s
+
+
+def filter_cells(cells: list[Cell], *, building: str = "", floor: str = "", status: str = "",
+                 q: str = "") -> list[Cell]:
+    q = (q or "").strip().lower()
+    out = []
+    for c in cells:
+        if building and c.building != building:
+            continue
+        if floor and c.floor != floor:
+            continue
+        if status and status not in c.statuses:
+            continue
+        if q and q not in c.number.lower() and q not in c.tenant.lower():
+            continue
+        out.append(c)
+    return out
+
+
+def group(cells: list[Cell]) -> list[tuple[str, list[tuple[str, list[Cell]]]]]:
+    """[(building, [(floor, [cells])])] keeping the sorted order."""
+    out: list[tuple[str, list[tuple[str, list[Cell]]]]] = []
+    for c in cells:
+        if not out or out[-1][0] != c.building:
+            out.append((c.building, []))
+        floors = out[-1][1]
+        if not floors or floors[-1][0] != c.floor:
+            floors.append((c.floor, []))
+        floors[-1][1].append(c)
+    return out

@@ -1,0 +1,182 @@
+"""Room detail and its remote actions. Each action calls the one core service the chat commands
+and batch jobs call too, under a key from the form (a double submit acts once), and lands in the
+audit log through that service. Actions that move money or cut supply need ``confirm=yes``:
+without it the page asks first and nothing changes."""
+from __future__ import annotations
+
+from flask import abort, flash, jsonify, redirect, request, url_for
+
+from admin import room_data as rd
+from admin.web import actor, bp, db, new_op, op_key, render, require_write, room_or_404, t
+from core import accounts, cashdesk, supply
+from core.errors import MeterpayError, NotFound, ValidationError
+from core.models import Meter, Site
+from core.money import format_fen, parse_yuan
+
+
+def _page_context(room):
+    session = db()
+    site = session.get(Site, room.site_id)
+    account = rd.open_account_of(session, room)
+    meters = rd.meters_of(session, room, site)
+    ctx = {"room": room, "site": site, "account": account, "meters": meters,
+           "commands": rd.commands_of(session, [v.meter.id for v in meters]),
+           "tariffs": rd.tariff_names(session), "presets": rd.presets_for(session, site), "op": new_op()}
+    if account is not None:
+        balance, fee, levels = rd.account_fee(session, account, site)
+        ctx.update(balance=balance, fee=fee, levels=levels, entries=rd.entries_of(session, account),
+                   cost_today=rd.cost_today_fen(session, account, site))
+    return ctx
+
+
+@bp.get("/rooms/<int:room_id>")
+def room(room_id: int):
+    return render("room.html", **_page_context(room_or_404(room_id)))
+
+
+@bp.get("/rooms/<int:room_id>/usage.json")
+def room_usage(room_id: int):
+    room = room_or_404(room_id)
+    session = db()
+    site = session.get(Site, room.site_id)
+    meters = [v.meter for v in rd.meters_of(session, room, site)]
+    return jsonify(rd.daily_usage(session, meters, site))
+
+
+# --- actions ----------------------------------------------------------------------------
+
+def _account(room):
+    account = rd.open_account_of(db(), room)
+    if account is None:
+        raise ValidationError(t("该房间没有在用的电户。", "This room has no open account."))
+    return account
+
+
+def _meter(room) -> Meter:
+    try:
+        meter_id = int(request.form.get("meter_id", ""))
+    except ValueError:
+        raise ValidationError(t("请选择表计。", "Choose a meter."), field="meter_id") from None
+    meter = db().get(Meter, meter_id)
+    if meter is None or meter.room_id != room.id:
+        raise NotFound(t("该房间没有这块表。", "No such meter in this room."), field="meter_id")
+    return meter
+
+
+def _amount(field: str = "amount") -> int:
+    return parse_yuan(request.form.get(field, ""), field=field)
+
+
+def _on() -> bool:
+    value = request.form.get("on", "")
+    if value not in ("0", "1"):
+        raise ValidationError("on: 0 or 1", field="on")
+    return value == "1"
+
+
+def do_recharge(room):
+    acct, amount = _account(room), _amount()
+    cashdesk.desk_recharge(db(), acct.id, amount, key=op_key("recharge"), actor=actor(), front="admin",
+                           memo=request.form.get("memo", "").strip()[:200])
+    return t(f"已充值 ¥{format_fen(amount)}", f"Recharged ¥{format_fen(amount)}")
+
+
+def do_refund(room):
+    acct, amount = _account(room), _amount()
+    cashdesk.refund(db(), acct.id, amount, key=op_key("refund"), actor=actor(), front="admin",
+                    memo=request.form.get("memo", "").strip()[:200])
+    return t(f"已退款 ¥{format_fen(amount)}", f"Refunded ¥{format_fen(amount)}")
+
+
+def do_trip(room):
+    cmds = supply.trip(db(), _account(room).id, actor=actor(), front="admin", key=op_key("trip"))
+    return t(f"已下发拉闸命令（{len(cmds)} 块表），等待表计确认", f"Cut sent to {len(cmds)} meter(s); waiting for the meter")
+
+
+def do_restore(room):
+    cmds = supply.restore(db(), _account(room).id, actor=actor(), front="admin", key=op_key("restore"))
+    return t(f"已下发合闸命令（{len(cmds)} 块表），等待表计确认",
+             f"Restore sent to {len(cmds)} meter(s); waiting for the meter")
+
+
+def do_switch(room):
+    meter, on = _meter(room), _on()
+    supply.switch_meter(db(), meter.id, on, actor=actor(), front="admin", key=op_key("switch"))
+    return t(f"已向 {meter.serial} 下发命令，等待表计确认", f"Command sent to {meter.serial}; waiting for the meter")
+
+
+def do_keep_power(room):
+    on = _on()
+    supply.set_keep_power(db(), _account(room).id, on, actor=actor(), front="admin")
+    return t("已开启保电" if on else "已取消保电", "Keep-power on" if on else "Keep-power off")
+
+
+def do_alarms(room):
+    acct = _account(room)
+    site = db().get(Site, room.site_id)
+    current = rd.alarm_levels(acct.alarm_levels, site.settings)
+    levels = []
+    for i in range(3):
+        text = request.form.get(f"level{i + 1}", "").strip()
+        if not text:
+            continue
+        fen = parse_yuan(text, field=f"level{i + 1}", allow_zero=True, allow_negative=True)
+        old = current[i] if i < len(current) else None
+        levels.append({"amount_fen": fen, "times": old.times if old else 1,
+                       "every_minutes": old.every_minutes if old else 0})
+    supply.set_alarm_levels(db(), acct.id, levels, actor=actor(), front="admin")
+    return t("报警金额已保存", "Alarm amounts saved")
+
+
+def do_tariff(room):
+    name = request.form.get("tariff", "").strip()
+    if not name:
+        raise ValidationError(t("请选择电价方案。", "Choose a tariff."), field="tariff")
+    accounts.change_tariff(db(), _account(room).id, name, actor=actor(), front="admin")
+    return t(f"电价已改为 {name}", f"Tariff changed to {name}")
+
+
+ACTIONS = {
+    "recharge": do_recharge, "refund": do_refund, "trip": do_trip, "restore": do_restore,
+    "switch": do_switch, "keep_power": do_keep_power, "alarms": do_alarms, "tariff": do_tariff,
+}
+
+
+def needs_confirm(name: str) -> bool:
+    """Money moves and supply cuts are confirmed first."""
+    if name in ("recharge", "refund", "trip"):
+        return True
+    return name == "switch" and request.form.get("on") == "0"
+
+
+def confirm_text(name: str, room) -> str:
+    amount = request.form.get("amount", "")
+    texts = {
+        "recharge": t(f"确认给 {room.number} 充值 ¥{amount}？", f"Recharge ¥{amount} to {room.number}?"),
+        "refund": t(f"确认从 {room.number} 退款 ¥{amount}？", f"Refund ¥{amount} from {room.number}?"),
+        "trip": t(f"确认对 {room.number} 拉闸断电（断水）？", f"Cut supply to {room.number}?"),
+        "switch": t(f"确认断开 {room.number} 的这块表？", f"Cut this meter of {room.number}?"),
+    }
+    return texts[name]
+
+
+@bp.post("/rooms/<int:room_id>/actions/<name>")
+def room_action(room_id: int, name: str):
+    room = room_or_404(room_id)
+    handler = ACTIONS.get(name)
+    if handler is None:
+        abort(404)
+    require_write(room.site_id)
+    if needs_confirm(name) and request.form.get("confirm") != "yes":
+        fields = {k: v for k, v in request.form.items() if k not in ("confirm", "csrf_token")}
+        return render("confirm.html", room=room, message=confirm_text(name, room), fields=fields,
+                      action=url_for("admin.room_action", room_id=room.id, name=name))
+    session = db()
+    try:
+        message = handler(room)
+        session.commit()
+    except MeterpayError as exc:
+        session.rollback()
+        return render("room.html", exc.http_status, error=exc.message, **_page_context(room))
+    flash(message, "ok")
+    return redirect(url_for("admin.room", room_id=room.id), code=303)
