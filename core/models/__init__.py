@@ -6,7 +6,8 @@ from core.models.tariff import TariffPlan, TariffVersion
 from core.models.meter import Gateway, Meter, MeterEvent, Reading
 from core.models.command import MeterCommand, MeterCommandEvent
 from core.models.ledger import JournalEntry, LedgerAccount, Posting
-from core.models.payment import PaymentOrder
+from core.models.payment import PaymentOrder, PaymentReconciliation, PaymentRefund
+from core.models.binding import TenantBinding
 from core.models.manager import Manager, ManagerRole
 from core.models.audit import AuditLog
 from core.models.preset import AccountPreset
@@ -17,4 +18,5 @@ __all__ = [
     "Gateway", "Meter", "MeterEvent", "Reading", "MeterCommand", "MeterCommandEvent",
     "LedgerAccount", "JournalEntry", "Posting", "PaymentOrder", "Manager", "ManagerRole",
     "AuditLog", "AccountPreset", "BilledUsage", "MeterBillingState",
+    "PaymentRefund", "PaymentReconciliation", "TenantBinding",
 ]

@@ -1,9 +1,9 @@
 """Payment orders: a tenant's recharge through WeChat Pay or Alipay."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, String
+from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, BigId, UTCDateTime, utcnow
@@ -31,3 +31,43 @@ class PaymentOrder(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+REFUND_STATES = ("requested", "pending", "succeeded", "failed")
+
+
+class PaymentRefund(Base):
+    """A manager's refund of (part of) a paid order, sent back through its provider.
+
+    The wallet is debited when the refund is requested (so the money cannot be spent twice);
+    a provider failure reverses that entry.
+    """
+
+    __tablename__ = "payment_refunds"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    refund_no: Mapped[str] = mapped_column(String(40), unique=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("payment_orders.id"), index=True)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(10), default="requested", index=True)
+    provider_refund_id: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    requested_by: Mapped[str] = mapped_column(String(120), default="system")
+    entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entries.id"), nullable=True)
+    provider_data: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class PaymentReconciliation(Base):
+    """One day's comparison of a provider's statement with the ledger (one row per channel and day)."""
+
+    __tablename__ = "payment_reconciliations"
+    __table_args__ = (UniqueConstraint("channel", "day"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(10))
+    day: Mapped[date] = mapped_column(Date)
+    statement_count: Mapped[int] = mapped_column(Integer, default=0)
+    ledger_count: Mapped[int] = mapped_column(Integer, default=0)
+    # [{"kind": "missing_in_ledger" | "missing_in_statement" | "amount_differs", "txn_id", ...}]
+    mismatches: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

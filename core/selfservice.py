@@ -1,0 +1,216 @@
+"""What a tenant sees of their own accounts: bindings by QR code, balance, meters, usage, transactions.
+
+Every read takes the tenant's ``openid`` and answers NotFound for an account or order the
+tenant is not bound to, so a probe cannot tell "not yours" from "does not exist".
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core import audit, ledger, status
+from core.errors import Forbidden, NotFound, ValidationError
+from core.models import (Account, Building, Floor, JournalEntry, LedgerAccount, Meter, PaymentOrder, Posting,
+                         Reading, Room, Site, Tenant, TenantBinding)
+
+MAX_DAYS = 366
+MAX_MONTHS = 36
+
+
+# --- binding ----------------------------------------------------------------------------
+
+def bind(session: Session, openid: str, room_id: int, phone_last4: str) -> Account:
+    """Bind the WeChat user to the open account of a room, proven by the last 4 digits of its phone."""
+    if not isinstance(phone_last4, str) or len(phone_last4) != 4 or not phone_last4.isdigit():
+        raise ValidationError("phone_last4: give the last four digits of the phone on the account",
+                              field="phone_last4")
+    account = session.scalar(select(Account).where(Account.room_id == room_id, Account.status == "open")
+                             .order_by(Account.id.desc()))
+    if account is None:
+        raise NotFound("this room has no open account")
+    tenant = session.get(Tenant, account.tenant_id)
+    phone = "".join(ch for ch in (tenant.phone or "") if ch.isdigit())
+    if len(phone) < 4 or phone[-4:] != phone_last4:
+        audit.record(session, actor=f"openid:{openid}", front="miniapp", action="binding_refused",
+                     site_id=account.site_id, account_id=account.id)
+        raise Forbidden("the phone digits do not match this room's account", field="phone_last4")
+    existing = session.scalar(select(TenantBinding).where(TenantBinding.openid == openid,
+                                                          TenantBinding.account_id == account.id))
+    if existing is None:
+        try:
+            with session.begin_nested():
+                session.add(TenantBinding(openid=openid, account_id=account.id, tenant_id=tenant.id))
+        except IntegrityError:
+            pass
+        if not tenant.wechat_openid:
+            tenant.wechat_openid = openid
+        audit.record(session, actor=f"openid:{openid}", front="miniapp", action="binding",
+                     site_id=account.site_id, account_id=account.id)
+    return account
+
+
+def unbind(session: Session, openid: str, account_id: int) -> None:
+    row = session.scalar(select(TenantBinding).where(TenantBinding.openid == openid,
+                                                     TenantBinding.account_id == account_id))
+    if row is None:
+        raise NotFound(f"no account {account_id}")
+    session.delete(row)
+
+
+def account_for(session: Session, openid: str, account_id: int) -> Account:
+    account = session.scalar(select(Account).join(TenantBinding, and_(TenantBinding.account_id == Account.id,
+                                                                      TenantBinding.openid == openid))
+                             .where(Account.id == account_id))
+    if account is None:
+        raise NotFound(f"no account {account_id}")
+    return account
+
+
+def accounts_of(session: Session, openid: str) -> list[Account]:
+    return list(session.scalars(select(Account).join(TenantBinding, TenantBinding.account_id == Account.id)
+                                .where(TenantBinding.openid == openid).order_by(Account.id)))
+
+
+def order_for(session: Session, openid: str, order_no: str) -> PaymentOrder:
+    order = session.scalar(select(PaymentOrder).join(TenantBinding, and_(
+        TenantBinding.account_id == PaymentOrder.account_id, TenantBinding.openid == openid))
+        .where(PaymentOrder.order_no == order_no))
+    if order is None:
+        raise NotFound(f"no order {order_no}")
+    return order
+
+
+# --- views ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class UsagePoint:
+    period: str          # "2026-11-27" or "2026-11"
+    usage: Decimal       # kWh or m3, summed over the account's meters of that kind
+    cost_fen: int        # consumption deducted in the period
+
+
+def balance_fen(session: Session, account_id: int) -> int:
+    return ledger.account_balance(session, account_id)
+
+
+def site_zone(session: Session, account: Account) -> ZoneInfo:
+    site = session.get(Site, account.site_id)
+    return ZoneInfo(site.timezone if site else "Asia/Shanghai")
+
+
+def room_label(session: Session, account: Account) -> dict:
+    row = session.execute(select(Room.number, Floor.name, Building.name, Site.name)
+                          .join(Floor, Floor.id == Room.floor_id).join(Building, Building.id == Floor.building_id)
+                          .join(Site, Site.id == Room.site_id).where(Room.id == account.room_id)).one()
+    return {"room": row[0], "floor": row[1], "building": row[2], "site": row[3]}
+
+
+def summary(session: Session, account: Account, *, today: date | None = None) -> dict:
+    tz = site_zone(session, account)
+    today = today or datetime.now(tz).date()
+    bal = balance_fen(session, account.id)
+    site = session.get(Site, account.site_id)
+    levels = status.alarm_levels(account.alarm_levels, site.settings if site else None)
+    meters = list(session.scalars(select(Meter).where(Meter.account_id == account.id, Meter.status == "active")
+                                  .order_by(Meter.id)))
+    points = usage(session, account, "day", today, today)
+    return {
+        "balance_fen": bal,
+        "status": account.status,
+        "fee_status": status.fee_status(bal, levels, keep_power=account.keep_power, closed=account.status != "open"),
+        "billing_mode": account.billing_mode,
+        "meters": [{"serial": m.serial, "kind": m.kind, "online": bool(m.online), "relay_state": m.relay_state,
+                    "valve_state": m.valve_state, "remaining_fen": m.remaining_fen,
+                    "last_seen_at": m.last_seen_at} for m in meters],
+        "today": points[0] if points else UsagePoint(today.isoformat(), Decimal("0"), 0),
+        **room_label(session, account),
+    }
+
+
+def _periods(granularity: str, start: date, end: date) -> list[tuple[str, date, date]]:
+    if granularity not in ("day", "month"):
+        raise ValidationError("granularity: must be day or month", field="granularity")
+    if end < start:
+        raise ValidationError("end: must not be before start", field="end")
+    out = []
+    if granularity == "day":
+        if (end - start).days + 1 > MAX_DAYS:
+            raise ValidationError(f"range: at most {MAX_DAYS} days", field="end")
+        d = start
+        while d <= end:
+            out.append((d.isoformat(), d, d + timedelta(days=1)))
+            d += timedelta(days=1)
+    else:
+        d = start.replace(day=1)
+        while d <= end:
+            nxt = (d.replace(day=28) + timedelta(days=4)).replace(day=1)
+            out.append((d.strftime("%Y-%m"), d, nxt))
+            d = nxt
+            if len(out) > MAX_MONTHS:
+                raise ValidationError(f"range: at most {MAX_MONTHS} months", field="end")
+    return out
+
+
+def usage(session: Session, account: Account, granularity: str, start: date, end: date) -> list[UsagePoint]:
+    """Usage per day or month (register differences) and the consumption cost deducted in each."""
+    periods = _periods(granularity, start, end)
+    tz = site_zone(session, account)
+
+    def at(d: date) -> datetime:
+        return datetime.combine(d, time(0), tzinfo=tz)
+    t0, t1 = at(periods[0][1]), at(periods[-1][2])
+    meter_ids = list(session.scalars(select(Meter.id).where(Meter.account_id == account.id)))
+    used: dict[str, Decimal] = defaultdict(Decimal)
+    for mid in meter_ids:
+        before = session.scalar(select(Reading.total).where(Reading.meter_id == mid, Reading.taken_at < t0,
+                                                            Reading.status == "ok")
+                                .order_by(Reading.taken_at.desc()).limit(1))
+        rows = session.execute(select(Reading.taken_at, Reading.total).where(
+            Reading.meter_id == mid, Reading.taken_at >= t0, Reading.taken_at < t1, Reading.status == "ok")
+            .order_by(Reading.taken_at)).all()
+        last = before
+        i = 0
+        for label, p0, p1 in periods:
+            end_at = at(p1)
+            period_last = None
+            while i < len(rows) and rows[i].taken_at < end_at:
+                period_last = rows[i].total
+                if last is None:
+                    last = rows[i].total
+                i += 1
+            if period_last is not None and last is not None:
+                used[label] += max(Decimal(period_last) - Decimal(last), Decimal(0))
+                last = period_last
+    wallet = session.scalar(select(LedgerAccount.id).where(LedgerAccount.account_id == account.id))
+    cost: dict[str, int] = defaultdict(int)
+    if wallet is not None:
+        rows = session.execute(select(JournalEntry.created_at, Posting.amount_fen)
+                               .join(Posting, Posting.entry_id == JournalEntry.id)
+                               .where(Posting.ledger_account_id == wallet, JournalEntry.kind == "consumption",
+                                      JournalEntry.created_at >= t0, JournalEntry.created_at < t1)).all()
+        for created, amount in rows:
+            local = created.astimezone(tz).date()
+            key = local.isoformat() if granularity == "day" else local.strftime("%Y-%m")
+            cost[key] += -int(amount)
+    return [UsagePoint(label, used.get(label, Decimal(0)), cost.get(label, 0)) for label, _, _ in periods]
+
+
+def transactions(session: Session, account: Account, *, limit: int = 20, before_id: int | None = None) -> list[dict]:
+    """The wallet's entries, newest first: what moved, when, and the balance effect in fen."""
+    if not isinstance(limit, int) or not 1 <= limit <= 100:
+        raise ValidationError("limit: 1 to 100", field="limit")
+    wallet = session.scalar(select(LedgerAccount.id).where(LedgerAccount.account_id == account.id))
+    stmt = (select(JournalEntry.id, JournalEntry.kind, JournalEntry.memo, JournalEntry.created_at, Posting.amount_fen)
+            .join(Posting, Posting.entry_id == JournalEntry.id).where(Posting.ledger_account_id == wallet)
+            .order_by(JournalEntry.id.desc()).limit(limit))
+    if before_id is not None:
+        stmt = stmt.where(JournalEntry.id < before_id)
+    return [{"id": r.id, "kind": r.kind, "memo": r.memo, "at": r.created_at, "amount_fen": int(r.amount_fen)}
+            for r in session.execute(stmt)]

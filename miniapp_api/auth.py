@@ -1,0 +1,85 @@
+"""Tenant tokens: code2session through wechatpy, then a short-lived token signed with the secret key.
+
+The token carries only the openid; what the openid may see is decided by its bindings on each
+request (core.selfservice), so unbinding takes effect at once.
+"""
+from __future__ import annotations
+
+import functools
+
+from flask import g, request
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from core.config import get_settings
+from core.errors import MeterpayError
+from miniapp_api import settings as cfg
+
+SALT = "meterpay-miniapp-login"
+
+
+class Unauthorized(MeterpayError):
+    code = "unauthorized"
+    http_status = 401
+
+
+class LoginFailed(MeterpayError):
+    code = "login_failed"
+    http_status = 401
+
+
+class WechatUnreachable(MeterpayError):
+    code = "wechat_unreachable"
+    http_status = 502
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(get_settings().secret_key, salt=SALT)
+
+
+def issue_token(openid: str) -> str:
+    return _serializer().dumps({"openid": openid})
+
+
+def openid_from_token(token: str) -> str:
+    try:
+        data = _serializer().loads(token, max_age=cfg.token_ttl())
+    except SignatureExpired:
+        raise Unauthorized("token expired; log in again") from None
+    except BadSignature:
+        raise Unauthorized("bad token") from None
+    openid = data.get("openid") if isinstance(data, dict) else None
+    if not isinstance(openid, str) or not openid:
+        raise Unauthorized("bad token")
+    return openid
+
+
+def code_to_openid(code: str) -> str:
+    """WeChat's jscode2session through wechatpy (no access token is needed for this call)."""
+    from wechatpy import WeChatClient
+    from wechatpy.exceptions import WeChatClientException
+    import requests
+    s = cfg.wechat()
+    client = WeChatClient(s.appid, s.secret, timeout=10)
+    params = [("appid", s.appid), ("secret", s.secret), ("js_code", code), ("grant_type", "authorization_code")]
+    try:
+        # A list of params keeps wechatpy from fetching and adding an access token.
+        result = client.get("sns/jscode2session", api_base_url=s.api_base + "/", params=params)
+    except WeChatClientException as exc:
+        raise LoginFailed(f"WeChat refused the code ({exc.errcode})") from None
+    except requests.RequestException:
+        raise WechatUnreachable("WeChat login is unreachable; try again") from None
+    openid = (result or {}).get("openid")
+    if not openid:
+        raise LoginFailed("WeChat returned no openid")
+    return openid
+
+
+def tenant_required(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer ") or not header[7:].strip():
+            raise Unauthorized("log in first: Authorization: Bearer <token>")
+        g.openid = openid_from_token(header[7:].strip())
+        return fn(*args, **kwargs)
+    return wrapper

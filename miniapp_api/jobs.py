@@ -1,0 +1,128 @@
+"""Payment jobs: query orders whose callback got lost, send refunds, reconcile each day.
+
+Periodic rows in meterpay/periodic.py: ``payments-query-pending`` (every minute) and
+``payments-reconcile`` (daily, yesterday's statements; re-running a day replaces its report).
+"""
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from core import payments
+from core.config import get_settings
+from core.db import new_session, session_scope
+from core.jobs import job
+from core.models import PaymentOrder, PaymentRefund
+from core.payment_provider import ProviderError, RefundReport, channels, get_provider
+from core.utils import utcnow
+from miniapp_api import providers as _providers  # noqa: F401 - registers the providers
+from miniapp_api import settings as cfg
+from miniapp_api.settings import NotConfigured
+
+log = logging.getLogger(__name__)
+
+
+@job("payments")
+def query_pending(older_than_seconds: int | None = None) -> dict:
+    """Ask the provider about every order still pending after a few minutes; settle what it says."""
+    older = timedelta(seconds=cfg.pending_after_seconds() if older_than_seconds is None else older_than_seconds)
+    with new_session() as session:
+        order_nos = payments.pending_orders(session, older_than=older)
+        refund_nos = list(session.scalars(select(PaymentRefund.refund_no).where(
+            PaymentRefund.state.in_(("requested", "pending")), PaymentRefund.created_at <= utcnow() - older)))
+    outcomes: dict[str, int] = {}
+    for no in order_nos:
+        outcome = settle_by_query(no)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    for no in refund_nos:
+        state = refund_by_query(no)
+        outcomes[f"refund-{state}"] = outcomes.get(f"refund-{state}", 0) + 1
+    if order_nos or refund_nos:
+        log.info("pending query: %s", outcomes)
+    return outcomes
+
+
+def settle_by_query(order_no: str) -> str:
+    with new_session() as session:
+        order = payments.get_order(session, order_no)
+    try:
+        provider = get_provider(order.channel)
+        report = provider.query(order)
+    except (ProviderError, NotConfigured) as exc:
+        log.warning("query %s failed: %s", order_no, exc)
+        return "error"
+    with session_scope() as session:
+        return payments.settle(session, report, expect_app_id=provider.app_id,
+                               expect_merchant_id=provider.merchant_id, source="query").outcome
+
+
+def refund_by_query(refund_no: str) -> str:
+    with new_session() as session:
+        refund = session.scalar(select(PaymentRefund).where(PaymentRefund.refund_no == refund_no))
+        order = session.get(PaymentOrder, refund.order_id)
+    try:
+        provider = get_provider(order.channel)
+        report = provider.query_refund(order, refund)
+    except (ProviderError, NotConfigured) as exc:
+        log.warning("refund query %s failed: %s", refund_no, exc)
+        return "error"
+    if report is None:  # the provider never heard of it: send it (again, same refund number)
+        return send_refund(refund_no)
+    with session_scope() as session:
+        return payments.apply_refund_report(session, report, source="query")
+
+
+@job("payments")
+def send_refund(refund_no: str) -> str:
+    """Ask the provider to pay a requested refund back; its answer (or later callback) settles it."""
+    with new_session() as session:
+        refund = session.scalar(select(PaymentRefund).where(PaymentRefund.refund_no == refund_no))
+        if refund is None or refund.state not in ("requested", "pending"):
+            return refund.state if refund else "missing"
+        order = session.get(PaymentOrder, refund.order_id)
+    try:
+        report = get_provider(order.channel).refund(order, refund)
+    except (ProviderError, NotConfigured) as exc:
+        # Unknown outcome (network) or a refusal: the query job asks again before anything is reversed.
+        log.warning("refund %s: %s", refund_no, exc)
+        if _definitely_refused(exc):
+            report = RefundReport(channel=order.channel, refund_no=refund_no, state="failed",
+                                  raw={"error": str(exc)[:300]})
+        else:
+            return "requested"
+    with session_scope() as session:
+        return payments.apply_refund_report(session, report, source="refund-call")
+
+
+def _definitely_refused(exc: Exception) -> bool:
+    text = str(exc)
+    return "HTTP 400" in text or "HTTP 403" in text or "HTTP 404" in text
+
+
+@job("payments", timeout=1800)
+def reconcile(day: str | None = None, channel: str | None = None) -> list[dict]:
+    """Compare each provider's statement of ``day`` (default yesterday, Asia/Shanghai) with the ledger."""
+    the_day = date.fromisoformat(day) if day else (datetime.now(ZoneInfo(get_settings().timezone)).date()
+                                                   - timedelta(days=1))
+    reports = []
+    for ch in ([channel] if channel else channels()):
+        try:
+            lines = get_provider(ch).statement(the_day)
+        except NotConfigured:
+            continue
+        except ProviderError as exc:
+            log.warning("statement %s %s: %s", ch, the_day, exc)
+            reports.append({"channel": ch, "day": the_day.isoformat(), "error": str(exc)})
+            continue
+        with session_scope() as session:
+            row = payments.reconcile(session, ch, the_day, lines)
+            reports.append({"channel": ch, "day": the_day.isoformat(), "statement_count": row.statement_count,
+                            "ledger_count": row.ledger_count, "mismatches": row.mismatches})
+    return reports
+
+
+def reconcile_yesterday() -> list[dict]:
+    return reconcile()

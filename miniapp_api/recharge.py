@@ -1,0 +1,54 @@
+"""A tenant's recharge: the order is committed first, then the provider is asked for pay parameters.
+
+The order row exists before the provider knows of it, so a callback can always find it. A
+provider failure marks the order failed; it never moves money.
+"""
+from __future__ import annotations
+
+import logging
+
+from core import payments
+from core.db import session_scope
+from core.errors import MeterpayError
+from core.payment_provider import ProviderError, get_provider
+from miniapp_api import settings as cfg
+
+log = logging.getLogger(__name__)
+
+
+class ProviderUnavailable(MeterpayError):
+    code = "provider_error"
+    http_status = 502
+
+
+def start(account_id: int, amount_fen: int, channel: str, *, openid: str, client_ip: str | None = None) -> dict:
+    """Create the order and prepare it with the provider; returns the order view and the pay parameters."""
+    provider = get_provider(channel)  # NotConfigured (503) before any row is written
+    with session_scope() as session:
+        order = payments.create_order(session, account_id, amount_fen, channel, openid=openid)
+        order_no = order.order_no
+    try:
+        params = provider.prepare(order, openid=openid, client_ip=client_ip)
+    except ProviderError as exc:
+        log.warning("prepare %s failed: %s", order_no, exc)
+        with session_scope() as session:
+            failed = payments.lock_order(session, order_no)
+            if failed.state == "created":
+                failed.state = "failed"
+                failed.flag_reason = str(exc)[:200]
+        raise ProviderUnavailable(f"{provider.verbose_name} did not accept the order; try again") from None
+    with session_scope() as session:
+        order = payments.lock_order(session, order_no)
+        payments.mark_pending(session, order, {"prepare": {k: v for k, v in params.items()
+                                                           if k in ("prepay_id", "qr_code")}})
+    return {"order": order, "params": params, "sandbox_pay_url": sandbox_pay_url(channel, order_no)}
+
+
+def sandbox_pay_url(channel: str, order_no: str) -> str | None:
+    if not cfg.sandbox():
+        return None
+    if channel == "wechat":
+        base = cfg.env("METERPAY_WXPAY_API_BASE", "")
+    else:
+        base = (cfg.env("METERPAY_ALIPAY_GATEWAY", "") or "").rsplit("/gateway.do", 1)[0]
+    return f"{base.rstrip('/')}/_sandbox/pay/{order_no}" if base else None

@@ -1,0 +1,173 @@
+"""JSON shapes of the mini-program API (pydantic), the source of the OpenAPI document.
+
+Money goes out twice: ``amount`` as a yuan string ("50.00") for display and ``amount_fen`` as
+an integer for arithmetic. Money comes in only as a yuan string; floats are refused.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_ID = 2**53 - 1
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Error(BaseModel):
+    code: str = Field(description="stable machine-readable code, e.g. invalid, not_found, unauthorized")
+    message: str
+    field: str | None = None
+
+
+class LoginIn(Strict):
+    code: str = Field(min_length=1, max_length=128, description="the code from wx.login()")
+
+
+class LoginOut(BaseModel):
+    token: str = Field(description="send as `Authorization: Bearer <token>`")
+    expires_in: int
+    sandbox: bool = False
+
+
+class BindIn(Strict):
+    token: str = Field(min_length=1, max_length=512, description="the binding token from the room's QR code")
+    phone_last4: str = Field(min_length=4, max_length=4, pattern=r"^[0-9]{4}$")
+
+
+class Meter(BaseModel):
+    serial: str
+    kind: str
+    online: bool
+    relay_state: str
+    valve_state: str
+    remaining_fen: int | None = None
+    last_seen_at: datetime | None = None
+
+
+class UsagePoint(BaseModel):
+    period: str
+    usage: str = Field(description="kWh or m3 as a decimal string")
+    cost: str
+    cost_fen: int
+
+
+class AccountBrief(BaseModel):
+    id: int
+    site: str
+    building: str
+    floor: str
+    room: str
+    status: str
+    billing_mode: str
+    balance: str
+    balance_fen: int
+    fee_status: str
+
+
+class AccountList(BaseModel):
+    accounts: list[AccountBrief]
+
+
+class AccountDetail(AccountBrief):
+    meters: list[Meter]
+    today: UsagePoint
+
+
+class Balance(BaseModel):
+    account_id: int
+    balance: str
+    balance_fen: int
+
+
+class Usage(BaseModel):
+    account_id: int
+    granularity: Literal["day", "month"]
+    points: list[UsagePoint]
+
+
+class UsageQuery(Strict):
+    granularity: Literal["day", "month"] = "day"
+    start: date
+    end: date
+
+
+class Transaction(BaseModel):
+    id: int
+    kind: str
+    memo: str
+    at: datetime
+    amount: str
+    amount_fen: int
+
+
+class Transactions(BaseModel):
+    account_id: int
+    transactions: list[Transaction]
+
+
+class TransactionsQuery(Strict):
+    limit: int = Field(20, ge=1, le=100)
+    before: int | None = Field(None, ge=1, le=MAX_ID)
+
+
+class Bill(BaseModel):
+    id: int
+    period: str
+    state: str
+    amount: str
+    amount_fen: int
+
+
+class Bills(BaseModel):
+    account_id: int
+    bills: list[Bill]
+
+
+class RechargeIn(Strict):
+    amount: str = Field(min_length=1, max_length=20, description='yuan as a decimal string, e.g. "50.00"')
+    channel: Literal["wechat", "alipay"]
+
+
+class RequestPayment(BaseModel):
+    appId: str
+    timeStamp: str
+    nonceStr: str
+    package: str
+    signType: str
+    paySign: str
+
+
+class WechatPayParams(BaseModel):
+    prepay_id: str
+    request_payment: RequestPayment = Field(description="pass to wx.requestPayment as is")
+
+
+class AlipayParams(BaseModel):
+    qr_code: str
+    qr_png: str = Field(description="URL of a PNG of qr_code")
+
+
+class Order(BaseModel):
+    order_no: str
+    account_id: int
+    channel: str
+    amount: str
+    amount_fen: int
+    state: str
+    created_at: datetime
+    paid_at: datetime | None = None
+
+
+class RechargeOut(Order):
+    wechat: WechatPayParams | None = None
+    alipay: AlipayParams | None = None
+    sandbox: bool = False
+    sandbox_pay_url: str | None = Field(None, description="sandbox mode only: open to pay without real money")
+
+
+class Ping(BaseModel):
+    ok: bool

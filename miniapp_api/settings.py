@@ -1,0 +1,139 @@
+"""Settings of the mini-program API and the payment providers, read from the environment each call.
+
+Every variable is listed in docs/miniapp.md. With ``METERPAY_SANDBOX=1`` any credential left
+unset falls back to the locally generated sandbox keys and ids (miniapp_api/sandbox_keys.py),
+so the demo runs with no real account; the API then labels its answers ``"sandbox": true``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.config import get_settings
+from core.errors import MeterpayError
+
+
+class NotConfigured(MeterpayError):
+    code = "channel_not_configured"
+    http_status = 503
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return default if value is None or value.strip() == "" else value.strip()
+
+
+def sandbox() -> bool:
+    return env("METERPAY_SANDBOX", "0").lower() in ("1", "true", "yes", "on")
+
+
+def _read_file(var: str, sandbox_file: str | None) -> str | None:
+    name = env(var)
+    if name:
+        return Path(name).read_text()
+    if sandbox() and sandbox_file:
+        from miniapp_api import sandbox_keys
+        return sandbox_keys.read(sandbox_file)
+    return None
+
+
+def _sandbox_default(var: str, attr: str) -> str | None:
+    value = env(var)
+    if value is None and sandbox():
+        from miniapp_api import sandbox_keys
+        return getattr(sandbox_keys, attr)
+    return value
+
+
+def notify_base() -> str:
+    return (env("METERPAY_PAY_NOTIFY_BASE") or get_settings().public_url).rstrip("/")
+
+
+def token_ttl() -> int:
+    return int(env("METERPAY_MINIAPP_TOKEN_TTL", "7200"))
+
+
+def pending_after_seconds() -> int:
+    return int(env("METERPAY_PAY_PENDING_AFTER", "180"))
+
+
+@dataclass(frozen=True)
+class WechatSettings:
+    appid: str
+    secret: str
+    api_base: str
+
+
+def wechat() -> WechatSettings:
+    appid = _sandbox_default("METERPAY_WECHAT_APPID", "WECHAT_APPID")
+    secret = _sandbox_default("METERPAY_WECHAT_SECRET", "WECHAT_SECRET")
+    if not appid or not secret:
+        raise NotConfigured("WeChat login is not configured (METERPAY_WECHAT_APPID, METERPAY_WECHAT_SECRET)")
+    return WechatSettings(appid, secret, env("METERPAY_WECHAT_API_BASE", "https://api.weixin.qq.com").rstrip("/"))
+
+
+@dataclass(frozen=True)
+class WxPaySettings:
+    appid: str
+    mchid: str
+    apiv3_key: str
+    private_key: str
+    cert_serial: str
+    public_key: str | None      # public-key mode when set (with public_key_id)
+    public_key_id: str | None
+    api_base: str
+    notify_url: str
+    refund_notify_url: str
+
+    @property
+    def mode(self) -> str:
+        return "public-key" if self.public_key else "platform-certificate"
+
+
+def wxpay() -> WxPaySettings:
+    appid = _sandbox_default("METERPAY_WECHAT_APPID", "WECHAT_APPID")
+    mchid = _sandbox_default("METERPAY_WXPAY_MCHID", "WXPAY_MCHID")
+    key = _sandbox_default("METERPAY_WXPAY_APIV3_KEY", "WXPAY_APIV3_KEY")
+    serial = _sandbox_default("METERPAY_WXPAY_CERT_SERIAL", "WXPAY_CERT_SERIAL")
+    private_key = _read_file("METERPAY_WXPAY_PRIVATE_KEY_FILE", "wxpay_merchant_key.pem")
+    public_key_file = env("METERPAY_WXPAY_PUBLIC_KEY_FILE")
+    public_key_id = env("METERPAY_WXPAY_PUBLIC_KEY_ID")
+    if public_key_file is None and public_key_id is None and sandbox():
+        from miniapp_api import sandbox_keys
+        public_key, public_key_id = sandbox_keys.read("wxpay_platform_pub.pem"), sandbox_keys.WXPAY_PUBLIC_KEY_ID
+    elif public_key_file and public_key_id:
+        public_key = Path(public_key_file).read_text()
+    elif public_key_file or public_key_id:
+        raise NotConfigured("WeChat Pay public-key mode needs both METERPAY_WXPAY_PUBLIC_KEY_FILE and "
+                            "METERPAY_WXPAY_PUBLIC_KEY_ID")
+    else:
+        public_key = None
+    if not (appid and mchid and key and serial and private_key):
+        raise NotConfigured("WeChat Pay is not configured (METERPAY_WXPAY_MCHID, METERPAY_WXPAY_APIV3_KEY, "
+                            "METERPAY_WXPAY_PRIVATE_KEY_FILE, METERPAY_WXPAY_CERT_SERIAL, METERPAY_WECHAT_APPID)")
+    base = notify_base()
+    return WxPaySettings(appid, mchid, key, private_key, serial, public_key, public_key_id,
+                         env("METERPAY_WXPAY_API_BASE", "https://api.mch.weixin.qq.com").rstrip("/"),
+                         f"{base}/pay/wechat/notify", f"{base}/pay/wechat/refund-notify")
+
+
+@dataclass(frozen=True)
+class AlipaySettings:
+    appid: str
+    private_key: str
+    public_key: str
+    gateway: str
+    notify_url: str
+
+
+def alipay() -> AlipaySettings:
+    appid = _sandbox_default("METERPAY_ALIPAY_APPID", "ALIPAY_APPID")
+    private_key = _read_file("METERPAY_ALIPAY_PRIVATE_KEY_FILE", "alipay_app_key.pem")
+    public_key = _read_file("METERPAY_ALIPAY_PUBLIC_KEY_FILE", "alipay_platform_pub.pem")
+    if not (appid and private_key and public_key):
+        raise NotConfigured("Alipay is not configured (METERPAY_ALIPAY_APPID, METERPAY_ALIPAY_PRIVATE_KEY_FILE, "
+                            "METERPAY_ALIPAY_PUBLIC_KEY_FILE)")
+    return AlipaySettings(appid, private_key, public_key,
+                          env("METERPAY_ALIPAY_GATEWAY", "https://openapi.alipay.com/gateway.do"),
+                          f"{notify_base()}/pay/alipay/notify")
