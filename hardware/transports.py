@@ -78,15 +78,22 @@ class ModbusLink(Link):
         from pymodbus import FramerType
         from pymodbus.client import AsyncModbusTcpClient
         self.protocol = protocol
-        self._bad_crc = False
+        self._bad_crc = self._wrong_unit = False
+        self._unit = 0
         self.client = AsyncModbusTcpClient(
             self.host, port=self.port, framer=FramerType.RTU if protocol == "modbus-rtu" else FramerType.SOCKET,
             timeout=self.timeout, retries=0, reconnect_delay=0, trace_packet=self._trace)
 
     def _trace(self, sending: bool, data: bytes) -> bytes:
-        if not sending and self.protocol == "modbus-rtu" and len(data) >= 4:
+        # pymodbus skips a reply with a bad CRC or another unit id silently (and times out);
+        # look at the raw bytes to say which it was.
+        if sending or not data:
+            return data
+        unit = data[0] if self.protocol == "modbus-rtu" else (data[6] if len(data) > 6 else None)
+        if unit is not None and unit != self._unit:
+            self._wrong_unit = True
+        if self.protocol == "modbus-rtu" and len(data) >= 4:
             from pymodbus.framer import FramerRTU
-            # pymodbus drops a frame with a bad CRC silently (and times out); count it here.
             if FramerRTU.compute_CRC(data[:-2]) != int.from_bytes(data[-2:], "big"):
                 self._bad_crc = True
         return data
@@ -102,12 +109,13 @@ class ModbusLink(Link):
         from pymodbus.exceptions import ConnectionException, ModbusIOException
         await self._connected()
         self.stats.requests += 1
-        self._bad_crc = False
+        self._bad_crc = self._wrong_unit = False
+        self._unit = unit
         try:
             reply = await coro_fn()
         except ModbusIOException as exc:
             text = str(exc)
-            if "device id" in text:
+            if "device id" in text or self._wrong_unit:
                 self.stats.wrong_address += 1
                 raise WrongAddress(f"reply from another unit than {unit}") from None
             if self._bad_crc:

@@ -39,6 +39,8 @@ class Profile:
     note: str = ""                 # what is verified and what is not
 
     def supports(self, kind: str) -> None:
+        if kind == "recharge" and kind not in self.commands:
+            raise Unsupported(f"profile {self.name} has no meter-side balance (recharge is platform-side)")
         if kind not in self.commands:
             raise Unsupported(f"profile {self.name} cannot {kind.replace('_', ' ')}")
 

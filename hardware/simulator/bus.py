@@ -12,6 +12,7 @@ with ``fault_rate``:
 - ``garbage``: random bytes instead of a reply
 - ``wrong_address``: a well-formed reply that claims another meter's address
 - ``slow``: the reply comes ``slow_seconds`` late
+- ``ok``: (in a script) this request goes through untouched
 - gateway down: ``gateway.set_down(True)`` refuses and drops TCP connections
 """
 from __future__ import annotations
@@ -154,6 +155,7 @@ class SimGateway:
             meter = getattr(self, "_last_meter", None)
             if meter is not None and meter.script:
                 fault = meter.script.popleft()
+                fault = None if fault == "ok" else fault
             elif self.fault_rate and self.rng.random() < self.fault_rate:
                 fault = self.rng.choice(RANDOM_FAULTS)
             if fault in ("no_reply", "lost_reply"):

@@ -29,6 +29,9 @@ class SimClock:
     def now(self) -> datetime:
         return self.start + timedelta(seconds=(time.monotonic() - self._t0) * self.speed)
 
+    def wall(self) -> datetime:
+        return self.start + timedelta(seconds=time.monotonic() - self._t0)
+
 
 class SimMeter:
     family = ""  # modbus | dlt645 | cjt188
@@ -198,7 +201,8 @@ class Dlt645Sim(SimElectric):
             self.tripped_by_credit = True
 
     def meter_time(self) -> datetime:
-        return self.clock.now() + self.clock_offset
+        # The meter's own clock runs at real speed whatever the consumption speed-up.
+        return self.clock.wall() + self.clock_offset
 
     def read(self, di: int) -> bytes | None:
         self.advance()
@@ -292,7 +296,7 @@ class Dlt645Sim(SimElectric):
         return True
 
     def set_time(self, t: datetime) -> None:
-        self.clock_offset = t - self.clock.now()
+        self.clock_offset = t - self.clock.wall()
         self.applied.append("broadcast time")
 
     def handle(self, frame: dlt645.Frame) -> bytes | None:

@@ -1,0 +1,88 @@
+"""One request at a time per gateway, across threads, processes and machines.
+
+With METERPAY_REDIS_URL set, a gateway's bus is a Redis key taken with ``SET NX PX`` and a
+random token, released only by its holder (compare-and-delete in Lua), and expiring on its own
+if the holder dies. Without Redis, a threading lock per gateway serves one process (the demo).
+Different gateways never wait for each other.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from contextlib import asynccontextmanager
+
+from hardware.errors import CommError
+
+LEASE_SECONDS = 30.0
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end
+"""
+
+
+class BusBusy(CommError):
+    """Another worker held the gateway's bus for longer than we could wait."""
+
+
+_local_locks: dict[str, threading.Lock] = {}
+_local_guard = threading.Lock()
+_redis_clients: dict[tuple[str, int], object] = {}
+
+
+def _local(key: str) -> threading.Lock:
+    with _local_guard:
+        return _local_locks.setdefault(key, threading.Lock())
+
+
+def _redis_url() -> str | None:
+    from core.config import get_settings
+    return get_settings().redis_url
+
+
+def _redis(url: str):
+    # one asyncio client per (url, event loop): redis.asyncio connections belong to their loop
+    key = (url, id(asyncio.get_running_loop()))
+    client = _redis_clients.get(key)
+    if client is None:
+        from redis.asyncio import Redis
+        if len(_redis_clients) > 64:
+            _redis_clients.clear()
+        client = _redis_clients[key] = Redis.from_url(url)
+    return client
+
+
+def gateway_key(url: str) -> str:
+    return url.strip().lower()
+
+
+@asynccontextmanager
+async def bus_lock(gateway_url: str, wait: float = 60.0):
+    """Hold the gateway's bus for the body; waits up to ``wait`` seconds, then raises BusBusy."""
+    key = gateway_key(gateway_url)
+    url = _redis_url()
+    deadline = time.monotonic() + wait
+    pause = 0.002
+    if url:
+        client = _redis(url)
+        name, token = f"meterpay:bus:{key}", uuid.uuid4().hex
+        while not await client.set(name, token, nx=True, px=int(LEASE_SECONDS * 1000)):
+            if time.monotonic() > deadline:
+                raise BusBusy(f"gateway {gateway_url} stayed busy for {wait:g}s")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+        try:
+            yield
+        finally:
+            await client.eval(_RELEASE, 1, name, token)
+        return
+    lock = _local(key)
+    while not lock.acquire(blocking=False):
+        if time.monotonic() > deadline:
+            raise BusBusy(f"gateway {gateway_url} stayed busy for {wait:g}s")
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.05)
+    try:
+        yield
+    finally:
+        lock.release()

@@ -1,0 +1,287 @@
+"""The command outbox, hardware side: claim a command, send it, confirm it by reading back.
+
+``execute_command(command_id)`` (queue "meters", enqueued by ``core.commands.request``):
+
+1. *Claim* in one short transaction: a conditional UPDATE pending -> running, so two workers
+   never run the same command; past its deadline it ends ``expired`` instead.
+2. *Attempt* outside any transaction, holding the gateway's bus lock: send, then read the
+   meter back. Recharge is exactly-once by the meter's purchase count: the count seen before
+   the first send is stored on the command (``result.base_count``) before anything is sent;
+   the meter is sent ``base_count + 1``; any later attempt first reads the count, and a count
+   that has already passed ``base_count`` confirms the recharge without sending it again.
+3. *Finish* in one transaction: ``confirmed`` (read back agrees), ``failed`` (the meter or the
+   profile said no), or back to ``pending`` with exponential backoff; past the deadline a
+   pending command ends ``expired``. A meter that does not answer is never "delivered".
+
+``retry_due()`` (periodic) re-enqueues pending commands whose time has come, expires those
+past their deadline, and returns to pending any command a dead worker left running.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from core import commands as outbox
+from core.db import is_postgres, session_scope
+from core.jobs import enqueue_after_commit, job
+from core.models import Gateway, Meter, MeterCommand
+from core.utils import utcnow
+from hardware import profiles, settings
+from hardware.availability import record_failure, record_success
+from hardware.buslock import bus_lock
+from hardware.errors import CommError, HardwareError, MeterRefused, Unsupported
+from hardware.transports import open_link
+from hardware.values import MeterValues
+
+log = logging.getLogger(__name__)
+
+RUNNING_LEASE = timedelta(minutes=5)   # a command running longer than this lost its worker
+SUPERSEDING = {"relay_off": "relay", "relay_on": "relay", "valve_close": "valve", "valve_open": "valve",
+               "keep_power_on": "keep", "keep_power_off": "keep"}
+
+
+@dataclass
+class Snapshot:
+    command_id: int
+    kind: str
+    params: dict
+    result: dict
+    attempt: int
+    meter_id: int
+    profile: str
+    address: str
+    url: str
+    protocol: str
+
+
+@dataclass
+class Outcome:
+    state: str                     # confirmed | failed | retry
+    detail: str
+    values: MeterValues | None = None
+    result: dict = field(default_factory=dict)
+    answered: bool = False         # the meter said something (even "no")
+    comm_error: str | None = None  # the meter or gateway did not answer
+
+
+@job("meters", timeout=300)
+def execute_command(command_id: int) -> str:
+    """Run one attempt of a command; returns the state it is left in."""
+    snap = _claim(command_id)
+    if isinstance(snap, str):
+        return snap
+    try:
+        outcome = asyncio.run(_attempt(snap))
+    except Exception as exc:  # noqa: BLE001 - a bug must not leave the command running forever
+        log.exception("command %s attempt crashed", command_id)
+        outcome = Outcome("retry", f"internal error: {type(exc).__name__}: {exc}")
+    return _finish(snap, outcome)
+
+
+# --- claim --------------------------------------------------------------------------------
+
+def _claim(command_id: int) -> Snapshot | str:
+    with session_scope() as s:
+        now = utcnow()
+        q = select(MeterCommand).where(MeterCommand.id == command_id)
+        if is_postgres(s):
+            q = q.with_for_update(skip_locked=True)
+        cmd = s.scalar(q)
+        if cmd is None:
+            return "missing"
+        if cmd.state != "pending":
+            return cmd.state
+        if now >= cmd.deadline:
+            outbox.transition(s, cmd, "expired", _expiry_detail(cmd))
+            return "expired"
+        if cmd.next_attempt_at and cmd.next_attempt_at > now:
+            return "not-due"
+        meter = s.get(Meter, cmd.meter_id)
+        gateway = s.get(Gateway, meter.gateway_id) if meter.gateway_id else None
+        if gateway is None:
+            outbox.transition(s, cmd, "failed", f"meter {meter.serial} is not behind a gateway")
+            return "failed"
+        if _waits_for_older(s, cmd, now):
+            return "waiting"
+        claimed = s.execute(update(MeterCommand)
+                            .where(MeterCommand.id == cmd.id, MeterCommand.state == "pending")
+                            .values(state="running", attempts=MeterCommand.attempts + 1, last_attempt_at=now)
+                            .execution_options(synchronize_session=False)).rowcount
+        if claimed != 1:
+            return "taken"
+        s.refresh(cmd)
+        outbox.transition(s, cmd, "running", f"attempt {cmd.attempts}")
+        return Snapshot(cmd.id, cmd.kind, dict(cmd.params or {}), dict(cmd.result or {}), cmd.attempts, meter.id,
+                        meter.profile, meter.address, gateway.url, gateway.protocol)
+
+
+def _waits_for_older(s: Session, cmd: MeterCommand, now: datetime) -> bool:
+    """Older open commands of the same meter go first: recharges strictly in order; an older
+    pending relay/valve/keep-power command is superseded by this newer one."""
+    older = list(s.scalars(select(MeterCommand).where(
+        MeterCommand.meter_id == cmd.meter_id, MeterCommand.id < cmd.id,
+        MeterCommand.state.in_(("pending", "running"))).order_by(MeterCommand.id)))
+    wait = False
+    for other in older:
+        if cmd.kind == "recharge" and other.kind == "recharge":
+            wait = True
+        elif SUPERSEDING.get(cmd.kind) and SUPERSEDING.get(cmd.kind) == SUPERSEDING.get(other.kind):
+            if other.state == "pending":
+                outbox.transition(s, other, "failed", f"superseded by command {cmd.id} ({cmd.kind})")
+            else:
+                wait = True
+    if wait:
+        cmd.next_attempt_at = now + timedelta(seconds=1)
+    return wait
+
+
+# --- attempt ------------------------------------------------------------------------------
+
+async def _attempt(snap: Snapshot) -> Outcome:
+    try:
+        profile = profiles.get(snap.profile)
+        profile.check_protocol(snap.protocol)
+        profile.supports(snap.kind)
+    except (ValueError, Unsupported) as exc:
+        return Outcome("failed", str(exc))
+    try:
+        async with bus_lock(snap.url):
+            async with open_link(snap.url, snap.protocol) as link:
+                if snap.kind == "recharge":
+                    return await _recharge(profile, link, snap)
+                return await _send_and_verify(profile, link, snap)
+    except CommError as exc:
+        return Outcome("retry", f"no confirmation: {exc}", comm_error=str(exc))
+    except (MeterRefused, Unsupported, ValueError) as exc:
+        return Outcome("failed", str(exc), answered=isinstance(exc, MeterRefused))
+
+
+async def _send_and_verify(profile, link, snap: Snapshot) -> Outcome:
+    sent_error = None
+    try:
+        await profile.send(link, snap.address, snap.kind, snap.params)
+    except CommError as exc:
+        sent_error = str(exc)  # the command may still have arrived: the read-back decides
+    ok, values, seen = await profile.verify(link, snap.address, snap.kind, snap.params)
+    if ok:
+        return Outcome("confirmed", f"read back: {seen}", values, answered=True)
+    why = f"meter reports {seen}" + (f" (send: {sent_error})" if sent_error else "")
+    return Outcome("retry", why, values, answered=True)
+
+
+async def _recharge(profile, link, snap: Snapshot) -> Outcome:
+    amount = int(snap.params["amount_fen"])
+    count, remaining = await profile.read_purchase(link, snap.address)
+    base = snap.result.get("base_count")
+    if base is None:
+        base = count
+        # Stored before anything is sent: a retry must know which count this recharge owns.
+        _remember(snap.command_id, {"base_count": base, "remaining_before_fen": remaining})
+        snap.result.update(base_count=base, remaining_before_fen=remaining)
+    result = {"base_count": base, "purchase_count": count}
+    if count > base:
+        return _recharge_confirmed(profile, snap, count, remaining, result, "found applied on a retry")
+    refused = None
+    try:
+        await profile.send_recharge(link, snap.address, amount, base + 1)
+    except CommError:
+        pass  # the reply may be lost while the meter took it: the count tells
+    except MeterRefused as exc:
+        refused = str(exc)
+    count, remaining = await profile.read_purchase(link, snap.address)
+    result["purchase_count"] = count
+    if count > base:
+        return _recharge_confirmed(profile, snap, count, remaining, result, "purchase count advanced")
+    if refused:
+        return Outcome("failed", f"meter refused the recharge: {refused}", answered=True, result=result)
+    return Outcome("retry", f"purchase count still {count}", answered=True, result=result)
+
+
+def _recharge_confirmed(profile, snap, count, remaining, result, how) -> Outcome:
+    from decimal import Decimal
+    values = MeterValues(remaining_amount=Decimal(remaining).scaleb(-2), purchase_count=count)
+    result.update(remaining_fen=remaining, purchase_count=count)
+    return Outcome("confirmed", f"{how}: purchase count {count}, remaining {remaining / 100:.2f}", values,
+                   result=result, answered=True)
+
+
+def _remember(command_id: int, data: dict) -> None:
+    with session_scope() as s:
+        cmd = s.get(MeterCommand, command_id)
+        cmd.result = {**(cmd.result or {}), **data}
+
+
+# --- finish -------------------------------------------------------------------------------
+
+def _finish(snap: Snapshot, outcome: Outcome) -> str:
+    with session_scope() as s:
+        now = utcnow()
+        cmd = s.get(MeterCommand, snap.command_id)
+        meter = s.get(Meter, snap.meter_id)
+        if outcome.comm_error:
+            record_failure(s, meter, outcome.comm_error, now)
+        elif outcome.answered:
+            record_success(s, meter, outcome.values, now)
+        if outcome.result:
+            cmd.result = {**(cmd.result or {}), **outcome.result}
+        if cmd.state != "running":
+            log.warning("command %s was %s when its attempt finished", cmd.id, cmd.state)
+            return cmd.state
+        if outcome.state in ("confirmed", "failed"):
+            outbox.transition(s, cmd, outcome.state, outcome.detail)
+            return outcome.state
+        cmd.last_error = outcome.detail[:2000]
+        if now >= cmd.deadline:
+            outbox.transition(s, cmd, "expired", _expiry_detail(cmd))
+            return "expired"
+        delay = min(settings.command_backoff() * 2 ** max(cmd.attempts - 1, 0), settings.command_backoff_max())
+        cmd.next_attempt_at = min(now + timedelta(seconds=delay), cmd.deadline)
+        outbox.transition(s, cmd, "pending", f"retry after {delay:g}s: {outcome.detail}")
+        return "pending"
+
+
+def _expiry_detail(cmd: MeterCommand) -> str:
+    return (f"not confirmed by the deadline after {cmd.attempts} attempt(s)"
+            + (f"; last: {cmd.last_error}" if cmd.last_error else ""))
+
+
+# --- retry job ----------------------------------------------------------------------------
+
+def retry_due() -> dict:
+    """Periodic: expire what is past its deadline, free commands whose worker died, re-enqueue due ones."""
+    with session_scope() as s:
+        now = utcnow()
+        counts = {"expired": 0, "released": 0, "enqueued": 0}
+        stale = s.scalars(select(MeterCommand).where(MeterCommand.state == "running",
+                                                     MeterCommand.last_attempt_at < now - RUNNING_LEASE)).all()
+        for cmd in stale:
+            outbox.transition(s, cmd, "pending", "its worker stopped answering; retrying")
+            counts["released"] += 1
+        for cmd in s.scalars(select(MeterCommand).where(MeterCommand.state == "pending",
+                                                        MeterCommand.deadline <= now)).all():
+            outbox.transition(s, cmd, "expired", _expiry_detail(cmd))
+            counts["expired"] += 1
+        due = s.scalars(select(MeterCommand.id).where(MeterCommand.state == "pending",
+                                                      MeterCommand.next_attempt_at <= now)
+                        .order_by(MeterCommand.id)).all()
+        for cid in due:
+            enqueue_after_commit(s, execute_command, cid, queue="meters")
+        counts["enqueued"] = len(due)
+    return counts
+
+
+def run_pending(limit: int = 1000) -> list[str]:
+    """Run every due command in this process, oldest first (the field CLI and tests use it)."""
+    with session_scope() as s:
+        ids = s.scalars(select(MeterCommand.id).where(MeterCommand.state == "pending",
+                                                      MeterCommand.next_attempt_at <= utcnow())
+                        .order_by(MeterCommand.id).limit(limit)).all()
+    return [execute_command(cid) for cid in ids]
+
+
+__all__ = ["execute_command", "retry_due", "run_pending", "HardwareError"]
