@@ -1,6 +1,8 @@
-"""The bot front. ``init_app(app)`` registers its blueprints on the Flask app."""
+"""The bot front: the official-account endpoint at /wechat, tenant chat, manager chat commands,
+and the alarm channels that deliver notifications. ``init_app(app)`` registers its blueprint."""
 from __future__ import annotations
 
 
 def init_app(app) -> None:
-    """Nothing yet: the issue that builds this front registers its blueprints here."""
+    from bot import views
+    app.register_blueprint(views.bp)

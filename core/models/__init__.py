@@ -12,6 +12,7 @@ from core.models.manager import Manager, ManagerRole
 from core.models.audit import AuditLog
 from core.models.preset import AccountPreset
 from core.models.billing import BilledUsage, MeterBillingState
+from core.models.alarm import AlarmState, BotConfirmation, Notification, SupplyControl
 
 __all__ = [
     "Base", "Site", "Building", "Floor", "Room", "Tenant", "Account", "TariffPlan", "TariffVersion",
@@ -19,4 +20,5 @@ __all__ = [
     "LedgerAccount", "JournalEntry", "Posting", "PaymentOrder", "Manager", "ManagerRole",
     "AuditLog", "AccountPreset", "BilledUsage", "MeterBillingState",
     "PaymentRefund", "PaymentReconciliation", "TenantBinding",
+    "AlarmState", "BotConfirmation", "Notification", "SupplyControl",
 ]

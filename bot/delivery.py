@@ -1,0 +1,69 @@
+"""Deliver notifications: one job per notification on queue "notify", retried with backoff.
+
+``deliver(id)`` locks the row (a second worker skips it), sends it through its channel and
+logs the outcome on the row: ``sent`` with the provider's reference, ``retrying`` with the
+error and the next attempt time, ``failed`` after ``MAX_ATTEMPTS`` or a permanent error.
+``retry_due()`` is the periodic job that enqueues the retries whose time has come.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from bot import channels
+from core import clock
+from core.db import session_scope
+from core.jobs import enqueue, job
+from core.models import Notification
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+BASE_DELAY = timedelta(seconds=30)
+
+
+def backoff(attempts: int) -> timedelta:
+    return BASE_DELAY * (4 ** max(attempts - 1, 0))
+
+
+@job("notify", timeout=60)
+def deliver(notification_id: int) -> str:
+    """Send one notification; returns its status afterwards."""
+    with session_scope() as session:
+        note = session.scalar(select(Notification).where(Notification.id == notification_id)
+                              .with_for_update(skip_locked=True))
+        if note is None or note.status not in ("pending", "retrying"):
+            return note.status if note else "missing"
+        now = clock.now()
+        note.attempts += 1
+        try:
+            channel = channels.get(note.channel)()
+            note.provider_ref = channel.send(note)
+        except Exception as exc:  # noqa: BLE001 - any failure is logged on the row and retried
+            if not isinstance(exc, channels.DeliveryError):
+                log.exception("channel %s raised", note.channel)
+                exc = channels.DeliveryError(f"{type(exc).__name__}: {exc}")
+            note.last_error = str(exc)[:2000]
+            if exc.permanent or note.attempts >= MAX_ATTEMPTS:
+                note.status, note.next_attempt_at = "failed", None
+                log.warning("notification %s failed for good: %s", note.id, exc)
+            else:
+                note.status, note.next_attempt_at = "retrying", now + backoff(note.attempts)
+                log.info("notification %s will be retried: %s", note.id, exc)
+            return note.status
+        note.status, note.sent_at, note.next_attempt_at, note.last_error = "sent", now, None, None
+        return note.status
+
+
+def retry_due(now: datetime | None = None) -> int:
+    """Periodic job: enqueue every notification whose retry time has come. Returns how many."""
+    now = now or clock.now()
+    with session_scope() as session:
+        ids = session.scalars(select(Notification.id).where(Notification.status == "retrying",
+                                                            Notification.next_attempt_at <= now)
+                              .order_by(Notification.id).limit(1000)).all()
+    for nid in ids:
+        enqueue(deliver, nid, queue="notify")
+    return len(ids)

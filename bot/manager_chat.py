@@ -1,0 +1,259 @@
+"""Manager chat commands, each limited to the manager's sites.
+
+    房间 301          room status                     (status 301)
+    拉闸 301 / 合闸 301  trip / restore supply           (trip 301 / restore 301)
+    充值 301 100      desk recharge, yuan             (recharge 301 100)
+    退费 301 50       refund to the desk, yuan        (refund 301 50)
+    保电 301 开|关     keep-power on / off             (keep 301 on|off)
+    欠费 / 离线 / 日报  arrears, offline meters, today  (arrears / offline / daily) — answered later
+    确认 1234 / 取消   confirm / cancel the pending command (confirm 1234 / cancel)
+
+Commands that move money or change supply ask for a confirmation code first; the confirmed
+action runs under the key ``bot:confirm:<id>``, so a repeated confirmation moves nothing twice.
+Every command is written to the audit log with the manager, and calls the same core service as
+the admin pages (core.supply, core.cashdesk).
+"""
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from bot import settings
+from core import audit, cashdesk, clock, supply
+from core.errors import Forbidden, MeterpayError, NotFound, ValidationError
+from core.jobs import enqueue_after_commit
+from core.ledger import account_balance
+from core.managers import can_access_site, role_at, site_ids_for
+from core.models import Account, BotConfirmation, Manager, Room, Site, SupplyControl, Tenant
+from core.money import format_fen, parse_yuan
+from core.room_lookup import find_room, open_account_at
+from core.site_summary import accounts_needing_attention, day_totals, offline_meters
+from core.status import alarm_levels, fee_status
+
+ALIASES = {
+    "房间": "status", "status": "status", "room": "status", "查": "status",
+    "拉闸": "trip", "断电": "trip", "trip": "trip", "cut": "trip",
+    "合闸": "restore", "送电": "restore", "restore": "restore", "close": "restore",
+    "充值": "recharge", "recharge": "recharge", "topup": "recharge",
+    "退费": "refund", "refund": "refund",
+    "保电": "keep", "keep": "keep", "keeppower": "keep",
+    "欠费": "arrears", "arrears": "arrears",
+    "离线": "offline", "offline": "offline",
+    "日报": "daily", "daily": "daily", "report": "daily",
+    "确认": "confirm", "confirm": "confirm", "ok": "confirm",
+    "取消": "cancel", "cancel": "cancel",
+    "帮助": "help", "help": "help", "?": "help", "？": "help",
+}
+ACTIONS = ("trip", "restore", "recharge", "refund", "keep")
+LATER = ("arrears", "offline", "daily")
+ACTION_WORDS = {"trip": "拉闸", "restore": "合闸", "recharge": "充值", "refund": "退费", "keep": "保电"}
+STATUS_TEXT = {"normal": "正常", "alarm1": "一级告警", "alarm2": "二级告警", "alarm3": "三级告警",
+               "arrears": "欠费", "keep_power": "保电", "closed": "销户"}
+
+HELP = ("管理命令：\n房间 301 — 房间状态\n拉闸 301 / 合闸 301 — 断电 / 送电\n充值 301 100 — 前台充值（元）\n"
+        "退费 301 50 — 退费（元）\n保电 301 开|关\n欠费 — 告警和欠费户\n离线 — 离线表\n日报 — 今日汇总\n"
+        "确认 1234 / 取消 — 确认或取消待执行的命令\n"
+        "English: status, trip, restore, recharge, refund, keep, arrears, offline, daily, confirm, cancel")
+
+
+def actor(manager: Manager) -> str:
+    return f"manager:{manager.username}"
+
+
+def manager_for(session: Session, openid: str) -> Manager | None:
+    if not openid:
+        return None
+    return session.scalar(select(Manager).where(Manager.wechat_openid == openid, Manager.active.is_(True)))
+
+
+def is_command(text: str) -> bool:
+    words = text.split()
+    return bool(words) and words[0].lower() in ALIASES
+
+
+def handle(session: Session, manager: Manager, text: str, *, msg_key: str = "") -> str:
+    """Answer one chat line from a manager. Domain errors become the reply; nothing half-done stays."""
+    words = text.split()
+    cmd = ALIASES.get(words[0].lower()) if words else None
+    if cmd is None or cmd == "help":
+        return HELP
+    audit.record(session, actor=actor(manager), front="bot", action=f"chat:{cmd}", text=text[:200])
+    try:
+        with session.begin_nested():
+            return _run(session, manager, cmd, words[1:], msg_key)
+    except MeterpayError as exc:
+        return f"未执行：{exc.message}"
+
+
+def _run(session: Session, manager: Manager, cmd: str, args: list[str], msg_key: str) -> str:
+    if cmd == "status":
+        return room_status(session, manager, _need(args, 1, "房间 301")[0])
+    if cmd in ACTIONS:
+        return ask_confirmation(session, manager, cmd, args)
+    if cmd == "confirm":
+        return confirm(session, manager, _need(args, 1, "确认 1234")[0])
+    if cmd == "cancel":
+        n = _cancel_pending(session, manager)
+        return "已取消待确认的命令。" if n else "没有待确认的命令。"
+    if cmd in LATER:
+        enqueue_after_commit(session, "bot.jobs.answer_later", manager.id, manager.wechat_openid, cmd,
+                             msg_key or f"{cmd}:{secrets.token_hex(6)}", queue="notify")
+        return "正在统计，结果稍后发送给您。"
+    return HELP
+
+
+def _need(args: list[str], n: int, example: str) -> list[str]:
+    if len(args) < n:
+        raise ValidationError(f"格式：{example}")
+    return args
+
+
+def _account_for(session: Session, manager: Manager, room_text: str) -> tuple[Room, Account]:
+    room = find_room(session, manager.id, room_text)
+    if not can_access_site(session, manager.id, room.site_id):  # find_room scopes already; keep the guard
+        raise Forbidden("not your site")
+    return room, open_account_at(session, room)
+
+
+def room_status(session: Session, manager: Manager, room_text: str) -> str:
+    room, account = _account_for(session, manager, room_text)
+    site = session.get(Site, account.site_id)
+    tenant = session.get(Tenant, account.tenant_id)
+    bal = account_balance(session, account.id)
+    status = fee_status(bal, alarm_levels(account.alarm_levels, site.settings), keep_power=account.keep_power)
+    lines = [f"房间 {room.number}（{site.name}）", f"租户：{tenant.name} {_mask(tenant.phone)}",
+             f"余额：{format_fen(bal)} 元（{STATUS_TEXT.get(status, status)}）",
+             f"保电：{'开' if account.keep_power else '关'}"]
+    for m in account.meters:
+        if m.status != "active":
+            continue
+        state = m.valve_state if m.kind == "water" else m.relay_state
+        lines.append(f"表 {m.serial}：{'在线' if m.online else '离线'}，"
+                     f"{'阀门' if m.kind == 'water' else '继电器'} {state}"
+                     + (f"（指令 {m.commanded_state}）" if m.commanded_state and m.commanded_state != state else ""))
+    ctl = session.scalar(select(SupplyControl).where(SupplyControl.account_id == account.id))
+    if ctl is not None and ctl.state != "on":
+        when = f"，{ctl.due_at:%m-%d %H:%M} UTC" if ctl.due_at else ""
+        lines.append(f"自动控制：{ {'cut': '已自动断电', 'deferred': '友好时段，延后断电', 'held': '保电中，暂不断电'}.get(ctl.state, ctl.state)}{when}")
+    return "\n".join(lines)
+
+
+def _mask(phone: str) -> str:
+    return f"{phone[:3]}****{phone[-4:]}" if phone and len(phone) >= 7 else (phone or "")
+
+
+def ask_confirmation(session: Session, manager: Manager, action: str, args: list[str]) -> str:
+    examples = {"trip": "拉闸 301", "restore": "合闸 301", "recharge": "充值 301 100", "refund": "退费 301 50",
+                "keep": "保电 301 开"}
+    args = _need(args, 2 if action in ("recharge", "refund", "keep") else 1, examples[action])
+    room, account = _account_for(session, manager, args[0])
+    if role_at(session, manager.id, room.site_id) == "viewer":
+        raise Forbidden("只读账号不能执行此操作")
+    params: dict = {"account_id": account.id, "room": room.number}
+    if action in ("recharge", "refund"):
+        amount = parse_yuan(args[1])
+        if amount <= 0:
+            raise ValidationError("金额必须大于 0")
+        params["amount_fen"] = amount
+        what = f"{ACTION_WORDS[action]} {room.number} {format_fen(amount)} 元"
+    elif action == "keep":
+        word = args[1].lower()
+        if word not in ("开", "关", "on", "off"):
+            raise ValidationError("格式：保电 301 开|关")
+        params["on"] = word in ("开", "on")
+        what = f"保电 {room.number} {'开' if params['on'] else '关'}"
+    else:
+        what = f"{ACTION_WORDS[action]} {room.number}"
+    _cancel_pending(session, manager)
+    now = clock.now()
+    code = f"{secrets.randbelow(10000):04d}"
+    session.add(BotConfirmation(manager_id=manager.id, code=code, action=action, params=params, summary=what,
+                                created_at=now, expires_at=now + timedelta(minutes=settings.confirm_minutes())))
+    session.flush()
+    return f"请确认：{what}（租户 {session.get(Tenant, account.tenant_id).name}）。\n" \
+           f"回复「确认 {code}」执行，{settings.confirm_minutes()} 分钟内有效；回复「取消」放弃。"
+
+
+def _cancel_pending(session: Session, manager: Manager) -> int:
+    result = session.execute(update(BotConfirmation).where(BotConfirmation.manager_id == manager.id,
+                                                           BotConfirmation.used_at.is_(None))
+                             .values(used_at=clock.now()))
+    return result.rowcount or 0
+
+
+def confirm(session: Session, manager: Manager, code: str) -> str:
+    now = clock.now()
+    row = session.scalar(select(BotConfirmation).where(BotConfirmation.manager_id == manager.id,
+                                                       BotConfirmation.used_at.is_(None))
+                         .order_by(BotConfirmation.id.desc()).limit(1).with_for_update())
+    if row is None:
+        raise NotFound("没有待确认的命令")
+    if row.expires_at <= now:
+        row.used_at = now
+        session.flush()
+        return "确认码已过期，请重新发送命令。"
+    if code.strip() != row.code:
+        raise ValidationError("确认码不对")
+    account = session.get(Account, int(row.params["account_id"]))
+    if account is None or not can_access_site(session, manager.id, account.site_id):
+        raise Forbidden("not your site")
+    row.used_at = now
+    result = execute(session, manager, row)
+    session.flush()
+    return result
+
+
+def execute(session: Session, manager: Manager, row: BotConfirmation) -> str:
+    p, who, key = row.params, actor(manager), f"bot:confirm:{row.id}"
+    account_id = int(p["account_id"])
+    if row.action in ("trip", "restore"):
+        fn = supply.trip if row.action == "trip" else supply.restore
+        cmds = fn(session, account_id, actor=who, front="bot", reason="manager", key=key)
+        return f"已执行：{row.summary}，已向 {len(cmds)} 块表发送指令。发送「房间 {p['room']}」查看结果。"
+    if row.action == "recharge":
+        cashdesk.desk_recharge(session, account_id, int(p["amount_fen"]), key=key, actor=who, front="bot",
+                               memo=f"chat recharge by {manager.username}")
+    elif row.action == "refund":
+        cashdesk.refund(session, account_id, int(p["amount_fen"]), key=key, actor=who, front="bot",
+                        memo=f"chat refund by {manager.username}")
+    elif row.action == "keep":
+        supply.set_keep_power(session, account_id, bool(p["on"]), actor=who, front="bot")
+        return f"已执行：{row.summary}。"
+    else:
+        raise ValidationError(f"unknown action {row.action}")
+    return f"已执行：{row.summary}。当前余额 {format_fen(account_balance(session, account_id))} 元。"
+
+
+def report(session: Session, manager: Manager, cmd: str) -> str:
+    """The answers that may take long: arrears, offline meters, today's totals."""
+    sites = site_ids_for(session, manager.id)
+    if cmd == "arrears":
+        lines = accounts_needing_attention(session, sites, limit=50)
+        if not lines:
+            return "没有告警或欠费的户。"
+        return "告警和欠费户（余额从低到高）：\n" + "\n".join(
+            f"{l.room} {format_fen(l.balance_fen)} 元 {STATUS_TEXT.get(l.status, l.status)}" for l in lines)
+    if cmd == "offline":
+        rows = offline_meters(session, sites, limit=50)
+        if not rows:
+            return "所有表都在线。"
+        return "离线表：\n" + "\n".join(
+            f"{number or '-'} 表 {m.serial} 最后通讯 "
+            f"{m.last_seen_at.astimezone(_zone()):%m-%d %H:%M}" if m.last_seen_at else f"{number or '-'} 表 {m.serial} 从未通讯"
+            for m, number in rows)
+    if cmd == "daily":
+        today = clock.now().astimezone(_zone()).date()
+        t = day_totals(session, sites, today, str(_zone()))
+        return (f"{today:%Y-%m-%d} 日报：\n充值 {t.recharge_count} 笔，共 {format_fen(t.recharge_fen)} 元\n"
+                f"退费 {format_fen(t.refund_fen)} 元\n用电用水扣费 {format_fen(t.consumption_fen)} 元")
+    return HELP
+
+
+def _zone():
+    from zoneinfo import ZoneInfo
+
+    from core.config import get_settings
+    return ZoneInfo(get_settings().timezone)

@@ -1,0 +1,152 @@
+"""Balance alarms: three levels per account, fired when the balance crosses down, cleared by a recharge.
+
+The state machine (one ``AlarmState`` row per account, locked while it changes):
+
+- the balance falls to or below a deeper level than the row holds → a new *crossing*: the
+  level is raised, notice 1 goes out at once, and notices 2..times follow every
+  ``every_minutes`` (``send_due_repeats``, a periodic job);
+- the balance rises above a level (a recharge) → the level drops to what the balance is at
+  now and pending repeats stop; above every level the alarm is *cleared*;
+- the same level again (more consumption inside it) → nothing.
+
+Each notice has the key ``alarm:<account>:<crossing>:<level>:<n>`` per channel, so a replayed
+event, a retried job or two workers at once never send one notice twice. Levels come from
+``core.status.alarm_levels`` (account, else site, else the defaults 50/20/0 yuan).
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core import clock, device_alarms, notifications, signals  # noqa: F401 (device alarm listeners)
+from core.db import session_scope
+from core.models import Account, AlarmState, LedgerAccount, Room, Site
+from core.money import format_fen
+from core.status import AlarmLevel, alarm_level_for, alarm_levels
+
+log = logging.getLogger(__name__)
+
+ALARMED_MODES = ("prepaid-platform", "prepaid-meter")
+
+
+@signals.on("balance_changed")
+def on_balance_changed(account_id: int, **_payload) -> None:
+    with session_scope() as session:
+        evaluate(session, account_id)
+
+
+def state_for(session: Session, account_id: int) -> AlarmState:
+    """The account's alarm row, created if missing, locked FOR UPDATE."""
+    query = select(AlarmState).where(AlarmState.account_id == account_id).with_for_update()
+    row = session.scalar(query)
+    if row is None:
+        try:
+            with session.begin_nested():
+                session.add(AlarmState(account_id=account_id, level=0, crossing=0, notices_sent=0,
+                                       last_balance_fen=0))
+        except IntegrityError:
+            pass
+        row = session.scalar(query.execution_options(populate_existing=True))
+    return row
+
+
+def levels_of(session: Session, account: Account) -> list[AlarmLevel]:
+    site = session.get(Site, account.site_id)
+    return alarm_levels(account.alarm_levels, site.settings if site else None)
+
+
+def evaluate(session: Session, account_id: int, *, now: datetime | None = None) -> AlarmState | None:
+    """Bring an account's alarm state in line with its balance; send the notice of a new crossing."""
+    now = now or clock.now()
+    account = session.get(Account, account_id)
+    if account is None:
+        return None
+    state = state_for(session, account_id)
+    balance = _balance(session, account_id)
+    if account.status != "open" or account.billing_mode not in ALARMED_MODES:
+        _clear(state, now, balance)
+        return state
+    levels = levels_of(session, account)
+    level = alarm_level_for(balance, levels)
+    if level > state.level:
+        state.crossing += 1
+        state.level = level
+        state.notices_sent = 0
+        state.fired_at = now
+        state.cleared_at = None
+        _send_notice(session, account, state, levels, balance, now)
+    elif level < state.level:
+        if level == 0:
+            _clear(state, now, balance)
+        else:
+            state.level = level
+            state.next_notice_at = None
+    state.last_balance_fen = balance
+    session.flush()
+    return state
+
+
+def send_due_repeats(now: datetime | None = None) -> int:
+    """Periodic job: send the next notice of every crossing whose repeat is due. Returns how many."""
+    now = now or clock.now()
+    with session_scope() as session:
+        ids = session.scalars(select(AlarmState.account_id).where(AlarmState.next_notice_at.is_not(None),
+                                                                  AlarmState.next_notice_at <= now)).all()
+    sent = 0
+    for account_id in ids:
+        with session_scope() as session:
+            state = state_for(session, account_id)
+            if state.next_notice_at is None or state.next_notice_at > now or state.level == 0:
+                continue
+            account = session.get(Account, account_id)
+            balance = _balance(session, account_id)
+            levels = levels_of(session, account)
+            if alarm_level_for(balance, levels) != state.level or account.status != "open":
+                evaluate(session, account_id, now=now)
+                continue
+            _send_notice(session, account, state, levels, balance, now)
+            sent += 1
+    return sent
+
+
+def _send_notice(session: Session, account: Account, state: AlarmState, levels: list[AlarmLevel],
+                 balance: int, now: datetime) -> None:
+    lvl = next(l for l in levels if l.level == state.level)
+    n = state.notices_sent + 1
+    room = session.get(Room, account.room_id)
+    subject, body = alarm_text(room.number if room else "?", lvl, balance)
+    notifications.notify_account(
+        session, account, cause=f"alarm:{account.id}:{state.crossing}:{lvl.level}:{n}", kind="balance_alarm",
+        subject=subject, body=body, level=lvl.level,
+        data={"room": room.number if room else "", "balance": format_fen(balance), "level": lvl.level,
+              "threshold": format_fen(lvl.amount_fen), "notice": n, "times": lvl.times,
+              "time": now.isoformat(timespec="seconds")})
+    state.notices_sent = n
+    state.next_notice_at = now + timedelta(minutes=lvl.every_minutes) if n < lvl.times else None
+
+
+def alarm_text(room: str, lvl: AlarmLevel, balance: int) -> tuple[str, str]:
+    if balance <= 0 or lvl.amount_fen <= 0:
+        return "余额已用完", (f"房间 {room} 余额 {format_fen(balance)} 元，已用完（第 {lvl.level} 级提醒）。"
+                           "请尽快充值，以免停电停水。")
+    return "余额不足提醒", (f"房间 {room} 余额 {format_fen(balance)} 元，已低于 {format_fen(lvl.amount_fen)} 元"
+                      f"（第 {lvl.level} 级提醒）。请及时充值。")
+
+
+def _clear(state: AlarmState, now: datetime, balance: int) -> None:
+    if state.level:
+        state.cleared_at = now
+    state.level = 0
+    state.notices_sent = 0
+    state.next_notice_at = None
+    state.last_balance_fen = balance
+
+
+def _balance(session: Session, account_id: int) -> int:
+    wallet = session.scalar(select(LedgerAccount).where(LedgerAccount.account_id == account_id)
+                            .execution_options(populate_existing=True))
+    return wallet.balance_fen if wallet else 0

@@ -1,0 +1,186 @@
+"""Automatic supply control for platform-billed prepaid accounts (平台计费).
+
+- The balance reaches the cut line (zero, or minus the emergency credit the site allows) →
+  trip the relay / close the valve through ``core.supply.trip`` (the outbox and the audit log),
+  unless keep-power is on (the cut is *held*) or it is inside the site's friendly hours (the
+  cut is *deferred* to the next allowed time, ``core.friendly_hours.next_allowed``).
+- A deferred or held cut is looked at again by ``run_due`` (a periodic job): it cuts once the
+  time has come and the balance is still below the line and keep-power is off.
+- A recharge lifts the balance above the restore line (``restore_above_fen``, default 0) →
+  restore what automatic control cut (``core.supply.restore``). A cut a manager made by hand
+  is never undone automatically.
+
+Site settings (``Site.settings``): ``emergency_credit_fen``, ``restore_above_fen``,
+``friendly_hours``; environment defaults ``METERPAY_EMERGENCY_CREDIT`` and
+``METERPAY_RESTORE_ABOVE`` (yuan). One ``SupplyControl`` row per account holds the state,
+locked while it changes; cut and restore commands are keyed ``auto-cut:<account>:<n>`` and
+``auto-restore:<account>:<n>``, so a replayed event never sends a second command.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core import audit, clock, friendly_hours, notifications, signals, supply
+from core.db import session_scope
+from core.errors import MeterpayError, ValidationError
+from core.models import Account, LedgerAccount, Room, Site, SupplyControl
+from core.money import format_fen
+
+log = logging.getLogger(__name__)
+
+ACTOR = "system:auto-supply"
+
+
+@dataclass(frozen=True)
+class Policy:
+    cut_at_fen: int        # cut when the balance is at or below this (0, or minus the emergency credit)
+    restore_above_fen: int  # restore when the balance rises above this
+    friendly: friendly_hours.FriendlyHours
+    timezone: str
+
+
+def _yuan_env(name: str) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return 0
+    try:
+        return int((Decimal(raw) * 100).to_integral_value())
+    except InvalidOperation:
+        raise ValidationError(f"{name}: not an amount in yuan: {raw!r}") from None
+
+
+def policy_for(site: Site) -> Policy:
+    settings = site.settings or {}
+    credit = int(settings.get("emergency_credit_fen", _yuan_env("METERPAY_EMERGENCY_CREDIT")))
+    if credit < 0:
+        raise ValidationError("emergency_credit_fen must not be negative", field="emergency_credit_fen")
+    restore_above = int(settings.get("restore_above_fen", _yuan_env("METERPAY_RESTORE_ABOVE")))
+    return Policy(cut_at_fen=-credit, restore_above_fen=max(restore_above, -credit),
+                  friendly=friendly_hours.config_for(settings), timezone=site.timezone or "Asia/Shanghai")
+
+
+@signals.on("balance_changed")
+def on_balance_changed(account_id: int, **_payload) -> None:
+    with session_scope() as session:
+        evaluate(session, account_id)
+
+
+def control_for(session: Session, account_id: int) -> SupplyControl:
+    query = select(SupplyControl).where(SupplyControl.account_id == account_id).with_for_update()
+    row = session.scalar(query)
+    if row is None:
+        try:
+            with session.begin_nested():
+                session.add(SupplyControl(account_id=account_id, state="on", cuts=0, reason=""))
+        except IntegrityError:
+            pass
+        row = session.scalar(query.execution_options(populate_existing=True))
+    return row
+
+
+def evaluate(session: Session, account_id: int, *, now: datetime | None = None) -> str:
+    """Decide and act for one account. Returns what happened: cut, restored, deferred, held,
+    cancelled or none."""
+    now = now or clock.now()
+    account = session.get(Account, account_id)
+    if account is None or account.billing_mode != "prepaid-platform":
+        return "none"
+    ctl = control_for(session, account_id)
+    if account.status != "open":
+        ctl.state, ctl.due_at = "on", None
+        return "none"
+    site = session.get(Site, account.site_id)
+    pol = policy_for(site)
+    balance = _balance(session, account_id)
+    if balance <= pol.cut_at_fen:
+        return _below(session, account, ctl, pol, balance, now)
+    if ctl.state in ("deferred", "held"):
+        _set(ctl, "on", None, f"balance {format_fen(balance)} back above the cut line", now)
+        audit.record(session, actor=ACTOR, front="job", action="supply_cut_cancelled", site_id=account.site_id,
+                     account_id=account.id, balance=format_fen(balance))
+        return "cancelled"
+    if ctl.state == "cut" and balance > pol.restore_above_fen:
+        supply.restore(session, account.id, actor=ACTOR, front="job", reason="recharged",
+                       key=f"auto-restore:{account.id}:{ctl.cuts}")
+        _set(ctl, "on", None, f"restored at balance {format_fen(balance)}", now)
+        _tell(session, account, f"supply:{account.id}:{ctl.cuts}:restored", "已恢复供电",
+              f"房间 {_room(session, account)} 充值成功，余额 {format_fen(balance)} 元，已恢复供电。")
+        return "restored"
+    return "none"
+
+
+def _below(session: Session, account: Account, ctl: SupplyControl, pol: Policy, balance: int,
+           now: datetime) -> str:
+    if ctl.state == "cut":
+        return "none"
+    if account.keep_power:
+        if ctl.state != "held":
+            _set(ctl, "held", None, "keep-power is on", now)
+            audit.record(session, actor=ACTOR, front="job", action="supply_cut_held", site_id=account.site_id,
+                         account_id=account.id, balance=format_fen(balance))
+        return "held"
+    if friendly_hours.is_friendly(now, pol.friendly, pol.timezone):
+        due = friendly_hours.next_allowed(now, pol.friendly, pol.timezone)
+        if ctl.state != "deferred" or ctl.due_at != due:
+            _set(ctl, "deferred", due, "friendly hours", now)
+            audit.record(session, actor=ACTOR, front="job", action="supply_cut_deferred", site_id=account.site_id,
+                         account_id=account.id, balance=format_fen(balance), due_at=due.isoformat())
+            _tell(session, account, f"supply:{account.id}:{ctl.cuts + 1}:deferred:{due.isoformat()}", "停电预告",
+                  f"房间 {_room(session, account)} 余额 {format_fen(balance)} 元，已欠费。"
+                  f"将于 {due.astimezone(ZoneInfo(pol.timezone)):%m-%d %H:%M} 停电，请尽快充值。")
+        return "deferred"
+    try:
+        supply.trip(session, account.id, actor=ACTOR, front="job", reason="balance",
+                    key=f"auto-cut:{account.id}:{ctl.cuts + 1}")
+    except MeterpayError as exc:
+        log.warning("automatic cut of account %s failed: %s", account.id, exc.message)
+        return "none"
+    ctl.cuts += 1
+    _set(ctl, "cut", None, f"cut at balance {format_fen(balance)}", now)
+    _tell(session, account, f"supply:{account.id}:{ctl.cuts}:cut", "已停止供电",
+          f"房间 {_room(session, account)} 余额 {format_fen(balance)} 元，已停止供电。充值后自动恢复。")
+    return "cut"
+
+
+def run_due(now: datetime | None = None) -> dict[str, int]:
+    """Periodic job: act on deferred cuts whose time has come and on cuts held by keep-power."""
+    now = now or clock.now()
+    with session_scope() as session:
+        ids = session.scalars(select(SupplyControl.account_id).where(
+            ((SupplyControl.state == "deferred") & (SupplyControl.due_at <= now)) |
+            (SupplyControl.state == "held"))).all()
+    counts: dict[str, int] = {}
+    for account_id in ids:
+        with session_scope() as session:
+            outcome = evaluate(session, account_id, now=now)
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
+def _set(ctl: SupplyControl, state: str, due: datetime | None, reason: str, now: datetime) -> None:
+    ctl.state, ctl.due_at, ctl.reason, ctl.updated_at = state, due, reason[:200], now
+
+
+def _tell(session: Session, account: Account, cause: str, subject: str, body: str) -> None:
+    notifications.notify_account(session, account, cause=cause, kind="supply", subject=subject, body=body,
+                                 data={"room": _room(session, account)}, level=3)
+
+
+def _room(session: Session, account: Account) -> str:
+    room = session.get(Room, account.room_id)
+    return room.number if room else "?"
+
+
+def _balance(session: Session, account_id: int) -> int:
+    wallet = session.scalar(select(LedgerAccount).where(LedgerAccount.account_id == account_id)
+                            .execution_options(populate_existing=True))
+    return wallet.balance_fen if wallet else 0
