@@ -114,7 +114,10 @@ def wx_jsapi():
             order = WX_ORDERS[no] = {"out_trade_no": no, "amount": total, "notify_url": data.get("notify_url"),
                                      "openid": data["payer"]["openid"], "state": "NOTPAY",
                                      "prepay_id": "wx" + secrets.token_hex(14), "transaction_id": None,
-                                     "success_time": None, "refunded": 0}
+                                     "success_time": None, "refunded": 0,
+                                     # Public-key mode clients send Wechatpay-Serial = the key id; sign to match.
+                                     "pk_mode": request.headers.get("Wechatpay-Serial")
+                                     == sandbox_keys.WXPAY_PUBLIC_KEY_ID}
         elif order["amount"] != total:
             return _wx_error(400, "INVALID_REQUEST", "out_trade_no reused with another amount")
     return _wx_answer({"prepay_id": order["prepay_id"]})
@@ -178,7 +181,8 @@ def wx_refund():
         r = WX_REFUNDS[no] = {"refund_id": "50" + secrets.token_hex(14), "out_refund_no": no,
                               "transaction_id": order["transaction_id"], "out_trade_no": order["out_trade_no"],
                               "status": "PROCESSING", "create_time": _now_text(), "amount": refund,
-                              "total": order["amount"], "notify_url": data.get("notify_url")}
+                              "total": order["amount"], "notify_url": data.get("notify_url"),
+                              "pk_mode": order["pk_mode"]}
         answer = _wx_refund_body(r)
     if r["notify_url"] and request.args.get("notify", "1") != "0":
         threading.Thread(target=_wx_finish_refund, args=(no,), daemon=True).start()
@@ -195,7 +199,7 @@ def _wx_finish_refund(no: str, delay: float = 0.05) -> None:
                     "refund_status": "SUCCESS", "success_time": r["success_time"],
                     "amount": {"total": r["total"], "refund": r["amount"], "payer_total": r["total"],
                                "payer_refund": r["amount"]}}
-    headers, body = sign.wx_notification("REFUND.SUCCESS", resource)
+    headers, body = sign.wx_notification("REFUND.SUCCESS", resource, public_key_mode=r["pk_mode"])
     _post(r["notify_url"], body, headers, "wechat-refund")
 
 
@@ -266,7 +270,7 @@ def wx_pay(no: str, *, notify: bool = True, amount_fen: int | None = None) -> di
         resource["amount"]["total"] = resource["amount"]["payer_total"] = amount_fen
     status = None
     if notify and order["notify_url"]:
-        headers, body = sign.wx_notification("TRANSACTION.SUCCESS", resource)
+        headers, body = sign.wx_notification("TRANSACTION.SUCCESS", resource, public_key_mode=order["pk_mode"])
         status = _post(order["notify_url"], body, headers, "wechat-pay")
     return {"channel": "wechat", "transaction_id": order["transaction_id"], "notified": status}
 
