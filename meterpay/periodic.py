@@ -9,6 +9,10 @@ from core.jobs import PeriodicJob
 
 PERIODIC_JOBS: list[PeriodicJob] = [
     # PeriodicJob(name, dotted function, interval seconds, queue, timeout)
+    # payments: ask providers about orders whose callback is late; settle them the same way
+    PeriodicJob("payments-query-pending", "miniapp_api.jobs.query_pending", 60, "payments", 300),
+    # payments: compare yesterday's provider statements with the ledger (re-running a day replaces it)
+    PeriodicJob("payments-reconcile", "miniapp_api.jobs.reconcile_yesterday", 86400, "payments", 1800),
 ]
 
 
