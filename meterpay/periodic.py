@@ -13,6 +13,10 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob("payments-query-pending", "miniapp_api.jobs.query_pending", 60, "payments", 300),
     # payments: compare yesterday's provider statements with the ledger (re-running a day replaces it)
     PeriodicJob("payments-reconcile", "miniapp_api.jobs.reconcile_yesterday", 86400, "payments", 1800),
+    # hardware: poll the sites whose poll slot has come (interval per site, default 15 min)
+    PeriodicJob("meters-poll", "hardware.poller.poll_due", 60, "meters", 900),
+    # hardware: expire, release and re-enqueue outbox commands
+    PeriodicJob("meters-command-retry", "hardware.executor.retry_due", 10, "meters", 120),
 ]
 
 

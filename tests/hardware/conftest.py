@@ -46,7 +46,8 @@ def wired_meter(factory, simulator, session):
              kind: str = "electricity", billing_mode: str = "prepaid-platform", site=None, balance_fen=10000,
              tariff=None, gw=None):
         gw = gw or simulator(protocol, [(profile, address)])
-        acct = factory.account(site=site, billing_mode=billing_mode, balance_fen=balance_fen, tariff=tariff,
+        room = factory.room(site, building=f"B{gw.port}-{address}") if site is not None else None
+        acct = factory.account(room=room, billing_mode=billing_mode, balance_fen=balance_fen, tariff=tariff,
                                meters=(MeterSpec(serial=f"S-{gw.port}-{address}", kind=kind, profile=profile,
                                                  gateway=gw.url, address=address),))
         meter = session.query(Meter).filter_by(account_id=acct.id).one()

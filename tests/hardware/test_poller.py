@@ -1,0 +1,109 @@
+"""The poller reads every meter of a due site, keeps availability honest, and feeds billing."""
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from core import signals
+from core.models import Gateway, LedgerAccount, Meter, MeterEvent, Reading
+from core.tariff_store import add_plan
+from hardware import poller
+
+
+def test_the_poller_feeds_billing_and_the_wallet_pays_for_the_usage(session, wired_meter):
+    add_plan(session, "flat-0.6", {"kind": "flat", "unit": "kWh", "price": "0.6"})
+    session.commit()
+    meter, sim, gw = wired_meter(tariff="flat-0.6", balance_fen=100_000)
+    first = poller.poll(meter_ids=[meter.id])
+    assert first.ok == 1 and first.billing
+    time.sleep(1.2)  # the simulator runs 60x: about a minute of load
+    poller.poll(meter_ids=[meter.id])
+    session.expire_all()
+    readings = session.scalars(select(Reading).where(Reading.meter_id == meter.id).order_by(Reading.taken_at)).all()
+    assert len(readings) == 2 and {r.source for r in readings} == {"poll"}
+    assert readings[1].total > readings[0].total
+    assert readings[1].peak is not None  # the rate registers went along
+    used = readings[1].total - readings[0].total
+    wallet = session.scalar(select(LedgerAccount).where(LedgerAccount.account_id == meter.account_id))
+    assert 100_000 - wallet.balance_fen == int((used * 60).quantize(1, rounding="ROUND_HALF_UP"))
+    session.refresh(meter)
+    assert meter.online and Decimal(meter.live["total_kwh"]) == readings[1].total
+    assert set(meter.live) == {"total_kwh", "periods", "voltage_v", "current_a", "power_kw", "power_factor", "relay"}
+
+
+def test_a_meter_is_offline_after_n_failed_polls_and_online_on_its_next_good_read(session, wired_meter,
+                                                                                  monkeypatch):
+    monkeypatch.setenv("METERPAY_OFFLINE_AFTER", "2")
+    seen = []
+    listener = signals.on("meter_online_changed")(lambda meter_id, online: seen.append(online))
+    try:
+        meter, sim, gw = wired_meter("dlt645-2007", "000000000005", "dlt645")
+        poller.poll(meter_ids=[meter.id])
+        sim.offline = True
+        poller.poll(meter_ids=[meter.id])
+        session.refresh(meter)
+        assert meter.online and meter.consecutive_failures == 1
+        poller.poll(meter_ids=[meter.id])
+        session.refresh(meter)
+        assert not meter.online
+        sim.offline = False
+        poller.poll(meter_ids=[meter.id])
+        session.refresh(meter)
+        assert meter.online and meter.consecutive_failures == 0
+    finally:
+        signals.disconnect("meter_online_changed", listener)
+    kinds = [e.kind for e in session.scalars(select(MeterEvent).where(MeterEvent.meter_id == meter.id)
+                                             .order_by(MeterEvent.id))]
+    assert kinds == ["online", "offline", "online"]
+    assert seen == [True, False, True]
+    assert len(session.scalars(select(Reading).where(Reading.meter_id == meter.id)).all()) == 2
+
+
+def test_garbage_and_wrong_address_replies_are_never_readings(session, wired_meter):
+    meter, sim, gw = wired_meter("cjt188-water", "00000000000011", "cjt188", kind="water")
+    for fault in ("garbage", "wrong_address", "bad_checksum"):
+        sim.script.append(fault)
+        report = poller.poll(meter_ids=[meter.id])
+        assert report.failed == 1 and report.ok == 0
+    assert session.scalars(select(Reading).where(Reading.meter_id == meter.id)).all() == []
+    report = poller.poll(meter_ids=[meter.id])
+    assert report.ok == 1 and report.stats.replies == 1
+    assert len(session.scalars(select(Reading).where(Reading.meter_id == meter.id)).all()) == 1
+
+
+def test_gateways_are_read_in_parallel_and_a_dead_one_fails_fast(session, wired_meter, simulator, factory):
+    site = factory.site()
+    m1, _, gw1 = wired_meter(site=site)
+    m2, _, gw2 = wired_meter("acrel-dtsy1352", "2", site=site)
+    gw2.sim.set_down(gw2, True)
+    report = poller.poll(site_ids=[site.id])
+    assert report.ok == 1 and report.failed == 1 and report.stats.connect_failures >= 1
+    session.expire_all()
+    online = {g.url: g.online for g in session.scalars(select(Gateway))}
+    assert online == {gw1.url: True, gw2.url: False}
+
+
+def test_a_site_is_polled_once_per_its_interval(session, wired_meter, factory):
+    site = factory.site(poll_interval_minutes=60)
+    meter, sim, gw = wired_meter(site=site)
+    poller._local_slots.clear()
+    first = poller.poll_due()
+    second = poller.poll_due()
+    assert first["ok"] == 1 and second["meters"] == 0
+
+
+def test_a_site_is_polled_once_per_slot_across_schedulers_with_redis(session, wired_meter, factory, redis_url):
+    site = factory.site(poll_interval_minutes=30)
+    wired_meter(site=site)
+    poller._local_slots.clear()
+    assert poller.poll_due()["ok"] == 1
+    poller._local_slots.clear()  # a second process knows nothing locally
+    assert poller.poll_due()["meters"] == 0
+
+
+def test_poll_interval_comes_from_site_settings_with_a_default(factory):
+    assert poller.poll_interval_minutes(factory.site()) == 15
+    assert poller.poll_interval_minutes(factory.site(poll_interval_minutes=5)) == 5
+    assert poller.poll_interval_minutes(factory.site(poll_interval_minutes="bad")) == 15
