@@ -102,6 +102,7 @@ class SimGateway:
                 chunk = await reader.read(1024)
                 if not chunk:
                     break
+                arrived = asyncio.get_running_loop().time()
                 buf += chunk
                 while buf:
                     request, used = self._frame(buf)
@@ -109,7 +110,7 @@ class SimGateway:
                         break
                     buf = buf[used:]
                     if request is not None:
-                        await self._exchange(request, writer)
+                        await self._exchange(request, writer, arrived)
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
@@ -146,10 +147,12 @@ class SimGateway:
             return None, len(buf)
         return frame, used
 
-    async def _exchange(self, request, writer: asyncio.StreamWriter) -> None:
+    async def _exchange(self, request, writer: asyncio.StreamWriter, arrived: float) -> None:
         loop = asyncio.get_running_loop()
         async with self._bus:
-            t0 = loop.time()
+            # the request goes on the wire when it reaches the gateway, or when the bus frees up;
+            # the simulator's own processing hides inside that time, as a meter's does
+            t0 = max(arrived, getattr(self, "_bus_free_at", 0.0))
             request_len, reply = self._answer(request)
             fault = None
             meter = getattr(self, "_last_meter", None)
@@ -172,6 +175,7 @@ class SimGateway:
                 await asyncio.sleep(left)
             if reply is not None and not self.down:
                 writer.write(reply)
+            self._bus_free_at = loop.time()
         if self.fault_rate and self.rng.random() < self.fault_rate / 50:
             loop.create_task(self.outage(3.0))
 

@@ -170,3 +170,16 @@ def test_a_gateway_that_goes_down_is_gateway_down(simulator):
         field.read(gw.url, "dlt645", "000000000001")
     gw.sim.set_down(gw, False)
     assert field.read(gw.url, "dlt645", "000000000001").total_kwh > 0
+
+
+def test_the_field_cli_needs_no_database(simulator):
+    import os
+    import subprocess
+    import sys
+    gw = simulator("cjt188", [("cjt188-water", "00000000000001")])
+    env = dict(os.environ, METERPAY_DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
+    out = subprocess.run([sys.executable, "-c", "from meterpay.cli import main; main()", "meter", "read",
+                          "--gateway", gw.url, "--protocol", "cjt188", "--address", "00000000000001", "--json"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["valve"] == "open"

@@ -1,0 +1,36 @@
+"""``meterpay bench poll`` and ``meterpay bench commands``: the hardware path against the RS485 bound."""
+from __future__ import annotations
+
+import click
+
+from meterpay.cli.base import friendly_errors, print_json
+from meterpay.cli.bench import bench
+
+
+@bench.command("poll")
+@click.option("--gateways", type=int, default=200, show_default=True)
+@click.option("--meters-per-gateway", type=int, default=32, show_default=True)
+@click.option("--baud", type=int, default=9600, show_default=True)
+@click.option("--port-base", type=int, default=17600, show_default=True)
+@click.option("--turnaround-ms", type=float, default=5.0, show_default=True)
+@click.option("--rounds", type=int, default=1, show_default=True, help="report the best of this many rounds")
+@friendly_errors
+def bench_poll(gateways, meters_per_gateway, baud, port_base, turnaround_ms, rounds):
+    """One poll round of G gateways x K meters vs one bus's request-reply time (target <= 1.3x)."""
+    from hardware.bench import poll_round
+    print_json(poll_round(gateways, meters_per_gateway, baud, port_base, turnaround_ms, rounds=rounds))
+
+
+@bench.command("commands")
+@click.option("--commands", "count", type=int, default=1000, show_default=True)
+@click.option("--gateways", type=int, default=100, show_default=True)
+@click.option("--baud", type=int, default=9600, show_default=True)
+@click.option("--port-base", type=int, default=17900, show_default=True)
+@click.option("--turnaround-ms", type=float, default=5.0, show_default=True)
+@click.option("--workers", type=int, default=50, show_default=True, help="executor threads (like RQ workers)")
+@click.option("--database-url", default=None, help="default: a scratch SQLite file")
+@friendly_errors
+def bench_commands(count, gateways, baud, port_base, turnaround_ms, workers, database_url):
+    """Relay commands through the outbox and executor, spread over gateways, vs the busiest bus's bound."""
+    from hardware.bench import command_burst
+    print_json(command_burst(count, gateways, baud, port_base, turnaround_ms, workers, database_url))

@@ -1,0 +1,150 @@
+"""The simulator serves what the database holds; one bus answers one request at a time."""
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+from sqlalchemy import select
+
+from core.accounts import MeterSpec
+from core.models import Gateway
+from hardware import field
+from hardware.buslock import BusBusy, bus_lock
+from hardware.simulator import Simulator, wire_time
+from hardware.simulator.build import from_database, generated
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_simulate_from_db_serves_exactly_the_database_gateways_and_meters(session, factory):
+    p1, p2 = free_port(), free_port()
+    site = factory.site()
+    factory.account(room=factory.room(site, building="X"), meters=(MeterSpec(serial="DB-1", profile="acrel-ddsy1352", gateway=f"tcp://127.0.0.1:{p1}",
+                                      address="3"),))
+    factory.account(meters=(MeterSpec(serial="DB-2", profile="dlt645-2007", gateway=f"tcp://127.0.0.1:{p2}",
+                                      address="000000005678"),))
+    factory.account(room=factory.room(site, building="Y"), meters=(MeterSpec(serial="DB-3", kind="water", profile="modbus-valve-water",
+                                      gateway=f"tcp://127.0.0.1:{p1}", address="4"),))
+    gws = from_database()
+    assert sorted((g.port, g.protocol, sorted(g.meters)) for g in gws) == sorted(
+        [(p1, "modbus-rtu", ["3", "4"]), (p2, "dlt645", ["000000005678"])])
+    sim = Simulator(gws).start_in_thread()
+    try:
+        assert field.read(f"tcp://127.0.0.1:{p1}", "modbus-rtu", "3").relay == "on"
+        assert field.read(f"tcp://127.0.0.1:{p1}", "modbus-rtu", "4", "modbus-valve-water").valve == "open"
+        assert field.read(f"tcp://127.0.0.1:{p2}", "dlt645", "000000005678").purchase_count >= 1
+    finally:
+        sim.stop_thread()
+    assert {g.url for g in session.scalars(select(Gateway))} == {f"tcp://127.0.0.1:{p1}", f"tcp://127.0.0.1:{p2}"}
+
+
+def test_simulate_cli_needs_a_size_or_from_db():
+    from click.testing import CliRunner
+
+    from meterpay.cli import cli
+    res = CliRunner().invoke(cli, ["simulate", "--gateways", "2"])
+    assert res.exit_code != 0 and "--from-db" in res.output
+    res = CliRunner().invoke(cli, ["simulate", "--gateways", "1", "--meters-per-gateway", "300", "--port-base", "1"])
+    assert res.exit_code != 0 and "247" in res.output
+
+
+def test_generated_meters_start_plausible_and_consume_unless_tripped():
+    gws = generated(1, 3, 0, speed=3600)
+    meters = list(gws[0].meters.values())
+    assert all(800 <= m.total_kwh <= 6000 for m in meters)
+    a, b = meters[0], meters[1]
+    b.relay_on = False
+    a0, b0 = a.total_kwh, b.total_kwh
+    time.sleep(0.2)
+    a.advance(), b.advance()
+    assert a.total_kwh > a0 and b.total_kwh == b0
+
+
+def test_a_reply_takes_its_serial_time_on_the_bus(simulator):
+    gw = simulator("modbus-rtu", [("acrel-ddsy1352", "1")], baud=2400, turnaround=0.0)
+    field.read(gw.url, "modbus-rtu", "1")  # warm up
+    t = time.perf_counter()
+    field.read(gw.url, "modbus-rtu", "1")
+    took = time.perf_counter() - t
+    bound = wire_time(8, 39, 2400, 0) + wire_time(8, 9, 2400, 0)
+    assert took >= bound * 0.95
+
+
+def test_two_clients_on_one_gateway_are_served_one_request_at_a_time(simulator):
+    gw = simulator("modbus-rtu", [("acrel-ddsy1352", "1"), ("acrel-ddsy1352", "2")], baud=2400, turnaround=0.0)
+    one = wire_time(8, 39, 2400, 0) + wire_time(8, 9, 2400, 0)
+    from concurrent.futures import ThreadPoolExecutor
+    t = time.perf_counter()
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda a: field.read(gw.url, "modbus-rtu", a), ["1", "2"]))
+    assert time.perf_counter() - t >= 2 * one * 0.95
+
+
+def _hold_twice(url: str, hold: float) -> list[tuple[float, float]]:
+    spans = []
+
+    async def holder():
+        async with bus_lock(url):
+            start = time.monotonic()
+            await asyncio.sleep(hold)
+            spans.append((start, time.monotonic()))
+
+    async def both():
+        await asyncio.gather(holder(), holder())
+    asyncio.run(both())
+    return spans
+
+
+def test_the_in_process_bus_lock_serializes_one_gateway():
+    (a0, a1), (b0, b1) = sorted(_hold_twice("tcp://10.0.0.1:1", 0.1))
+    assert b0 >= a1
+
+
+def test_the_redis_bus_lock_serializes_one_gateway_across_processes(redis_url):
+    import multiprocessing
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        spans = sorted(s for r in pool.starmap(_hold_in_process, [(redis_url, 0.3)] * 2) for s in r)
+    (a0, a1), (b0, b1) = spans
+    assert b0 >= a1 - 0.01
+
+
+def _hold_in_process(redis_url: str, hold: float):
+    import os
+    import time as t
+    os.environ["METERPAY_REDIS_URL"] = redis_url
+    from core.config import reset_settings
+    reset_settings()
+
+    async def one():
+        async with bus_lock("tcp://10.0.0.9:502"):
+            start = t.time()
+            await asyncio.sleep(hold)
+            return start, t.time()
+    return [asyncio.run(one())]
+
+
+def test_different_gateways_do_not_wait_for_each_other(redis_url):
+    async def main():
+        async def hold(url):
+            async with bus_lock(url):
+                await asyncio.sleep(0.2)
+        t = time.monotonic()
+        await asyncio.gather(hold("tcp://10.0.0.1:1"), hold("tcp://10.0.0.2:1"))
+        return time.monotonic() - t
+    assert asyncio.run(main()) < 0.35
+
+
+def test_a_bus_held_too_long_is_a_clear_error(redis_url):
+    async def main():
+        async with bus_lock("tcp://10.0.0.3:1"):
+            with pytest.raises(BusBusy, match="stayed busy"):
+                async with bus_lock("tcp://10.0.0.3:1", wait=0.1):
+                    pass
+    asyncio.run(main())
