@@ -49,7 +49,7 @@ def answer(session: Session, message) -> str | None:
 
 def _tenant(session: Session, openid: str, text: str) -> str:
     try:
-        with session.begin_nested():
-            return tenant_chat.handle(session, openid, text)
+        return tenant_chat.handle(session, openid, text)
     except MeterpayError as exc:
+        session.rollback()
         return f"未成功：{exc.message}"

@@ -80,12 +80,16 @@ def handle(session: Session, manager: Manager, text: str, *, msg_key: str = "") 
     cmd = ALIASES.get(words[0].lower()) if words else None
     if cmd is None or cmd == "help":
         return HELP
-    audit.record(session, actor=actor(manager), front="bot", action=f"chat:{cmd}", text=text[:200])
+    who, line = actor(manager), text[:200]
     try:
-        with session.begin_nested():
-            return _run(session, manager, cmd, words[1:], msg_key)
+        reply = _run(session, manager, cmd, words[1:], msg_key)
     except MeterpayError as exc:
+        # Undo whatever the command began (no SAVEPOINT: see core.upsert), then log the refusal.
+        session.rollback()
+        audit.record(session, actor=who, front="bot", action=f"chat:{cmd}", text=line, refused=exc.message)
         return f"未执行：{exc.message}"
+    audit.record(session, actor=who, front="bot", action=f"chat:{cmd}", text=line)
+    return reply
 
 
 def _run(session: Session, manager: Manager, cmd: str, args: list[str], msg_key: str) -> str:

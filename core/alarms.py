@@ -19,13 +19,13 @@ import logging
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import clock, device_alarms, notifications, signals  # noqa: F401 (device alarm listeners)
 from core.db import session_scope
 from core.models import Account, AlarmState, LedgerAccount, Room, Site
 from core.money import format_fen
+from core.upsert import insert_if_absent
 from core.status import AlarmLevel, alarm_level_for, alarm_levels
 
 log = logging.getLogger(__name__)
@@ -44,12 +44,8 @@ def state_for(session: Session, account_id: int) -> AlarmState:
     query = select(AlarmState).where(AlarmState.account_id == account_id).with_for_update()
     row = session.scalar(query)
     if row is None:
-        try:
-            with session.begin_nested():
-                session.add(AlarmState(account_id=account_id, level=0, crossing=0, notices_sent=0,
-                                       last_balance_fen=0))
-        except IntegrityError:
-            pass
+        insert_if_absent(session, AlarmState, account_id=account_id, level=0, crossing=0, notices_sent=0,
+                         last_balance_fen=0)
         row = session.scalar(query.execution_options(populate_existing=True))
     return row
 

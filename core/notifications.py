@@ -11,8 +11,10 @@ import logging
 import os
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+
+from core.db import utcnow
+from core.upsert import insert_if_absent
 
 from core.jobs import enqueue_after_commit
 from core.models import Account, Manager, ManagerRole, Notification, Site, Tenant
@@ -52,16 +54,14 @@ def add(session: Session, *, key: str, kind: str, channel: str, recipient: str, 
     key = key[:200]
     if session.scalar(select(Notification.id).where(Notification.key == key)) is not None:
         return None
-    note = Notification(key=key, kind=kind, channel=channel, recipient=recipient[:200], subject=subject[:200],
-                        body=body, data=data or {}, status="pending", attempts=0, site_id=site_id,
-                        account_id=account_id)
-    try:
-        with session.begin_nested():
-            session.add(note)
-    except IntegrityError:
+    new_id = insert_if_absent(session, Notification, key=key, kind=kind, channel=channel,
+                              recipient=recipient[:200], subject=subject[:200], body=body, data=data or {},
+                              status="pending", attempts=0, site_id=site_id, account_id=account_id,
+                              created_at=utcnow())
+    if new_id is None:
         return None
-    enqueue_after_commit(session, DELIVER, note.id, queue="notify")
-    return note
+    enqueue_after_commit(session, DELIVER, new_id, queue="notify")
+    return session.get(Notification, new_id)
 
 
 def notify_account(session: Session, account: Account, *, cause: str, kind: str, subject: str, body: str,

@@ -26,7 +26,6 @@ from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import audit, clock, friendly_hours, notifications, signals, supply
@@ -34,6 +33,7 @@ from core.db import session_scope
 from core.errors import MeterpayError, ValidationError
 from core.models import Account, LedgerAccount, Room, Site, SupplyControl
 from core.money import format_fen
+from core.upsert import insert_if_absent
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +78,8 @@ def control_for(session: Session, account_id: int) -> SupplyControl:
     query = select(SupplyControl).where(SupplyControl.account_id == account_id).with_for_update()
     row = session.scalar(query)
     if row is None:
-        try:
-            with session.begin_nested():
-                session.add(SupplyControl(account_id=account_id, state="on", cuts=0, reason=""))
-        except IntegrityError:
-            pass
+        insert_if_absent(session, SupplyControl, account_id=account_id, state="on", cuts=0, reason="",
+                         updated_at=clock.now())
         row = session.scalar(query.execution_options(populate_existing=True))
     return row
 

@@ -26,9 +26,35 @@ def noop_executor(command_id: int) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _quiet_outbox(monkeypatch):
+def _quiet_outbox(request, monkeypatch):
+    """Commands stay pending rows, unless the test runs against the simulator (``sim_gateway``)."""
+    if "sim_gateway" in request.fixturenames:
+        return
     from core import commands
     monkeypatch.setattr(commands, "EXECUTOR", "tests.bot.conftest.noop_executor")
+
+
+@pytest.fixture
+def sim_gateway(monkeypatch):
+    """``gw = sim_gateway("modbus-rtu", [("acrel-ddsy1352", "1")])``: a simulated RS485 gateway over
+    real TCP (the hardware area's simulator), executed by the real command executor."""
+    from hardware.simulator import SimGateway, Simulator, make_meter
+    from hardware.simulator.meters import SimClock
+    monkeypatch.setenv("METERPAY_METER_TIMEOUT", "0.5")
+    monkeypatch.setenv("METERPAY_METER_RETRIES", "0")
+    monkeypatch.setenv("METERPAY_COMMAND_BACKOFF", "0")
+    sims = []
+
+    def start(protocol: str, meters: list[tuple[str, str]]):
+        clock = SimClock(speed=1)
+        gw = SimGateway(0, protocol, [make_meter(p, a, clock, seed=i) for i, (p, a) in enumerate(meters)],
+                        baud=38400, turnaround=0.002, fault_rate=0.0, slow_seconds=1.0)
+        sims.append(Simulator([gw]).start_in_thread())
+        gw.url = f"tcp://127.0.0.1:{gw.port}"
+        return gw
+    yield start
+    for sim in sims:
+        sim.stop_thread()
 
 
 @pytest.fixture(autouse=True)
