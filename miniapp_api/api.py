@@ -111,10 +111,11 @@ def account(account_id: int):
           response=schemas.Balance)
 @auth.tenant_required
 def balance(account_id: int):
-    with new_session() as session:
-        acct = selfservice.account_for(session, g.openid, _id(account_id))
-        bal = selfservice.balance_fen(session, acct.id)
-    return render(schemas.Balance(account_id=account_id, balance=format_fen(bal), balance_fen=bal))
+    bal = selfservice.bound_balance_fen(g.openid, _id(account_id))
+    if bal is None:
+        raise NotFound(f"no account {account_id}")
+    return Response(f'{{"account_id":{account_id},"balance":"{format_fen(bal)}","balance_fen":{bal}}}',
+                    mimetype="application/json")
 
 
 @endpoint(bp, "delete", "/accounts/<int:account_id>/binding", summary="Unbind this account from me",
