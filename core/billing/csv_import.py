@@ -13,11 +13,12 @@ import io
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Callable, Iterator
+from typing import Callable
 
 from sqlalchemy import select
 
 from core.billing.ingest import RawReading, ingest_batch
+from core.billing.store import ids_in
 from core.db import session_scope
 from core.errors import MeterpayError, ValidationError
 from core.models import Meter, Site
@@ -53,75 +54,84 @@ class _Meters:
         todo = [s for s in serials if s not in self.known]
         if not todo:
             return
-        for k in range(0, len(todo), 1000):
-            part = todo[k:k + 1000]
+        for k in range(0, len(todo), 5000):
+            part = todo[k:k + 5000]
             rows = session.execute(select(Meter.serial, Meter.id, Site.timezone).join(Site, Site.id == Meter.site_id)
-                                   .where(Meter.serial.in_(part)))
+                                   .where(ids_in(session, Meter.serial, part, strings=True)))
             found = {s: (mid, tz) for s, mid, tz in rows}
             for s in part:
                 self.known[s] = found.get(s)
 
 
-def _lines(binary, on_bytes: Callable[[int], None] | None) -> Iterator[str]:
-    for raw in binary:
-        if on_bytes is not None:
-            on_bytes(len(raw))
-        yield raw.decode("utf-8-sig")
-
-
-def _cell(row: list[str], col: dict[str, int], name: str) -> str | None:
-    i = col.get(name)
-    if i is None or i >= len(row):
-        return None
-    v = row[i].strip()
-    return v or None
-
-
-def _decimal(text: str | None, name: str) -> Decimal:
-    if text is None:
-        raise ValidationError(f"{name}: missing", field=name)
+def _decimal(text: str, name: str) -> Decimal:
     try:
         d = Decimal(text)
     except InvalidOperation:
         raise ValidationError(f"{name}: {text!r} is not a decimal", field=name) from None
     if not d.is_finite() or d < 0:
         raise ValidationError(f"{name}: {text!r} is not a register value (a decimal >= 0)", field=name)
-    if d.as_tuple().exponent < -3:
+    dot = text.find(".")
+    if (dot >= 0 and len(text) - dot > 4 or "e" in text or "E" in text) and d.as_tuple().exponent < -3:
         raise ValidationError(f"{name}: {text!r} has more than 3 decimal places", field=name)
     return d
 
 
-def _parse_row(row: list[str], col: dict[str, int], meters: _Meters) -> RawReading:
-    serial = _cell(row, col, "meter_serial")
-    if serial is None:
-        raise ValidationError("meter_serial: missing", field="meter_serial")
-    known = meters.known.get(serial)
-    if known is None:
-        raise ValidationError(f"meter_serial: no meter {serial!r}", field="meter_serial")
-    meter_id, tz = known
-    text = _cell(row, col, "taken_at")
-    if text is None:
-        raise ValidationError("taken_at: missing", field="taken_at")
-    try:
-        taken_at = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationError(f"taken_at: {text!r} is not an ISO 8601 time", field="taken_at") from None
-    if taken_at.tzinfo is None:
-        taken_at = taken_at.replace(tzinfo=zone(tz or "Asia/Shanghai"))
-    total = _decimal(_cell(row, col, "total"), "total")
-    periods = {}
-    for p in PERIODS:
-        v = _cell(row, col, p)
-        if v is not None:
-            periods[p] = _decimal(v, p)
-    return RawReading(meter_id, taken_at, total, periods or None, "import")
+class _Parser:
+    """Turns one CSV row into a RawReading, given the column positions."""
+
+    def __init__(self, col: dict[str, int], meters: _Meters):
+        self.i_serial, self.i_at, self.i_total = col["meter_serial"], col["taken_at"], col.get("total")
+        self.periods = [(p, col[p]) for p in PERIODS if p in col]
+        self.meters = meters
+
+    def __call__(self, row: list[str]) -> RawReading:
+        n = len(row)
+        serial = row[self.i_serial].strip() if self.i_serial < n else ""
+        if not serial:
+            raise ValidationError("meter_serial: missing", field="meter_serial")
+        known = self.meters.known.get(serial)
+        if known is None:
+            raise ValidationError(f"meter_serial: no meter {serial!r}", field="meter_serial")
+        meter_id, tz = known
+        text = row[self.i_at].strip() if self.i_at < n else ""
+        if not text:
+            raise ValidationError("taken_at: missing", field="taken_at")
+        try:
+            taken_at = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValidationError(f"taken_at: {text!r} is not an ISO 8601 time", field="taken_at") from None
+        if taken_at.tzinfo is None:
+            taken_at = taken_at.replace(tzinfo=zone(tz or "Asia/Shanghai"))
+        total = row[self.i_total].strip() if self.i_total is not None and self.i_total < n else ""
+        if not total:
+            raise ValidationError("total: missing", field="total")
+        periods = None
+        for name, i in self.periods:
+            if i < n:
+                v = row[i].strip()
+                if v:
+                    if periods is None:
+                        periods = {}
+                    periods[name] = _decimal(v, name)
+        return RawReading(meter_id, taken_at, _decimal(total, "total"), periods, "import")
 
 
 def import_csv(binary, *, chunk_size: int = DEFAULT_CHUNK, on_bytes: Callable[[int], None] | None = None,
                on_error: Callable[[str], None] | None = None) -> ImportSummary:
     """Import readings from a binary file object; returns the summary. Bad rows go to ``on_error``."""
     summary = ImportSummary()
-    reader = csv.reader(_lines(binary, on_bytes))
+    text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
+    reader = csv.reader(text)
+    position = [0]
+
+    def progress() -> None:
+        if on_bytes is not None:
+            try:
+                now = binary.tell()
+            except (OSError, ValueError):
+                return
+            on_bytes(now - position[0])
+            position[0] = now
     meters = _Meters()
     col = {name: i for i, name in enumerate(COLUMNS)}
     pending: list[tuple[int, list[str]]] = []
@@ -138,12 +148,13 @@ def import_csv(binary, *, chunk_size: int = DEFAULT_CHUNK, on_bytes: Callable[[i
             meters.load(session, {r[col["meter_serial"]].strip() for _, r in pending
                                   if len(r) > col["meter_serial"]})
             good: list[RawReading] = []
+            parse = _Parser(col, meters)
             for line, row in pending:
                 try:
-                    good.append(_parse_row(row, col, meters))
+                    good.append(parse(row))
                 except MeterpayError as exc:
                     report(f"line {line}: {exc.message}")
-            result = ingest_batch(session, good, front="cli")
+            result = ingest_batch(session, good, front="cli", validated=True)
         for r in result.results:
             if r.status in ("accepted", "late"):
                 summary.accepted += 1
@@ -153,6 +164,7 @@ def import_csv(binary, *, chunk_size: int = DEFAULT_CHUNK, on_bytes: Callable[[i
                 summary.anomalies += 1
         summary.billed_fen += result.billed_fen
         pending.clear()
+        progress()
 
     first = True
     for row in reader:
@@ -174,6 +186,7 @@ def import_csv(binary, *, chunk_size: int = DEFAULT_CHUNK, on_bytes: Callable[[i
         if len(pending) >= chunk_size:
             flush()
     flush()
+    text.detach()
     return summary
 
 

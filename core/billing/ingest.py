@@ -15,7 +15,7 @@ Each meter's new accepted readings in one batch form one billed interval: one ``
 and, for a prepaid-platform account, one consumption entry keyed ``usage:<meter>:<reading id>`` by
 the reading that closes it, deducting round(cumulative exact amount) minus what was posted before.
 Postpaid rows wait for a bill; prepaid-meter rows record usage only. ``balance_changed`` is emitted
-once per account touched, after commit.
+once per account touched, after commit; ``ingest`` (one reading) also emits ``reading_billed``.
 """
 from __future__ import annotations
 
@@ -26,12 +26,13 @@ from decimal import Decimal
 from typing import Mapping, Sequence
 
 from sqlalchemy import select, text, tuple_
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import ledger, signals
 from core.billing.ledger_bulk import Consumption, post_consumptions
 from core.billing.pricing import PricerCache
-from core.billing.store import aware, insert_events, insert_readings, insert_usage, update_states
+from core.billing.store import aware, ids_in, insert_events, insert_readings, insert_usage, update_states
 from core.db import is_postgres, utcnow
 from core.errors import NotFound, ValidationError
 from core.models import Account, LedgerAccount, Meter, Reading, Site
@@ -42,6 +43,7 @@ from core.tariffs.plan import PERIODS
 from core.tariffs.usage import parse_periods, parse_quantity
 
 STATUSES = ("accepted", "duplicate", "anomaly", "late")
+_NO_PERIODS = (None,) * len(PERIODS)
 SOURCES = ("poll", "import", "manual")
 
 
@@ -79,7 +81,11 @@ class BatchResult:
 def ingest(session: Session, meter_id: int, taken_at: datetime, total: Decimal,
            periods: dict[str, Decimal] | None = None, source: str = "poll") -> IngestResult:
     """Store one reading and bill the interval it closes, in the caller's transaction."""
-    return ingest_batch(session, [RawReading(meter_id, taken_at, total, periods, source)]).results[0]
+    result = ingest_batch(session, [RawReading(meter_id, taken_at, total, periods, source)]).results[0]
+    if result.status == "accepted":
+        account_id = session.scalar(select(Meter.account_id).where(Meter.id == meter_id))
+        signals.emit(session, "reading_billed", meter_id=meter_id, account_id=account_id)
+    return result
 
 
 def validate_raw(r: RawReading) -> RawReading:
@@ -104,15 +110,36 @@ class _Meter:
 
 
 def ingest_batch(session: Session, rows: Sequence[RawReading], *, actor: str = "system",
-                 front: str = "job") -> BatchResult:
-    """Ingest many readings in the caller's transaction; results are in the order of ``rows``."""
-    rows = [validate_raw(r) for r in rows]
-    out = BatchResult(results=[IngestResult("duplicate")] * len(rows))
+                 front: str = "job", validated: bool = False) -> BatchResult:
+    """Ingest many readings in the caller's transaction; results are in the order of ``rows``.
+
+    ``validated=True``: the rows were built by a parser that already checked them (CSV import)."""
+    rows = list(rows) if validated else [validate_raw(r) for r in rows]
     if not rows:
-        return out
+        return BatchResult()
     meters = _load_meters(session, {r.meter_id for r in rows})
     states = _lock_states(session, sorted(meters))
-    existing = _existing(session, rows)
+    try:
+        with session.begin_nested():
+            out, billed = _ingest_locked(session, rows, meters, states, full_check=False, actor=actor, front=front)
+    except IntegrityError:
+        # A reading we did not know of (written outside billing): look every row up and go again.
+        states = _lock_states(session, sorted(meters))
+        out, billed = _ingest_locked(session, rows, meters, states, full_check=True, actor=actor, front=front)
+    for account_id, delta in billed.wallet_deltas.items():
+        signals.emit(session, "balance_changed", account_id=account_id, entry_kind="consumption",
+                     delta_fen=delta, entry_id=billed.last_entry.get(account_id))
+    return out
+
+
+def _ingest_locked(session: Session, rows: list[RawReading], meters: dict, states: dict, *, full_check: bool,
+                   actor: str, front: str) -> tuple[BatchResult, "_Billed"]:
+    out = BatchResult(results=[IngestResult("duplicate")] * len(rows))
+    if full_check:
+        existing = _existing(session, rows)
+    else:
+        existing = _existing(session, [r for r in rows if states[r.meter_id]["seen_until"] is not None
+                                       and r.taken_at <= states[r.meter_id]["seen_until"]])
 
     by_meter: dict[int, list[int]] = defaultdict(list)
     for i, r in enumerate(rows):
@@ -153,9 +180,12 @@ def ingest_batch(session: Session, rows: Sequence[RawReading], *, actor: str = "
                 cur_at, cur_total = r.taken_at, r.total
                 accepted.append(i)
             statuses[i] = (status, reason)
-            new_rows.append((mid, r.taken_at, r.total, *[(r.periods or {}).get(p) for p in PERIODS], r.source,
-                             "ok" if status == "accepted" else status))
+            regs = _NO_PERIODS if r.periods is None else tuple(r.periods.get(p) for p in PERIODS)
+            new_rows.append((mid, r.taken_at, r.total, *regs, r.source, "ok" if status == "accepted" else status))
             new_index.append(i)
+            if st["seen_until"] is None or r.taken_at > st["seen_until"]:
+                st["seen_until"] = r.taken_at
+                st["dirty"] = True
             if status == "anomaly":
                 events.append({"meter_id": mid, "kind": "reading_anomaly", "at": utcnow(),
                                "detail": {"taken_at": r.taken_at.isoformat(), "total": str(r.total),
@@ -182,10 +212,7 @@ def ingest_batch(session: Session, rows: Sequence[RawReading], *, actor: str = "
         out.results[i] = IngestResult(status, fen, reading_id.get(i), qty, reason)
     out.billed_fen = billed.total_fen
     out.accounts = billed.wallet_deltas
-    for account_id, delta in billed.wallet_deltas.items():
-        signals.emit(session, "balance_changed", account_id=account_id, entry_kind="consumption",
-                     delta_fen=delta, entry_id=billed.last_entry.get(account_id))
-    return out
+    return out, billed
 
 
 @dataclass
@@ -291,7 +318,7 @@ def _load_meters(session: Session, ids: set[int]) -> dict[int, _Meter]:
                 Site.timezone)
          .join(Site, Site.id == Meter.site_id)
          .outerjoin(Account, Account.id == Meter.account_id)
-         .where(Meter.id.in_(ids)))
+         .where(ids_in(session, Meter.id, ids)))
     found = {r.id: _Meter(r.id, r.kind, r.ct_ratio or 1, r.account_id, r.billing_mode, r.tariff_plan_id,
                           r.timezone or "Asia/Shanghai") for r in session.execute(q)}
     missing = ids - set(found)
@@ -308,11 +335,12 @@ def _lock_states(session: Session, meter_ids: list[int]) -> dict[int, dict]:
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    have = set(session.scalars(select(MeterBillingState.meter_id).where(MeterBillingState.meter_id.in_(meter_ids))))
+    have = set(session.scalars(select(MeterBillingState.meter_id)
+                               .where(ids_in(session, MeterBillingState.meter_id, meter_ids))))
     todo = [v for v in values if v["meter_id"] not in have]
     if todo:
         session.execute(insert(MeterBillingState).on_conflict_do_nothing(index_elements=["meter_id"]), todo)
-    q = select(MeterBillingState.__table__).where(MeterBillingState.meter_id.in_(meter_ids)).order_by(
+    q = select(MeterBillingState.__table__).where(ids_in(session, MeterBillingState.meter_id, meter_ids)).order_by(
         MeterBillingState.meter_id)
     if is_postgres(session):
         q = q.with_for_update()
@@ -320,6 +348,7 @@ def _lock_states(session: Session, meter_ids: list[int]) -> dict[int, dict]:
     for r in session.execute(q).mappings():
         st = dict(r)
         st["last_taken_at"] = aware(st["last_taken_at"])
+        st["seen_until"] = aware(st["seen_until"])
         st["last_total"] = None if st["last_total"] is None else Decimal(st["last_total"])
         st["cycle_used"] = Decimal(st["cycle_used"] or 0)
         st["exact_amount"] = Decimal(st["exact_amount"] or 0)
@@ -330,6 +359,8 @@ def _lock_states(session: Session, meter_ids: list[int]) -> dict[int, dict]:
 def _existing(session: Session, rows: list[RawReading]) -> set[tuple[int, datetime]]:
     """(meter id, taken_at) pairs of ``rows`` already stored."""
     found: set[tuple[int, datetime]] = set()
+    if not rows:
+        return found
     if is_postgres(session):
         res = session.execute(text(
             "SELECT r.meter_id, r.taken_at FROM readings r JOIN unnest(CAST(:m AS bigint[]), "
@@ -353,5 +384,5 @@ def _wallets(session: Session, account_ids: set) -> dict[int, int]:
     if not account_ids:
         return {}
     rows = session.execute(select(LedgerAccount.account_id, LedgerAccount.id)
-                           .where(LedgerAccount.account_id.in_(account_ids)))
+                           .where(ids_in(session, LedgerAccount.account_id, account_ids)))
     return {a: w for a, w in rows}

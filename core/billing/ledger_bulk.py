@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from core import ledger
+from core.billing.store import copy_rows, next_ids
 from core.db import is_postgres, utcnow
 from core.errors import ValidationError
 from core.ledger import Leg
@@ -72,20 +73,15 @@ def _copy_post(session: Session, items: list[Consumption], *, actor: str, front:
     out: dict[str, int | None] = {k: None for k in done}
     if not todo:
         return out
-    ids = conn.execute(text("SELECT nextval(pg_get_serial_sequence('journal_entries', 'id')) "
-                            "FROM generate_series(1, :n)"), {"n": len(todo)}).scalars().all()
+    ids = next_ids(session, "journal_entries", len(todo))
     now = utcnow()
-    raw = conn.connection.driver_connection
-    with raw.cursor() as cur:
-        with cur.copy("COPY journal_entries (id, idempotency_key, kind, account_id, memo, actor, front, meta, "
-                      "created_at) FROM STDIN") as copy:
-            for eid, it in zip(ids, todo):
-                copy.write_row((eid, it.key, "consumption", it.account_id, it.memo, actor, front,
-                                json.dumps(it.meta), now))
-        with cur.copy("COPY postings (entry_id, ledger_account_id, amount_fen) FROM STDIN") as copy:
-            for eid, it in zip(ids, todo):
-                copy.write_row((eid, it.wallet_id, -it.amount_fen))
-                copy.write_row((eid, it.revenue_id, it.amount_fen))
+    copy_rows(session, "COPY journal_entries (id, idempotency_key, kind, account_id, memo, actor, front, meta, "
+              "created_at) FROM STDIN",
+              ((eid, it.key, "consumption", it.account_id, it.memo, actor, front, json.dumps(it.meta), now)
+               for eid, it in zip(ids, todo)))
+    copy_rows(session, "COPY postings (entry_id, ledger_account_id, amount_fen) FROM STDIN",
+              (row for eid, it in zip(ids, todo)
+               for row in ((eid, it.wallet_id, -it.amount_fen), (eid, it.revenue_id, it.amount_fen))))
     deltas: dict[int, int] = {}
     for it in todo:
         deltas[it.wallet_id] = deltas.get(it.wallet_id, 0) - it.amount_fen

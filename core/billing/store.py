@@ -20,6 +20,33 @@ READING_COLUMNS = ("meter_id", "taken_at", "total", "sharp", "peak", "flat", "va
                    "source", "status")
 
 
+def ids_in(session: Session, column, ids, *, strings: bool = False):
+    """``column IN ids`` that stays one bound array on PostgreSQL (thousands of ids, one parameter)."""
+    ids = list(ids)
+    if is_postgres(session):
+        from sqlalchemy import BigInteger, String, any_, bindparam
+        from sqlalchemy.dialects.postgresql import ARRAY
+        return column == any_(bindparam(None, ids, type_=ARRAY(String if strings else BigInteger)))
+    return column.in_(ids)
+
+
+
+
+def copy_rows(session: Session, sql: str, rows) -> None:
+    """COPY ``rows`` (tuples of Python values, adapted by psycopg) into the session's transaction."""
+    with session.connection().connection.driver_connection.cursor() as cur:
+        with cur.copy(sql) as copy:
+            for r in rows:
+                copy.write_row(r)
+
+
+def next_ids(session: Session, table: str, n: int) -> list[int]:
+    """Take ``n`` ids from the table's sequence (PostgreSQL)."""
+    with session.connection().connection.driver_connection.cursor() as cur:
+        cur.execute(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, %s)", (n,))
+        return [r[0] for r in cur.fetchall()]
+
+
 def use_copy(session: Session, n: int) -> bool:
     return n >= COPY_THRESHOLD and is_postgres(session)
 
@@ -34,14 +61,25 @@ def insert_readings(session: Session, rows: list[tuple]) -> list[int]:
         session.flush()
         return [o.id for o in objs]
     conn = session.connection()
-    ids = conn.execute(text("SELECT nextval(pg_get_serial_sequence('readings', 'id')) FROM generate_series(1, :n)"),
-                       {"n": len(rows)}).scalars().all()
-    now = utcnow()
+    ids = next_ids(session, "readings", len(rows))
+    now = utcnow().isoformat()
     with conn.connection.driver_connection.cursor() as cur:
         with cur.copy("COPY readings (id, " + ", ".join(READING_COLUMNS) + ", created_at) FROM STDIN") as copy:
+            buf = []
             for rid, r in zip(ids, rows):
-                copy.write_row((rid, *r, now))
+                # Formatted here: ints, ISO times, Decimal strings and fixed words need no escaping.
+                buf.append(f"{rid}\t{r[0]}\t{r[1].isoformat()}\t{r[2]}\t{_n(r[3])}\t{_n(r[4])}\t{_n(r[5])}\t"
+                           f"{_n(r[6])}\t{_n(r[7])}\t{r[8]}\t{r[9]}\t{now}\n")
+                if len(buf) >= 10000:
+                    copy.write("".join(buf))
+                    buf.clear()
+            if buf:
+                copy.write("".join(buf))
     return ids
+
+
+def _n(value) -> str:
+    return "\\N" if value is None else str(value)
 
 
 def insert_usage(session: Session, rows: list[dict]) -> None:
@@ -54,13 +92,10 @@ def insert_usage(session: Session, rows: list[dict]) -> None:
     cols = ("meter_id", "account_id", "billing_mode", "from_reading_id", "to_reading_id", "started_at", "ended_at",
             "quantity", "amount", "amount_fen", "lines", "entry_id", "created_at")
     now = utcnow()
-    conn = session.connection()
-    with conn.connection.driver_connection.cursor() as cur:
-        with cur.copy("COPY billed_usage (" + ", ".join(cols) + ") FROM STDIN") as copy:
-            for r in rows:
-                copy.write_row((r["meter_id"], r["account_id"], r["billing_mode"], r["from_reading_id"],
-                                r["to_reading_id"], r["started_at"], r["ended_at"], r["quantity"], r["amount"],
-                                r["amount_fen"], json.dumps(r["lines"]), r["entry_id"], now))
+    copy_rows(session, "COPY billed_usage (" + ", ".join(cols) + ") FROM STDIN",
+              ((r["meter_id"], r["account_id"], r["billing_mode"], r["from_reading_id"], r["to_reading_id"],
+                r["started_at"], r["ended_at"], r["quantity"], r["amount"], r["amount_fen"], json.dumps(r["lines"]),
+                r["entry_id"], now) for r in rows))
 
 
 def insert_events(session: Session, rows: list[dict]) -> None:
@@ -74,19 +109,18 @@ def update_states(session: Session, rows: list[dict]) -> None:
     if not rows:
         return
     cols = ("last_reading_id", "last_taken_at", "last_total", "last_periods", "cycle", "cycle_used",
-            "charged_month", "exact_amount", "billed_fen")
+            "charged_month", "exact_amount", "billed_fen", "seen_until")
     now = utcnow()
     if use_copy(session, len(rows)):
         conn = session.connection()
         conn.execute(text("CREATE TEMP TABLE IF NOT EXISTS _billing_state_upd (meter_id bigint, last_reading_id bigint,"
                           " last_taken_at timestamptz, last_total numeric, last_periods text, cycle text,"
-                          " cycle_used numeric, charged_month text, exact_amount numeric, billed_fen bigint)"
+                          " cycle_used numeric, charged_month text, exact_amount numeric, billed_fen bigint,"
+                          " seen_until timestamptz)"
                           " ON COMMIT DELETE ROWS"))
         conn.execute(text("DELETE FROM _billing_state_upd"))
-        with conn.connection.driver_connection.cursor() as cur:
-            with cur.copy("COPY _billing_state_upd (meter_id, " + ", ".join(cols) + ") FROM STDIN") as copy:
-                for r in rows:
-                    copy.write_row((r["meter_id"], *[_copy_value(c, r[c]) for c in cols]))
+        copy_rows(session, "COPY _billing_state_upd (meter_id, " + ", ".join(cols) + ") FROM STDIN",
+                  ((r["meter_id"], *[_copy_value(c, r[c]) for c in cols]) for r in rows))
         conn.execute(text(
             "UPDATE meter_billing_states AS s SET " + ", ".join(
                 f"{c} = u.{c}" + ("::json" if c == "last_periods" else "") for c in cols)

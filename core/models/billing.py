@@ -32,6 +32,9 @@ class MeterBillingState(Base):
     charged_month: Mapped[str | None] = mapped_column(String(7), nullable=True)
     exact_amount: Mapped[Decimal] = mapped_column(ExactAmount, default=Decimal(0))
     billed_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The latest taken_at of any stored reading of the meter (anomalies too): a new reading after
+    # it cannot be a duplicate, so only readings up to it are looked up.
+    seen_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # Closed: the meter was replaced on its final reading; later readings are anomalies.
     closed: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

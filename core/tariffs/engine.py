@@ -151,6 +151,10 @@ class Pricer:
         self.tz = tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz)
         self._change_days = {v.effective_from for v in self.versions[1:]}
         self._simple = len(self.versions) == 1 and not self.versions[0].plan.is_tou
+        only = self.versions[0].plan
+        # One flat version and no fixed charge: the amount is the usage times the price.
+        self._flat_price = (only.price if len(self.versions) == 1 and only.kind == "flat"
+                            and not only.monthly_charge else None)
 
     # -- splitting -------------------------------------------------------------------------
 
@@ -172,35 +176,43 @@ class Pricer:
         points = [ls, *cuts, le]
         return [(a, b, version_at(self.versions, a.date())) for a, b in zip(points, points[1:])]
 
-    def _tou_pieces(self, plan: Plan, a: datetime, b: datetime) -> list[tuple[datetime, int, str]]:
-        """(piece start, weight in microseconds, period) of [a, b) by the day tables."""
-        tz = self.tz
+    def _tou_pieces(self, plan: Plan, a: datetime, b: datetime) -> list[tuple[int, str]]:
+        """(weight in microseconds, period) of local [a, b) by the day tables, in time order."""
         out = []
         day = a.date()
-        while True:
-            midnight = _local_midnight(day, tz)
-            if midnight >= b:
-                break
+        # microseconds of a and b after a's local midnight (wall clock, as meters keep time)
+        a_us = _micros(a - _local_midnight(day, a.tzinfo))
+        b_us = a_us + _micros(b - a)
+        base = 0
+        while base < b_us:
             for s_min, e_min, period in day_pieces(plan.table(table_for(plan, day))):
-                ps = max(a, midnight + timedelta(minutes=s_min))
-                pe = min(b, midnight + timedelta(minutes=e_min))
-                if pe > ps:
-                    out.append((ps, _micros(pe - ps), period))
+                lo = max(a_us, base + s_min * 60_000_000)
+                hi = min(b_us, base + e_min * 60_000_000)
+                if hi > lo:
+                    out.append((hi - lo, period))
             day += timedelta(days=1)
+            base += 86_400_000_000
         return out
 
     # -- pricing ---------------------------------------------------------------------------
 
     def price(self, intervals: Iterable[Interval], state: State = State()) -> Priced:
-        lines: list[Line] = []
+        if self._flat_price is not None:
+            p = self._flat_price
+            q = sum((iv.quantity for iv in intervals), ZERO)
+            lines = (Line(q, p, q * p),) if q else ()
+            return Priced(lines, q, q * p, state)
+        acc: dict[tuple, list] = {}
         quantity = ZERO
         for iv in intervals:
-            state = self._price_interval(iv, state, lines)
+            state = self._price_interval(iv, state, acc)
             quantity += iv.quantity
+        lines = [Line(q, price, amount, period=period, tier=tier, charge=charge)
+                 for (charge, tier, period, price), (q, amount) in acc.items() if q or charge is not None]
         merged = merge_lines(lines)
         return Priced(tuple(merged), quantity, sum((ln.amount for ln in merged), ZERO), state)
 
-    def _price_interval(self, iv: Interval, state: State, out: list[Line]) -> State:
+    def _price_interval(self, iv: Interval, state: State, out: dict) -> State:
         chunks = self._chunks(iv.start, iv.end)
         if len(chunks) == 1:
             shares = [iv.quantity]
@@ -218,15 +230,16 @@ class Pricer:
                     pieces = [(a, p, q) for (p, _), q in zip(registers, parts)]
                 else:
                     tp = self._tou_pieces(plan, a, b)
-                    parts = allocate(share, [w for _, w, _ in tp])
-                    pieces = [(s, p, q) for (s, _, p), q in zip(tp, parts)]
+                    parts = allocate(share, [w for w, _ in tp])
+                    # chunks never cross a cycle start, so every piece is in the cycle of ``a``
+                    pieces = [(a, p, q) for (_, p), q in zip(tp, parts)]
             else:
                 pieces = [(a, None, share)]
             for at, period, qty in pieces:
                 state = self._price_piece(plan, at, period, qty, state, out)
         return state
 
-    def _monthly_charge(self, plan: Plan, a: datetime, b: datetime, state: State, out: list[Line]) -> State:
+    def _monthly_charge(self, plan: Plan, a: datetime, b: datetime, state: State, out: dict) -> State:
         if not plan.monthly_charge:
             return state
         last = b - timedelta(microseconds=1)
@@ -234,16 +247,16 @@ class Pricer:
         while (y, m) <= (last.year, last.month):
             month = f"{y:04d}-{m:02d}"
             if state.charged_month is None or month > state.charged_month:
-                out.append(Line(Decimal(1), plan.monthly_charge, plan.monthly_charge, charge="monthly"))
+                _add(out, ("monthly", None, None, plan.monthly_charge), Decimal(1), plan.monthly_charge)
                 state = replace(state, charged_month=month)
             y, m = (y + 1, 1) if m == 12 else (y, m + 1)
         return state
 
     def _price_piece(self, plan: Plan, at: datetime, period: str | None, qty: Decimal, state: State,
-                     out: list[Line]) -> State:
+                     out: dict) -> State:
         if not plan.is_tiered:
             price = plan.price if period is None else plan.period_price(period)
-            out.append(Line(qty, price, qty * price, period=period))
+            _add(out, (None, None, period, price), qty, qty * price)
             return state
         key = cycle_key(plan, at)
         used = state.used if key == state.cycle else ZERO
@@ -256,10 +269,19 @@ class Pricer:
                 continue
             room = left if tier.upto is None else min(left, tier.upto - used)
             price = base + tier.price
-            out.append(Line(room, price, room * price, period=period, tier=n))
+            _add(out, (None, n, period, price), room, room * price)
             used += room
             left -= room
         return State(key, used, state.charged_month)
+
+
+def _add(acc: dict, key: tuple, quantity: Decimal, amount: Decimal) -> None:
+    cur = acc.get(key)
+    if cur is None:
+        acc[key] = [quantity, amount]
+    else:
+        cur[0] += quantity
+        cur[1] += amount
 
 
 def merge_lines(lines: Iterable[Line]) -> list[Line]:

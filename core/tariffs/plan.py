@@ -97,10 +97,16 @@ class Plan:
         return self.kind in ("tiered", "tiered_tou")
 
     def period_price(self, period: str) -> Decimal:
-        return dict(self.prices)[period]
+        for name, price in self.prices:
+            if name == period:
+                return price
+        raise KeyError(period)
 
     def table(self, name: str) -> tuple[Segment, ...]:
-        return dict(self.day_tables)[name]
+        for tname, segments in self.day_tables:
+            if tname == name:
+                return segments
+        raise KeyError(name)
 
 
 def _fail(field: str, message: str) -> None:

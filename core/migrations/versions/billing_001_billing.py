@@ -56,6 +56,7 @@ def upgrade() -> None:
     sa.Column('charged_month', sa.String(length=7), nullable=True),
     sa.Column('exact_amount', sa.Numeric(precision=30, scale=10), nullable=False),
     sa.Column('billed_fen', sa.BigInteger(), nullable=False),
+    sa.Column('seen_until', core.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('closed', sa.Boolean(), nullable=False),
     sa.Column('updated_at', core.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['last_reading_id'], ['readings.id'], name=op.f('fk_meter_billing_states_last_reading_id_readings')),
