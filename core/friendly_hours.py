@@ -9,6 +9,7 @@ friendly when holidays are on. Pure functions of a time and a config: no databas
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo
 from core.errors import ValidationError
 
 DEFAULT_NIGHTS = "22:00-07:00"
+_HHMM = re.compile(r"\d{2}:\d{2}")
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,10 @@ def parse_nights(text: str | None) -> tuple[time | None, time | None]:
     if text.lower() in ("", "off", "none", "0"):
         return None, None
     try:
-        a, b = text.split("-")
-        start, end = time.fromisoformat(a.strip()), time.fromisoformat(b.strip())
+        a, b = (part.strip() for part in text.split("-"))
+        if not (_HHMM.fullmatch(a) and _HHMM.fullmatch(b)):
+            raise ValueError(text)
+        start, end = time.fromisoformat(a), time.fromisoformat(b)
     except ValueError:
         raise ValidationError(f"friendly nights: use HH:MM-HH:MM, got {text!r}", field="friendly_hours") from None
     if start == end:
