@@ -23,6 +23,7 @@ from core.models import (Account, Building, Floor, JournalEntry, LedgerAccount, 
                          Reading, Room, Site, Tenant, TenantBinding)
 
 MAX_DAYS = 366
+MAX_BIND_FAILURES = 5
 MAX_MONTHS = 36
 
 
@@ -39,9 +40,13 @@ def bind(session: Session, openid: str, room_id: int, phone_last4: str) -> Accou
         raise NotFound("this room has no open account")
     tenant = session.get(Tenant, account.tenant_id)
     phone = "".join(ch for ch in (tenant.phone or "") if ch.isdigit())
+    _check_attempts(session, openid)
     if len(phone) < 4 or phone[-4:] != phone_last4:
-        audit.record(session, actor=f"openid:{openid}", front="miniapp", action="binding_refused",
-                     site_id=account.site_id, account_id=account.id)
+        # Kept in a transaction of its own: the caller's is rolled back by the error below.
+        from core.db import session_scope
+        with session_scope() as own:
+            audit.record(own, actor=f"openid:{openid}", front="miniapp", action="binding_refused",
+                         site_id=account.site_id, account_id=account.id)
         raise Forbidden("the phone digits do not match this room's account", field="phone_last4")
     existing = session.scalar(select(TenantBinding).where(TenantBinding.openid == openid,
                                                           TenantBinding.account_id == account.id))
@@ -56,6 +61,19 @@ def bind(session: Session, openid: str, room_id: int, phone_last4: str) -> Accou
         audit.record(session, actor=f"openid:{openid}", front="miniapp", action="binding",
                      site_id=account.site_id, account_id=account.id)
     return account
+
+
+def _check_attempts(session: Session, openid: str) -> None:
+    """Four digits are guessable: after MAX_BIND_FAILURES wrong tries in an hour, refuse for a while."""
+    from sqlalchemy import func
+
+    from core.models import AuditLog
+    from core.utils import utcnow
+    failures = session.scalar(select(func.count()).select_from(AuditLog).where(
+        AuditLog.actor == f"openid:{openid}", AuditLog.action == "binding_refused",
+        AuditLog.at >= utcnow() - timedelta(hours=1)))
+    if failures >= MAX_BIND_FAILURES:
+        raise Forbidden("too many wrong phone digits; try again in an hour", field="phone_last4")
 
 
 def unbind(session: Session, openid: str, account_id: int) -> None:
@@ -177,7 +195,7 @@ def summary(session: Session, account: Account, *, today: date | None = None) ->
         "meters": [{"serial": m.serial, "kind": m.kind, "online": bool(m.online), "relay_state": m.relay_state,
                     "valve_state": m.valve_state, "remaining_fen": m.remaining_fen,
                     "last_seen_at": m.last_seen_at} for m in meters],
-        "today": points[0] if points else UsagePoint(today.isoformat(), Decimal("0"), 0),
+        "today": points[0] if points else UsagePoint(today.isoformat(), Decimal("0.00"), 0),
         **room_label(session, account),
     }
 
@@ -206,15 +224,22 @@ def _periods(granularity: str, start: date, end: date) -> list[tuple[str, date, 
     return out
 
 
-def usage(session: Session, account: Account, granularity: str, start: date, end: date) -> list[UsagePoint]:
-    """Usage per day or month (register differences) and the consumption cost deducted in each."""
+QUANTUM = {"electricity": Decimal("0.01"), "water": Decimal("0.001")}
+
+
+def usage(session: Session, account: Account, granularity: str, start: date, end: date,
+          kind: str = "electricity") -> list[UsagePoint]:
+    """Usage of one kind (kWh or m3) per day or month, from register differences, and the cost
+    (consumption of that kind) deducted in each period."""
+    if kind not in QUANTUM:
+        raise ValidationError("kind: must be electricity or water", field="kind")
     periods = _periods(granularity, start, end)
     tz = site_zone(session, account)
 
     def at(d: date) -> datetime:
         return datetime.combine(d, time(0), tzinfo=tz)
     t0, t1 = at(periods[0][1]), at(periods[-1][2])
-    meter_ids = list(session.scalars(select(Meter.id).where(Meter.account_id == account.id)))
+    meter_ids = list(session.scalars(select(Meter.id).where(Meter.account_id == account.id, Meter.kind == kind)))
     used: dict[str, Decimal] = defaultdict(Decimal)
     for mid in meter_ids:
         before = session.scalar(select(Reading.total).where(Reading.meter_id == mid, Reading.taken_at < t0,
@@ -239,15 +264,22 @@ def usage(session: Session, account: Account, granularity: str, start: date, end
     wallet = session.scalar(select(LedgerAccount.id).where(LedgerAccount.account_id == account.id))
     cost: dict[str, int] = defaultdict(int)
     if wallet is not None:
-        rows = session.execute(select(JournalEntry.created_at, Posting.amount_fen)
+        rows = session.execute(select(JournalEntry.created_at, Posting.amount_fen, JournalEntry.id)
                                .join(Posting, Posting.entry_id == JournalEntry.id)
                                .where(Posting.ledger_account_id == wallet, JournalEntry.kind == "consumption",
                                       JournalEntry.created_at >= t0, JournalEntry.created_at < t1)).all()
-        for created, amount in rows:
+        revenue = session.scalar(select(LedgerAccount.id).where(LedgerAccount.code == f"revenue:{kind}"))
+        of_kind = set() if revenue is None else set(session.scalars(
+            select(Posting.entry_id).join(JournalEntry, JournalEntry.id == Posting.entry_id)
+            .where(Posting.ledger_account_id == revenue, JournalEntry.account_id == account.id,
+                   JournalEntry.created_at >= t0, JournalEntry.created_at < t1)))
+        rows = [(c, a, e) for c, a, e in rows if e in of_kind]
+        for created, amount, _entry in rows:
             local = created.astimezone(tz).date()
             key = local.isoformat() if granularity == "day" else local.strftime("%Y-%m")
             cost[key] += -int(amount)
-    return [UsagePoint(label, used.get(label, Decimal(0)), cost.get(label, 0)) for label, _, _ in periods]
+    q = QUANTUM[kind]
+    return [UsagePoint(label, used.get(label, Decimal(0)).quantize(q), cost.get(label, 0)) for label, _, _ in periods]
 
 
 def transactions(session: Session, account: Account, *, limit: int = 20, before_id: int | None = None) -> list[dict]:

@@ -134,8 +134,8 @@ def usage(account_id: int):
     q = query(schemas.UsageQuery)
     with new_session() as session:
         acct = selfservice.account_for(session, g.openid, _id(account_id))
-        points = selfservice.usage(session, acct, q.granularity, q.start, q.end)
-    return render(schemas.Usage(account_id=account_id, granularity=q.granularity,
+        points = selfservice.usage(session, acct, q.granularity, q.start, q.end, q.kind)
+    return render(schemas.Usage(account_id=account_id, granularity=q.granularity, kind=q.kind,
                                 points=[_usage_point(p) for p in points]))
 
 

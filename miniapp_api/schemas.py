@@ -50,7 +50,7 @@ class Meter(BaseModel):
 
 class UsagePoint(BaseModel):
     period: str
-    usage: str = Field(description="kWh or m3 as a decimal string")
+    usage: str = Field(description="kWh (to 0.01) or m3 (to 0.001) as a decimal string")
     cost: str
     cost_fen: int
 
@@ -86,11 +86,13 @@ class Balance(BaseModel):
 class Usage(BaseModel):
     account_id: int
     granularity: Literal["day", "month"]
+    kind: Literal["electricity", "water"]
     points: list[UsagePoint]
 
 
 class UsageQuery(Strict):
     granularity: Literal["day", "month"] = "day"
+    kind: Literal["electricity", "water"] = "electricity"
     start: date
     end: date
 

@@ -77,3 +77,14 @@ def test_account_detail_shows_balance_meters_and_today(bound_tenant, pay_env):
 def test_bad_usage_ranges_are_400(bound_tenant, pay_env, qs):
     tenant, account = bound_tenant()
     assert tenant.get(f"/accounts/{account.id}/usage?{qs}").status_code == 400
+
+
+def test_guessing_phone_digits_is_stopped_after_five_wrong_tries(factory, tenant_login):
+    account = factory.account(phone="13912345678")
+    tenant = tenant_login("guesser")
+    for guess in ("0001", "0002", "0003", "0004", "0005"):
+        assert tenant.bind(account.room_id, guess).status_code == 403
+    r = tenant.bind(account.room_id, "5678")  # right, but too late
+    assert r.status_code == 403 and "too many" in r.json()["message"]
+    assert tenant.get("/accounts").json()["accounts"] == []
+    assert tenant_login("someone-else").bind(account.room_id, "5678").status_code == 200

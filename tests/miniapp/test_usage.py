@@ -1,0 +1,48 @@
+"""Usage for charts: register differences per day and month, and the cost deducted in each."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+SH = ZoneInfo("Asia/Shanghai")
+
+
+def test_usage_by_day_and_month_from_readings_and_consumption(factory, session, bound_tenant, pay_env):
+    from core import cashdesk
+    from core.models import JournalEntry, Meter, Reading
+    tenant, account = bound_tenant(balance_fen=100000)
+    meter = session.scalar(select(Meter).where(Meter.account_id == account.id))
+    for day, hour, total in [(date(2026, 10, 31), 23, "100.00"), (date(2026, 11, 1), 8, "101.50"),
+                             (date(2026, 11, 1), 22, "104.00"), (date(2026, 11, 3), 12, "110.25")]:
+        session.add(Reading(meter_id=meter.id, taken_at=datetime(day.year, day.month, day.day, hour, tzinfo=SH),
+                            total=Decimal(total)))
+    session.commit()
+    for key, fen, when in [("u1", 200, datetime(2026, 11, 1, 12, tzinfo=SH)),
+                           ("u2", 350, datetime(2026, 11, 3, 13, tzinfo=SH))]:
+        r = cashdesk.consume(session, account.id, fen, key=key)
+        session.get(JournalEntry, r.entry_id).created_at = when
+    session.commit()
+
+    days = tenant.get(f"/accounts/{account.id}/usage?start=2026-11-01&end=2026-11-03").json()["points"]
+    assert [(p["period"], p["usage"], p["cost"]) for p in days] == [
+        ("2026-11-01", "4.00", "2.00"), ("2026-11-02", "0.00", "0.00"), ("2026-11-03", "6.25", "3.50")]
+    months = tenant.get(f"/accounts/{account.id}/usage?granularity=month&start=2026-10-01&end=2026-11-30").json()
+    assert [(p["period"], p["usage"], p["cost_fen"]) for p in months["points"]] == [
+        ("2026-10", "0.00", 0), ("2026-11", "10.25", 550)]
+
+
+def test_water_usage_is_counted_apart_in_cubic_metres(session, bound_tenant, pay_env):
+    from core.accounts import MeterSpec
+    from core.models import Meter, Reading
+    tenant, account = bound_tenant(meters=(MeterSpec(serial="E-USG"), MeterSpec(serial="W-USG", kind="water",
+                                                                                profile="cjt188-water")))
+    water = session.scalar(select(Meter).where(Meter.serial == "W-USG"))
+    for hour, total in [(1, "10.000"), (20, "10.125")]:
+        session.add(Reading(meter_id=water.id, taken_at=datetime(2026, 11, 5, hour, tzinfo=SH), total=Decimal(total)))
+    session.commit()
+    q = "start=2026-11-05&end=2026-11-05"
+    assert tenant.get(f"/accounts/{account.id}/usage?{q}&kind=water").json()["points"][0]["usage"] == "0.125"
+    assert tenant.get(f"/accounts/{account.id}/usage?{q}").json()["points"][0]["usage"] == "0.00"
