@@ -1,13 +1,14 @@
-"""What the room monitor shows, for every room of a site, in one query.
+"""What the room monitor shows, for every room of a site, in two queries.
 
-Rooms join floors and buildings, then (outer) the room's open account, its tenant, its wallet
-and its meters in service. A room with two meters comes back as two rows and is folded into one
+Rooms join floors, buildings and (outer) their meters in service; then the site's open accounts
+with tenant and wallet. A room with two meters comes back as two rows and is folded into one
 cell here. Fee status comes from core.status, the same rules the bot and the alarms use.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
@@ -67,8 +68,13 @@ class Summary:
         return dict(self.__dict__)
 
 
-def natural_key(text: str):
-    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text or "")]
+_DIGITS = re.compile(r"(\d+)")
+
+
+@lru_cache(maxsize=65536)
+def natural_key(text: str) -> tuple:
+    """"A2" before "A10": digits compare as numbers (text and numbers alternate, so types line up)."""
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(_DIGITS.split(text or "")))
 
 
 def _supply_state(kind: str, relay: str, valve: str) -> str:
@@ -78,34 +84,43 @@ def _supply_state(kind: str, relay: str, valve: str) -> str:
 
 
 def site_cells(session: Session, site: Site) -> list[Cell]:
-    """Every room of ``site`` as a monitor cell, sorted by building, floor and room number."""
-    stmt = (
-        select(Room.id, Room.number, Building.name, Floor.name, Account.id, Account.keep_power,
-               Account.alarm_levels, Tenant.name, LedgerAccount.balance_fen, Meter.kind, Meter.online,
-               Meter.relay_state, Meter.valve_state)
+    """Every room of ``site`` as a monitor cell, sorted by building, floor and room number.
+
+    Two queries, whatever the number of rooms: rooms with their meters, and the site's open
+    accounts with tenant and wallet (kept apart so each uses a plain index on any database).
+    """
+    rooms = (
+        select(Room.id, Room.number, Building.name, Floor.name, Meter.kind, Meter.online, Meter.relay_state,
+               Meter.valve_state)
         .join(Floor, Floor.id == Room.floor_id)
         .join(Building, Building.id == Floor.building_id)
-        .outerjoin(Account, and_(Account.room_id == Room.id, Account.status == "open"))
-        .outerjoin(Tenant, Tenant.id == Account.tenant_id)
-        .outerjoin(LedgerAccount, LedgerAccount.account_id == Account.id)
         .outerjoin(Meter, and_(Meter.room_id == Room.id, Meter.status == "active"))
         .where(Room.site_id == site.id)
     )
-    site_levels = alarm_levels(None, site.settings)
+    accounts = (
+        select(Account.room_id, Account.id, Account.keep_power, Account.alarm_levels, Tenant.name,
+               LedgerAccount.balance_fen)
+        .join(Tenant, Tenant.id == Account.tenant_id)
+        .outerjoin(LedgerAccount, LedgerAccount.account_id == Account.id)
+        .where(Account.site_id == site.id, Account.status == "open")
+    )
     cells: dict[int, Cell] = {}
-    for (room_id, number, building, floor, account_id, keep_power, levels, tenant, balance, kind, online,
-         relay, valve) in session.execute(stmt):
+    for room_id, number, building, floor, kind, online, relay, valve in session.execute(rooms):
         cell = cells.get(room_id)
         if cell is None:
             cell = cells[room_id] = Cell(room_id, number, building, floor)
-            if account_id is not None:
-                cell.account_id = account_id
-                cell.tenant = tenant or ""
-                cell.balance_fen = int(balance or 0)
-                lv = alarm_levels(levels, site.settings) if levels else site_levels
-                cell.fee = fee_status(cell.balance_fen, lv, keep_power=bool(keep_power))
         if kind is not None:
             cell.meters.append((kind, bool(online), _supply_state(kind, relay, valve)))
+    site_levels = alarm_levels(None, site.settings)
+    for room_id, account_id, keep_power, levels, tenant, balance in session.execute(accounts):
+        cell = cells.get(room_id)
+        if cell is None:
+            continue
+        cell.account_id = account_id
+        cell.tenant = tenant or ""
+        cell.balance_fen = int(balance or 0)
+        lv = alarm_levels(levels, site.settings) if levels else site_levels
+        cell.fee = fee_status(cell.balance_fen, lv, keep_power=bool(keep_power))
     for cell in cells.values():
         if cell.meters:
             up = [m[1] for m in cell.meters]

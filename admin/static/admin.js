@@ -53,7 +53,8 @@
     function applySearch() {
       var q = search.value.trim().toLowerCase(), n = 0;
       for (var i = 0; i < cells.length; i++) {
-        var hit = !q || cells[i].dataset.q.indexOf(q) !== -1;
+        var c = cells[i];
+        var hit = !q || (c.firstChild.textContent + " " + c.title).toLowerCase().indexOf(q) !== -1;
         cells[i].classList.toggle("hidden", !hit);
         if (hit) n++;
       }
