@@ -156,7 +156,8 @@ def _wait_up(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
 def bench_api(concurrency: int, seconds: float, workers: int, threads: int | None) -> None:
     """Balance endpoint vs a trivial endpoint on `meterpay serve` (gunicorn), at N concurrent clients."""
     if not 1 <= concurrency <= 1000 or not 0.5 <= seconds <= 120:
-        raise click.BadParameter("concurrency 1-1000, seconds 0.5-120")
+        from core.errors import ValidationError
+        raise ValidationError("--concurrency must be 1-1000 and --seconds 0.5-120")
     from core.config import get_settings
     url, drop = _scratch_db(get_settings().database_url)
     proc = None
