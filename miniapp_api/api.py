@@ -4,7 +4,7 @@ from __future__ import annotations
 import pydantic
 from flask import Blueprint, Response, g, jsonify, request
 
-from core import payments, selfservice
+from core import selfservice
 from core.db import new_session, session_scope
 from core.errors import NotFound, ValidationError
 from core.money import format_fen, parse_yuan
@@ -196,11 +196,17 @@ def start_recharge(account_id: int):
     return render(out)
 
 
-@endpoint(bp, "get", "/orders/<order_no>", summary="An order's state", response=schemas.Order)
+@endpoint(bp, "get", "/orders/<order_no>", summary="An order's state (a pending one is checked with the provider)",
+          response=schemas.Order)
 @auth.tenant_required
 def order(order_no: str):
     with new_session() as session:
         o = selfservice.order_for(session, g.openid, order_no)
+    if o.state == "pending" and recharge.should_ask_provider(o):
+        from miniapp_api.jobs import settle_by_query
+        if settle_by_query(order_no) == "credited":
+            with new_session() as session:
+                o = selfservice.order_for(session, g.openid, order_no)
     return render(schemas.Order(**_order(o)))
 
 

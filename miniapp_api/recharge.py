@@ -6,6 +6,8 @@ provider failure marks the order failed; it never moves money.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 from core import payments
 from core.db import session_scope
@@ -52,3 +54,24 @@ def sandbox_pay_url(channel: str, order_no: str) -> str | None:
     else:
         base = (cfg.env("METERPAY_ALIPAY_GATEWAY", "") or "").rsplit("/gateway.do", 1)[0]
     return f"{base.rstrip('/')}/_sandbox/pay/{order_no}" if base else None
+
+
+_asked: dict[str, float] = {}
+_asked_lock = threading.Lock()
+
+
+def should_ask_provider(order) -> bool:
+    """A tenant polling a pending order makes us ask the provider (the callback may be lost),
+    at most once per METERPAY_PAY_POLL_QUERY_AFTER seconds per order and process."""
+    from core.utils import utcnow
+    every = cfg.poll_query_after_seconds()
+    if (utcnow() - order.created_at).total_seconds() < every:
+        return False
+    now = time.monotonic()
+    with _asked_lock:
+        if now - _asked.get(order.order_no, -1e9) < every:
+            return False
+        if len(_asked) > 10000:
+            _asked.clear()
+        _asked[order.order_no] = now
+    return True

@@ -54,6 +54,10 @@ def token_ttl() -> int:
     return int(env("METERPAY_MINIAPP_TOKEN_TTL", "7200"))
 
 
+def poll_query_after_seconds() -> float:
+    return float(env("METERPAY_PAY_POLL_QUERY_AFTER", "5"))
+
+
 def pending_after_seconds() -> int:
     return int(env("METERPAY_PAY_PENDING_AFTER", "180"))
 

@@ -80,3 +80,15 @@ def test_bad_recharge_input_is_refused_and_creates_no_order(bound_tenant, pay_en
         assert r.json()["code"] == "invalid" and r.json()["field"] == field
     with new_session() as s:
         assert s.scalar(select(func.count()).select_from(PaymentOrder)) == 0
+
+
+def test_a_tenant_polling_a_pending_order_gets_it_settled_when_the_callback_is_lost(bound_tenant, pay_env,
+                                                                                     monkeypatch):
+    tenant, account = bound_tenant()
+    order = tenant.post(f"/accounts/{account.id}/recharge", {"amount": "12.00", "channel": "alipay"}).json()
+    assert tenant.get(f"/orders/{order['order_no']}").json()["state"] == "pending"  # too young to ask
+    monkeypatch.setenv("METERPAY_PAY_POLL_QUERY_AFTER", "0")
+    assert tenant.get(f"/orders/{order['order_no']}").json()["state"] == "pending"  # not paid yet
+    requests.post(order["sandbox_pay_url"] + "?notify=0", timeout=10).raise_for_status()
+    assert tenant.get(f"/orders/{order['order_no']}").json()["state"] == "paid"
+    assert balance_of(account.id) == 1000 + 1200
