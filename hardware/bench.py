@@ -92,7 +92,8 @@ def poll_round(gateways: int = 200, per_gateway: int = 32, baud: int = 9600, por
 
 
 def command_burst(commands: int = 1000, gateways: int = 100, baud: int = 9600, port_base: int = 17900,
-                  turnaround_ms: float = 5.0, workers: int = 50, database_url: str | None = None) -> dict:
+                  turnaround_ms: float = 5.0, workers: int = 1, database_url: str | None = None,
+                  batch: int = 1000) -> dict:
     """Relay-off commands through the real outbox and executor; SQLite scratch DB unless told."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -139,16 +140,17 @@ def command_burst(commands: int = 1000, gateways: int = 100, baud: int = 9600, p
                 s.flush()
                 ids.append(m.id)
         cmd_ids = [outbox.request(s, mid, "relay_off", {"reason": "bench"}, enqueue=False).id for mid in ids]
-    # interleave gateways so workers spread over buses the way a queue of mixed commands would
-    order = sorted(range(len(cmd_ids)), key=lambda i: (i % per_gateway, i // per_gateway))
+    # jobs of ``batch`` commands (retry_due enqueues executor.execute_many in batches the same
+    # way), run by ``workers`` threads standing in for RQ workers
+    jobs = [cmd_ids[i:i + batch] for i in range(0, len(cmd_ids), batch)]
     with simulator_process(gateways, per_gateway, port_base, baud, turnaround_ms, profile=profile) as proc:
         sim_cpu0, cpu0, t0 = _cpu_of(proc.pid), time.process_time(), time.perf_counter()
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            states = list(pool.map(executor.execute_command, [cmd_ids[i] for i in order]))
+            states = [st for run in pool.map(executor.execute_many, jobs) for st in run]
         wall = time.perf_counter() - t0
         cpu, sim_cpu = time.process_time() - cpu0, _cpu_of(proc.pid) - sim_cpu0
     return {"benchmark": "commands", "commands": len(cmd_ids), "gateways": gateways, "baud": baud,
-            "workers": workers, "database": database_url.split(":", 1)[0], "bound_s": round(bound, 3),
+            "workers": workers, "batch": batch, "database": database_url.split(":", 1)[0], "bound_s": round(bound, 3),
             "total_s": round(wall, 3), "ratio": round(wall / bound, 3), "executor_cpu_s": round(cpu, 3),
             "simulator_cpu_s": round(sim_cpu, 3), "confirmed": states.count("confirmed"),
             "other": len(states) - states.count("confirmed")}

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from core import commands as outbox
 from core.db import is_postgres, session_scope
@@ -40,6 +41,7 @@ from hardware.values import MeterValues
 
 log = logging.getLogger(__name__)
 
+BATCH = 200                           # commands per execute_many job
 RUNNING_LEASE = timedelta(minutes=5)   # a command running longer than this lost its worker
 SUPERSEDING = {"relay_off": "relay", "relay_on": "relay", "valve_close": "valve", "valve_open": "valve",
                "keep_power_on": "keep", "keep_power_off": "keep"}
@@ -72,62 +74,83 @@ class Outcome:
 @job("meters", timeout=300)
 def execute_command(command_id: int) -> str:
     """Run one attempt of a command; returns the state it is left in."""
-    snap = _claim(command_id)
-    if isinstance(snap, str):
-        return snap
-    try:
-        outcome = asyncio.run(_attempt(snap))
-    except Exception as exc:  # noqa: BLE001 - a bug must not leave the command running forever
-        log.exception("command %s attempt crashed", command_id)
-        outcome = Outcome("retry", f"internal error: {type(exc).__name__}: {exc}")
-    return _finish(snap, outcome)
+    return execute_many([command_id])[0]
+
+
+@job("meters", timeout=900)
+def execute_many(command_ids: list[int]) -> list[str]:
+    """One attempt of each command, in one claim and one finish transaction; gateways in parallel,
+    each gateway's commands in id order. Returns the state each command is left in."""
+    claimed = _claim(list(command_ids))
+    snaps = sorted((c for c in claimed.values() if isinstance(c, Snapshot)), key=lambda x: x.command_id)
+    outcomes = asyncio.run(_attempt_all(snaps)) if snaps else {}
+    finished = _finish(snaps, outcomes) if snaps else {}
+    return [finished[cid] if isinstance(claimed[cid], Snapshot) else claimed[cid] for cid in command_ids]
 
 
 # --- claim --------------------------------------------------------------------------------
 
-def _claim(command_id: int) -> Snapshot | str:
+def _claim(command_ids: list[int]) -> dict[int, "Snapshot | str"]:
+    out: dict[int, Snapshot | str] = {cid: "missing" for cid in command_ids}
     with session_scope() as s:
         now = utcnow()
-        q = select(MeterCommand).where(MeterCommand.id == command_id)
+        q = (select(MeterCommand, Meter, Gateway).join(Meter, MeterCommand.meter_id == Meter.id)
+             .outerjoin(Gateway, Meter.gateway_id == Gateway.id)
+             .where(MeterCommand.id.in_(command_ids)).order_by(MeterCommand.id))
         if is_postgres(s):
-            q = q.with_for_update(skip_locked=True)
-        cmd = s.scalar(q)
-        if cmd is None:
-            return "missing"
-        if cmd.state != "pending":
-            return cmd.state
-        if now >= cmd.deadline:
-            outbox.transition(s, cmd, "expired", _expiry_detail(cmd))
-            return "expired"
-        if cmd.next_attempt_at and cmd.next_attempt_at > now:
-            return "not-due"
-        meter = s.get(Meter, cmd.meter_id)
-        gateway = s.get(Gateway, meter.gateway_id) if meter.gateway_id else None
-        if gateway is None:
-            outbox.transition(s, cmd, "failed", f"meter {meter.serial} is not behind a gateway")
-            return "failed"
-        if _waits_for_older(s, cmd, now):
-            return "waiting"
-        claimed = s.execute(update(MeterCommand)
-                            .where(MeterCommand.id == cmd.id, MeterCommand.state == "pending")
+            q = q.with_for_update(of=MeterCommand, skip_locked=True)
+        rows = s.execute(q).all()
+        meter_ids = {m.id for _c, m, _g in rows}
+        open_by_meter: dict[int, list[MeterCommand]] = {}
+        if meter_ids:
+            for other in s.scalars(select(MeterCommand).where(
+                    MeterCommand.meter_id.in_(meter_ids), MeterCommand.state.in_(("pending", "running")))
+                    .order_by(MeterCommand.id)):
+                open_by_meter.setdefault(other.meter_id, []).append(other)
+        eligible: dict[int, tuple] = {}
+        for cmd, meter, gateway in rows:
+            if cmd.state != "pending":
+                out[cmd.id] = "taken" if cmd.state == "running" else cmd.state
+            elif now >= cmd.deadline:
+                outbox.transition(s, cmd, "expired", _expiry_detail(cmd))
+                out[cmd.id] = "expired"
+            elif cmd.next_attempt_at and cmd.next_attempt_at > now:
+                out[cmd.id] = "not-due"
+            elif gateway is None:
+                outbox.transition(s, cmd, "failed", f"meter {meter.serial} is not behind a gateway")
+                out[cmd.id] = "failed"
+            elif _waits_for_older(s, cmd, open_by_meter.get(meter.id, []), now):
+                out[cmd.id] = "waiting"
+            else:
+                eligible[cmd.id] = (cmd, meter, gateway)
+        if not eligible:
+            return out
+        # the claim itself: only rows still pending move to running, so two workers never share one
+        won = set(s.scalars(update(MeterCommand)
+                            .where(MeterCommand.id.in_(list(eligible)), MeterCommand.state == "pending")
                             .values(state="running", attempts=MeterCommand.attempts + 1, last_attempt_at=now)
-                            .execution_options(synchronize_session=False)).rowcount
-        if claimed != 1:
-            return "taken"
-        s.refresh(cmd)
-        outbox.transition(s, cmd, "running", f"attempt {cmd.attempts}")
-        return Snapshot(cmd.id, cmd.kind, dict(cmd.params or {}), dict(cmd.result or {}), cmd.attempts, meter.id,
-                        meter.profile, meter.address, gateway.url, gateway.protocol)
+                            .returning(MeterCommand.id)
+                            .execution_options(synchronize_session=False)))
+        for cid, (cmd, meter, gateway) in eligible.items():
+            if cid not in won:
+                out[cid] = "taken"
+                continue
+            set_committed_value(cmd, "state", "running")
+            set_committed_value(cmd, "attempts", (cmd.attempts or 0) + 1)
+            set_committed_value(cmd, "last_attempt_at", now)
+            outbox.transition(s, cmd, "running", f"attempt {cmd.attempts}")
+            out[cid] = Snapshot(cmd.id, cmd.kind, dict(cmd.params or {}), dict(cmd.result or {}), cmd.attempts,
+                                meter.id, meter.profile, meter.address, gateway.url, gateway.protocol)
+    return out
 
 
-def _waits_for_older(s: Session, cmd: MeterCommand, now: datetime) -> bool:
+def _waits_for_older(s: Session, cmd: MeterCommand, open_cmds: list[MeterCommand], now: datetime) -> bool:
     """Older open commands of the same meter go first: recharges strictly in order; an older
     pending relay/valve/keep-power command is superseded by this newer one."""
-    older = list(s.scalars(select(MeterCommand).where(
-        MeterCommand.meter_id == cmd.meter_id, MeterCommand.id < cmd.id,
-        MeterCommand.state.in_(("pending", "running"))).order_by(MeterCommand.id)))
     wait = False
-    for other in older:
+    for other in open_cmds:
+        if other.id >= cmd.id or other.state not in ("pending", "running"):
+            continue
         if cmd.kind == "recharge" and other.kind == "recharge":
             wait = True
         elif SUPERSEDING.get(cmd.kind) and SUPERSEDING.get(cmd.kind) == SUPERSEDING.get(other.kind):
@@ -142,7 +165,33 @@ def _waits_for_older(s: Session, cmd: MeterCommand, now: datetime) -> bool:
 
 # --- attempt ------------------------------------------------------------------------------
 
-async def _attempt(snap: Snapshot) -> Outcome:
+async def _attempt_all(snaps: list[Snapshot]) -> dict[int, Outcome]:
+    by_gateway: dict[tuple[str, str], list[Snapshot]] = {}
+    for snap in snaps:
+        by_gateway.setdefault((snap.url, snap.protocol), []).append(snap)
+    outcomes: dict[int, Outcome] = {}
+
+    async def gateway(url: str, protocol: str, items: list[Snapshot]) -> None:
+        try:
+            link = open_link(url, protocol)
+        except ValueError as exc:
+            outcomes.update({x.command_id: Outcome("failed", str(exc)) for x in items})
+            return
+        try:
+            for snap in items:
+                try:
+                    outcomes[snap.command_id] = await _attempt(snap, link)
+                except Exception as exc:  # noqa: BLE001 - a bug must not leave a command running forever
+                    log.exception("command %s attempt crashed", snap.command_id)
+                    outcomes[snap.command_id] = Outcome("retry", f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            await link.close()
+
+    await asyncio.gather(*(gateway(url, protocol, items) for (url, protocol), items in by_gateway.items()))
+    return outcomes
+
+
+async def _attempt(snap: Snapshot, link) -> Outcome:
     try:
         profile = profiles.get(snap.profile)
         profile.check_protocol(snap.protocol)
@@ -151,10 +200,9 @@ async def _attempt(snap: Snapshot) -> Outcome:
         return Outcome("failed", str(exc))
     try:
         async with bus_lock(snap.url):
-            async with open_link(snap.url, snap.protocol) as link:
-                if snap.kind == "recharge":
-                    return await _recharge(profile, link, snap)
-                return await _send_and_verify(profile, link, snap)
+            if snap.kind == "recharge":
+                return await _recharge(profile, link, snap)
+            return await _send_and_verify(profile, link, snap)
     except CommError as exc:
         return Outcome("retry", f"no confirmation: {exc}", comm_error=str(exc))
     except (MeterRefused, Unsupported, ValueError) as exc:
@@ -218,31 +266,40 @@ def _remember(command_id: int, data: dict) -> None:
 
 # --- finish -------------------------------------------------------------------------------
 
-def _finish(snap: Snapshot, outcome: Outcome) -> str:
+def _finish(snaps: list[Snapshot], outcomes: dict[int, Outcome]) -> dict[int, str]:
+    out: dict[int, str] = {}
     with session_scope() as s:
         now = utcnow()
-        cmd = s.get(MeterCommand, snap.command_id)
-        meter = s.get(Meter, snap.meter_id)
-        if outcome.comm_error:
-            record_failure(s, meter, outcome.comm_error, now)
-        elif outcome.answered:
-            record_success(s, meter, outcome.values, now)
-        if outcome.result:
-            cmd.result = {**(cmd.result or {}), **outcome.result}
-        if cmd.state != "running":
-            log.warning("command %s was %s when its attempt finished", cmd.id, cmd.state)
-            return cmd.state
-        if outcome.state in ("confirmed", "failed"):
-            outbox.transition(s, cmd, outcome.state, outcome.detail)
-            return outcome.state
-        cmd.last_error = outcome.detail[:2000]
-        if now >= cmd.deadline:
-            outbox.transition(s, cmd, "expired", _expiry_detail(cmd))
-            return "expired"
-        delay = min(settings.command_backoff() * 2 ** max(cmd.attempts - 1, 0), settings.command_backoff_max())
-        cmd.next_attempt_at = min(now + timedelta(seconds=delay), cmd.deadline)
-        outbox.transition(s, cmd, "pending", f"retry after {delay:g}s: {outcome.detail}")
-        return "pending"
+        cmds = {c.id: c for c in s.scalars(select(MeterCommand).where(
+            MeterCommand.id.in_([x.command_id for x in snaps])))}
+        meters = {m.id: m for m in s.scalars(select(Meter).where(Meter.id.in_({x.meter_id for x in snaps})))}
+        for snap in snaps:
+            out[snap.command_id] = _finish_one(s, cmds[snap.command_id], meters[snap.meter_id],
+                                               outcomes.get(snap.command_id) or Outcome("retry", "no outcome"), now)
+    return out
+
+
+def _finish_one(s: Session, cmd: MeterCommand, meter: Meter, outcome: Outcome, now: datetime) -> str:
+    if outcome.comm_error:
+        record_failure(s, meter, outcome.comm_error, now)
+    elif outcome.answered:
+        record_success(s, meter, outcome.values, now)
+    if outcome.result:
+        cmd.result = {**(cmd.result or {}), **outcome.result}
+    if cmd.state != "running":
+        log.warning("command %s was %s when its attempt finished", cmd.id, cmd.state)
+        return cmd.state
+    if outcome.state in ("confirmed", "failed"):
+        outbox.transition(s, cmd, outcome.state, outcome.detail)
+        return outcome.state
+    cmd.last_error = outcome.detail[:2000]
+    if now >= cmd.deadline:
+        outbox.transition(s, cmd, "expired", _expiry_detail(cmd))
+        return "expired"
+    delay = min(settings.command_backoff() * 2 ** max(cmd.attempts - 1, 0), settings.command_backoff_max())
+    cmd.next_attempt_at = min(now + timedelta(seconds=delay), cmd.deadline)
+    outbox.transition(s, cmd, "pending", f"retry after {delay:g}s: {outcome.detail}")
+    return "pending"
 
 
 def _expiry_detail(cmd: MeterCommand) -> str:
@@ -269,8 +326,8 @@ def retry_due() -> dict:
         due = s.scalars(select(MeterCommand.id).where(MeterCommand.state == "pending",
                                                       MeterCommand.next_attempt_at <= now)
                         .order_by(MeterCommand.id)).all()
-        for cid in due:
-            enqueue_after_commit(s, execute_command, cid, queue="meters")
+        for i in range(0, len(due), BATCH):
+            enqueue_after_commit(s, execute_many, list(due[i:i + BATCH]), queue="meters")
         counts["enqueued"] = len(due)
     return counts
 
@@ -281,7 +338,7 @@ def run_pending(limit: int = 1000) -> list[str]:
         ids = s.scalars(select(MeterCommand.id).where(MeterCommand.state == "pending",
                                                       MeterCommand.next_attempt_at <= utcnow())
                         .order_by(MeterCommand.id).limit(limit)).all()
-    return [execute_command(cid) for cid in ids]
+    return [state for i in range(0, len(ids), BATCH) for state in execute_many(list(ids[i:i + BATCH]))]
 
 
-__all__ = ["execute_command", "retry_due", "run_pending", "HardwareError"]
+__all__ = ["execute_command", "execute_many", "retry_due", "run_pending", "HardwareError"]

@@ -61,8 +61,9 @@ class SimGateway:
         self.exchanges = 0
         self.busy_seconds = 0.0
         self._server: asyncio.AbstractServer | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._bus: asyncio.Lock | None = None
+        self._conns: set[_Conn] = set()
+        self._bus_free_at = 0.0
+        self._last_meter: SimMeter | None = None
 
     def meter(self, address: str) -> SimMeter:
         for key in (address, address.zfill(12), address.zfill(14), str(int(address)) if address.isdigit() else ""):
@@ -73,49 +74,26 @@ class SimGateway:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._bus = asyncio.Lock()
-        self._server = await asyncio.start_server(self._client, self.host, self.port, reuse_address=True)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Conn(self), self.host, self.port, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
             self._server = None
-        for w in list(self._writers):
-            w.close()
-        self._writers.clear()
+        for conn in list(self._conns):
+            conn.transport.close()
+        self._conns.clear()
 
     async def _set_down(self, down: bool) -> None:
         self.down = down
         if down:
             await self.stop()
         elif self._server is None:
-            self._server = await asyncio.start_server(self._client, self.host, self.port, reuse_address=True)
+            await self.start()
 
-    # --- one TCP client ----------------------------------------------------------------
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        buf = b""
-        try:
-            while not self.down:
-                chunk = await reader.read(1024)
-                if not chunk:
-                    break
-                arrived = asyncio.get_running_loop().time()
-                buf += chunk
-                while buf:
-                    request, used = self._frame(buf)
-                    if not used:
-                        break
-                    buf = buf[used:]
-                    if request is not None:
-                        await self._exchange(request, writer, arrived)
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            self._writers.discard(writer)
-            writer.close()
+    # --- the bus -----------------------------------------------------------------------
 
     def _frame(self, buf: bytes):
         """(request, bytes used); (None, n) drops n bytes of noise; (None, 0) waits for more."""
@@ -147,35 +125,33 @@ class SimGateway:
             return None, len(buf)
         return frame, used
 
-    async def _exchange(self, request, writer: asyncio.StreamWriter, arrived: float) -> None:
+    def exchange(self, request, conn: "_Conn", arrived: float) -> None:
+        """Answer one request. The bus is modelled by time rather than a lock: an exchange starts
+        when its request reaches the gateway or when the bus frees up, whichever is later, and
+        the reply is written when the wire would have delivered it (the simulator's own
+        processing hides inside that time, as a meter's does)."""
         loop = asyncio.get_running_loop()
-        async with self._bus:
-            # the request goes on the wire when it reaches the gateway, or when the bus frees up;
-            # the simulator's own processing hides inside that time, as a meter's does
-            t0 = max(arrived, getattr(self, "_bus_free_at", 0.0))
-            request_len, reply = self._answer(request)
-            fault = None
-            meter = getattr(self, "_last_meter", None)
-            if meter is not None and meter.script:
-                fault = meter.script.popleft()
-                fault = None if fault == "ok" else fault
-            elif self.fault_rate and self.rng.random() < self.fault_rate:
-                fault = self.rng.choice(RANDOM_FAULTS)
-            if fault in ("no_reply", "lost_reply"):
-                reply = None
-            elif reply is not None and fault is not None:
-                reply = self._spoil(reply, fault)
-            self.exchanges += 1
-            wait = wire_time(request_len, len(reply) if reply else 0, self.baud, self.turnaround)
-            if fault == "slow":
-                wait += self.slow_seconds
-            self.busy_seconds += wait
-            left = wait - (loop.time() - t0)
-            if left > 0:
-                await asyncio.sleep(left)
-            if reply is not None and not self.down:
-                writer.write(reply)
-            self._bus_free_at = loop.time()
+        start = max(arrived, self._bus_free_at)
+        request_len, reply = self._answer(request)
+        fault = None
+        meter = self._last_meter
+        if meter is not None and meter.script:
+            fault = meter.script.popleft()
+            fault = None if fault == "ok" else fault
+        elif self.fault_rate and self.rng.random() < self.fault_rate:
+            fault = self.rng.choice(RANDOM_FAULTS)
+        if fault in ("no_reply", "lost_reply"):
+            reply = None
+        elif reply is not None and fault is not None:
+            reply = self._spoil(reply, fault)
+        self.exchanges += 1
+        wait = wire_time(request_len, len(reply) if reply else 0, self.baud, self.turnaround)
+        if fault == "slow":
+            wait += self.slow_seconds
+        self.busy_seconds += wait
+        self._bus_free_at = start + wait
+        if reply is not None:
+            loop.call_at(self._bus_free_at, conn.reply, reply)
         if self.fault_rate and self.rng.random() < self.fault_rate / 50:
             loop.create_task(self.outage(3.0))
 
@@ -240,6 +216,43 @@ class SimGateway:
                 return dlt645.encode(other, frame.control, frame.data, preamble=False)
             return cjt188.encode(other, frame.control, frame.di, frame.data, ser=frame.ser)
         return reply
+
+
+class _Conn(asyncio.Protocol):
+    """One TCP client of a gateway: frames its bytes into requests and hands them to the bus."""
+
+    def __init__(self, gateway: SimGateway):
+        self.gateway = gateway
+        self.buf = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        if self.gateway.down:
+            transport.close()
+            return
+        self.gateway._conns.add(self)
+
+    def connection_lost(self, exc) -> None:
+        self.gateway._conns.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        gw = self.gateway
+        if gw.down:
+            return
+        arrived = asyncio.get_running_loop().time()
+        self.buf += data
+        while self.buf:
+            request, used = gw._frame(self.buf)
+            if not used:
+                break
+            self.buf = self.buf[used:]
+            if request is not None:
+                gw.exchange(request, self, arrived)
+
+    def reply(self, data: bytes) -> None:
+        if not self.gateway.down and not self.transport.is_closing():
+            self.transport.write(data)
 
 
 def _modbus_pdu(meter, pdu: bytes) -> bytes:

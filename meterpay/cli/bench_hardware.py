@@ -27,10 +27,11 @@ def bench_poll(gateways, meters_per_gateway, baud, port_base, turnaround_ms, rou
 @click.option("--baud", type=int, default=9600, show_default=True)
 @click.option("--port-base", type=int, default=17900, show_default=True)
 @click.option("--turnaround-ms", type=float, default=5.0, show_default=True)
-@click.option("--workers", type=int, default=50, show_default=True, help="executor threads (like RQ workers)")
+@click.option("--workers", type=int, default=1, show_default=True, help="executor threads (like RQ workers)")
+@click.option("--batch", type=int, default=1000, show_default=True, help="commands per execute_many job")
 @click.option("--database-url", default=None, help="default: a scratch SQLite file")
 @friendly_errors
-def bench_commands(count, gateways, baud, port_base, turnaround_ms, workers, database_url):
+def bench_commands(count, gateways, baud, port_base, turnaround_ms, workers, batch, database_url):
     """Relay commands through the outbox and executor, spread over gateways, vs the busiest bus's bound."""
     from hardware.bench import command_burst
-    print_json(command_burst(count, gateways, baud, port_base, turnaround_ms, workers, database_url))
+    print_json(command_burst(count, gateways, baud, port_base, turnaround_ms, workers, database_url, batch))
