@@ -171,3 +171,27 @@ def test_a_meter_without_a_gateway_fails_with_a_reason(session, factory):
     session.commit()
     assert command(session, cmd.id).state == "failed"
     assert "not behind a gateway" in command(session, cmd.id).last_error
+
+
+def test_a_batch_runs_gateways_in_parallel_and_each_command_ends_once(session, wired_meter, redis_url):
+    meters = [wired_meter(address=str(i + 1))[0:2] for i in range(3)]
+    ids = [commands.request(session, m.id, "relay_off", enqueue=False).id for m, _ in meters]
+    session.commit()
+    assert executor.execute_many(ids + ids[:1]) == ["confirmed", "confirmed", "confirmed", "confirmed"]
+    assert [sim.applied for _, sim in meters] == [["relay off"]] * 3
+    assert executor.execute_many(ids) == ["confirmed"] * 3  # already ended: nothing is sent again
+    assert [sim.applied for _, sim in meters] == [["relay off"]] * 3
+
+
+def test_two_recharges_of_one_meter_apply_in_order_each_once(session, wired_meter):
+    meter, sim, gw = wired_meter("dlt645-2007", "000000000044", "dlt645", billing_mode="prepaid-meter")
+    count0 = sim.purchase_count
+    a = commands.request(session, meter.id, "recharge", {"amount_fen": 1000}, enqueue=False)
+    b = commands.request(session, meter.id, "recharge", {"amount_fen": 2000}, enqueue=False)
+    session.commit()
+    assert executor.execute_many([b.id, a.id]) == ["waiting", "confirmed"]
+    make_due(session, b.id)
+    assert executor.run_pending() == ["confirmed"]
+    assert [x for x in sim.applied if x.startswith("recharge")] == [
+        f"recharge 1000 #{count0 + 1}", f"recharge 2000 #{count0 + 2}"]
+    assert command(session, b.id).result["base_count"] == count0 + 1

@@ -107,3 +107,21 @@ def test_poll_interval_comes_from_site_settings_with_a_default(factory):
     assert poller.poll_interval_minutes(factory.site()) == 15
     assert poller.poll_interval_minutes(factory.site(poll_interval_minutes=5)) == 5
     assert poller.poll_interval_minutes(factory.site(poll_interval_minutes="bad")) == 15
+
+
+def test_under_random_faults_every_stored_reading_is_one_the_meter_really_had(session, factory, simulator):
+    from core.accounts import MeterSpec
+    gw = simulator("modbus-rtu", [("acrel-ddsy1352", str(i)) for i in range(1, 6)], fault_rate=0.4)
+    site = factory.site()
+    start = {a: m.total_kwh for a, m in gw.meters.items()}
+    for a in gw.meters:
+        factory.account(room=factory.room(site, building=f"F{a}"), meters=(MeterSpec(
+            serial=f"F-{gw.port}-{a}", gateway=gw.url, address=a),))
+    failed = 0
+    for _ in range(6):
+        failed += poller.poll(site_ids=[site.id]).failed
+    assert failed > 0  # faults happened
+    rows = session.execute(select(Meter.address, Reading.total).join(Reading, Reading.meter_id == Meter.id)).all()
+    assert rows
+    for address, total in rows:
+        assert Decimal(str(start[address])) - 1 <= total <= Decimal(str(gw.meter(address).total_kwh)) + 1
