@@ -59,10 +59,12 @@ def sim_gateway(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _fresh_dedupe():
-    from bot import dedupe
+    from bot import binding, dedupe
     dedupe.forget_all()
+    binding._pending.clear()
     yield
     dedupe.forget_all()
+    binding._pending.clear()
 
 
 @pytest.fixture(scope="session")

@@ -5,24 +5,38 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from bot import binding
-from core.models import Reading, Tenant
+from sqlalchemy import select
+
+from core.models import Reading, Tenant, TenantBinding
 from tests.bot.helpers import WeChat
 
 
 def _bound(client, factory, session, openid="o-tenant-1", number="A301", balance_fen=12345):
     site = factory.site()
-    account = factory.account(room=factory.room(site, number), balance_fen=balance_fen)
+    account = factory.account(room=factory.room(site, number), balance_fen=balance_fen, phone="13812345678")
     wechat = WeChat(client)
-    reply = wechat.event(openid, "subscribe", "qrscene_" + binding.scene_for(account.room_id))
+    asked = wechat.event(openid, "subscribe", "qrscene_" + binding.scene_for(account.room_id))
+    assert f"正在绑定房间 {number}" in asked and "后四位" in asked
+    reply = wechat.say(openid, "5678")
     return wechat, account, reply
 
 
-def test_scanning_the_room_qr_binds_and_shows_the_balance(client, sandbox, factory, session):
+def test_scanning_the_room_qr_and_the_phone_digits_bind_and_show_the_balance(client, sandbox, factory, session):
     wechat, account, reply = _bound(client, factory, session)
     assert "已绑定房间 A301" in reply and "123.45" in reply
     session.expire_all()
     assert session.get(Tenant, account.tenant_id).wechat_openid == "o-tenant-1"
+    assert session.scalar(select(TenantBinding).where(TenantBinding.openid == "o-tenant-1")).account_id == account.id
     assert "123.45" in wechat.say("o-tenant-1", "余额")
+
+
+def test_wrong_phone_digits_bind_nothing(client, sandbox, factory, session):
+    account = factory.account(room=factory.room(number="W101"), balance_fen=500, phone="13812345678")
+    wechat = WeChat(client)
+    wechat.event("o-guess", "subscribe", "qrscene_" + binding.scene_for(account.room_id))
+    assert "未成功" in wechat.say("o-guess", "1111")
+    assert "没有绑定" in wechat.say("o-guess", "余额")
+    assert session.scalars(select(TenantBinding)).all() == []
 
 
 def test_a_forged_room_scene_binds_nothing(client, sandbox, factory, session):
@@ -33,8 +47,10 @@ def test_a_forged_room_scene_binds_nothing(client, sandbox, factory, session):
 
 
 def test_an_already_subscribed_user_binds_by_scan_event(client, sandbox, factory, session):
-    account = factory.account(room=factory.room(number="B202"), balance_fen=800)
-    reply = WeChat(client).event("o-scan", "SCAN", binding.scene_for(account.room_id))
+    account = factory.account(room=factory.room(number="B202"), balance_fen=800, phone="13900001234")
+    wechat = WeChat(client)
+    assert "B202" in wechat.event("o-scan", "SCAN", binding.scene_for(account.room_id))
+    reply = wechat.say("o-scan", "1234")
     assert "B202" in reply and "8.00" in reply
 
 
