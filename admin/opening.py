@@ -13,7 +13,7 @@ from admin import room_data as rd
 from admin.web import actor, bp, db, new_op, render, require_write, site_or_404, t
 from core import accounts
 from core.errors import MeterpayError, NotFound, ValidationError
-from core.models import Account, Room, TariffPlan
+from core.models import Account, Gateway, Room, TariffPlan
 from core.models.meter import METER_KINDS
 from core.models.tenant import BILLING_MODES
 from core.money import parse_yuan
@@ -31,8 +31,9 @@ def _form_context(site, form=None, **extra):
                                                             Account.status == "open").exists())
         .order_by(Room.number)))
     plan_names = dict(session.execute(select(TariffPlan.id, TariffPlan.name)).all())
+    gateways = list(session.scalars(select(Gateway.name).where(Gateway.site_id == site.id).order_by(Gateway.name)))
     return dict(site=site, form=form or {}, vacant=vacant, tariffs=sorted(plan_names.values()), plan_names=plan_names,
-                presets=rd.presets_for(session, site), billing_modes=BILLING_MODES, meter_kinds=METER_KINDS,
+                presets=rd.presets_for(session, site), gateways=gateways, billing_modes=BILLING_MODES, meter_kinds=METER_KINDS,
                 profiles=PROFILES, meter_rows=METER_ROWS, default_levels=DEFAULT_ALARM_LEVELS, op=new_op(),
                 **extra)
 

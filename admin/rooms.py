@@ -43,6 +43,20 @@ def room_usage(room_id: int):
     return jsonify(rd.daily_usage(session, meters, site))
 
 
+@bp.get("/rooms/<int:room_id>/commands.json")
+def room_commands(room_id: int):
+    """The room's latest commands and meter states: the page polls it while a command is open."""
+    room = room_or_404(room_id)
+    session = db()
+    site = session.get(Site, room.site_id)
+    meters = [v.meter for v in rd.meters_of(session, room, site)]
+    cmds = rd.commands_of(session, [m.id for m in meters])
+    return jsonify({"open": sum(c.state in ("pending", "running") for c in cmds),
+                    "commands": [{"id": c.id, "kind": c.kind, "state": c.state} for c in cmds],
+                    "meters": [{"id": m.id, "online": m.online, "relay": m.relay_state, "valve": m.valve_state}
+                               for m in meters]})
+
+
 # --- actions ----------------------------------------------------------------------------
 
 def _account(room):

@@ -3,7 +3,7 @@ charges for some usage (the tariff engine's ``quote``, the same one ``meterpay t
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 
 from flask import abort, flash, redirect, request, url_for
 from sqlalchemy import select
@@ -19,6 +19,11 @@ EXAMPLES = {
     "tiered": {"kind": "tiered", "unit": "kWh", "cycle": "month",
                "tiers": [{"upto": "240", "price": "0.4883"}, {"upto": "400", "price": "0.5383"},
                          {"upto": None, "price": "0.7883"}]},
+    "tou": {"kind": "tou", "unit": "kWh",
+            "prices": {"peak": "1.02", "flat": "0.6", "valley": "0.228"},
+            "day_tables": {"normal": [["00:00", "valley"], ["08:00", "flat"], ["10:00", "peak"], ["12:00", "flat"],
+                                      ["14:00", "peak"], ["19:00", "flat"]]},
+            "default_table": "normal"},
 }
 
 
@@ -44,7 +49,10 @@ def tariff_new():
     if not is_admin():
         abort(403)
     name = request.args.get("name", "")
-    form = {"name": name, "effective_from": date.today().isoformat(),
+    today = date.today()
+    first = today.replace(day=1)
+    form = {"name": name, "effective_from": today.isoformat(), "start": first.isoformat(),
+            "end": (first + timedelta(days=32)).replace(day=1).isoformat(),
             "spec": json.dumps(EXAMPLES["flat"], ensure_ascii=False, indent=2)}
     if name:
         plan = db().scalar(select(TariffPlan).where(TariffPlan.name == name))

@@ -110,6 +110,15 @@
     });
   });
 
+  // --- room page: while a command is open, follow it and reload once the meter has answered --------
+  var cmdTable = document.getElementById("commands");
+  if (cmdTable && Number(cmdTable.dataset.open) > 0) {
+    var follow = setInterval(function () {
+      fetch(cmdTable.dataset.src, { credentials: "same-origin" }).then(function (r) { return r.json(); })
+        .then(function (d) { if (d.open === 0) { clearInterval(follow); location.reload(); } });
+    }, 2000);
+  }
+
   // --- tariff examples ---------------------------------------------------------------
   document.querySelectorAll("button.example").forEach(function (b) {
     b.addEventListener("click", function () { document.getElementById("spec").value = b.dataset.spec; });

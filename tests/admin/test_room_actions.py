@@ -97,7 +97,9 @@ def test_cutting_supply_is_confirmed_then_sends_relay_off_to_every_meter(manage,
     assert (cmd.kind, cmd.state, cmd.front, cmd.requested_by) == ("relay_off", "pending", "admin", "manager:alice")
     assert session.scalar(select(AuditLog).where(AuditLog.action == "trip")).actor == "manager:alice"
     page = manage.client.get(f"/admin/rooms/{account.room_id}").text
-    assert 'data-state="pending"' in page and "拉闸" in page
+    assert 'data-state="pending"' in page and "拉闸" in page and 'data-open="1"' in page
+    follow = manage.client.get(f"/admin/rooms/{account.room_id}/commands.json").get_json()
+    assert follow["open"] == 1 and follow["commands"][0]["kind"] == "relay_off"
 
 
 def test_restoring_supply_needs_no_confirmation(manage, shop, session, outbox_held):
