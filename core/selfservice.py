@@ -203,6 +203,9 @@ def summary(session: Session, account: Account, *, today: date | None = None) ->
 def _periods(granularity: str, start: date, end: date) -> list[tuple[str, date, date]]:
     if granularity not in ("day", "month"):
         raise ValidationError("granularity: must be day or month", field="granularity")
+    for name, value in (("start", start), ("end", end)):
+        if not date(2000, 1, 1) <= value <= date(2099, 12, 31):
+            raise ValidationError(f"{name}: must be between 2000-01-01 and 2099-12-31", field=name)
     if end < start:
         raise ValidationError("end: must not be before start", field="end")
     out = []

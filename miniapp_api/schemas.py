@@ -130,7 +130,8 @@ class Bills(BaseModel):
 
 
 class RechargeIn(Strict):
-    amount: str = Field(min_length=1, max_length=20, description='yuan as a decimal string, e.g. "50.00"')
+    amount: str = Field(min_length=1, max_length=20, pattern=r"^\s*[+-]?[0-9]+(\.[0-9]+)?\s*$",
+                        description='yuan as a decimal string, e.g. "50.00"')
     channel: Literal["wechat", "alipay"]
 
 

@@ -24,6 +24,11 @@ def refund(order_no: str, amount: str, reason: str, actor: str) -> None:
     from core.money import format_fen, parse_yuan
     from core.plugins import load_listeners
     load_listeners()
+    import re
+
+    from core.errors import ValidationError
+    if not re.fullmatch(r"\s*[0-9]+(\.[0-9]+)?\s*", amount):
+        raise ValidationError(f"amount: {amount!r} is not an amount in yuan, e.g. 20.00")
     amount_fen = parse_yuan(amount)
     with session_scope() as session:
         r = payments.start_refund(session, order_no, amount_fen, actor=actor, front="cli", reason=reason)

@@ -37,5 +37,8 @@ def test_qr_for_an_unknown_or_ambiguous_room_is_a_one_line_error(factory, tmp_pa
 
 
 def test_pay_refund_cli_refuses_a_bad_amount_without_a_traceback(factory):
-    result = CliRunner().invoke(cli, ["pay", "refund", "MPNOPE", "1.234"])
-    assert result.exit_code == 2 and result.output.startswith("error: ") and "Traceback" not in result.output
+    for amount in ("1.234", "1e400", "abc"):
+        result = CliRunner().invoke(cli, ["pay", "refund", "MPNOPE", amount])
+        assert result.exit_code == 2 and result.output.startswith("error: ") and "Traceback" not in result.output
+    result = CliRunner().invoke(cli, ["pay", "refund", "MPNOPE", "5"])
+    assert result.exit_code == 2 and "no order MPNOPE" in result.output

@@ -73,6 +73,8 @@ def test_bad_recharge_input_is_refused_and_creates_no_order(bound_tenant, pay_en
                            ({"amount": 50.0, "channel": "wechat"}, "amount"),
                            ({"amount": "-5", "channel": "alipay"}, "amount"),
                            ({"amount": "99999999", "channel": "alipay"}, "amount"),
+                           ({"amount": "1e400", "channel": "wechat"}, "amount"),
+                           ({"amount": "NaN", "channel": "wechat"}, "amount"),
                            ({"amount": "50", "channel": "paypal"}, "channel"),
                            ({"amount": "50"}, "channel")]:
         r = tenant.post(f"/accounts/{account.id}/recharge", payload)

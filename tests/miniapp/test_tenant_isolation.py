@@ -73,7 +73,8 @@ def test_account_detail_shows_balance_meters_and_today(bound_tenant, pay_env):
 
 
 @pytest.mark.parametrize("qs", ["start=2026-11-02&end=2026-11-01", "start=2020-01-01&end=2026-01-01",
-                                "start=nope&end=2026-01-01", "granularity=week&start=2026-01-01&end=2026-01-02"])
+                                "start=nope&end=2026-01-01", "start=9999-12-31&end=9999-12-31",
+                                "granularity=month&start=9999-12-01&end=9999-12-31", "start=0001-01-01&end=0001-01-02", "granularity=week&start=2026-01-01&end=2026-01-02"])
 def test_bad_usage_ranges_are_400(bound_tenant, pay_env, qs):
     tenant, account = bound_tenant()
     assert tenant.get(f"/accounts/{account.id}/usage?{qs}").status_code == 400
