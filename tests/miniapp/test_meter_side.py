@@ -47,3 +47,21 @@ def test_platform_side_accounts_and_deductions_push_nothing_to_the_meter(factory
     with session_scope() as s:
         cashdesk.desk_recharge(s, meter_side.id, 700, key="desk:2")
     assert [c[1] for c in commands_of(meter_side.id)] == [{"amount_fen": 700}]
+
+
+def test_a_paid_recharge_restores_supply_that_ran_out_on_a_platform_billed_account(bound_tenant, pay_env,
+                                                                                     monkeypatch):
+    import core.supply_auto  # noqa: F401 - the bot/alarms area's listener: cut at zero, restore on recharge
+    from core import cashdesk
+    from core.db import session_scope
+    monkeypatch.setattr("core.commands.EXECUTOR", f"{__name__}.record_only")
+    for name, value in (("METERPAY_FRIENDLY_NIGHTS", "off"), ("METERPAY_FRIENDLY_WEEKENDS", "0"),
+                        ("METERPAY_FRIENDLY_HOLIDAYS", "0")):
+        monkeypatch.setenv(name, value)  # cut now, whatever the hour of the test run
+    tenant, account = bound_tenant(balance_fen=100, billing_mode="prepaid-platform")
+    with session_scope() as s:
+        cashdesk.consume(s, account.id, 300, key="usage:run-out")
+    assert [c[0] for c in commands_of(account.id)] == ["relay_off"]
+    order = tenant.post(f"/accounts/{account.id}/recharge", {"amount": "50.00", "channel": "wechat"}).json()
+    requests.post(order["sandbox_pay_url"], timeout=10).raise_for_status()
+    assert [c[0] for c in commands_of(account.id)] == ["relay_off", "relay_on"]
