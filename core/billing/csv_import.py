@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
+import queue
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Callable
+from typing import Callable, Iterator
 
 from sqlalchemy import select
 
@@ -116,77 +118,131 @@ class _Parser:
         return RawReading(meter_id, taken_at, _decimal(total, "total"), periods, "import")
 
 
-def import_csv(binary, *, chunk_size: int = DEFAULT_CHUNK, on_bytes: Callable[[int], None] | None = None,
-               on_error: Callable[[str], None] | None = None) -> ImportSummary:
-    """Import readings from a binary file object; returns the summary. Bad rows go to ``on_error``."""
-    summary = ImportSummary()
+@dataclass
+class _Chunk:
+    readings: list[RawReading]
+    errors: list[str]
+    end_position: int | None
+
+
+def _parsed_chunks(binary, chunk_size: int) -> Iterator[_Chunk]:
+    """Read and parse the file a chunk at a time (runs in the reader thread)."""
     text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
     reader = csv.reader(text)
-    position = [0]
-
-    def progress() -> None:
-        if on_bytes is not None:
-            try:
-                now = binary.tell()
-            except (OSError, ValueError):
-                return
-            on_bytes(now - position[0])
-            position[0] = now
     meters = _Meters()
     col = {name: i for i, name in enumerate(COLUMNS)}
     pending: list[tuple[int, list[str]]] = []
 
-    def report(message: str) -> None:
-        summary.errors.append(message)
-        if on_error is not None:
-            on_error(message)
-
-    def flush() -> None:
-        if not pending:
-            return
+    def parse() -> _Chunk:
+        i_serial = col["meter_serial"]
         with session_scope() as session:
-            meters.load(session, {r[col["meter_serial"]].strip() for _, r in pending
-                                  if len(r) > col["meter_serial"]})
-            good: list[RawReading] = []
-            parse = _Parser(col, meters)
-            for line, row in pending:
-                try:
-                    good.append(parse(row))
-                except MeterpayError as exc:
-                    report(f"line {line}: {exc.message}")
-            result = ingest_batch(session, good, front="cli", validated=True)
-        for r in result.results:
-            if r.status in ("accepted", "late"):
-                summary.accepted += 1
-            elif r.status == "duplicate":
-                summary.duplicates += 1
-            else:
-                summary.anomalies += 1
-        summary.billed_fen += result.billed_fen
+            meters.load(session, {r[i_serial].strip() for _, r in pending if len(r) > i_serial})
+        good: list[RawReading] = []
+        errors: list[str] = []
+        parse_row = _Parser(col, meters)
+        for line, row in pending:
+            try:
+                good.append(parse_row(row))
+            except MeterpayError as exc:
+                errors.append(f"line {line}: {exc.message}")
         pending.clear()
-        progress()
+        try:
+            position = binary.tell()
+        except (OSError, ValueError):
+            position = None
+        return _Chunk(good, errors, position)
 
     first = True
-    for row in reader:
-        line = reader.line_num
-        if not row or all(not c.strip() for c in row):
-            continue
-        if first:
-            first = False
-            if row[0].strip().lower() == "meter_serial":
-                names = [c.strip().lower() for c in row]
-                unknown = [n for n in names if n not in COLUMNS]
-                if unknown or "taken_at" not in names or "total" not in names:
-                    raise ValidationError(f"header: unknown or missing columns (expected "
-                                          f"{','.join(COLUMNS)}; got {','.join(names)})", field="header")
-                col = {name: i for i, name in enumerate(names)}
+    try:
+        for row in reader:
+            if not row or (len(row) == 1 and not row[0].strip()):
                 continue
-        summary.rows += 1
-        pending.append((line, row))
-        if len(pending) >= chunk_size:
-            flush()
-    flush()
-    text.detach()
+            if first:
+                first = False
+                if row[0].strip().lower() == "meter_serial":
+                    names = [c.strip().lower() for c in row]
+                    unknown = [n for n in names if n not in COLUMNS]
+                    if unknown or "taken_at" not in names or "total" not in names:
+                        raise ValidationError(f"header: unknown or missing columns (expected "
+                                              f"{','.join(COLUMNS)}; got {','.join(names)})", field="header")
+                    col = {name: i for i, name in enumerate(names)}
+                    continue
+            pending.append((reader.line_num, row))
+            if len(pending) >= chunk_size:
+                yield parse()
+        if pending:
+            yield parse()
+    finally:
+        text.detach()
+
+
+_DONE = object()
+
+
+def _read_ahead(chunks: Iterator[_Chunk], depth: int = 1) -> Iterator[_Chunk]:
+    """Run ``chunks`` in a thread, ``depth`` chunks ahead: parsing overlaps the database's work."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in chunks:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(exc)
+
+    thread = threading.Thread(target=produce, name="readings-import-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def import_csv(binary, *, chunk_size: int = DEFAULT_CHUNK, on_bytes: Callable[[int], None] | None = None,
+               on_error: Callable[[str], None] | None = None) -> ImportSummary:
+    """Import readings from a binary file object; returns the summary. Bad rows go to ``on_error``.
+
+    One thread reads and parses the next chunk while this one ingests the current chunk, each in
+    its own transaction.
+    """
+    summary = ImportSummary()
+    position = 0
+    for chunk in _read_ahead(_parsed_chunks(binary, chunk_size)):
+        for message in chunk.errors:
+            summary.errors.append(message)
+            if on_error is not None:
+                on_error(message)
+        summary.rows += len(chunk.readings) + len(chunk.errors)
+        if chunk.readings:
+            with session_scope() as session:
+                result = ingest_batch(session, chunk.readings, front="cli", validated=True)
+            for r in result.results:
+                if r.status in ("accepted", "late"):
+                    summary.accepted += 1
+                elif r.status == "duplicate":
+                    summary.duplicates += 1
+                else:
+                    summary.anomalies += 1
+            summary.billed_fen += result.billed_fen
+        if on_bytes is not None and chunk.end_position is not None:
+            on_bytes(chunk.end_position - position)
+            position = chunk.end_position
     return summary
 
 

@@ -23,7 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Mapping, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 from sqlalchemy import select, text, tuple_
 from sqlalchemy.exc import IntegrityError
@@ -43,6 +43,11 @@ from core.tariffs.plan import PERIODS
 from core.tariffs.usage import parse_periods, parse_quantity
 
 STATUSES = ("accepted", "duplicate", "anomaly", "late")
+try:  # COPY runs on the driver's connection, so its unique violation is psycopg's own error
+    from psycopg.errors import UniqueViolation as _CopyConflict
+    _CONFLICTS: tuple = (IntegrityError, _CopyConflict)
+except ImportError:  # pragma: no cover - psycopg is a dependency
+    _CONFLICTS = (IntegrityError,)
 _NO_PERIODS = (None,) * len(PERIODS)
 SOURCES = ("poll", "import", "manual")
 
@@ -56,8 +61,7 @@ class RawReading:
     source: str = "poll"
 
 
-@dataclass(frozen=True)
-class IngestResult:
+class IngestResult(NamedTuple):
     """``status``: accepted | duplicate | anomaly | late. ``billed_fen``: deducted (prepaid-platform)
     or accrued (postpaid) by this reading; 0 unless it closed a billed interval."""
 
@@ -122,7 +126,7 @@ def ingest_batch(session: Session, rows: Sequence[RawReading], *, actor: str = "
     try:
         with session.begin_nested():
             out, billed = _ingest_locked(session, rows, meters, states, full_check=False, actor=actor, front=front)
-    except IntegrityError:
+    except _CONFLICTS:
         # A reading we did not know of (written outside billing): look every row up and go again.
         states = _lock_states(session, sorted(meters))
         out, billed = _ingest_locked(session, rows, meters, states, full_check=True, actor=actor, front=front)
@@ -150,19 +154,23 @@ def _ingest_locked(session: Session, rows: list[RawReading], meters: dict, state
     statuses: dict[int, tuple[str, str]] = {}
     billed_ok: dict[int, list[int]] = {}  # meter -> row indexes accepted after the cursor
     events: list[dict] = []
+    duplicate = ("duplicate", "")
     for mid, idxs in by_meter.items():
         idxs.sort(key=lambda i: rows[i].taken_at)
         st = states[mid]
         cur_at, cur_total = st["last_taken_at"], st["last_total"]
-        seen: set[datetime] = set()
+        closed = st["closed"]
+        seen_until = st["seen_until"]
+        previous_at = None  # rows are in time order: a repeat of a time is the row just before
         accepted: list[int] = []
         for i in idxs:
             r = rows[i]
-            if (mid, r.taken_at) in existing or r.taken_at in seen:
-                statuses[i] = ("duplicate", "")
+            at = r.taken_at
+            if at == previous_at or (existing and (mid, at) in existing):
+                statuses[i] = duplicate
                 continue
-            seen.add(r.taken_at)
-            if st["closed"]:
+            previous_at = at
+            if closed:
                 status, reason = "anomaly", "meter was replaced"
             elif cur_at is None:
                 status, reason = "accepted", "first reading"
@@ -183,14 +191,16 @@ def _ingest_locked(session: Session, rows: list[RawReading], meters: dict, state
             regs = _NO_PERIODS if r.periods is None else tuple(r.periods.get(p) for p in PERIODS)
             new_rows.append((mid, r.taken_at, r.total, *regs, r.source, "ok" if status == "accepted" else status))
             new_index.append(i)
-            if st["seen_until"] is None or r.taken_at > st["seen_until"]:
-                st["seen_until"] = r.taken_at
-                st["dirty"] = True
+            if seen_until is None or at > seen_until:
+                seen_until = at
             if status == "anomaly":
                 events.append({"meter_id": mid, "kind": "reading_anomaly", "at": utcnow(),
                                "detail": {"taken_at": r.taken_at.isoformat(), "total": str(r.total),
                                           "previous_total": None if cur_total is None else str(cur_total),
                                           "reason": reason}})
+        if seen_until != st["seen_until"]:
+            st["seen_until"] = seen_until
+            st["dirty"] = True
         if accepted:
             billed_ok[mid] = accepted
 
@@ -206,10 +216,14 @@ def _ingest_locked(session: Session, rows: list[RawReading], meters: dict, state
                       last_periods=_periods_json(rows[i].periods), dirty=True)
     update_states(session, [st for st in states.values() if st.get("dirty")])
 
+    per_row, zero = billed.per_row, (0, Decimal(0))
+    get_id = reading_id.get
+    results = []
     for i in range(len(rows)):
         status, reason = statuses[i]
-        fen, qty = billed.per_row.get(i, (0, Decimal(0)))
-        out.results[i] = IngestResult(status, fen, reading_id.get(i), qty, reason)
+        fen, qty = per_row.get(i, zero)
+        results.append(IngestResult(status, fen, get_id(i), qty, reason))
+    out.results = results
     out.billed_fen = billed.total_fen
     out.accounts = billed.wallet_deltas
     return out, billed

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, NamedTuple, Sequence
 from zoneinfo import ZoneInfo
 
 from core.tariffs.calendar import day_pieces, table_for
@@ -34,11 +34,11 @@ class Version:
     plan: Plan
 
 
-@dataclass(frozen=True)
-class Interval:
+class Interval(NamedTuple):
     """Usage between two readings: ``quantity`` (already times the CT ratio) over [start, end).
 
     ``periods`` are the per-period register deltas over the interval when the meter gave them.
+    (A NamedTuple: billing builds one per reading, so it must be cheap.)
     """
 
     start: datetime

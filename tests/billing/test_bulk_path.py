@@ -1,0 +1,90 @@
+"""Large batches take the COPY path on PostgreSQL; every ledger invariant still holds."""
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select
+
+from core import ledger, signals
+from core.billing import RawReading, ingest_batch
+from core.billing import ledger_bulk, store
+from core.db import session_scope
+from core.ledger_check import validate
+from core.models import JournalEntry, Reading
+from tests.billing.conftest import at
+
+
+def _series(meters, hours, step="1.00"):
+    rows = []
+    for h in range(hours):
+        for m in meters:
+            rows.append(RawReading(m.id, at("2026-07-01 00:00") + timedelta(hours=h), Decimal(100) + h * Decimal(step)))
+    return rows
+
+
+def test_a_large_batch_posts_balanced_entries_and_exact_cached_balances(session, billed_account, pg_only):
+    accounts = [billed_account() for _ in range(store.COPY_THRESHOLD + 5)]
+    meters = [m for _, m in accounts]
+    heard = []
+
+    def listener(**payload):
+        heard.append(payload)
+    signals.on("balance_changed")(listener)
+    try:
+        first = ingest_batch(session, _series(meters, 4))
+        session.commit()
+    finally:
+        signals.disconnect("balance_changed", listener)
+    assert first.count("accepted") == 4 * len(meters)
+    assert first.billed_fen == len(meters) * 3 * 60
+    assert validate(session) == []
+    assert {a.id for a, _ in accounts} == {p["account_id"] for p in heard}  # one per account
+    assert all(p["delta_fen"] == -180 for p in heard)
+    assert all(ledger.account_balance(session, a.id) == 100_000 - 180 for a, _ in accounts)
+    # replaying the batch moves nothing
+    again = ingest_batch(session, _series(meters, 4))
+    session.commit()
+    assert again.count("duplicate") == 4 * len(meters) and again.billed_fen == 0
+    assert session.scalar(select(func.count()).select_from(JournalEntry)
+                          .where(JournalEntry.kind == "consumption")) == len(meters)
+
+
+def test_bulk_and_one_by_one_postings_are_the_same(session, billed_account, monkeypatch):
+    (a1, m1), (a2, m2) = billed_account(), billed_account()
+    monkeypatch.setattr(ledger_bulk, "COPY_THRESHOLD", 1)
+    monkeypatch.setattr(store, "COPY_THRESHOLD", 1)
+    ingest_batch(session, _series([m1], 3, "2.5"))
+    session.commit()
+    monkeypatch.setattr(ledger_bulk, "COPY_THRESHOLD", 10 ** 9)
+    monkeypatch.setattr(store, "COPY_THRESHOLD", 10 ** 9)
+    ingest_batch(session, _series([m2], 3, "2.5"))
+    session.commit()
+    assert ledger.account_balance(session, a1.id) == ledger.account_balance(session, a2.id) == 100_000 - 300
+    assert validate(session) == []
+
+
+def test_a_reading_written_outside_billing_is_still_seen_as_a_duplicate(session, billed_account, monkeypatch):
+    acct, meter = billed_account()
+    monkeypatch.setattr(store, "COPY_THRESHOLD", 1)
+    ingest_batch(session, _series([meter], 2))
+    session.add(Reading(meter_id=meter.id, taken_at=at("2026-07-01 05:00"), total=Decimal("105"), source="manual"))
+    session.commit()
+    res = ingest_batch(session, [RawReading(meter.id, at("2026-07-01 05:00"), Decimal("105")),
+                                 RawReading(meter.id, at("2026-07-01 06:00"), Decimal("106"))])
+    session.commit()
+    assert [r.status for r in res.results] == ["duplicate", "accepted"]
+    assert validate(session) == []
+
+
+def test_ledger_check_command_stays_clean_after_an_import(session, billed_account):
+    from click.testing import CliRunner
+
+    from core.billing.csv_import import import_text
+    from meterpay.cli import cli
+    _, meter = billed_account()
+    import_text("".join(f"{meter.serial},2026-07-01T{h:02d}:00:00+08:00,{100 + h}\n" for h in range(24)))
+    res = CliRunner().invoke(cli, ["ledger", "check"])
+    assert res.exit_code == 0, res.output
+    with session_scope() as s:
+        assert validate(s) == []
