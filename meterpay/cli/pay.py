@@ -65,3 +65,23 @@ def reconcile(day: str | None, channel: str | None) -> None:
     from miniapp_api.jobs import reconcile as run
     for report in run(day, channel):
         print_json(report)
+
+
+@pay.command("orders")
+@click.option("--state", type=click.Choice(["created", "pending", "paid", "closed", "failed", "flagged",
+                                            "refunding", "refunded"]), default="flagged", show_default=True)
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@friendly_errors
+def orders(state: str, limit: int) -> None:
+    """List orders in a state, newest first (flagged ones wait for a manager), one JSON line each."""
+    from sqlalchemy import select
+
+    from core.db import new_session
+    from core.models import PaymentOrder
+    from core.money import format_fen
+    with new_session() as session:
+        for o in session.scalars(select(PaymentOrder).where(PaymentOrder.state == state)
+                                 .order_by(PaymentOrder.id.desc()).limit(limit)):
+            print_json({"order_no": o.order_no, "account_id": o.account_id, "channel": o.channel,
+                        "amount": format_fen(o.amount_fen), "state": o.state, "flag_reason": o.flag_reason,
+                        "provider_txn_id": o.provider_txn_id, "created_at": o.created_at.isoformat()})

@@ -42,3 +42,17 @@ def test_pay_refund_cli_refuses_a_bad_amount_without_a_traceback(factory):
         assert result.exit_code == 2 and result.output.startswith("error: ") and "Traceback" not in result.output
     result = CliRunner().invoke(cli, ["pay", "refund", "MPNOPE", "5"])
     assert result.exit_code == 2 and "no order MPNOPE" in result.output
+
+
+def test_pay_orders_lists_flagged_orders_for_a_manager(factory):
+    from core import payments
+    from core.db import session_scope
+    account = factory.account()
+    with session_scope() as s:
+        order = payments.create_order(s, account.id, 5000, "wechat")
+        payments.flag(s, order, "amount 0.01 does not match order amount 50.00")
+    result = CliRunner().invoke(cli, ["pay", "orders"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert [(r["amount"], r["state"]) for r in rows] == [("50.00", "flagged")]
+    assert "does not match" in rows[0]["flag_reason"]
