@@ -120,7 +120,9 @@ def _counter():
 
 
 def _keys(username: str) -> list[str]:
-    addr = request.headers.get("X-Forwarded-For", request.remote_addr or "?").split(",")[0].strip()
+    # The peer address only: X-Forwarded-For is the client's to forge (behind a proxy, wrap the app
+    # in werkzeug's ProxyFix so remote_addr is the real client).
+    addr = request.remote_addr or "?"
     return [f"meterpay:admin-login:user:{(username or '').strip().lower()}", f"meterpay:admin-login:ip:{addr}"]
 
 

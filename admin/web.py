@@ -192,3 +192,21 @@ def _localtime(at, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
     from core.config import get_settings
     return at.astimezone(ZoneInfo(get_settings().timezone)).strftime(fmt)
+
+
+ERRORS = {
+    400: ("表单已过期或无效，请返回刷新页面后重试。", "The form expired or was not valid; go back, reload the page and try again."),
+    403: ("您没有权限执行此操作。", "You are not allowed to do this."),
+    404: ("没有找到该页面，或您无权查看。", "Not found, or not yours to see."),
+}
+
+
+def _error_page(err):
+    zh, en = ERRORS[err.code]
+    if request.path.endswith(".json") or request.headers.get("HX-Request"):
+        return {"code": err.name.lower().replace(" ", "_"), "message": t(zh, en)}, err.code
+    return render("error.html", err.code, message=t(zh, en), code=err.code)
+
+
+for _code in ERRORS:
+    bp.register_error_handler(_code, _error_page)

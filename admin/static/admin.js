@@ -72,7 +72,11 @@
     }
     function refresh() {
       fetch(grid.dataset.json, { credentials: "same-origin", headers: { "Accept": "application/json" } })
-        .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
+        .then(function (r) {
+          if (r.status === 401) { location.reload(); throw new Error("signed out"); }  // back to sign-in
+          if (!r.ok) throw new Error(r.status);
+          return r.json();
+        })
         .then(function (data) {
           Object.keys(data.summary).forEach(function (k) {
             var el = document.querySelector('#summary [data-k="' + k + '"]');
