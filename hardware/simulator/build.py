@@ -13,31 +13,38 @@ DEFAULT_PROFILE = {"modbus-rtu": "acrel-ddsy1352", "modbus-tcp": "acrel-ddsy1352
                    "cjt188": "cjt188-water"}
 
 
-def meter_address(protocol: str, index: int, gateway_index: int = 0) -> str:
-    """Addresses of generated meters: Modbus units 1..K; DL/T 645 / CJ/T 188 GGGGNNNN-style digits."""
-    if protocol in ("modbus-rtu", "modbus-tcp"):
+MIXED_PROFILES = ("acrel-ddsy1352", "dlt645-2007", "cjt188-water")
+
+
+def meter_address(protocol: str, index: int) -> str:
+    """Addresses of generated meters on every bus: Modbus units 1..K; DL/T 645 1..K as 12 digits
+    (000000000001...); CJ/T 188 1..K as 14 digits."""
+    if protocol in ("modbus-rtu", "modbus-tcp", "acrel-ddsy1352"):
         return str(index)
-    width = 12 if protocol == "dlt645" else 14
-    return f"{gateway_index:0{width - 6}d}{index:06d}"
+    width = 12 if protocol in ("dlt645", "dlt645-2007") else 14
+    return str(index).zfill(width)
 
 
-def generated(gateways: int, per_gateway: int, port_base: int, *, protocol: str = "modbus-rtu",
+def generated(gateways: int, per_gateway: int, port_base: int, *, protocol: str = "mixed",
               profile: str | None = None, baud: int = 9600, faults: float = 0.0, turnaround: float = 0.005,
               speed: float = 1.0, host: str = "127.0.0.1", slow_seconds: float = 2.0) -> list[SimGateway]:
     if gateways < 1 or per_gateway < 1:
         raise ValueError("--gateways and --meters-per-gateway must be at least 1")
-    if protocol in ("modbus-rtu", "modbus-tcp") and per_gateway > 247:
+    if protocol in ("modbus-rtu", "modbus-tcp", "mixed") and per_gateway > 247:
         raise ValueError("a Modbus bus holds at most 247 meters")
     if not 0 <= faults <= 1:
         raise ValueError("--faults is a rate between 0 and 1")
     if baud < 300:
         raise ValueError("--baud must be at least 300")
-    profile = profile or DEFAULT_PROFILE[protocol]
+    if protocol == "mixed" and profile:
+        raise ValueError("--profile goes with --protocol modbus-rtu|modbus-tcp|dlt645|cjt188")
+    profiles = MIXED_PROFILES if protocol == "mixed" else (profile or DEFAULT_PROFILE[protocol],)
     clock = SimClock(speed)
     out = []
     for g in range(gateways):
-        meters = [make_meter(profile, meter_address(protocol, k + 1, g), clock, seed=g * 1000 + k)
-                  for k in range(per_gateway)]
+        meters = [make_meter(p, meter_address(p if protocol == "mixed" else protocol, k + 1), clock,
+                             seed=g * 10000 + n * 1000 + k)
+                  for n, p in enumerate(profiles) for k in range(per_gateway)]
         out.append(SimGateway(port_base + g if port_base else 0, protocol, meters, baud=baud, turnaround=turnaround,
                               fault_rate=faults, slow_seconds=slow_seconds, seed=g, host=host))
     return out

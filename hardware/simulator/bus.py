@@ -29,6 +29,9 @@ from hardware.simulator.meters import FAMILY_OF_PROTOCOL, ModbusException, SimMe
 log = logging.getLogger(__name__)
 
 RANDOM_FAULTS = ("no_reply", "bad_checksum", "slow", "garbage")
+# A "mixed" gateway carries Modbus, DL/T 645 and CJ/T 188 meters on one bus and tells the
+# protocol of each request from its framing (what `meterpay simulate` serves by default).
+MIXED = "mixed"
 
 
 def wire_time(request_bytes: int, reply_bytes: int, baud: int, turnaround: float) -> float:
@@ -45,15 +48,18 @@ class SimGateway:
     def __init__(self, port: int, protocol: str, meters: list[SimMeter], *, baud: int = 9600,
                  turnaround: float = 0.005, fault_rate: float = 0.0, slow_seconds: float = 2.0, seed: int = 0,
                  host: str = "127.0.0.1", name: str = ""):
-        if protocol not in FAMILY_OF_PROTOCOL:
-            raise ValueError(f"protocol must be one of {', '.join(FAMILY_OF_PROTOCOL)}, got {protocol!r}")
-        family = FAMILY_OF_PROTOCOL[protocol]
+        if protocol not in FAMILY_OF_PROTOCOL and protocol != MIXED:
+            raise ValueError(f"protocol must be one of {', '.join(FAMILY_OF_PROTOCOL)} or {MIXED}, got {protocol!r}")
+        family = FAMILY_OF_PROTOCOL.get(protocol, MIXED)
         for m in meters:
-            if m.family != family:
+            if family != MIXED and m.family != family:
                 raise ValueError(f"meter {m.address} ({m.profile}) cannot sit on a {protocol} gateway")
         self.host, self.port, self.protocol, self.family = host, port, protocol, family
         self.name = name or f"{host}:{port}"
         self.meters = {m.address: m for m in meters}
+        self._by_family: dict[str, dict[str, SimMeter]] = {}
+        for m in meters:
+            self._by_family.setdefault(m.family, {})[m.address] = m
         self.baud, self.turnaround = baud, turnaround
         self.fault_rate, self.slow_seconds = fault_rate, slow_seconds
         self.rng = random.Random(seed)
@@ -96,13 +102,28 @@ class SimGateway:
     # --- the bus -----------------------------------------------------------------------
 
     def _frame(self, buf: bytes):
-        """(request, bytes used); (None, n) drops n bytes of noise; (None, 0) waits for more."""
-        if self.family == "modbus":
-            if self.protocol == "modbus-tcp":
-                if len(buf) < 7:
-                    return None, 0
-                size = 6 + int.from_bytes(buf[4:6], "big")
-                return (buf[:size], size) if len(buf) >= size else (None, 0)
+        """(kind, request, bytes used); (None, None, n) drops n bytes of noise; (None, None, 0) waits."""
+        if self.family != MIXED:
+            request, used = self._frame_as(self.protocol, buf)
+            return (self.protocol if request is not None else None), request, used
+        for kind in ("modbus-rtu", "dlt645", "cjt188", "modbus-tcp"):
+            request, used = self._frame_as(kind, buf)
+            if request is not None:
+                return kind, request, used
+        return None, None, (len(buf) if len(buf) >= 64 else 0)
+
+    @staticmethod
+    def _frame_as(kind: str, buf: bytes):
+        """(request, used) for one protocol; (None, n) drops noise; (None, 0) waits for more."""
+        if kind == "modbus-tcp":
+            if len(buf) < 7:
+                return None, 0
+            length = int.from_bytes(buf[4:6], "big")
+            if buf[2:4] != b"\x00\x00" or not 2 <= length <= 254:
+                return None, len(buf)
+            size = 6 + length
+            return (buf[:size], size) if len(buf) >= size else (None, 0)
+        if kind == "modbus-rtu":
             if len(buf) < 8:
                 return None, 0
             fc = buf[1]
@@ -118,21 +139,23 @@ class SimGateway:
             if crc16(frame[:-2]) != frame[-2:]:
                 return None, size  # a meter ignores a request with a bad CRC
             return frame, size
-        codec = dlt645 if self.family == "dlt645" else cjt188
+        codec = dlt645 if kind == "dlt645" else cjt188
         try:
             frame, used = codec.decode(buf)
         except FrameError:
             return None, len(buf)
+        if frame is not None and kind == "cjt188" and not (0x10 <= frame.meter_type <= 0x49):
+            return None, used
         return frame, used
 
-    def exchange(self, request, conn: "_Conn", arrived: float) -> None:
+    def exchange(self, kind: str, request, conn: "_Conn", arrived: float) -> None:
         """Answer one request. The bus is modelled by time rather than a lock: an exchange starts
         when its request reaches the gateway or when the bus frees up, whichever is later, and
         the reply is written when the wire would have delivered it (the simulator's own
         processing hides inside that time, as a meter's does)."""
         loop = asyncio.get_running_loop()
         start = max(arrived, self._bus_free_at)
-        request_len, reply = self._answer(request)
+        request_len, reply = self._answer(kind, request)
         fault = None
         meter = self._last_meter
         if meter is not None and meter.script:
@@ -143,7 +166,7 @@ class SimGateway:
         if fault in ("no_reply", "lost_reply"):
             reply = None
         elif reply is not None and fault is not None:
-            reply = self._spoil(reply, fault)
+            reply = self._spoil(kind, reply, fault)
         self.exchanges += 1
         wait = wire_time(request_len, len(reply) if reply else 0, self.baud, self.turnaround)
         if fault == "slow":
@@ -160,14 +183,16 @@ class SimGateway:
         await asyncio.sleep(seconds)
         await self._set_down(False)
 
-    def _answer(self, request) -> tuple[int, bytes | None]:
+    def _answer(self, kind: str, request) -> tuple[int, bytes | None]:
         """Let the addressed meter handle the request; (request bytes on the wire, reply bytes)."""
         self._last_meter = None
-        if self.family == "modbus":
-            tcp = self.protocol == "modbus-tcp"
+        family = FAMILY_OF_PROTOCOL[kind]
+        meters = self._by_family.get(family, {})
+        if family == "modbus":
+            tcp = kind == "modbus-tcp"
             unit = request[6] if tcp else request[0]
             pdu = request[7:] if tcp else request[1:-2]
-            meter = self.meters.get(str(unit))
+            meter = meters.get(str(unit))
             wire = len(request) - (7 if tcp else 0) + (3 if tcp else 0)  # the RTU bytes behind the gateway
             if meter is None or meter.offline:
                 return wire, None
@@ -179,14 +204,14 @@ class SimGateway:
             if tcp:
                 return wire, request[:4] + (len(body)).to_bytes(2, "big") + body
             return wire, body + crc16(body)
-        wire = len(dlt645.encode(request.address, request.control, b"")) + len(request.data) if self.family == "dlt645" \
+        wire = len(dlt645.encode(request.address, request.control, b"")) + len(request.data) if family == "dlt645" \
             else 13 + 3 + len(request.data)
-        if self.family == "dlt645" and request.address == dlt645.BROADCAST:
-            for m in self.meters.values():
+        if family == "dlt645" and request.address == dlt645.BROADCAST:
+            for m in meters.values():
                 if not m.offline:
                     m.handle(request)
             return wire, None
-        meter = self.meters.get(request.address)
+        meter = meters.get(request.address)
         if meter is None or meter.offline:
             return wire, None
         self._last_meter = meter
@@ -194,25 +219,26 @@ class SimGateway:
             return wire, None
         meter.requests += 1
         reply = meter.handle(request)
-        if reply is not None and self.family == "dlt645":
+        if reply is not None and family == "dlt645":
             reply = reply[4:]  # meters answer without the FE wake-up bytes
         return wire, reply
 
-    def _spoil(self, reply: bytes, fault: str) -> bytes:
+    def _spoil(self, kind: str, reply: bytes, fault: str) -> bytes:
         if fault == "bad_checksum":
             return reply[:-2] + bytes([reply[-2] ^ 0x5A]) + reply[-1:]
         if fault == "garbage":
             return bytes(self.rng.randrange(256) for _ in range(len(reply)))
         if fault == "wrong_address":
-            if self.family == "modbus":
-                if self.protocol == "modbus-tcp":
+            family = FAMILY_OF_PROTOCOL[kind]
+            if family == "modbus":
+                if kind == "modbus-tcp":
                     return reply[:6] + bytes([(reply[6] % 247) + 1]) + reply[7:]
                 body = bytes([(reply[0] % 247) + 1]) + reply[1:-2]
                 return body + crc16(body)
-            codec = dlt645 if self.family == "dlt645" else cjt188
+            codec = dlt645 if family == "dlt645" else cjt188
             frame, _ = codec.decode(reply)
             other = str((int(frame.address) + 1) % 10 ** len(frame.address)).zfill(len(frame.address))
-            if self.family == "dlt645":
+            if family == "dlt645":
                 return dlt645.encode(other, frame.control, frame.data, preamble=False)
             return cjt188.encode(other, frame.control, frame.di, frame.data, ser=frame.ser)
         return reply
@@ -241,14 +267,16 @@ class _Conn(asyncio.Protocol):
         if gw.down:
             return
         arrived = asyncio.get_running_loop().time()
+        if gw.family == MIXED and self.buf and gw._frame(data)[0] is not None:
+            self.buf = b""  # leftover noise before a fresh, complete request
         self.buf += data
         while self.buf:
-            request, used = gw._frame(self.buf)
+            kind, request, used = gw._frame(self.buf)
             if not used:
                 break
             self.buf = self.buf[used:]
             if request is not None:
-                gw.exchange(request, self, arrived)
+                gw.exchange(kind, request, self, arrived)
 
     def reply(self, data: bytes) -> None:
         if not self.gateway.down and not self.transport.is_closing():

@@ -17,8 +17,9 @@ from meterpay.cli.base import cli, fail, friendly_errors
               help="share of requests that go wrong (no reply, bad checksum, slow, garbage, gateway down)")
 @click.option("--from-db", "from_db", is_flag=True,
               help="serve exactly the gateways and meters of METERPAY_DATABASE_URL, each on its gateway's port")
-@click.option("--protocol", default="modbus-rtu", show_default=True,
-              type=click.Choice(["modbus-rtu", "modbus-tcp", "dlt645", "cjt188"]), help="generated gateways' protocol")
+@click.option("--protocol", default="mixed", show_default=True,
+              type=click.Choice(["mixed", "modbus-rtu", "modbus-tcp", "dlt645", "cjt188"]),
+              help="generated gateways' protocol; mixed: K Acrel Modbus + K DL/T 645 + K CJ/T 188 meters per bus")
 @click.option("--profile", default=None, help="generated meters' profile (default by protocol)")
 @click.option("--turnaround-ms", type=float, default=5.0, show_default=True, help="meter reply delay")
 @click.option("--speed", type=float, default=1.0, show_default=True,

@@ -55,7 +55,7 @@ def test_simulate_cli_needs_a_size_or_from_db():
 
 
 def test_generated_meters_start_plausible_and_consume_unless_tripped():
-    gws = generated(1, 3, 0, speed=3600)
+    gws = generated(1, 3, 0, protocol="modbus-rtu", speed=3600)
     meters = list(gws[0].meters.values())
     assert all(800 <= m.total_kwh <= 6000 for m in meters)
     a, b = meters[0], meters[1]
@@ -148,3 +148,59 @@ def test_a_bus_held_too_long_is_a_clear_error(redis_url):
                 async with bus_lock("tcp://10.0.0.3:1", wait=0.1):
                     pass
     asyncio.run(main())
+
+
+def _run(*args, timeout=60):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-c", "from meterpay.cli import main; main()", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_meterpay_simulate_serves_every_protocol_on_its_ports():
+    import json
+    import subprocess
+    import sys
+    base = free_port()
+    while True:  # two consecutive free ports
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", base))
+                b.bind(("127.0.0.1", base + 1))
+            break
+        except OSError:
+            base = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", "from meterpay.cli import main; main()", "simulate",
+                             "--gateways", "2", "--meters-per-gateway", "3", "--port-base", str(base)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", base + 1), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+                time.sleep(0.1)
+        gw = f"tcp://127.0.0.1:{base + 1}"
+        out = _run("meter", "read", "--gateway", gw, "--protocol", "modbus-rtu", "--address", "3", "--profile",
+                   "acrel-ddsy1352", "--json")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["relay"] == "on"
+        out = _run("meter", "read", "--gateway", gw, "--protocol", "modbus-tcp", "--address", "2", "--json")
+        assert out.returncode == 0 and "total_kwh" in json.loads(out.stdout), out.stderr
+        out = _run("meter", "recharge", "--gateway", gw, "--protocol", "dlt645", "--address", "000000000001",
+                   "--profile", "dlt645-2007", "--amount", "50.00", "--json")
+        assert out.returncode == 0 and json.loads(out.stdout)["confirmed"] is True, out.stderr
+        out = _run("meter", "valve", "--gateway", gw, "--protocol", "cjt188", "--address", "00000000000002",
+                   "--profile", "cjt188-water", "close", "--json")
+        assert out.returncode == 0 and json.loads(out.stdout)["values"]["valve"] == "closed", out.stderr
+        out = _run("meter", "relay", "--gateway", f"tcp://127.0.0.1:{base}", "--protocol", "dlt645",
+                   "--address", "1", "off", "--json")
+        assert out.returncode == 0 and json.loads(out.stdout)["values"]["relay"] == "off", out.stderr
+        out = _run("meter", "read", "--gateway", gw, "--protocol", "dlt645", "--address", "000000000009", "--json",
+                   "--timeout", "0.3")
+        assert out.returncode != 0 and out.stderr.startswith("error: ") and "Traceback" not in out.stderr
+    finally:
+        proc.terminate()
+        proc.wait(10)
