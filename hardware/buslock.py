@@ -11,6 +11,7 @@ import asyncio
 import threading
 import time
 import uuid
+import weakref
 from contextlib import asynccontextmanager
 
 from hardware.errors import CommError
@@ -27,7 +28,8 @@ class BusBusy(CommError):
 
 _local_locks: dict[str, threading.Lock] = {}
 _local_guard = threading.Lock()
-_redis_clients: dict[tuple[str, int], object] = {}
+# one asyncio Redis client per event loop (its connections belong to that loop); forgotten with it
+_redis_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, object]]" = weakref.WeakKeyDictionary()
 
 
 def _local(key: str) -> threading.Lock:
@@ -41,14 +43,11 @@ def _redis_url() -> str | None:
 
 
 def _redis(url: str):
-    # one asyncio client per (url, event loop): redis.asyncio connections belong to their loop
-    key = (url, id(asyncio.get_running_loop()))
-    client = _redis_clients.get(key)
+    per_loop = _redis_clients.setdefault(asyncio.get_running_loop(), {})
+    client = per_loop.get(url)
     if client is None:
         from redis.asyncio import Redis
-        if len(_redis_clients) > 64:
-            _redis_clients.clear()
-        client = _redis_clients[key] = Redis.from_url(url)
+        client = per_loop[url] = Redis.from_url(url)
     return client
 
 

@@ -204,3 +204,10 @@ def test_meterpay_simulate_serves_every_protocol_on_its_ports():
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_the_redis_bus_lock_works_across_many_event_loops(redis_url):
+    async def once():
+        async with bus_lock("tcp://10.0.0.4:1"):
+            return True
+    assert all(asyncio.run(once()) for _ in range(20))
