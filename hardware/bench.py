@@ -146,11 +146,14 @@ def command_burst(commands: int = 1000, gateways: int = 100, baud: int = 9600, p
     with simulator_process(gateways, per_gateway, port_base, baud, turnaround_ms, profile=profile) as proc:
         sim_cpu0, cpu0, t0 = _cpu_of(proc.pid), time.process_time(), time.perf_counter()
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            states = [st for run in pool.map(executor.execute_many, jobs) for st in run]
+            runs = list(pool.map(executor.run_batch, jobs))
+        states = [st for run, _t in runs for st in run]
+        phases = {k: round(max(t[k] for _r, t in runs), 3) for k in ("claim_s", "attempts_s", "finish_s")}
         wall = time.perf_counter() - t0
         cpu, sim_cpu = time.process_time() - cpu0, _cpu_of(proc.pid) - sim_cpu0
     return {"benchmark": "commands", "commands": len(cmd_ids), "gateways": gateways, "baud": baud,
             "workers": workers, "batch": batch, "database": database_url.split(":", 1)[0], "bound_s": round(bound, 3),
             "total_s": round(wall, 3), "ratio": round(wall / bound, 3), "executor_cpu_s": round(cpu, 3),
-            "simulator_cpu_s": round(sim_cpu, 3), "confirmed": states.count("confirmed"),
+            "simulator_cpu_s": round(sim_cpu, 3), "phases_max": phases,
+            "attempts_ratio": round(phases["attempts_s"] / bound, 3), "confirmed": states.count("confirmed"),
             "other": len(states) - states.count("confirmed")}
