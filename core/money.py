@@ -31,7 +31,7 @@ def parse_yuan(text: str | int | Decimal, *, field: str = "amount", allow_zero: 
         value = Decimal(str(text).strip())
     except (InvalidOperation, ValueError):
         raise ValidationError(f"{field}: {text!r} is not an amount in yuan", field=field) from None
-    if not value.is_finite():
+    if not value.is_finite() or value.adjusted() > 15:
         raise ValidationError(f"{field}: {text!r} is not an amount in yuan", field=field)
     if value != value.quantize(Decimal("0.01")):
         raise ValidationError(f"{field}: {text!r} has more than two decimal places", field=field)

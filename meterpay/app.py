@@ -22,6 +22,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     logging.basicConfig(level=settings.log_level)
+    from core.plugins import load_listeners
+    load_listeners()
 
     from meterpay import health
     app.register_blueprint(health.bp)

@@ -13,7 +13,7 @@ def test_parse_yuan_reads_what_people_type(text, fen):
     assert parse_yuan(text) == fen
 
 
-@pytest.mark.parametrize("text", ["-1", "0", "0.00", "1.234", "abc", "", "NaN", "Infinity", "1e400x"])
+@pytest.mark.parametrize("text", ["-1", "0", "0.00", "1.234", "abc", "", "NaN", "Infinity", "1e400x", "1e400", "-1e400", "1e-400"])
 def test_parse_yuan_refuses_bad_amounts(text):
     with pytest.raises(ValidationError):
         parse_yuan(text)
