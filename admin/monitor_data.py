@@ -16,7 +16,8 @@ from core.models import Account, Building, Floor, LedgerAccount, Meter, Room, Si
 from core.status import alarm_levels, fee_status
 
 # What a cell can be filtered by (besides building, floor and the search box).
-STATUS_FILTERS = ("online", "offline", "arrears", "alarm", "normal", "keep_power", "cut", "vacant", "no_meter")
+STATUS_FILTERS = ("online", "offline", "arrears", "alarm", "normal", "keep_power", "postpaid", "cut", "vacant",
+                  "no_meter")
 
 
 @dataclass
@@ -28,7 +29,7 @@ class Cell:
     account_id: int | None = None
     tenant: str = ""
     balance_fen: int | None = None
-    fee: str = "vacant"          # normal | alarm1..3 | arrears | keep_power | vacant
+    fee: str = "vacant"          # normal | alarm1..3 | arrears | keep_power | postpaid | vacant
     online: str = "none"         # online | offline | partial | none (no meter)
     supply: str = "unknown"      # on | off | mixed | unknown  (relay or valve, all meters together)
     meters: list[tuple[str, bool, str]] = field(default_factory=list)  # (kind, online, state)
@@ -99,8 +100,8 @@ def site_cells(session: Session, site: Site) -> list[Cell]:
     meters = (select(Meter.room_id, Meter.kind, Meter.online, Meter.relay_state, Meter.valve_state)
               .where(Meter.site_id == site.id, Meter.status == "active", Meter.room_id.is_not(None)))
     accounts = (
-        select(Account.room_id, Account.id, Account.keep_power, Account.alarm_levels, Tenant.name,
-               LedgerAccount.balance_fen)
+        select(Account.room_id, Account.id, Account.keep_power, Account.alarm_levels, Account.billing_mode,
+               Tenant.name, LedgerAccount.balance_fen)
         .join(Tenant, Tenant.id == Account.tenant_id)
         .outerjoin(LedgerAccount, LedgerAccount.account_id == Account.id)
         .where(Account.site_id == site.id, Account.status == "open")
@@ -112,7 +113,7 @@ def site_cells(session: Session, site: Site) -> list[Cell]:
         if cell is not None:
             cell.meters.append((kind, bool(online), _supply_state(kind, relay, valve)))
     site_levels = alarm_levels(None, site.settings)
-    for room_id, account_id, keep_power, levels, tenant, balance in session.execute(accounts):
+    for room_id, account_id, keep_power, levels, mode, tenant, balance in session.execute(accounts):
         cell = cells.get(room_id)
         if cell is None:
             continue
@@ -120,7 +121,8 @@ def site_cells(session: Session, site: Site) -> list[Cell]:
         cell.tenant = tenant or ""
         cell.balance_fen = int(balance or 0)
         lv = alarm_levels(levels, site.settings) if levels else site_levels
-        cell.fee = fee_status(cell.balance_fen, lv, keep_power=bool(keep_power))
+        # Postpaid accounts are billed after use: prepaid alarm levels say nothing about them.
+        cell.fee = "postpaid" if mode == "postpaid" else fee_status(cell.balance_fen, lv, keep_power=bool(keep_power))
     for cell in cells.values():
         if cell.meters:
             up = [m[1] for m in cell.meters]

@@ -78,6 +78,7 @@ def daily_usage(session: Session, meters: list[Meter], site: Site, days: int = D
     since = local_midnight(site, day_list[0] - timedelta(days=1))
     series = []
     for m in meters:
+        first_by_day: dict[date, Decimal] = {}
         last_by_day: dict[date, Decimal] = {}
         prior = session.scalar(select(Reading.total).where(Reading.meter_id == m.id, Reading.status == "ok",
                                                            Reading.taken_at < since)
@@ -86,18 +87,18 @@ def daily_usage(session: Session, meters: list[Meter], site: Site, days: int = D
                                .where(Reading.meter_id == m.id, Reading.status == "ok", Reading.taken_at >= since)
                                .order_by(Reading.taken_at))
         for taken_at, total in rows:
-            last_by_day[taken_at.astimezone(tz).date()] = total
+            day = taken_at.astimezone(tz).date()
+            first_by_day.setdefault(day, total)
+            last_by_day[day] = total
         data = []
-        previous = prior
-        d = day_list[0] - timedelta(days=1)
-        if d in last_by_day:
-            previous = last_by_day[d]
+        previous = last_by_day.get(day_list[0] - timedelta(days=1), prior)
         for d in day_list:
             value = last_by_day.get(d)
             if value is None:
                 data.append(None if previous is None else 0)
                 continue
-            data.append(float(value - previous) if previous is not None else 0)
+            # The meter's first day counts from its first reading that day.
+            data.append(float(value - (previous if previous is not None else first_by_day[d])))
             previous = value
         series.append({"name": m.serial, "kind": m.kind, "unit": "m³" if m.kind == "water" else "kWh",
                        "data": data})
@@ -125,7 +126,9 @@ def account_fee(session: Session, account: Account, site: Site) -> tuple[int, st
     wallet = session.scalar(select(LedgerAccount).where(LedgerAccount.account_id == account.id))
     balance = int(wallet.balance_fen if wallet else 0)
     levels = alarm_levels(account.alarm_levels, site.settings)
-    return balance, fee_status(balance, levels, keep_power=account.keep_power), levels
+    fee = "postpaid" if account.billing_mode == "postpaid" else fee_status(balance, levels,
+                                                                          keep_power=account.keep_power)
+    return balance, fee, levels
 
 
 def tariff_names(session: Session) -> list[str]:

@@ -184,6 +184,13 @@ def _yuan(fen) -> str:
     return "" if fen is None else format_fen(int(fen))
 
 
+@bp.app_template_filter("qty")
+def _qty(value, kind: str = "electricity") -> str:
+    """Register values as meters show them: kWh to 0.01, m³ to 0.001."""
+    from decimal import Decimal
+    return str(Decimal(value).quantize(Decimal("0.001") if kind == "water" else Decimal("0.01")))
+
+
 @bp.app_template_filter("localtime")
 def _localtime(at, fmt: str = "%Y-%m-%d %H:%M") -> str:
     if at is None:

@@ -132,7 +132,7 @@
   var chartEl = document.getElementById("usage-chart");
   if (chartEl) {
     fetch(chartEl.dataset.src, { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(function (d) {
-      var any = d.series.some(function (s) { return s.data.some(function (v) { return v; }); });
+      var any = d.series.some(function (s) { return s.data.some(function (v) { return v !== null; }); });
       if (!window.echarts || !d.series.length || !any) {
         chartEl.style.height = "auto";
         chartEl.innerHTML = '<p class="muted">' + chartEl.dataset.empty + "</p>";

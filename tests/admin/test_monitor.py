@@ -113,3 +113,14 @@ def test_the_monitor_costs_the_same_few_queries_for_4_rooms_or_40(manage, plaza,
     large = _count_queries(lambda: manage.client.get(url))
     assert large == small
     assert small <= 7  # manager, roles, site, the three grid queries (rooms, meters, accounts)
+
+
+def test_a_postpaid_account_is_shown_as_postpaid_not_as_an_alarm(manage, factory, session):
+    site = factory.site("东方广场")
+    factory.account(room=room_at(factory, site, "C101", "C", "1"), billing_mode="postpaid")
+    session.commit()
+    manage.as_manager("alice", sites=[site])
+    html = manage.client.get(f"/admin/sites/{site.id}/monitor").text
+    assert "f-postpaid" in html and "后付费" in html and "三级报警</span>" not in html
+    data = manage.client.get(f"/admin/sites/{site.id}/monitor.json").get_json()
+    assert list(data["rooms"].values())[0][0] == "postpaid" and data["summary"]["alarm"] == 0

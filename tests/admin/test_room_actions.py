@@ -224,3 +224,23 @@ def test_the_usage_chart_has_thirty_days_of_daily_usage_from_readings(manage, sh
     assert series["data"][-3:] == [12.5, 7.5, 1.25]
     html = manage.client.get(f"/admin/rooms/{account.room_id}").text
     assert "121.250" in html or "121.25" in html
+
+
+def test_a_new_meters_first_day_counts_from_its_first_reading(manage, shop, session):
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from core.models import Reading
+    from core.utils import utcnow
+    site, account = shop
+    meter = account.meters[0]
+    now = utcnow()
+    for minutes_ago, total in [(30, "989.94"), (0, "990.20")]:
+        session.add(Reading(meter_id=meter.id, taken_at=now - timedelta(minutes=minutes_ago), total=Decimal(total)))
+    session.commit()
+    manage.as_manager("alice", sites=[site])
+    data = manage.client.get(f"/admin/rooms/{account.room_id}/usage.json").get_json()
+    today = data["series"][0]["data"][-1]
+    assert today == pytest.approx(0.26)
+    html = manage.client.get(f"/admin/rooms/{account.room_id}").text
+    assert "990.20 kWh" in html
