@@ -13,6 +13,26 @@ from core.models import Meter, MeterCommand
 WEDNESDAY_NOON = datetime(2026, 11, 25, 4, 0, tzinfo=timezone.utc)
 
 
+def in_thread(fn):
+    """Run ``fn`` on a fresh thread: the executor (eager here) calls asyncio.run, which refuses to
+    run where an event loop is already running (a session-scoped sync Playwright in another
+    area's tests keeps one on the main thread for the whole run)."""
+    import threading
+    box = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the test's thread
+            box["error"] = exc
+    t = threading.Thread(target=target)
+    t.start()
+    t.join(60)
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
 def _commands(session):
     session.expire_all()
     return [(c.kind, c.state) for c in session.scalars(select(MeterCommand).order_by(MeterCommand.id))]
@@ -27,15 +47,19 @@ def test_cut_at_zero_and_restore_on_recharge_against_the_simulator(session, sand
         MeterSpec(serial="E2E-ACREL-7", profile="acrel-ddsy1352", gateway=gw.url, address="7"),))
     assert sim.relay_on
 
-    cashdesk.consume(session, account.id, 300, key="e2e:use:1")
-    session.commit()                        # balance 0 → automatic cut → outbox → executor → meter
+    def use_it_all():
+        cashdesk.consume(session, account.id, 300, key="e2e:use:1")
+        session.commit()                    # balance 0 → automatic cut → outbox → executor → meter
+    in_thread(use_it_all)
     assert _commands(session) == [("relay_off", "confirmed")]
     assert not sim.relay_on
     meter = session.scalar(select(Meter).where(Meter.account_id == account.id))
     assert meter.relay_state == "off"
 
-    cashdesk.desk_recharge(session, account.id, 2000, key="e2e:topup")
-    session.commit()                        # above the restore line → relay closed again
+    def top_up():
+        cashdesk.desk_recharge(session, account.id, 2000, key="e2e:topup")
+        session.commit()                    # above the restore line → relay closed again
+    in_thread(top_up)
     assert _commands(session) == [("relay_off", "confirmed"), ("relay_on", "confirmed")]
     assert sim.relay_on
 
@@ -47,11 +71,15 @@ def test_a_water_valve_closes_at_zero_and_opens_on_recharge(session, sandbox, fa
     account = factory.account(balance_fen=100, meters=(
         MeterSpec(serial="E2E-WATER-88", kind="water", profile="cjt188-water", gateway=gw.url,
                   address="00000000000088"),))
-    cashdesk.consume(session, account.id, 100, key="e2e:water:1", kind="water")
-    session.commit()
+    def use_it_all():
+        cashdesk.consume(session, account.id, 100, key="e2e:water:1", kind="water")
+        session.commit()
+    in_thread(use_it_all)
     assert _commands(session) == [("valve_close", "confirmed")] and not sim.valve_open
-    cashdesk.desk_recharge(session, account.id, 1000, key="e2e:water:topup")
-    session.commit()
+    def top_up():
+        cashdesk.desk_recharge(session, account.id, 1000, key="e2e:water:topup")
+        session.commit()
+    in_thread(top_up)
     assert _commands(session)[-1] == ("valve_open", "confirmed") and sim.valve_open
 
 
@@ -70,6 +98,6 @@ def test_a_manager_trips_a_room_from_chat_and_the_simulated_relay_opens(client, 
     session.commit()
     wechat = WeChat(client)
     code = re.search(r"确认 (\d{4})", wechat.say("o-e2e", "拉闸 909")).group(1)
-    assert "已执行" in wechat.say("o-e2e", f"确认 {code}")
+    assert "已执行" in in_thread(lambda: wechat.say("o-e2e", f"确认 {code}"))
     assert _commands(session) == [("relay_off", "confirmed")] and not gw.meter("9").relay_on
     assert "继电器 off" in wechat.say("o-e2e", "房间 909")
