@@ -26,10 +26,12 @@ from core.errors import MeterpayError, ValidationError
 from core.models import Meter, Site
 from core.money import format_fen
 from core.tariffs.plan import PERIODS
+from core.tariffs.usage import MAX_REGISTER
 from core.tariffs.zones import zone
 
 COLUMNS = ("meter_serial", "taken_at", "total", *PERIODS)
 DEFAULT_CHUNK = 20_000
+_MILLI = Decimal("0.001")
 
 
 @dataclass
@@ -70,10 +72,11 @@ def _decimal(text: str, name: str) -> Decimal:
         d = Decimal(text)
     except InvalidOperation:
         raise ValidationError(f"{name}: {text!r} is not a decimal", field=name) from None
-    if not d.is_finite() or d < 0:
-        raise ValidationError(f"{name}: {text!r} is not a register value (a decimal >= 0)", field=name)
+    if not d.is_finite() or d < 0 or d >= MAX_REGISTER:
+        raise ValidationError(f"{name}: {text!r} is not a register value (a decimal from 0 below 10^12)",
+                              field=name)
     dot = text.find(".")
-    if (dot >= 0 and len(text) - dot > 4 or "e" in text or "E" in text) and d.as_tuple().exponent < -3:
+    if (dot >= 0 and len(text) - dot > 4 or "e" in text or "E" in text) and d != d.quantize(_MILLI):
         raise ValidationError(f"{name}: {text!r} has more than 3 decimal places", field=name)
     return d
 
@@ -233,7 +236,7 @@ def import_csv(binary, *, chunk_size: int = DEFAULT_CHUNK, on_bytes: Callable[[i
             with session_scope() as session:
                 result = ingest_batch(session, chunk.readings, front="cli", validated=True)
             for r in result.results:
-                if r.status in ("accepted", "late"):
+                if r.status == "accepted":
                     summary.accepted += 1
                 elif r.status == "duplicate":
                     summary.duplicates += 1

@@ -4,8 +4,9 @@ Per meter, readings are taken in time order against the meter's billing cursor (
 reading, locked for the batch):
 
 - the same (meter, time) again: ``duplicate``, nothing stored or billed;
-- not after the cursor (arrived late): stored as ``late``; its interval was already billed, so it
-  neither charges twice nor loses usage (a late value above the cursor's is an ``anomaly``);
+- not after the cursor (arrived late): ``accepted`` with ``late=True``, stored with status ``late``;
+  its interval was already billed, so it neither charges twice nor loses usage (a late value
+  above the cursor's is an ``anomaly``);
 - below the cursor's total (meter swap, register rollover, bad read): stored as ``anomaly``, a
   meter event for a manager, not billed; the cursor stays;
 - otherwise ``accepted``: the interval since the cursor is priced (CT ratio applied) with the
@@ -42,7 +43,7 @@ from core.tariffs import Interval, State
 from core.tariffs.plan import PERIODS
 from core.tariffs.usage import parse_periods, parse_quantity
 
-STATUSES = ("accepted", "duplicate", "anomaly", "late")
+STATUSES = ("accepted", "duplicate", "anomaly")
 try:  # COPY runs on the driver's connection, so its unique violation is psycopg's own error
     from psycopg.errors import UniqueViolation as _CopyConflict
     _CONFLICTS: tuple = (IntegrityError, _CopyConflict)
@@ -62,14 +63,16 @@ class RawReading:
 
 
 class IngestResult(NamedTuple):
-    """``status``: accepted | duplicate | anomaly | late. ``billed_fen``: deducted (prepaid-platform)
-    or accrued (postpaid) by this reading; 0 unless it closed a billed interval."""
+    """``status``: accepted | duplicate | anomaly. ``billed_fen``: deducted (prepaid-platform) or
+    accrued (postpaid) by this reading; 0 unless it closed a billed interval. ``late``: accepted
+    and stored (as ``late``) after a later reading was billed, so it bills nothing itself."""
 
     status: str
     billed_fen: int = 0
     reading_id: int | None = None
     quantity: Decimal = Decimal(0)
     reason: str = ""
+    late: bool = False
 
 
 @dataclass
@@ -86,7 +89,7 @@ def ingest(session: Session, meter_id: int, taken_at: datetime, total: Decimal,
            periods: dict[str, Decimal] | None = None, source: str = "poll") -> IngestResult:
     """Store one reading and bill the interval it closes, in the caller's transaction."""
     result = ingest_batch(session, [RawReading(meter_id, taken_at, total, periods, source)]).results[0]
-    if result.status == "accepted":
+    if result.status == "accepted" and not result.late:
         account_id = session.scalar(select(Meter.account_id).where(Meter.id == meter_id))
         signals.emit(session, "reading_billed", meter_id=meter_id, account_id=account_id)
     return result
@@ -222,7 +225,10 @@ def _ingest_locked(session: Session, rows: list[RawReading], meters: dict, state
     for i in range(len(rows)):
         status, reason = statuses[i]
         fen, qty = per_row.get(i, zero)
-        results.append(IngestResult(status, fen, get_id(i), qty, reason))
+        if status == "late":
+            results.append(IngestResult("accepted", 0, get_id(i), Decimal(0), reason, True))
+        else:
+            results.append(IngestResult(status, fen, get_id(i), qty, reason))
     out.results = results
     out.billed_fen = billed.total_fen
     out.accounts = billed.wallet_deltas

@@ -11,6 +11,7 @@ from core.tariffs.engine import Interval
 from core.tariffs.plan import PERIODS
 
 MAX_PLACES = 3  # kWh registers to 0.01, water to 0.001
+MAX_REGISTER = Decimal(10) ** 12  # readings are stored as NUMERIC(16, 3)
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ def parse_quantity(value, field: str) -> Decimal:
         raise ValidationError(f"{field}: {value!r} is not a decimal", field=field)
     if d < 0:
         raise ValidationError(f"{field}: must not be negative (got {value})", field=field)
+    if d >= MAX_REGISTER:
+        raise ValidationError(f"{field}: {value} is too large for a register (below 10^12)", field=field)
     if d.as_tuple().exponent < -MAX_PLACES and d != d.quantize(Decimal(1).scaleb(-MAX_PLACES)):
         raise ValidationError(f"{field}: {value!r} has more than {MAX_PLACES} decimal places", field=field)
     return d

@@ -66,7 +66,8 @@ def test_a_late_reading_neither_charges_twice_nor_loses_usage(session, billed_ac
     late = ingest(session, meter.id, at("2026-07-01 01:00"), kwh("1010"))
     ingest(session, meter.id, at("2026-07-01 03:00"), kwh("1030"))
     session.commit()
-    assert (late.status, late.billed_fen) == ("late", 0)
+    assert (late.status, late.late, late.billed_fen) == ("accepted", True, 0)
+    assert session.get(Reading, late.reading_id).status == "late"
     assert ledger.account_balance(session, acct.id) == 100_000 - 30 * 60
 
 
