@@ -7,8 +7,32 @@ from __future__ import annotations
 import os
 
 
+# With METERPAY_SANDBOX=1 (the demo) a setting left unset falls back to these, all pointing at
+# the local sandbox (``meterpay sandbox``), so alarms and chat work with no real account.
+SANDBOX_DEFAULTS = {
+    "METERPAY_WECHAT_TOKEN": "sandbox-token",
+    "METERPAY_WECHAT_AES_KEY": "c2FuZGJveC1hZXMta2V5LW9mLTMyLWJ5dGVzLWxvbmc",
+    "METERPAY_WECHAT_APPID": "wxsandbox00000001",
+    "METERPAY_WECHAT_SECRET": "sandbox-secret",
+    "METERPAY_WECHAT_TEMPLATE_BALANCE": "sandbox-tpl-balance",
+    "METERPAY_WECHAT_TEMPLATE_DEVICE": "sandbox-tpl-device",
+    "METERPAY_WECHAT_TEMPLATE_SUPPLY": "sandbox-tpl-supply",
+    "METERPAY_MINIAPP_TEMPLATE_BALANCE": "sandbox-sub-balance",
+    "METERPAY_SMS_URL": "{base}/sandbox/sms/send",
+    "METERPAY_SMS_KEY": "sandbox",
+    "METERPAY_VOICE_URL": "{base}/sandbox/voice/call",
+    "METERPAY_VOICE_KEY": "sandbox",
+}
+
+
+def sandbox() -> bool:
+    return os.environ.get("METERPAY_SANDBOX", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
 def env(name: str, default: str = "") -> str:
     value = os.environ.get(name)
+    if (value is None or value == "") and sandbox() and name in SANDBOX_DEFAULTS:
+        return SANDBOX_DEFAULTS[name].format(base=wechat_api_base())
     return default if value is None or value == "" else value
 
 
@@ -29,7 +53,7 @@ def wechat_secret() -> str:
 
 
 def wechat_api_base() -> str:
-    return env("METERPAY_WECHAT_API_BASE", "https://api.weixin.qq.com").rstrip("/")
+    return (os.environ.get("METERPAY_WECHAT_API_BASE") or "https://api.weixin.qq.com").rstrip("/")
 
 
 def miniapp_appid() -> str:

@@ -129,3 +129,13 @@ def test_one_key_is_delivered_once(session, sandbox):
                              recipient="13900000013") is None
     session.commit()
     assert len(session.scalars(select(Notification)).all()) == 1 and len(sandbox.sent("sms")) == 1
+
+
+def test_in_sandbox_mode_unset_settings_point_at_the_sandbox(session, sandbox, monkeypatch):
+    from bot.settings import SANDBOX_DEFAULTS
+    for name in SANDBOX_DEFAULTS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("METERPAY_SANDBOX", "1")
+    assert _queue(session, "sms", "13900000077").status == "sent"
+    assert _queue(session, "wechat_template", "o-demo").status == "sent"
+    assert sandbox.sent("template")[0]["template_id"] == "sandbox-tpl-balance"

@@ -156,14 +156,17 @@ def test_cancel_drops_the_pending_command(client, sandbox, session, two_sites):
     assert "没有待确认" in wechat.say("o-alice", f"确认 {code}")
 
 
-def test_reports_are_answered_later_by_a_customer_service_message(client, sandbox, session, two_sites):
+def test_reports_are_answered_later_by_a_customer_service_message(client, sandbox, session, factory, two_sites):
+    from core.models import Site
+    site_b = session.scalar(select(Site).where(Site.name == "Site B"))
+    factory.account(room=room(factory, session, site_b, "B302"), balance_fen=100)  # low, but not alice's
     wechat = WeChat(client)
     for word in ("欠费", "离线", "日报"):
         assert "稍后" in wechat.say("o-alice", word)
     texts = [m["text"]["content"] for m in sandbox.sent("custom") if m["touser"] == "o-alice"]
     assert len(texts) == 3
     arrears, offline, daily = texts
-    assert "A302" in arrears and "B301" not in arrears
+    assert "A302" in arrears and "B302" not in arrears
     assert "离线表" in offline and "日报" in daily
 
 
