@@ -78,25 +78,30 @@ class ModbusLink(Link):
         from pymodbus import FramerType
         from pymodbus.client import AsyncModbusTcpClient
         self.protocol = protocol
-        self._bad_crc = self._wrong_unit = False
-        self._unit = 0
+        self._rx = bytearray()
         self.client = AsyncModbusTcpClient(
             self.host, port=self.port, framer=FramerType.RTU if protocol == "modbus-rtu" else FramerType.SOCKET,
             timeout=self.timeout, retries=0, reconnect_delay=0, trace_packet=self._trace)
 
     def _trace(self, sending: bool, data: bytes) -> bytes:
         # pymodbus skips a reply with a bad CRC or another unit id silently (and times out);
-        # look at the raw bytes to say which it was.
-        if sending or not data:
-            return data
-        unit = data[0] if self.protocol == "modbus-rtu" else (data[6] if len(data) > 6 else None)
-        if unit is not None and unit != self._unit:
-            self._wrong_unit = True
+        # keep the raw bytes so the error path can say which it was.
+        if not sending:
+            self._rx += data
+        return data
+
+    def _diagnose(self, unit: int) -> tuple[bool, bool]:
+        """(wrong unit, bad CRC) of what came back for the last request."""
+        data = bytes(self._rx)
+        if not data:
+            return False, False
+        got = data[0] if self.protocol == "modbus-rtu" else (data[6] if len(data) > 6 else None)
+        wrong = got is not None and got != unit
+        bad_crc = False
         if self.protocol == "modbus-rtu" and len(data) >= 4:
             from pymodbus.framer import FramerRTU
-            if FramerRTU.compute_CRC(data[:-2]) != int.from_bytes(data[-2:], "big"):
-                self._bad_crc = True
-        return data
+            bad_crc = FramerRTU.compute_CRC(data[:-2]) != int.from_bytes(data[-2:], "big")
+        return wrong, bad_crc
 
     async def _connected(self) -> None:
         if self.client.connected:
@@ -109,16 +114,15 @@ class ModbusLink(Link):
         from pymodbus.exceptions import ConnectionException, ModbusIOException
         await self._connected()
         self.stats.requests += 1
-        self._bad_crc = self._wrong_unit = False
-        self._unit = unit
+        self._rx = bytearray()
         try:
             reply = await coro_fn()
         except ModbusIOException as exc:
-            text = str(exc)
-            if "device id" in text or self._wrong_unit:
+            wrong_unit, bad_crc = self._diagnose(unit)
+            if "device id" in str(exc) or wrong_unit:
                 self.stats.wrong_address += 1
                 raise WrongAddress(f"reply from another unit than {unit}") from None
-            if self._bad_crc:
+            if bad_crc:
                 self.stats.bad_frames += 1
                 raise BadFrame(f"unit {unit}: reply with a bad CRC") from None
             self.stats.timeouts += 1
