@@ -88,18 +88,39 @@ def _claim_slot(site_id: int, minutes: int, now: float) -> bool:
 
 
 def poll_due() -> dict:
-    """Periodic job: poll the meters of every site whose poll slot has come."""
+    """Periodic job: poll the meters of every site whose poll slot has come.
+
+    Without Redis the round runs here. With Redis (RQ workers), more than
+    METERPAY_POLL_SHARD_GATEWAYS gateways are split into ``poll_gateways`` jobs on queue
+    "meters", so several workers poll one round side by side (bus locks keep each bus serial).
+    """
     now = time.time()
     with session_scope() as s:
         sites = [site.id for site in s.scalars(select(Site)) if _claim_slot(site.id, poll_interval_minutes(site), now)]
+        gateway_ids = list(s.scalars(select(Gateway.id).where(Gateway.site_id.in_(sites)).order_by(Gateway.id))) \
+            if sites else []
     if not sites:
         return RoundReport().as_dict()
-    return poll(site_ids=sites).as_dict()
+    from core.config import get_settings
+    shard = settings.poll_shard_gateways()
+    if not get_settings().redis_url or len(gateway_ids) <= shard:
+        return poll(site_ids=sites).as_dict()
+    from core.jobs import enqueue
+    shards = [gateway_ids[i:i + shard] for i in range(0, len(gateway_ids), shard)]
+    for part in shards:
+        enqueue("hardware.poller.poll_gateways", part, queue="meters", timeout=900)
+    return {"shards": len(shards), "gateways": len(gateway_ids)}
 
 
-def poll(*, site_ids: list[int] | None = None, meter_ids: list[int] | None = None) -> RoundReport:
-    """Poll now: the meters of these sites (or these meters, or every meter) and store the results."""
-    targets = load_targets(site_ids=site_ids, meter_ids=meter_ids)
+def poll_gateways(gateway_ids: list[int]) -> dict:
+    """Job: one shard of a poll round (the meters behind these gateways)."""
+    return poll(gateway_ids=gateway_ids).as_dict()
+
+
+def poll(*, site_ids: list[int] | None = None, meter_ids: list[int] | None = None,
+         gateway_ids: list[int] | None = None) -> RoundReport:
+    """Poll now: the meters of these sites / meters / gateways (or every meter) and store the results."""
+    targets = load_targets(site_ids=site_ids, meter_ids=meter_ids, gateway_ids=gateway_ids)
     t0 = time.perf_counter()
     results, stats = asyncio.run(read_all(targets))
     report = store(results)
@@ -109,7 +130,7 @@ def poll(*, site_ids: list[int] | None = None, meter_ids: list[int] | None = Non
     return report
 
 
-def load_targets(*, site_ids=None, meter_ids=None) -> list[Target]:
+def load_targets(*, site_ids=None, meter_ids=None, gateway_ids=None) -> list[Target]:
     with session_scope() as s:
         q = (select(Meter.id, Meter.profile, Meter.address, Gateway.url, Gateway.protocol)
              .join(Gateway, Meter.gateway_id == Gateway.id).where(Meter.status == "active"))
@@ -117,6 +138,8 @@ def load_targets(*, site_ids=None, meter_ids=None) -> list[Target]:
             q = q.where(Meter.site_id.in_(site_ids))
         if meter_ids is not None:
             q = q.where(Meter.id.in_(meter_ids))
+        if gateway_ids is not None:
+            q = q.where(Meter.gateway_id.in_(gateway_ids))
         return [Target(*row) for row in s.execute(q.order_by(Gateway.id, Meter.id))]
 
 

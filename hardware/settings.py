@@ -45,5 +45,10 @@ def command_backoff_max() -> float:
     return _float("METERPAY_COMMAND_BACKOFF_MAX", 300.0)
 
 
+def poll_shard_gateways() -> int:
+    """Gateways per poll job when a round is split over RQ workers (METERPAY_POLL_SHARD_GATEWAYS, 100)."""
+    return max(1, _int("METERPAY_POLL_SHARD_GATEWAYS", 100))
+
+
 def default_poll_minutes() -> int:
     return 15

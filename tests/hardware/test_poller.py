@@ -125,3 +125,13 @@ def test_under_random_faults_every_stored_reading_is_one_the_meter_really_had(se
     assert rows
     for address, total in rows:
         assert Decimal(str(start[address])) - 1 <= total <= Decimal(str(gw.meter(address).total_kwh)) + 1
+
+
+def test_with_redis_a_big_round_is_split_into_gateway_shards(session, wired_meter, factory, redis_url, monkeypatch):
+    monkeypatch.setenv("METERPAY_POLL_SHARD_GATEWAYS", "1")
+    site = factory.site(poll_interval_minutes=30)
+    meters = [wired_meter(site=site, address=str(i))[0] for i in (1, 2, 3)]
+    poller._local_slots.clear()
+    assert poller.poll_due() == {"shards": 3, "gateways": 3}  # eager jobs: the shards ran already
+    for m in meters:
+        assert session.scalars(select(Reading).where(Reading.meter_id == m.id)).all()
