@@ -6,6 +6,8 @@
   cut is *deferred* to the next allowed time, ``core.friendly_hours.next_allowed``).
 - A deferred or held cut is looked at again by ``run_due`` (a periodic job): it cuts once the
   time has come and the balance is still below the line and keep-power is off.
+- An automatic cut or restore the meter never confirmed (the command ended failed or expired)
+  is sent again by ``run_due``, once per lost command.
 - A recharge lifts the balance above the restore line (``restore_above_fen``, default 0) →
   restore what automatic control cut (``core.supply.restore``). A cut a manager made by hand
   is never undone automatically.
@@ -21,23 +23,26 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import audit, clock, friendly_hours, notifications, signals, supply
 from core.db import session_scope
 from core.errors import MeterpayError, ValidationError
-from core.models import Account, LedgerAccount, Room, Site, SupplyControl
+from core.models import Account, LedgerAccount, Meter, MeterCommand, Room, Site, SupplyControl
 from core.money import format_fen
 from core.upsert import insert_if_absent
 
 log = logging.getLogger(__name__)
 
 ACTOR = "system:auto-supply"
+SWITCH_KINDS = ("relay_off", "relay_on", "valve_close", "valve_open")
+# How far back run_due looks for automatic commands that ended without effect.
+LOST_WINDOW = timedelta(days=2)
 
 
 @dataclass(frozen=True)
@@ -149,18 +154,63 @@ def _below(session: Session, account: Account, ctl: SupplyControl, pol: Policy, 
 
 
 def run_due(now: datetime | None = None) -> dict[str, int]:
-    """Periodic job: act on deferred cuts whose time has come and on cuts held by keep-power."""
+    """Periodic job: act on deferred cuts whose time has come and on cuts held by keep-power, and
+    send again an automatic cut or restore that the meter never confirmed (failed or expired)."""
     now = now or clock.now()
     with session_scope() as session:
         ids = session.scalars(select(SupplyControl.account_id).where(
             ((SupplyControl.state == "deferred") & (SupplyControl.due_at <= now)) |
             (SupplyControl.state == "held"))).all()
+        lost = lost_commands(session, now)
     counts: dict[str, int] = {}
     for account_id in ids:
         with session_scope() as session:
             outcome = evaluate(session, account_id, now=now)
         counts[outcome] = counts.get(outcome, 0) + 1
+    for account_id, command_id in lost.items():
+        with session_scope() as session:
+            outcome = resend(session, account_id, command_id)
+        if outcome != "none":
+            counts[outcome] = counts.get(outcome, 0) + 1
     return counts
+
+
+def lost_commands(session: Session, now: datetime, window: timedelta = LOST_WINDOW) -> dict[int, int]:
+    """Accounts whose meter's latest supply command was automatic and ended failed or expired,
+    with that command's id (only the latest per meter: a resent one hides the lost one)."""
+    latest = (select(func.max(MeterCommand.id)).where(MeterCommand.kind.in_(SWITCH_KINDS),
+                                                      MeterCommand.created_at >= now - window)
+              .group_by(MeterCommand.meter_id))
+    rows = session.execute(select(Meter.account_id, MeterCommand.id)
+                           .join(Meter, Meter.id == MeterCommand.meter_id)
+                           .where(MeterCommand.id.in_(latest), MeterCommand.requested_by == ACTOR,
+                                  MeterCommand.state.in_(("failed", "expired")),
+                                  Meter.account_id.is_not(None))).all()
+    return {account_id: command_id for account_id, command_id in rows}
+
+
+def resend(session: Session, account_id: int, lost_command_id: int) -> str:
+    """Send again the automatic cut or restore that command ``lost_command_id`` did not carry out,
+    if the account still needs it; keyed by the lost command, so it is resent once per loss."""
+    account = session.get(Account, account_id)
+    lost = session.get(MeterCommand, lost_command_id)
+    if account is None or lost is None or account.status != "open" or account.billing_mode != "prepaid-platform":
+        return "none"
+    ctl = control_for(session, account_id)
+    pol = policy_for(session.get(Site, account.site_id))
+    balance = _balance(session, account_id)
+    key = f"auto-resend:{account.id}:{lost.id}"
+    try:
+        if lost.kind in ("relay_off", "valve_close") and ctl.state == "cut" and balance <= pol.cut_at_fen \
+                and not account.keep_power:
+            supply.trip(session, account.id, actor=ACTOR, front="job", reason="cut not confirmed", key=key)
+            return "cut_resent"
+        if lost.kind in ("relay_on", "valve_open") and ctl.state == "on" and balance > pol.restore_above_fen:
+            supply.restore(session, account.id, actor=ACTOR, front="job", reason="restore not confirmed", key=key)
+            return "restore_resent"
+    except MeterpayError as exc:
+        log.warning("resending supply command for account %s failed: %s", account.id, exc.message)
+    return "none"
 
 
 def _set(ctl: SupplyControl, state: str, due: datetime | None, reason: str, now: datetime) -> None:

@@ -161,3 +161,43 @@ def test_postpaid_accounts_are_never_cut(session, sandbox, factory, clock_at):
     a = factory.account(balance_fen=100, billing_mode="postpaid")
     _spend(session, a, 5000, 1)
     assert _kinds(session) == []
+
+
+def _end(session, kind, state):
+    from core import commands
+    cmd = session.scalar(select(MeterCommand).where(MeterCommand.kind == kind).order_by(MeterCommand.id.desc()))
+    commands.transition(session, cmd, state, "meter did not answer")
+    session.commit()
+
+
+def test_an_automatic_cut_the_meter_never_confirmed_is_sent_again_once(session, sandbox, factory, clock_at):
+    clock_at(WEDNESDAY_NOON)
+    a = factory.account(balance_fen=100)
+    _spend(session, a, 100, 1)
+    _end(session, "relay_off", "expired")
+    assert supply_auto.run_due() == {"cut_resent": 1}
+    assert _kinds(session) == ["relay_off", "relay_off"]
+    assert supply_auto.run_due() == {}                        # the new command is pending: nothing more
+    assert _kinds(session) == ["relay_off", "relay_off"]
+
+
+def test_a_lost_restore_is_sent_again_so_a_paying_tenant_gets_power(session, sandbox, factory, clock_at):
+    clock_at(WEDNESDAY_NOON)
+    a = factory.account(balance_fen=100)
+    _spend(session, a, 100, 1)
+    cashdesk.desk_recharge(session, a.id, 5000, key="paid")
+    session.commit()
+    _end(session, "relay_on", "failed")
+    assert supply_auto.run_due() == {"restore_resent": 1}
+    assert _kinds(session) == ["relay_off", "relay_on", "relay_on"]
+
+
+def test_a_lost_cut_is_not_resent_once_the_tenant_has_paid(session, sandbox, factory, clock_at):
+    clock_at(WEDNESDAY_NOON)
+    a = factory.account(balance_fen=100)
+    _spend(session, a, 100, 1)
+    _end(session, "relay_off", "expired")
+    cashdesk.desk_recharge(session, a.id, 5000, key="paid-later")
+    session.commit()
+    supply_auto.run_due()
+    assert "relay_off" not in _kinds(session)[1:]
