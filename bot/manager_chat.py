@@ -27,7 +27,7 @@ from core.errors import Forbidden, MeterpayError, NotFound, ValidationError
 from core.jobs import enqueue_after_commit
 from core.ledger import account_balance
 from core.managers import can_access_site, role_at, site_ids_for
-from core.models import Account, BotConfirmation, Manager, Room, Site, SupplyControl, Tenant
+from core.models import Account, AuditLog, BotConfirmation, Manager, Room, Site, SupplyControl, Tenant
 from core.money import format_fen, parse_yuan
 from core.room_lookup import find_room, open_account_at
 from core.site_summary import accounts_needing_attention, day_totals, offline_meters
@@ -48,6 +48,7 @@ ALIASES = {
     "帮助": "help", "help": "help", "?": "help", "？": "help",
 }
 ACTIONS = ("trip", "restore", "recharge", "refund", "keep")
+MAX_WRONG_CODES = 5
 LATER = ("arrears", "offline", "daily")
 ACTION_WORDS = {"trip": "拉闸", "restore": "合闸", "recharge": "充值", "refund": "退费", "keep": "保电"}
 STATUS_TEXT = {"normal": "正常", "alarm1": "一级告警", "alarm2": "二级告警", "alarm3": "三级告警",
@@ -200,6 +201,10 @@ def confirm(session: Session, manager: Manager, code: str) -> str:
         session.flush()
         return "确认码已过期，请重新发送命令。"
     if code.strip() != row.code:
+        if _wrong_tries(session, manager, row) + 1 >= MAX_WRONG_CODES:
+            row.used_at = now
+            session.flush()
+            return "确认码错误次数过多，命令已取消，请重新发送。"
         raise ValidationError("确认码不对")
     account = session.get(Account, int(row.params["account_id"]))
     if account is None or not can_access_site(session, manager.id, account.site_id):
@@ -208,6 +213,13 @@ def confirm(session: Session, manager: Manager, code: str) -> str:
     result = execute(session, manager, row)
     session.flush()
     return result
+
+
+def _wrong_tries(session: Session, manager: Manager, row: BotConfirmation) -> int:
+    """Refused confirmations since this code was given (each is in the audit log)."""
+    from sqlalchemy import func
+    return session.scalar(select(func.count()).select_from(AuditLog).where(
+        AuditLog.actor == actor(manager), AuditLog.action == "chat:confirm", AuditLog.at >= row.created_at)) or 0
 
 
 def execute(session: Session, manager: Manager, row: BotConfirmation) -> str:

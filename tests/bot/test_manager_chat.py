@@ -172,3 +172,15 @@ def test_reports_are_answered_later_by_a_customer_service_message(client, sandbo
 
 def test_unknown_manager_commands_get_help(client, sandbox, two_sites):
     assert "管理命令" in WeChat(client).say("o-alice", "whatever")
+
+
+def test_guessing_the_code_cancels_the_command(client, sandbox, session, two_sites):
+    from bot.manager_chat import MAX_WRONG_CODES
+    wechat = WeChat(client)
+    code = _code(wechat.say("o-alice", "充值 A301 100"))
+    wrong = [f"{(int(code) + i) % 10000:04d}" for i in range(1, MAX_WRONG_CODES + 1)]
+    replies = [wechat.say("o-alice", f"确认 {w}") for w in wrong]
+    assert all("确认码不对" in r for r in replies[:-1]) and "已取消" in replies[-1]
+    assert "没有待确认" in wechat.say("o-alice", f"确认 {code}")
+    session.expire_all()
+    assert ledger.account_balance(session, two_sites["a"].id) == 10000
