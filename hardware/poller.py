@@ -58,11 +58,14 @@ class RoundReport:
     ok: int = 0
     failed: int = 0
     seconds: float = 0.0
+    read_seconds: float = 0.0
+    store_seconds: float = 0.0
     billing: dict = field(default_factory=lambda: defaultdict(int))
     stats: LinkStats = field(default_factory=LinkStats)
 
     def as_dict(self) -> dict:
         return {"meters": self.meters, "ok": self.ok, "failed": self.failed, "seconds": round(self.seconds, 3),
+                "read_seconds": round(self.read_seconds, 3), "store_seconds": round(self.store_seconds, 3),
                 "billing": dict(self.billing), "link": self.stats.as_dict()}
 
 
@@ -123,9 +126,11 @@ def poll(*, site_ids: list[int] | None = None, meter_ids: list[int] | None = Non
     targets = load_targets(site_ids=site_ids, meter_ids=meter_ids, gateway_ids=gateway_ids)
     t0 = time.perf_counter()
     results, stats = asyncio.run(read_all(targets))
+    t1 = time.perf_counter()
     report = store(results)
     report.stats = stats
     report.seconds = time.perf_counter() - t0
+    report.read_seconds, report.store_seconds = t1 - t0, report.seconds - (t1 - t0)
     log.info("poll round: %s", report.as_dict())
     return report
 
@@ -186,7 +191,18 @@ def _now() -> datetime:
 
 
 def store(results: list[Result]) -> RoundReport:
-    """Write a round's results: one savepoint per meter, so one bad meter spoils nothing else."""
+    """Write a round's results in one transaction. If any meter's billing raises, the round is
+    written again with a savepoint per meter, so one bad meter spoils nothing else."""
+    try:
+        return _store(results, isolate=False)
+    except Exception:  # noqa: BLE001
+        log.warning("a poll round failed to store in one go; storing meter by meter", exc_info=True)
+        return _store(results, isolate=True)
+
+
+def _store(results: list[Result], *, isolate: bool) -> RoundReport:
+    from contextlib import nullcontext
+
     from core import billing
     report = RoundReport(meters=len(results))
     gateways_seen: dict[str, bool] = {}
@@ -199,7 +215,7 @@ def store(results: list[Result]) -> RoundReport:
             ok = r.values is not None
             gateways_seen[r.target.url] = gateways_seen.get(r.target.url, False) or ok
             try:
-                with s.begin_nested():
+                with s.begin_nested() if isolate else nullcontext():
                     if not ok:
                         record_failure(s, meter, r.error or "no reply", r.taken_at)
                         report.failed += 1
@@ -211,6 +227,8 @@ def store(results: list[Result]) -> RoundReport:
                         res = billing.ingest(s, meter.id, r.taken_at, total, r.values.periods, source="poll")
                         report.billing[getattr(res, "status", "stored")] += 1
             except Exception:  # noqa: BLE001 - one meter's billing trouble must not stop the round
+                if not isolate:
+                    raise
                 log.exception("storing the reading of meter %s failed", r.target.meter_id)
                 report.billing["error"] += 1
         now = utcnow()

@@ -14,11 +14,17 @@ from meterpay.cli.bench import bench
 @click.option("--port-base", type=int, default=17600, show_default=True)
 @click.option("--turnaround-ms", type=float, default=5.0, show_default=True)
 @click.option("--rounds", type=int, default=1, show_default=True, help="report the best of this many rounds")
+@click.option("--store", is_flag=True, help="the poller's whole round: also store readings through billing")
+@click.option("--database-url", default=None, help="with --store; default: a scratch SQLite file")
 @friendly_errors
-def bench_poll(gateways, meters_per_gateway, baud, port_base, turnaround_ms, rounds):
+def bench_poll(gateways, meters_per_gateway, baud, port_base, turnaround_ms, rounds, store, database_url):
     """One poll round of G gateways x K meters vs one bus's request-reply time (target <= 1.3x)."""
-    from hardware.bench import poll_round
-    print_json(poll_round(gateways, meters_per_gateway, baud, port_base, turnaround_ms, rounds=rounds))
+    from hardware.bench import poll_round, poll_round_stored
+    if store:
+        print_json(poll_round_stored(gateways, meters_per_gateway, baud, port_base, turnaround_ms, rounds,
+                                     database_url))
+    else:
+        print_json(poll_round(gateways, meters_per_gateway, baud, port_base, turnaround_ms, rounds=rounds))
 
 
 @bench.command("commands")

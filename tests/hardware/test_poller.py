@@ -135,3 +135,23 @@ def test_with_redis_a_big_round_is_split_into_gateway_shards(session, wired_mete
     assert poller.poll_due() == {"shards": 3, "gateways": 3}  # eager jobs: the shards ran already
     for m in meters:
         assert session.scalars(select(Reading).where(Reading.meter_id == m.id)).all()
+
+
+def test_one_meter_whose_billing_fails_does_not_spoil_the_round(session, wired_meter, factory, monkeypatch):
+    import core.billing
+    site = factory.site()
+    good, _, _ = wired_meter(site=site, address="1")
+    bad, _, _ = wired_meter(site=site, address="2")
+    real = core.billing.ingest
+
+    def flaky(s, meter_id, *args, **kwargs):
+        if meter_id == bad.id:
+            raise RuntimeError("billing trouble")
+        return real(s, meter_id, *args, **kwargs)
+    monkeypatch.setattr(core.billing, "ingest", flaky)
+    report = poller.poll(site_ids=[site.id])
+    assert report.ok == 2 and report.billing == {"accepted": 1, "error": 1}
+    assert session.scalars(select(Reading).where(Reading.meter_id == good.id)).all()
+    assert not session.scalars(select(Reading).where(Reading.meter_id == bad.id)).all()
+    session.refresh(good)
+    assert good.online
