@@ -111,6 +111,26 @@ def test_recharge_asks_first_and_cancel_moves_nothing(page, live_server, demo):
     shot(page, "05-room-after-recharge", full_page=True)
 
 
+SHEET = """building,floor,room,area_m2,tenant,phone,meter_serial,meter_kind,profile,gateway,address,tariff,billing_mode,opening_balance
+C,1,C101,40,新店甲,13900000001,EC101,electricity,acrel-ddsy1352,,1,商业电价,prepaid-platform,100
+C,1,C102,40,新店乙,13900000002,EC102,electricity,acrel-ddsy1352,,2,商业电价,prepaid-platform,12.345
+"""
+
+
+def test_importing_a_sheet_shows_the_report_line_by_line(page, live_server, demo, tmp_path):
+    sheet = tmp_path / "rooms.csv"
+    sheet.write_text(SHEET, encoding="utf-8")
+    sign_in(page, live_server.url, *demo.manager)
+    page.wait_for_url(re.compile(r"/monitor$"))
+    page.click("header nav >> text=批量导入")
+    page.set_input_files("input[type=file]", str(sheet))
+    page.click("form button.primary")
+    page.wait_for_selector("#report")
+    assert "opening_balance" in page.locator("#import-errors").inner_text()
+    assert page.locator("#import-errors tbody tr").count() == 1
+    shot(page, "10-import-report", full_page=True)
+
+
 def test_opening_with_a_preset_tariff_preview_audit_and_english(page, live_server, demo, session):
     from core.accounts import save_preset
     save_preset(session, "商铺标准", tariff="商业电价", opening_balance_fen=20000,
@@ -140,8 +160,8 @@ def test_opening_with_a_preset_tariff_preview_audit_and_english(page, live_serve
     assert page.locator("#quote-total").inner_text() == "¥282.15"
     shot(page, "07-tariff-preview", full_page=True)
 
-    page.goto(f"{base}/admin/audit")
-    assert "open_account" in page.locator("#audit").inner_text()
+    page.goto(f"{base}/admin/audit?front=admin")
+    assert "manager:admin" in page.locator("#audit").inner_text() and "开户" in page.locator("#audit").inner_text()
     shot(page, "08-audit")
     page.click("header >> text=English")
     assert page.locator("h1").inner_text() == "Audit log"

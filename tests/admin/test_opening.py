@@ -136,3 +136,16 @@ def test_an_import_that_is_not_a_spreadsheet_is_refused(manage, site):
                               data={"csrf_token": manage.csrf(), "file": (bad_header, "rooms.csv")},
                               content_type="multipart/form-data")
     assert resp.status_code == 400 and "header" in resp.text
+
+
+def test_the_template_sheet_imports_cleanly(manage, site, session):
+    import io
+    manage.as_manager("alice", sites=[site])
+    template = manage.client.get("/admin/import-template.csv")
+    assert template.status_code == 200 and template.mimetype == "text/csv"
+    resp = manage.client.post(f"/admin/sites/{site.id}/import",
+                              data={"csrf_token": manage.csrf(), "file": (io.BytesIO(template.data), "t.csv")},
+                              content_type="multipart/form-data")
+    assert resp.status_code == 200, resp.text
+    acct = session.scalar(select(Account).where(Account.tenant.has(name="王记便利店")))
+    assert sorted(m.serial for m in acct.meters) == ["E0001", "W0001"]
