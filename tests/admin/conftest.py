@@ -7,6 +7,8 @@ import re
 
 import pytest
 
+from tests.admin.browser import _playwright, live_server, page  # noqa: F401 - browser fixtures
+
 PASSWORD = "correct horse battery"
 
 
@@ -53,9 +55,9 @@ class Manage:
         return m
 
     def sign_in(self, username: str = "alice", password: str = PASSWORD):
-        page = self.client.get("/admin/login")
+        login_page = self.client.get("/admin/login")
         return self.client.post("/admin/login", data={"username": username, "password": password,
-                                                      "csrf_token": csrf_of(page.text)})
+                                                      "csrf_token": csrf_of(login_page.text)})
 
     def as_manager(self, username: str = "alice", **kw):
         m = self.manager(username, **kw)

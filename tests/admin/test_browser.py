@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.admin.browser import free_port_block, live_server, page, shot, _playwright  # noqa: F401
+from tests.admin.browser import free_port_block, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

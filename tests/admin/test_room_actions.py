@@ -32,6 +32,7 @@ def test_the_room_page_shows_tenant_balance_meters_entries_and_actions(manage, s
     assert "A101" in html and "王记" in html and "100.00" in html
     assert account.meters[0].serial in html
     assert "开户余额" in html  # the opening balance entry
+    assert "您只有查看权限" not in html
     for label in ("充值", "退款", "拉闸", "合闸", "保电", "报警金额", "更改电价"):
         assert label in html
 
@@ -244,3 +245,10 @@ def test_a_new_meters_first_day_counts_from_its_first_reading(manage, shop, sess
     assert today == pytest.approx(0.26)
     html = manage.client.get(f"/admin/rooms/{account.room_id}").text
     assert "990.20 kWh" in html
+
+
+def test_a_viewer_sees_the_action_buttons_disabled(manage, shop):
+    site, account = shop
+    manage.as_manager("vera", sites=[site], role="viewer")
+    html = manage.client.get(f"/admin/rooms/{account.room_id}").text
+    assert "您只有查看权限" in html and "disabled" in html
