@@ -142,6 +142,9 @@ def after_commit(session: Session, fn: Callable[[], None]) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
+    # SQLAlchemy fires after_commit when a SAVEPOINT is released too; only the real commit counts.
+    if session.in_nested_transaction():
+        return
     pending = session.info.pop(_PENDING_KEY, [])
     for _txn, fn in pending:
         fn()

@@ -55,6 +55,11 @@ if CI and not (PG and REDIS):
         "the suite must run against both under CI; start them (see .ci/run)")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Browser tests run last: a browser driver may leave an event loop behind on the main thread."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
 def pytest_report_header(config):
     return [f"meterpay: database={'postgresql' if PG else 'sqlite'}, redis={'yes' if REDIS else 'no'}, CI={CI}"]
 

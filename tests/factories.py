@@ -23,13 +23,14 @@ class Factory:
 
     def room(self, site: Site | None = None, number: str | None = None, building: str = "A",
              floor: str = "1", area_m2=None) -> Room:
+        from sqlalchemy import select
         site = site or self.site()
-        b = next((b for b in site.buildings if b.name == building), None)
+        b = self.session.scalar(select(Building).where(Building.site_id == site.id, Building.name == building))
         if b is None:
             b = Building(site_id=site.id, name=building)
             self.session.add(b)
             self.session.flush()
-        f = next((f for f in b.floors if f.name == floor), None)
+        f = self.session.scalar(select(Floor).where(Floor.building_id == b.id, Floor.name == floor))
         if f is None:
             f = Floor(building_id=b.id, name=floor)
             self.session.add(f)

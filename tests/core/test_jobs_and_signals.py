@@ -101,3 +101,16 @@ def test_work_registered_inside_a_rolled_back_savepoint_is_dropped(session):
     after_commit(session, lambda: calls.append("outer"))
     session.commit()
     assert calls == ["outer"]
+
+
+def test_releasing_a_savepoint_does_not_run_after_commit_work_early(session):
+    from sqlalchemy import text
+    from core.db import after_commit
+    calls = []
+    session.execute(text("SELECT 1"))
+    after_commit(session, lambda: calls.append("outer"))
+    with session.begin_nested():
+        after_commit(session, lambda: calls.append("inner"))
+    assert calls == []
+    session.commit()
+    assert calls == ["outer", "inner"]
