@@ -190,21 +190,29 @@ def _now() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
 
 
+BULK_FROM = 200  # readings in a round from which billing gets them in one ingest_batch call
+
+
 def store(results: list[Result]) -> RoundReport:
-    """Write a round's results in one transaction. If any meter's billing raises, the round is
-    written again with a savepoint per meter, so one bad meter spoils nothing else."""
+    """Write a round's results in one transaction. Readings go to ``core.billing.ingest`` one by
+    one, or, in rounds of BULK_FROM readings or more, to ``core.billing.ingest_batch`` in one call
+    (the same rules, far fewer queries; ``reading_billed`` is emitted for each accepted reading as
+    ``ingest`` does). If billing raises, the round is written again meter by meter with a
+    savepoint each, so one bad meter spoils nothing else."""
+    readings = sum(1 for r in results if r.values is not None and r.values.total is not None)
     try:
-        return _store(results, isolate=False)
+        return _store(results, isolate=False, bulk=readings >= BULK_FROM)
     except Exception:  # noqa: BLE001
         log.warning("a poll round failed to store in one go; storing meter by meter", exc_info=True)
-        return _store(results, isolate=True)
+        return _store(results, isolate=True, bulk=False)
 
 
-def _store(results: list[Result], *, isolate: bool) -> RoundReport:
+def _store(results: list[Result], *, isolate: bool, bulk: bool) -> RoundReport:
     from contextlib import nullcontext
 
     from core import billing
     report = RoundReport(meters=len(results))
+    pending: list = []  # (meter, Result) for the bulk call
     gateways_seen: dict[str, bool] = {}
     with session_scope() as s:
         meters = {m.id: m for m in s.scalars(select(Meter).where(Meter.id.in_([r.target.meter_id for r in results])))}
@@ -223,7 +231,9 @@ def _store(results: list[Result], *, isolate: bool) -> RoundReport:
                     record_success(s, meter, r.values, r.taken_at)
                     report.ok += 1
                     total = r.values.total
-                    if total is not None:
+                    if total is not None and bulk:
+                        pending.append((meter, r))
+                    elif total is not None:
                         res = billing.ingest(s, meter.id, r.taken_at, total, r.values.periods, source="poll")
                         report.billing[getattr(res, "status", "stored")] += 1
             except Exception:  # noqa: BLE001 - one meter's billing trouble must not stop the round
@@ -231,9 +241,21 @@ def _store(results: list[Result], *, isolate: bool) -> RoundReport:
                     raise
                 log.exception("storing the reading of meter %s failed", r.target.meter_id)
                 report.billing["error"] += 1
+        if pending:
+            _ingest_bulk(s, pending, report)
         now = utcnow()
         for gw in s.scalars(select(Gateway).where(Gateway.url.in_(list(gateways_seen)))):
             gw.online = gateways_seen[gw.url]
             if gw.online:
                 gw.last_seen_at = now
     return report
+
+
+def _ingest_bulk(s, pending: list, report: RoundReport) -> None:
+    from core import billing, signals
+    rows = [billing.RawReading(meter.id, r.taken_at, r.values.total, r.values.periods, "poll") for meter, r in pending]
+    batch = billing.ingest_batch(s, rows, actor="poller", front="job")
+    for (meter, _r), res in zip(pending, batch.results):
+        report.billing[res.status] += 1
+        if res.status == "accepted" and not getattr(res, "late", False):
+            signals.emit(s, "reading_billed", meter_id=meter.id, account_id=meter.account_id)

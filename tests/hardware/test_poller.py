@@ -155,3 +155,23 @@ def test_one_meter_whose_billing_fails_does_not_spoil_the_round(session, wired_m
     assert not session.scalars(select(Reading).where(Reading.meter_id == bad.id)).all()
     session.refresh(good)
     assert good.online
+
+
+def test_a_big_round_bills_in_one_batch_with_the_same_results(session, wired_meter, monkeypatch):
+    add_plan(session, "flat-0.8", {"kind": "flat", "unit": "kWh", "price": "0.8"})
+    session.commit()
+    monkeypatch.setattr(poller, "BULK_FROM", 1)
+    billed = []
+    listener = signals.on("reading_billed")(lambda meter_id, account_id: billed.append(meter_id))
+    try:
+        meter, sim, gw = wired_meter(tariff="flat-0.8", balance_fen=50_000)
+        assert poller.poll(meter_ids=[meter.id]).billing == {"accepted": 1}
+        time.sleep(1.0)
+        assert poller.poll(meter_ids=[meter.id]).billing == {"accepted": 1}
+    finally:
+        signals.disconnect("reading_billed", listener)
+    assert billed == [meter.id, meter.id]
+    readings = session.scalars(select(Reading).where(Reading.meter_id == meter.id).order_by(Reading.taken_at)).all()
+    used = readings[1].total - readings[0].total
+    wallet = session.scalar(select(LedgerAccount).where(LedgerAccount.account_id == meter.account_id))
+    assert 50_000 - wallet.balance_fen == int((used * 80).quantize(1, rounding="ROUND_HALF_UP"))
