@@ -10,8 +10,9 @@ def init_app(app) -> None:
     from admin import security
     from admin.web import bp
     app.register_blueprint(bp)
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    if not app.config.get("SESSION_COOKIE_SAMESITE"):
+        app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=security.max_session_hours())
     if security.secure_cookies():
         app.config["SESSION_COOKIE_SECURE"] = True

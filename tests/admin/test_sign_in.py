@@ -126,3 +126,26 @@ def test_english_is_one_click_away(manage):
     assert "Audit log" in manage.client.get("/admin/audit").text
     manage.client.get("/admin/lang/zh")
     assert "操作日志" in manage.client.get("/admin/audit").text
+
+
+def test_the_session_cookie_is_http_only_and_same_site(manage):
+    manage.manager("alice", all_sites=True)
+    resp = manage.sign_in("alice")
+    cookie = resp.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_the_language_switch_never_sends_anyone_off_site(client):
+    resp = client.get("/admin/lang/en?next=//evil.example/")
+    assert "evil" not in resp.location
+    resp = client.get("/admin/lang/en?next=https://evil.example/")
+    assert "evil" not in resp.location
+
+
+def test_refusals_are_explained_in_the_managers_language(manage, factory):
+    site = factory.site("东方广场")
+    manage.as_manager("vera", sites=[site], role="viewer")
+    resp = manage.client.get("/admin/tariffs/new")
+    assert resp.status_code == 403 and "您没有权限" in resp.text
+    assert "没有找到" in manage.client.get("/admin/sites/424242/monitor").text
+    assert manage.client.post("/admin/logout").status_code == 400  # no CSRF token
