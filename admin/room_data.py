@@ -51,26 +51,26 @@ def meters_of(session: Session, room: Room, site: Site) -> list[MeterView]:
             base = session.scalar(select(Reading.total).where(Reading.meter_id == m.id, Reading.status == "ok",
                                                               Reading.taken_at >= midnight)
                                   .order_by(Reading.taken_at).limit(1))
-        today = (latest.total - base) if latest is not None and base is not None and latest.taken_at >= midnight \
-            else (Decimal(0) if latest is not None else None)
+        today = (latest.total - base) * m.ct_ratio if latest is not None and base is not None \
+            and latest.taken_at >= midnight else (Decimal(0) if latest is not None else None)
         views.append(MeterView(m, latest, today))
     return views
 
 
 def cost_today_fen(session: Session, account: Account, site: Site) -> int:
-    wallet = ledger.wallet_of(session, account.id)
-    total = session.scalar(
-        select(func.coalesce(func.sum(Posting.amount_fen), 0))
-        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
-        .where(Posting.ledger_account_id == wallet.id, JournalEntry.kind == "consumption",
-               JournalEntry.created_at >= local_midnight(site)))
-    return -int(total or 0)
+    """What billing priced today for the account (every billing mode), from its billed usage."""
+    from core.models.billing import BilledUsage
+    total = session.scalar(select(func.coalesce(func.sum(BilledUsage.amount_fen), 0))
+                           .where(BilledUsage.account_id == account.id,
+                                  BilledUsage.ended_at >= local_midnight(site)))
+    return int(total or 0)
 
 
 def daily_usage(session: Session, meters: list[Meter], site: Site, days: int = DAYS) -> dict:
     """{"days": ["11-01", ...], "series": [{"name", "kind", "data": [usage or None per day]}]}.
 
-    Usage of a day = the last reading of that day minus the last reading before it.
+    Usage of a day = the last reading of that day minus the last reading before it, times the
+    meter's CT ratio (what billing counts).
     """
     tz = ZoneInfo(site.timezone or "Asia/Shanghai")
     today = utcnow().astimezone(tz).date()
@@ -98,7 +98,7 @@ def daily_usage(session: Session, meters: list[Meter], site: Site, days: int = D
                 data.append(None if previous is None else 0)
                 continue
             # The meter's first day counts from its first reading that day.
-            data.append(float(value - (previous if previous is not None else first_by_day[d])))
+            data.append(float((value - (previous if previous is not None else first_by_day[d])) * m.ct_ratio))
             previous = value
         series.append({"name": m.serial, "kind": m.kind, "unit": "m³" if m.kind == "water" else "kWh",
                        "data": data})

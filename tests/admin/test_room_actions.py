@@ -252,3 +252,28 @@ def test_a_viewer_sees_the_action_buttons_disabled(manage, shop):
     manage.as_manager("vera", sites=[site], role="viewer")
     html = manage.client.get(f"/admin/rooms/{account.room_id}").text
     assert "您只有查看权限" in html and "disabled" in html
+
+
+def test_todays_usage_and_cost_come_from_billing_the_meters_readings(manage, factory, session, outbox_held):
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from core.billing import ingest
+    from core.tariff_store import add_plan
+    from core.utils import utcnow
+    site = factory.site("东方广场")
+    add_plan(session, "一元电", {"kind": "flat", "unit": "kWh", "price": "1.00"})
+    session.commit()
+    account = factory.account(room=room_at(factory, site, "A101"), balance_fen=10000, tariff="一元电")
+    meter = account.meters[0]
+    from admin.room_data import local_midnight
+    now = utcnow()
+    earlier = max(local_midnight(site), now - timedelta(minutes=20))  # both readings today, site time
+    ingest(session, meter.id, earlier, Decimal("500.00"))
+    ingest(session, meter.id, now, Decimal("512.34"))
+    session.commit()
+    manage.as_manager("alice", sites=[site])
+    html = manage.client.get(f"/admin/rooms/{account.room_id}").text
+    assert "¥12.34" in html          # cost today: 12.34 kWh at 1 yuan
+    assert "<td>12.34</td>" in html  # usage today on the meter's row
+    assert "87.66" in html           # the balance after billing
