@@ -13,8 +13,11 @@
    profile said no), or back to ``pending`` with exponential backoff; past the deadline a
    pending command ends ``expired``. A meter that does not answer is never "delivered".
 
-``retry_due()`` (periodic) re-enqueues pending commands whose time has come, expires those
-past their deadline, and returns to pending any command a dead worker left running.
+``execute_many(ids)`` does the same for a batch in one claim and one finish transaction, with
+all gateways worked in parallel (each gateway's commands in id order on one connection).
+``retry_due()`` (periodic) re-enqueues pending commands whose time has come (as
+``execute_many`` batches), expires those past their deadline, and returns to pending any
+command a dead worker left running.
 """
 from __future__ import annotations
 
@@ -111,6 +114,10 @@ def _claim(command_ids: list[int]) -> dict[int, "Snapshot | str"]:
         if is_postgres(s):
             q = q.with_for_update(of=MeterCommand, skip_locked=True)
         rows = s.execute(q).all()
+        leftover = set(command_ids) - {c.id for c, _m, _g in rows}
+        if leftover:  # locked by another worker right now (SKIP LOCKED), or no such command
+            for cid in s.scalars(select(MeterCommand.id).where(MeterCommand.id.in_(leftover))):
+                out[cid] = "taken"
         meter_ids = {m.id for _c, m, _g in rows}
         open_by_meter: dict[int, list[MeterCommand]] = {}
         if meter_ids:
