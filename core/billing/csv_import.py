@@ -30,7 +30,7 @@ from core.tariffs.usage import MAX_REGISTER
 from core.tariffs.zones import zone
 
 COLUMNS = ("meter_serial", "taken_at", "total", *PERIODS)
-DEFAULT_CHUNK = 20_000
+DEFAULT_CHUNK = 50_000
 _MILLI = Decimal("0.001")
 
 

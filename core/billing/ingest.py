@@ -53,8 +53,9 @@ _NO_PERIODS = (None,) * len(PERIODS)
 SOURCES = ("poll", "import", "manual")
 
 
-@dataclass(frozen=True)
-class RawReading:
+class RawReading(NamedTuple):
+    """One reading as it arrives (a NamedTuple: imports hold a chunk of them at a time)."""
+
     meter_id: int
     taken_at: datetime  # timezone-aware
     total: Decimal
@@ -300,8 +301,10 @@ def _bill(session: Session, rows: list[RawReading], meters: dict[int, _Meter], s
                   last_periods=_periods_json(rows[last].periods), cycle=state.cycle, cycle_used=state.used,
                   charged_month=state.charged_month, exact_amount=exact,
                   billed_fen=st["billed_fen"] + max(fen, 0), dirty=True)
-        res.per_row[last] = (max(fen, 0), quantity)
-        res.total_fen += max(fen, 0)
+        # prepaid-meter usage is priced for reports, but the meter deducts it, not the platform
+        billed = max(fen, 0) if m.billing_mode in ("prepaid-platform", "postpaid") else 0
+        res.per_row[last] = (billed, quantity)
+        res.total_fen += billed
     entry_ids = post_consumptions(session, consumptions, actor=actor, front=front)
     amount_by_key = {c.key: (c.account_id, c.amount_fen) for c in consumptions}
     for u in usage:

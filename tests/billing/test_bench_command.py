@@ -9,8 +9,7 @@ from meterpay.cli import cli
 
 
 def test_bench_billing_reports_rates_and_a_clean_ledger(database_url):
-    res = CliRunner().invoke(cli, ["bench", "billing", "--meters", "60", "--readings", "4", "--json",
-                                   "--no-listeners"])
+    res = CliRunner().invoke(cli, ["bench", "billing", "--meters", "60", "--readings", "4", "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["readings"] == 240 and out["accepted"] == 240

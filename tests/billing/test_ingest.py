@@ -110,10 +110,11 @@ def test_postpaid_usage_accumulates_for_bills_without_touching_the_wallet(sessio
 def test_prepaid_meter_accounts_record_usage_but_the_meter_holds_the_balance(session, billed_account):
     acct, meter = billed_account(mode="prepaid-meter", balance_fen=0)
     ingest(session, meter.id, at("2026-07-01 00:00"), kwh("0"))
-    ingest(session, meter.id, at("2026-07-02 00:00"), kwh("10"))
+    res = ingest(session, meter.id, at("2026-07-02 00:00"), kwh("10"))
     session.commit()
     usage = session.scalar(select(BilledUsage))
-    assert usage.quantity == Decimal("10") and usage.entry_id is None
+    assert usage.quantity == Decimal("10") and usage.entry_id is None and usage.amount_fen == 600
+    assert res.billed_fen == 0
     assert ledger.account_balance(session, acct.id) == 0
 
 
