@@ -102,6 +102,21 @@ def do_refund(room):
     return t(f"已退款 ¥{format_fen(amount)}", f"Refunded ¥{format_fen(amount)}")
 
 
+def do_adjust(room):
+    acct = _account(room)
+    amount = parse_yuan(request.form.get("amount", ""), field="amount", allow_negative=True)
+    cashdesk.adjust(db(), acct.id, amount, reason=request.form.get("reason", "")[:200], key=op_key("adjust"),
+                    actor=actor(), front="admin")
+    return t(f"已调账 ¥{format_fen(amount)}", f"Adjusted by ¥{format_fen(amount)}")
+
+
+def do_close(room):
+    acct = _account(room)
+    settlement = request.form.get("settlement", "refund")
+    accounts.close_account(db(), acct.id, settlement=settlement, actor=actor(), front="admin")
+    return t(f"{room.number} 已销户", f"Account at {room.number} closed")
+
+
 def do_trip(room):
     cmds = supply.trip(db(), _account(room).id, actor=actor(), front="admin", key=op_key("trip"))
     return t(f"已下发拉闸命令（{len(cmds)} 块表），等待表计确认", f"Cut sent to {len(cmds)} meter(s); waiting for the meter")
@@ -151,14 +166,14 @@ def do_tariff(room):
 
 
 ACTIONS = {
-    "recharge": do_recharge, "refund": do_refund, "trip": do_trip, "restore": do_restore,
+    "recharge": do_recharge, "refund": do_refund, "adjust": do_adjust, "close": do_close, "trip": do_trip, "restore": do_restore,
     "switch": do_switch, "keep_power": do_keep_power, "alarms": do_alarms, "tariff": do_tariff,
 }
 
 
 def needs_confirm(name: str) -> bool:
     """Money moves and supply cuts are confirmed first."""
-    if name in ("recharge", "refund", "trip"):
+    if name in ("recharge", "refund", "adjust", "close", "trip"):
         return True
     return name == "switch" and request.form.get("on") == "0"
 
@@ -168,6 +183,8 @@ def confirm_text(name: str, room) -> str:
     texts = {
         "recharge": t(f"确认给 {room.number} 充值 ¥{amount}？", f"Recharge ¥{amount} to {room.number}?"),
         "refund": t(f"确认从 {room.number} 退款 ¥{amount}？", f"Refund ¥{amount} from {room.number}?"),
+        "adjust": t(f"确认给 {room.number} 调账 ¥{amount}？", f"Adjust {room.number} by ¥{amount}?"),
+        "close": t(f"确认给 {room.number} 销户并结清余额？", f"Close the account at {room.number} and settle its balance?"),
         "trip": t(f"确认对 {room.number} 拉闸断电（断水）？", f"Cut supply to {room.number}?"),
         "switch": t(f"确认断开 {room.number} 的这块表？", f"Cut this meter of {room.number}?"),
     }

@@ -277,3 +277,31 @@ def test_todays_usage_and_cost_come_from_billing_the_meters_readings(manage, fac
     assert "¥12.34" in html          # cost today: 12.34 kWh at 1 yuan
     assert "<td>12.34</td>" in html  # usage today on the meter's row
     assert "87.66" in html           # the balance after billing
+
+
+def test_an_adjustment_needs_a_reason_and_a_confirmation(manage, shop, session):
+    site, account = shop
+    manage.as_manager("alice", sites=[site])
+    url = f"/admin/rooms/{account.room_id}/actions/adjust"
+    assert "确认给 A101 调账 ¥-12.5" in manage.post(url, {"amount": "-12.5", "reason": "抄表错误", "op": "6" * 32}).text
+    assert manage.post(url, {"amount": "-12.5", "reason": "", "op": "6" * 32, "confirm": "yes"}).status_code == 400
+    assert balance(session, account.id) == 10000
+    assert manage.post(url, {"amount": "-12.5", "reason": "抄表错误", "op": "6" * 32,
+                             "confirm": "yes"}).status_code == 303
+    assert balance(session, account.id) == 8750
+
+
+def test_closing_an_account_settles_the_balance_and_frees_the_room(manage, shop, session):
+    site, account = shop
+    manage.as_manager("alice", sites=[site])
+    url = f"/admin/rooms/{account.room_id}/actions/close"
+    assert "销户" in manage.post(url, {"settlement": "refund"}).text
+    session.expire_all()
+    from core.models import Account
+    assert session.get(Account, account.id).status == "open"
+    assert manage.post(url, {"settlement": "refund", "confirm": "yes"}).status_code == 303
+    session.expire_all()
+    assert session.get(Account, account.id).status == "closed" and balance(session, account.id) == 0
+    html = manage.client.get(f"/admin/rooms/{account.room_id}").text
+    assert "空置房间" in html
+    assert manage.post(url, {"settlement": "refund", "confirm": "yes"}).status_code == 400  # nothing left to close
