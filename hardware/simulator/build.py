@@ -77,6 +77,16 @@ def from_database(*, baud: int = 9600, faults: float = 0.0, turnaround: float = 
             if family is None:
                 log.warning("gateway %s speaks %s; the simulator cannot play it", gw.name, gw.protocol)
                 continue
+            same_port = next((g for g in out if g.port == port), None)
+            if same_port is not None:
+                # two gateway rows on one port: one TCP port, one bus, both sets of meters
+                meters = list(same_port.meters.values()) + meters
+                protocol = same_port.protocol if same_port.protocol == gw.protocol else "mixed"
+                out.remove(same_port)
+                out.append(SimGateway(port, protocol, meters, baud=baud, turnaround=turnaround, fault_rate=faults,
+                                      slow_seconds=slow_seconds, seed=gw.id, host=host,
+                                      name=f"{same_port.name} + {gw.name}"))
+                continue
             out.append(SimGateway(port, gw.protocol, meters, baud=baud, turnaround=turnaround, fault_rate=faults,
                                   slow_seconds=slow_seconds, seed=gw.id, host=host, name=gw.name))
     return out
