@@ -362,7 +362,8 @@ def _lock_states(session: Session, meter_ids: list[int]) -> dict[int, dict]:
                                .where(ids_in(session, MeterBillingState.meter_id, meter_ids))))
     todo = [v for v in values if v["meter_id"] not in have]
     if todo:
-        session.execute(insert(MeterBillingState).on_conflict_do_nothing(index_elements=["meter_id"]), todo)
+        session.execute(insert(MeterBillingState.__table__).on_conflict_do_nothing(index_elements=["meter_id"]),
+                        todo)
     q = select(MeterBillingState.__table__).where(ids_in(session, MeterBillingState.meter_id, meter_ids)).order_by(
         MeterBillingState.meter_id)
     if is_postgres(session):

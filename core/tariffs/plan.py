@@ -9,6 +9,8 @@ Plan file (JSON), one of:
     {"kind": "tiered_tou", ...the tou fields..., "cycle": "month",
      "tiers": [{"upto": "240", "surcharge": "0"}, {"upto": null, "surcharge": "0.05"}]}
 
+(a ``tou`` plan that has ``tiers`` is read as ``tiered_tou``.)
+
 Any plan may carry ``"monthly_charge": "20.00"`` (yuan per calendar month with usage). Every error
 is a ValidationError whose message starts with the offending field path.
 """
@@ -157,6 +159,8 @@ def parse_plan(spec: dict) -> Plan:
         _fail("kind", "missing")
     if kind not in KINDS:
         _fail("kind", f"unknown plan kind {kind!r} (one of {', '.join(KINDS)})")
+    if kind == "tou" and spec.get("tiers") is not None:
+        kind = "tiered_tou"  # a TOU plan with tiers: the tier surcharge goes on top of the period price
     unit = spec.get("unit")
     if unit is None:
         _fail("unit", "missing")

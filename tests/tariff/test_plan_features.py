@@ -78,3 +78,8 @@ def test_versions_split_an_interval_at_the_change_and_tiers_count_on():
     assert [(ln.tier, ln.quantity, ln.price) for ln in priced.lines] == [
         (1, Decimal("100"), Decimal("0.4883")), (1, Decimal("140"), Decimal("1")), (2, Decimal("60"), Decimal("2"))]
     assert priced.state == State("2026-07-01", Decimal("300"), None)
+
+
+def test_a_tou_plan_with_tiers_is_tiered_tou():
+    plan = parse_plan({**GUANGDONG_TOU, "tiers": [{"upto": "100", "surcharge": "0"}, {"upto": None, "surcharge": "0.1"}]})
+    assert plan.kind == "tiered_tou" and plan.tiers[1].price == Decimal("0.1")
