@@ -70,11 +70,19 @@ class Link:
 
 # --- Modbus (pymodbus) -------------------------------------------------------------------
 
+def _quiet_pymodbus() -> None:
+    """pymodbus logs every timeout at ERROR; the link counts and reports them itself."""
+    pm = logging.getLogger("pymodbus")
+    if pm.level == logging.NOTSET:
+        pm.setLevel(logging.CRITICAL)
+
+
 class ModbusLink(Link):
     """Modbus RTU framing over TCP (a transparent gateway) or Modbus TCP, via pymodbus's client."""
 
     def __init__(self, url: str, protocol: str = "modbus-rtu", timeout: float | None = None):
         super().__init__(url, timeout)
+        _quiet_pymodbus()
         from pymodbus import FramerType
         from pymodbus.client import AsyncModbusTcpClient
         self.protocol = protocol
@@ -257,7 +265,10 @@ class Dlt645Link(FrameLink):
     async def request(self, address: str, request: bytes, function: int) -> dlt645.Frame:
         """One DL/T 645 exchange; an error reply (bit 6) raises MeterRefused."""
         want = address.zfill(12)
-        frame = await self.exchange(request, lambda f: f.address == want and f.function == function)
+        try:
+            frame = await self.exchange(request, lambda f: f.address == want and f.function == function)
+        except NoReply:
+            raise NoReply(f"meter {want} did not answer within {self.timeout:g}s") from None
         if frame.is_error:
             self.stats.refused += 1
             raise MeterRefused(f"meter {want} refused: {frame.error_text()}")
@@ -281,7 +292,10 @@ class Cjt188Link(FrameLink):
 
     async def request(self, address: str, request: bytes, di: int) -> cjt188.Frame:
         want = address.zfill(14)
-        frame = await self.exchange(request, lambda f: f.address == want and f.di == di)
+        try:
+            frame = await self.exchange(request, lambda f: f.address == want and f.di == di)
+        except NoReply:
+            raise NoReply(f"water meter {want} did not answer within {self.timeout:g}s") from None
         if frame.is_error:
             self.stats.refused += 1
             raise MeterRefused(f"water meter {want} refused the request")

@@ -144,7 +144,8 @@ def test_the_cli_says_one_line_on_timeout(simulator):
     gw = simulator("modbus-rtu", [("acrel-ddsy1352", "1")])
     res = run_cli("meter", "read", "--gateway", gw.url, "--protocol", "modbus-rtu", "--address", "9", "--json",
                   "--timeout", "0.2")
-    assert res.exit_code != 0 and "did not answer" in (res.stderr if _mix_ok() else res.output)
+    err = res.stderr if _mix_ok() else res.output
+    assert res.exit_code != 0 and err.strip() == "error: unit 9 did not answer within 0.2s"
 
 
 def test_the_cli_rejects_a_bad_gateway_url_and_a_bad_amount():
