@@ -195,3 +195,20 @@ def test_two_recharges_of_one_meter_apply_in_order_each_once(session, wired_mete
     assert [x for x in sim.applied if x.startswith("recharge")] == [
         f"recharge 1000 #{count0 + 1}", f"recharge 2000 #{count0 + 2}"]
     assert command(session, b.id).result["base_count"] == count0 + 1
+
+
+def test_a_desk_recharge_of_a_meter_side_account_reaches_the_meter_once(session, wired_meter):
+    from core import cashdesk
+    from core.plugins import load_listeners
+    load_listeners()
+    meter, sim, gw = wired_meter("dlt645-2007", "000000000045", "dlt645", billing_mode="prepaid-meter")
+    count0, balance0 = sim.purchase_count, sim.balance_fen
+    entry = cashdesk.desk_recharge(session, meter.account_id, 3000, key="desk:hw:1", actor="test", front="cli")
+    session.commit()  # after commit: balance_changed -> meter-side push -> executor (eager)
+    cmd = session.scalars(select(MeterCommand).where(MeterCommand.meter_id == meter.id)).one()
+    assert cmd.kind == "recharge" and cmd.params == {"amount_fen": 3000}
+    assert command(session, cmd.id).state == "confirmed"
+    assert sim.purchase_count == count0 + 1 and sim.balance_fen - balance0 > 2800
+    session.refresh(meter)
+    assert meter.purchase_count == count0 + 1
+    assert entry is not None
