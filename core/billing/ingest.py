@@ -134,9 +134,14 @@ def ingest_batch(session: Session, rows: Sequence[RawReading], *, actor: str = "
         # A reading we did not know of (written outside billing): look every row up and go again.
         states = _lock_states(session, sorted(meters))
         out, billed = _ingest_locked(session, rows, meters, states, full_check=True, actor=actor, front=front)
-    for account_id, delta in billed.wallet_deltas.items():
-        signals.emit(session, "balance_changed", account_id=account_id, entry_kind="consumption",
-                     delta_fen=delta, entry_id=billed.last_entry.get(account_id))
+    if billed.wallet_deltas:
+        # The new balance rides along, so a listener can tell "nothing to do" without a query.
+        balances = dict(session.execute(select(LedgerAccount.account_id, LedgerAccount.balance_fen).where(
+            ids_in(session, LedgerAccount.account_id, billed.wallet_deltas))).all())
+        for account_id, delta in billed.wallet_deltas.items():
+            signals.emit(session, "balance_changed", account_id=account_id, entry_kind="consumption",
+                         delta_fen=delta, entry_id=billed.last_entry.get(account_id),
+                         balance_fen=balances.get(account_id))
     return out
 
 
@@ -265,14 +270,18 @@ def _bill(session: Session, rows: list[RawReading], meters: dict[int, _Meter], s
             b = st["baseline"]
             prev_at, prev_total, prev_periods, from_id = (rows[b].taken_at, rows[b].total,
                                                           _periods_json(rows[b].periods), reading_id[b])
-        intervals = []
-        for i in idxs:
-            r = rows[i]
-            intervals.append(Interval(prev_at, r.taken_at, (r.total - prev_total) * m.ct_ratio,
-                                      _deltas(prev_periods, r.periods, m.ct_ratio)))
-            prev_at, prev_total, prev_periods = r.taken_at, r.total, _periods_json(r.periods)
-        quantity = sum((iv.quantity for iv in intervals), Decimal(0))
         pricer = pricers.get(m.plan_id, m.tz) if m.account_id is not None else None
+        last_row = rows[idxs[-1]]
+        if pricer is None or pricer.is_flat:  # only the total matters: one interval
+            intervals = [Interval(prev_at, last_row.taken_at, (last_row.total - prev_total) * m.ct_ratio)]
+        else:
+            intervals = []
+            for i in idxs:
+                r = rows[i]
+                intervals.append(Interval(prev_at, r.taken_at, (r.total - prev_total) * m.ct_ratio,
+                                          _deltas(prev_periods, r.periods, m.ct_ratio)))
+                prev_at, prev_total, prev_periods = r.taken_at, r.total, _periods_json(r.periods)
+        quantity = sum((iv.quantity for iv in intervals), Decimal(0))
         state = State(st["cycle"], st["cycle_used"], st["charged_month"])
         if pricer is not None:
             priced = pricer.price(intervals, state)

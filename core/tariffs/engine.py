@@ -156,6 +156,11 @@ class Pricer:
         self._flat_price = (only.price if len(self.versions) == 1 and only.kind == "flat"
                             and not only.monthly_charge else None)
 
+    @property
+    def is_flat(self) -> bool:
+        """One flat version without a fixed charge: only the total usage matters."""
+        return self._flat_price is not None
+
     # -- splitting -------------------------------------------------------------------------
 
     def _chunks(self, start: datetime, end: datetime) -> list[tuple[datetime, datetime, Version]]:

@@ -40,7 +40,7 @@ def test_a_large_batch_posts_balanced_entries_and_exact_cached_balances(session,
     assert first.billed_fen == len(meters) * 3 * 60
     assert validate(session) == []
     assert {a.id for a, _ in accounts} == {p["account_id"] for p in heard}  # one per account
-    assert all(p["delta_fen"] == -180 for p in heard)
+    assert all(p["delta_fen"] == -180 and p["balance_fen"] == 100_000 - 180 for p in heard)
     assert all(ledger.account_balance(session, a.id) == 100_000 - 180 for a, _ in accounts)
     # replaying the batch moves nothing
     again = ingest_batch(session, _series(meters, 4))
