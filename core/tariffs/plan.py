@@ -118,9 +118,11 @@ def _fail(field: str, message: str) -> None:
 def _decimal(value, field: str, *, allow_negative: bool = False) -> Decimal:
     if value is None:
         _fail(field, "missing")
-    if isinstance(value, (float, bool)):
-        _fail(field, f"give {value!r} as a decimal string, not a JSON number with a binary fraction")
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+        _fail(field, f"{value!r} is not a decimal")
     try:
+        # A JSON number is read as the decimal it was written as (repr of a float is the shortest
+        # text that gives it back), never through binary arithmetic.
         d = Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
         _fail(field, f"{value!r} is not a decimal")

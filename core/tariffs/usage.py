@@ -22,8 +22,8 @@ class RegisterReading:
 
 
 def parse_quantity(value, field: str) -> Decimal:
-    if isinstance(value, (float, bool)) or value is None:
-        raise ValidationError(f"{field}: give the register value as a decimal string (got {value!r})", field=field)
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+        raise ValidationError(f"{field}: {value!r} is not a register value", field=field)
     try:
         d = Decimal(str(value).strip())
     except (InvalidOperation, ValueError):

@@ -42,7 +42,8 @@ CASES = [
     (broken(BEIJING_RESIDENTIAL, ["tiers"], KeyError), "tiers"),
     ({"kind": "flat", "unit": "kWh"}, "price"),
     ({"kind": "flat", "unit": "kWh", "price": "-1"}, "price"),
-    ({"kind": "flat", "unit": "kWh", "price": 0.6}, "price"),  # a float
+    ({"kind": "flat", "unit": "kWh", "price": "six"}, "price"),
+    ({"kind": "flat", "unit": "kWh", "price": [1]}, "price"),
     ({"kind": "flat", "unit": "kWh", "price": "0.12345"}, "price"),
     ({"kind": "flat", "unit": "kW", "price": "1"}, "unit"),
     ({"kind": "stepped", "unit": "kWh", "price": "1"}, "kind"),
@@ -97,3 +98,14 @@ def test_malformed_usage_is_refused_naming_the_field(bad, names):
     with pytest.raises(ValidationError) as err:
         quote(BEIJING_RESIDENTIAL, bad)
     assert names in err.value.message
+
+
+def test_json_numbers_are_read_as_the_decimals_they_were_written_as():
+    from decimal import Decimal
+
+    from core.tariffs import quote
+    assert parse_plan({"kind": "flat", "unit": "kWh", "price": 0.6}).price == Decimal("0.6")
+    q = quote({"kind": "flat", "unit": "kWh", "price": 0.6},
+              {"readings": [{"at": "2026-07-01T00:00:00+08:00", "total": 1000.1},
+                            {"at": "2026-07-02T00:00:00+08:00", "total": 1010.2}]})
+    assert q["total"] == "6.06"
