@@ -36,7 +36,7 @@ from core.db import is_postgres, session_scope
 from core.jobs import enqueue_after_commit, job
 from core.models import Gateway, Meter, MeterCommand
 from core.utils import utcnow
-from hardware import profiles, settings
+from hardware import aio, profiles, settings
 from hardware.availability import record_failure, record_success
 from hardware.buslock import bus_lock
 from hardware.errors import CommError, HardwareError, MeterRefused, Unsupported
@@ -94,7 +94,7 @@ def run_batch(command_ids: list[int]) -> tuple[list[str], dict[str, float]]:
     claimed = _claim(list(command_ids))
     t1 = time.perf_counter()
     snaps = sorted((c for c in claimed.values() if isinstance(c, Snapshot)), key=lambda x: x.command_id)
-    outcomes = asyncio.run(_attempt_all(snaps)) if snaps else {}
+    outcomes = aio.run(_attempt_all(snaps)) if snaps else {}
     t2 = time.perf_counter()
     finished = _finish(snaps, outcomes) if snaps else {}
     t3 = time.perf_counter()

@@ -5,9 +5,7 @@ exchanges, and confirms a command by reading the meter back, like the executor d
 """
 from __future__ import annotations
 
-import asyncio
-
-from hardware import profiles
+from hardware import aio, profiles
 from hardware.buslock import bus_lock
 from hardware.errors import CommError, MeterRefused
 from hardware.transports import open_link
@@ -31,7 +29,7 @@ def read(url: str, protocol: str, address: str, profile: str | None = None,
         async with bus_lock(url):
             async with open_link(url, protocol, timeout) as link:
                 return await prof.read(link, address)
-    return asyncio.run(go())
+    return aio.run(go())
 
 
 def command(url: str, protocol: str, address: str, kind: str, params: dict | None = None,
@@ -54,7 +52,7 @@ def command(url: str, protocol: str, address: str, kind: str, params: dict | Non
                 except CommError:
                     raise send_error or CommError("no reply to the read-back") from None
                 return {"command": kind, "confirmed": ok, "detail": seen, "values": values.to_json()}
-    return asyncio.run(go())
+    return aio.run(go())
 
 
 def recharge(url: str, protocol: str, address: str, amount_fen: int, purchase_count: int | None = None,
@@ -93,7 +91,7 @@ def recharge(url: str, protocol: str, address: str, amount_fen: int, purchase_co
                     raise CommError(f"recharge not confirmed: purchase count still {after}")
                 return {"command": "recharge", "confirmed": True, "already_applied": False,
                         "purchase_count": after, "remaining_amount": f"{remaining / 100:.2f}"}
-    return asyncio.run(go())
+    return aio.run(go())
 
 
 def sync_clock(url: str, protocol: str, address: str, broadcast: bool = False, profile: str | None = None,

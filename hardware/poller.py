@@ -23,7 +23,7 @@ from sqlalchemy import select
 from core.db import session_scope
 from core.models import Gateway, Meter, Site
 from core.utils import utcnow
-from hardware import profiles, settings
+from hardware import aio, profiles, settings
 from hardware.availability import record_failure, record_success
 from hardware.buslock import bus_lock
 from hardware.errors import GatewayDown, HardwareError
@@ -125,7 +125,7 @@ def poll(*, site_ids: list[int] | None = None, meter_ids: list[int] | None = Non
     """Poll now: the meters of these sites / meters / gateways (or every meter) and store the results."""
     targets = load_targets(site_ids=site_ids, meter_ids=meter_ids, gateway_ids=gateway_ids)
     t0 = time.perf_counter()
-    results, stats = asyncio.run(read_all(targets))
+    results, stats = aio.run(read_all(targets))
     t1 = time.perf_counter()
     report = store(results)
     report.stats = stats

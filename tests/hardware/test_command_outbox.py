@@ -212,3 +212,14 @@ def test_a_desk_recharge_of_a_meter_side_account_reaches_the_meter_once(session,
     session.refresh(meter)
     assert meter.purchase_count == count0 + 1
     assert entry is not None
+
+
+def test_the_executor_also_runs_when_called_inside_a_running_event_loop(session, wired_meter):
+    import asyncio
+    meter, sim, gw = wired_meter()
+    cmd = commands.request(session, meter.id, "relay_off", enqueue=False)
+    session.commit()
+
+    async def inside():
+        return executor.execute_command(cmd.id)
+    assert asyncio.run(inside()) == "confirmed"
