@@ -305,3 +305,19 @@ def test_closing_an_account_settles_the_balance_and_frees_the_room(manage, shop,
     html = manage.client.get(f"/admin/rooms/{account.room_id}").text
     assert "空置房间" in html
     assert manage.post(url, {"settlement": "refund", "confirm": "yes"}).status_code == 400  # nothing left to close
+
+
+def test_a_water_meter_is_closed_and_opened_by_its_valve(manage, factory, session, outbox_held):
+    from core.accounts import MeterSpec
+    site = factory.site("东方广场")
+    account = factory.account(room=room_at(factory, site, "A101"), balance_fen=5000, meters=(
+        MeterSpec(serial="W-1", kind="water", profile="cjt188-water", address="00000000000001"),))
+    manage.as_manager("alice", sites=[site])
+    html = manage.client.get(f"/admin/rooms/{account.room_id}").text
+    assert "关阀" in html and "开阀" in html
+    meter_id = str(account.meters[0].id)
+    url = f"/admin/rooms/{account.room_id}/actions/switch"
+    assert manage.post(url, {"meter_id": meter_id, "on": "0", "op": "7" * 32, "confirm": "yes"}).status_code == 303
+    assert manage.post(url, {"meter_id": meter_id, "on": "1", "op": "8" * 32}).status_code == 303
+    kinds = [c.kind for c in session.scalars(select(MeterCommand).order_by(MeterCommand.id))]
+    assert kinds == ["valve_close", "valve_open"]
