@@ -14,6 +14,6 @@ def test_migrations_match_models():
     assert diff == [], f"models and migrations disagree; add an Alembic revision: {diff}"
 
 
-def test_there_is_a_single_migration_head_or_a_merge_is_pending():
+def test_history_has_one_head():
     heads = current_heads()
-    assert heads, "no migration found"
+    assert len(heads) == 1, f"several migration heads {heads}: add a merge revision"
