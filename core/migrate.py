@@ -19,6 +19,9 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def upgrade(url: str | None = None, revision: str = "heads") -> None:
+    url = url or get_settings().database_url
+    if url.startswith("sqlite:///") and not url.endswith(":memory:"):
+        Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(url), revision)
 
 

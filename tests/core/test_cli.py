@@ -68,7 +68,7 @@ def test_demo_seed_builds_the_demo_once(session):
 
 
 def test_the_console_script_runs_db_upgrade_on_a_fresh_sqlite_file(tmp_path):
-    env = {**os.environ, "METERPAY_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}"}
+    env = {**os.environ, "METERPAY_DATABASE_URL": f"sqlite:///{tmp_path / 'var' / 'fresh.db'}"}
     out = subprocess.run([sys.executable, "-m", "meterpay.cli", "db", "upgrade"], env=env, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
