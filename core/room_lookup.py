@@ -39,6 +39,23 @@ def find_room(session: Session, manager_id: int, text: str) -> Room:
     return matches[0]
 
 
+def find_room_by_number(session: Session, number: str, site_name: str | None = None) -> tuple[Room, str]:
+    """A room by its exact number (for commands run by the operator); returns (room, site name).
+
+    Several sites with that number and no ``site_name``: a clear error asking for one.
+    """
+    stmt = select(Room, Site.name).join(Site, Site.id == Room.site_id).where(Room.number == number)
+    if site_name:
+        stmt = stmt.where(Site.name == site_name)
+    rows = session.execute(stmt).all()
+    if not rows:
+        raise NotFound(f"no room {number}" + (f" at site {site_name}" if site_name else ""), field="room")
+    if len(rows) > 1:
+        raise ValidationError(f"room {number} exists at several sites ({', '.join(r[1] for r in rows)}); "
+                              "give --site", field="room")
+    return rows[0][0], rows[0][1]
+
+
 def open_account_at(session: Session, room: Room) -> Account:
     account = session.scalar(select(Account).where(Account.room_id == room.id, Account.status == "open"))
     if account is None:

@@ -47,22 +47,13 @@ def bind_manager(username: str, openid: str) -> None:
 @friendly_errors
 def room_qr(room: str, site_name: str | None) -> None:
     """Create ROOM's official-account QR code (subscribing by it binds the tenant); prints its URL."""
-    from sqlalchemy import select
-
     from bot import binding
     from core.db import new_session
-    from core.errors import NotFound, ValidationError
-    from core.models import Room, Site
+    from core.errors import ValidationError
+    from core.room_lookup import find_room_by_number
     with new_session() as session:
-        stmt = select(Room.id, Room.number, Site.name).join(Site, Site.id == Room.site_id).where(Room.number == room)
-        if site_name:
-            stmt = stmt.where(Site.name == site_name)
-        rows = session.execute(stmt).all()
-    if not rows:
-        raise NotFound(f"no room {room}" + (f" at site {site_name}" if site_name else ""))
-    if len(rows) > 1:
-        raise ValidationError(f"room {room} exists at several sites ({', '.join(r[2] for r in rows)}); give --site")
-    room_id, number, site = rows[0]
+        found, site = find_room_by_number(session, room, site_name)
+        room_id, number = found.id, found.number
     try:
         result = binding.create_qr(room_id)
     except Exception as exc:  # noqa: BLE001 - WeChat or network errors become one line

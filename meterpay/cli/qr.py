@@ -21,23 +21,12 @@ def qr() -> None:
 @friendly_errors
 def room(room: str, site_name: str | None, out_dir: str) -> None:
     """Write ROOM's binding QR code (PNG and SVG); prints the files and the link as JSON."""
-    from sqlalchemy import select
-
     from core.db import new_session
-    from core.errors import NotFound, ValidationError
-    from core.models import Room, Site
+    from core.room_lookup import find_room_by_number
     from miniapp_api import qr as codes
     with new_session() as session:
-        stmt = select(Room.id, Room.number, Site.name).join(Site, Site.id == Room.site_id).where(Room.number == room)
-        if site_name:
-            stmt = stmt.where(Site.name == site_name)
-        rows = session.execute(stmt).all()
-    if not rows:
-        raise NotFound(f"no room {room}" + (f" at site {site_name}" if site_name else ""))
-    if len(rows) > 1:
-        raise ValidationError(f"room {room} exists at several sites ({', '.join(r[2] for r in rows)}); "
-                              "give --site")
-    room_id, number, site = rows[0]
+        found, site = find_room_by_number(session, room, site_name)
+        room_id, number = found.id, found.number
     url = codes.binding_url(room_id)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
