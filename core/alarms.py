@@ -39,6 +39,42 @@ def on_balance_changed(account_id: int, **_payload) -> None:
         evaluate(session, account_id)
 
 
+@signals.handles_many(on_balance_changed)
+def on_balances_changed(payloads: list[dict]) -> None:
+    """Set-based form for bulk billing: one read of every account's mode, levels, alarm level and
+    balance; only the accounts whose level changes are evaluated (each in its own transaction)."""
+    ids = sorted({int(p["account_id"]) for p in payloads})
+    for account_id in needing_evaluation(ids):
+        try:
+            with session_scope() as session:
+                evaluate(session, account_id)
+        except Exception:  # noqa: BLE001 - one account's failure does not stop the others
+            log.exception("alarm evaluation of account %s failed", account_id)
+
+
+def needing_evaluation(account_ids: list[int]) -> list[int]:
+    """The accounts among ``account_ids`` whose alarm state would change with their balance now."""
+    todo: list[int] = []
+    with session_scope() as session:
+        for k in range(0, len(account_ids), 5000):
+            part = account_ids[k:k + 5000]
+            rows = session.execute(
+                select(Account.id, Account.status, Account.billing_mode, Account.alarm_levels, Site.settings,
+                       LedgerAccount.balance_fen, AlarmState.level)
+                .outerjoin(Site, Site.id == Account.site_id)
+                .outerjoin(LedgerAccount, LedgerAccount.account_id == Account.id)
+                .outerjoin(AlarmState, AlarmState.account_id == Account.id)
+                .where(Account.id.in_(part))).all()
+            for aid, status, mode, own_levels, site_settings, balance, level in rows:
+                if status != "open" or mode not in ALARMED_MODES:
+                    want = 0
+                else:
+                    want = alarm_level_for(balance or 0, alarm_levels(own_levels, site_settings))
+                if want != (level or 0):
+                    todo.append(aid)
+    return todo
+
+
 def state_for(session: Session, account_id: int) -> AlarmState:
     """The account's alarm row, created if missing, locked FOR UPDATE."""
     query = select(AlarmState).where(AlarmState.account_id == account_id).with_for_update()

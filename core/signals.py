@@ -4,6 +4,12 @@ Core services call ``emit(session, "balance_changed", account_id=..)``; listener
 control, alarms, meter-side recharge push) subscribe with ``@on("balance_changed")``. Listeners
 run after the transaction commits, so they never see or act on work that was rolled back. A
 listener that raises is logged, never turned into the caller's error.
+
+Bulk paths (billing a chunk of readings) publish many events at once with
+``emit_many(session, event, payloads)``: after commit, ONE job (queue "notify") runs every
+listener for all the payloads, so follow-up work never throttles ingestion. A listener may give a
+set-based version of itself with ``@handles_many(listener)``; ``dispatch_many`` calls that once
+with all payloads instead of calling the listener once per payload.
 """
 from __future__ import annotations
 
@@ -50,6 +56,51 @@ def emit(session: Session, event: str, **payload) -> None:
     if event not in EVENTS:
         raise ValueError(f"unknown event {event!r}")
     after_commit(session, lambda: dispatch(event, **payload))
+
+
+def handles_many(listener: Callable[..., None]) -> Callable[[Callable[[list[dict]], None]], Callable]:
+    """Register ``fn(payloads)`` as the batch form of ``listener`` (used by ``dispatch_many``)."""
+    def register(fn: Callable[[list[dict]], None]) -> Callable[[list[dict]], None]:
+        listener._meterpay_many = fn  # type: ignore[attr-defined]
+        return fn
+    return register
+
+
+# emit_many with at most this many payloads dispatches in line after commit, like emit.
+INLINE_MAX = 1
+
+
+def emit_many(session: Session, event: str, payloads: list[dict], *, queue: str = "notify") -> None:
+    """Publish ``event`` once per payload after commit, as one job for all of them (one per call)."""
+    if event not in EVENTS:
+        raise ValueError(f"unknown event {event!r}")
+    payloads = [dict(p) for p in payloads]
+    if not payloads:
+        return
+    if len(payloads) <= INLINE_MAX:
+        for p in payloads:
+            emit(session, event, **p)
+        return
+    from core import jobs
+    jobs.enqueue_after_commit(session, dispatch_many, event, payloads, queue=queue)
+
+
+def dispatch_many(event: str, payloads: list[dict]) -> None:
+    """Run every listener of ``event`` for all ``payloads`` (the job ``emit_many`` enqueues)."""
+    for fn in list(_listeners[event]):
+        many = getattr(fn, "_meterpay_many", None)
+        try:
+            if many is not None:
+                many(payloads)
+                continue
+        except Exception:  # noqa: BLE001
+            log.exception("batch listener %s for %s failed", getattr(fn, "__name__", fn), event)
+            continue
+        for p in payloads:
+            try:
+                fn(**p)
+            except Exception:  # noqa: BLE001 - a listener's failure is not the caller's
+                log.exception("listener %s for %s failed", getattr(fn, "__name__", fn), event)
 
 
 def dispatch(event: str, **payload) -> None:

@@ -79,6 +79,57 @@ def on_balance_changed(account_id: int, **_payload) -> None:
         evaluate(session, account_id)
 
 
+@signals.handles_many(on_balance_changed)
+def on_balances_changed(payloads: list[dict]) -> None:
+    """Set-based form for bulk billing: one read of every account's state and balance; only the
+    accounts that need a cut, restore or change of a deferred/held cut are evaluated (each in its
+    own transaction, as the single listener does)."""
+    ids = sorted({int(p["account_id"]) for p in payloads})
+    for account_id in needing_evaluation(ids):
+        try:
+            with session_scope() as session:
+                evaluate(session, account_id)
+        except Exception:  # noqa: BLE001 - one account's failure does not stop the others
+            log.exception("automatic supply control of account %s failed", account_id)
+
+
+def needing_evaluation(account_ids: list[int]) -> list[int]:
+    """The accounts among ``account_ids`` for which ``evaluate`` would do something now."""
+    todo: list[int] = []
+    policies: dict[int, Policy] = {}
+    with session_scope() as session:
+        for k in range(0, len(account_ids), 5000):
+            part = account_ids[k:k + 5000]
+            rows = session.execute(
+                select(Account.id, Account.status, Account.billing_mode, Account.site_id, LedgerAccount.balance_fen,
+                       SupplyControl.state)
+                .outerjoin(LedgerAccount, LedgerAccount.account_id == Account.id)
+                .outerjoin(SupplyControl, SupplyControl.account_id == Account.id)
+                .where(Account.id.in_(part))).all()
+            for aid, status, mode, site_id, balance, state in rows:
+                if mode != "prepaid-platform":
+                    continue
+                state = state or "on"
+                if status != "open":
+                    if state != "on":
+                        todo.append(aid)
+                    continue
+                if site_id not in policies:
+                    try:
+                        policies[site_id] = policy_for(session.get(Site, site_id))
+                    except ValidationError:
+                        todo.append(aid)  # evaluate reports it as the single listener would
+                        continue
+                pol = policies[site_id]
+                balance = balance or 0
+                if balance <= pol.cut_at_fen:
+                    if state != "cut":
+                        todo.append(aid)
+                elif state in ("deferred", "held") or (state == "cut" and balance > pol.restore_above_fen):
+                    todo.append(aid)
+    return todo
+
+
 def control_for(session: Session, account_id: int) -> SupplyControl:
     query = select(SupplyControl).where(SupplyControl.account_id == account_id).with_for_update()
     row = session.scalar(query)

@@ -15,8 +15,9 @@ reading, locked for the batch):
 Each meter's new accepted readings in one batch form one billed interval: one ``billed_usage`` row
 and, for a prepaid-platform account, one consumption entry keyed ``usage:<meter>:<reading id>`` by
 the reading that closes it, deducting round(cumulative exact amount) minus what was posted before.
-Postpaid rows wait for a bill; prepaid-meter rows record usage only. ``balance_changed`` is emitted
-once per account touched, after commit; ``ingest`` (one reading) also emits ``reading_billed``.
+Postpaid rows wait for a bill; prepaid-meter rows record usage only. ``balance_changed`` is published
+for every account touched with ``signals.emit_many``: after commit, one job (queue "notify") runs
+the listeners for the whole batch (a batch touching one account dispatches in line); ``ingest`` (one reading) also emits ``reading_billed``.
 """
 from __future__ import annotations
 
@@ -138,10 +139,11 @@ def ingest_batch(session: Session, rows: Sequence[RawReading], *, actor: str = "
         # The new balance rides along, so a listener can tell "nothing to do" without a query.
         balances = dict(session.execute(select(LedgerAccount.account_id, LedgerAccount.balance_fen).where(
             ids_in(session, LedgerAccount.account_id, billed.wallet_deltas))).all())
-        for account_id, delta in billed.wallet_deltas.items():
-            signals.emit(session, "balance_changed", account_id=account_id, entry_kind="consumption",
-                         delta_fen=delta, entry_id=billed.last_entry.get(account_id),
-                         balance_fen=balances.get(account_id))
+        # One job after commit runs the listeners for every account of the batch (one account: in line).
+        signals.emit_many(session, "balance_changed", [
+            {"account_id": account_id, "entry_kind": "consumption", "delta_fen": delta,
+             "entry_id": billed.last_entry.get(account_id), "balance_fen": balances.get(account_id)}
+            for account_id, delta in billed.wallet_deltas.items()])
     return out
 
 

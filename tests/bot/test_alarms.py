@@ -102,3 +102,22 @@ def test_voice_calls_only_for_the_deepest_level(session, sandbox, tenant_on_sms)
     _spend(session, a, 4600, 2)                           # -1.00: level 3
     calls = sandbox.sent("voice")
     assert len(calls) == 1 and calls[0]["CalledNumber"] == "13900000001"
+
+
+def test_the_bulk_fast_path_picks_only_accounts_whose_alarm_level_changes(session, sandbox, factory, clock_at,
+                                                                         monkeypatch):
+    from core import signals
+    from core.alarms import needing_evaluation
+    clock_at(T0)
+    above = factory.account(balance_fen=9000)
+    crossed = factory.account(balance_fen=9000)
+    postpaid = factory.account(balance_fen=0, billing_mode="postpaid")
+    with monkeypatch.context() as m:                        # spent with no listener told yet
+        m.setattr(signals, "emit", lambda *a, **k: None)
+        _spend(session, crossed, 5000, 1)                   # 90 -> 40: level 1
+    assert needing_evaluation(sorted([above.id, crossed.id, postpaid.id])) == [crossed.id]
+    alarms.on_balances_changed([{"account_id": a.id} for a in (above, crossed, postpaid)])
+    session.expire_all()
+    levels = {s.account_id: s.level for s in session.scalars(select(AlarmState))}
+    assert levels.get(crossed.id) == 1 and levels.get(above.id, 0) == 0 and levels.get(postpaid.id, 0) == 0
+    assert needing_evaluation([crossed.id]) == []            # nothing left to do for it

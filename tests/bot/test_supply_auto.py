@@ -201,3 +201,56 @@ def test_a_lost_cut_is_not_resent_once_the_tenant_has_paid(session, sandbox, fac
     session.commit()
     supply_auto.run_due()
     assert "relay_off" not in _kinds(session)[1:]
+
+
+def test_a_bulk_import_that_crosses_the_lines_still_cuts_and_alarms_with_one_job_per_chunk(
+        session, sandbox, factory, clock_at, monkeypatch):
+    """Bulk billing publishes its balance changes as one job per chunk (run in line in eager test
+    mode); the alarms and the cut still happen, and an account left above every line is untouched."""
+    from core import jobs, signals
+    from core.accounts import MeterSpec
+    from core.billing.csv_import import import_text
+    from core.models import AlarmState, Notification
+    from core.tariff_store import add_plan
+
+    clock_at(WEDNESDAY_NOON)
+    add_plan(session, "bulk-flat", {"kind": "flat", "unit": "kWh", "price": "0.6"})
+    session.commit()
+    poor = factory.account(balance_fen=1000, tariff="bulk-flat", meters=(MeterSpec(serial="BULK-POOR"),))
+    mid = factory.account(balance_fen=6000, tariff="bulk-flat", meters=(MeterSpec(serial="BULK-MID"),))
+    rich = factory.account(balance_fen=100_000, tariff="bulk-flat", meters=(MeterSpec(serial="BULK-RICH"),))
+    jobs_enqueued, single_dispatches = [], []
+    real_enqueue, real_dispatch = jobs.enqueue, signals.dispatch
+
+    def spy_enqueue(func, *args, **kw):
+        jobs_enqueued.append((jobs.dotted(func), kw.get("queue")))
+        return real_enqueue(func, *args, **kw)
+
+    def spy_dispatch(event, **payload):
+        single_dispatches.append((event, payload.get("account_id")))
+        return real_dispatch(event, **payload)
+    monkeypatch.setattr(jobs, "enqueue", spy_enqueue)
+    monkeypatch.setattr(signals, "dispatch", spy_dispatch)
+    # 10 kWh = 6.00 yuan per step; three readings per meter, one time per chunk of three rows
+    csv_text = "meter_serial,taken_at,total\n" + "".join(
+        f"{serial},2026-11-25T{8 + h:02d}:00:00+08:00,{100 + used[h]}\n"
+        for h in range(3)
+        for serial, used in (("BULK-POOR", (0, 10, 20)), ("BULK-MID", (0, 0, 20)), ("BULK-RICH", (0, 10, 20))))
+    summary = import_text(csv_text, chunk_size=3)
+    assert summary.accepted == 9 and summary.billed_fen == 3600
+
+    billed_chunks = [j for j in jobs_enqueued if j[0] == "core.signals.dispatch_many"]
+    assert billed_chunks == [("core.signals.dispatch_many", "notify")] * 2   # chunks 2 and 3; chunk 1 is baselines
+    assert [e for e in single_dispatches if e[0] == "balance_changed"] == []  # nothing per account in line
+    assert _kinds(session) == ["relay_off"]                                   # poor: 10.00 - 12.00 < 0
+    assert _state(session, poor).state == "cut"
+    levels = {s.account_id: s.level for s in session.scalars(select(AlarmState))}
+    assert levels.get(poor.id) == 3 and levels.get(mid.id) == 1 and levels.get(rich.id, 0) == 0
+    alarm_keys = [n.key for n in session.scalars(select(Notification).where(Notification.kind == "balance_alarm"))]
+    assert any(k.startswith(f"alarm:{poor.id}:") for k in alarm_keys)
+    assert any(k.startswith(f"alarm:{mid.id}:1:1:1") for k in alarm_keys)
+    assert not any(k.startswith(f"alarm:{rich.id}:") for k in alarm_keys)
+    # a desk recharge stays synchronous: supply comes back at once
+    cashdesk.desk_recharge(session, poor.id, 5000, key="bulk-topup")
+    session.commit()
+    assert _kinds(session) == ["relay_off", "relay_on"]
