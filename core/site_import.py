@@ -25,7 +25,7 @@ from core.errors import MeterpayError, NotFound, ValidationError
 from core.models import Account, Building, Floor, Meter, Room, Site, Tenant
 from core.models.meter import METER_KINDS
 from core.models.tenant import BILLING_MODES
-from core.money import parse_yuan
+from core.money import format_fen, parse_yuan
 
 COLUMNS = ("building", "floor", "room", "area_m2", "tenant", "phone", "meter_serial", "meter_kind", "profile",
            "gateway", "address", "tariff", "billing_mode", "opening_balance")
@@ -302,7 +302,16 @@ def _account_and_meters(session: Session, site: Site, room: Room, rows: list[Row
         if (r.tenant, r.phone, r.billing_mode, r.tariff) != (first.tenant, first.phone, first.billing_mode, first.tariff):
             raise ValidationError("rows of one room must name the same tenant, phone, tariff and billing_mode",
                                   line=r.line)
-    opening = sum(r.opening_balance_fen for r in rows)
+    # The room's opening balance may be repeated on each of its rows (one row per meter): it is
+    # the account's, counted once. Rows naming different amounts are a question, not a sum.
+    amounts = {r.opening_balance_fen for r in rows if r.opening_balance_fen}
+    if len(amounts) > 1:
+        given = [r for r in rows if r.opening_balance_fen]
+        other = next(r for r in given if r.opening_balance_fen != given[0].opening_balance_fen)
+        raise ValidationError(f"opening_balance: rows of room {first.room} name different opening balances "
+                              f"({', '.join(format_fen(a) for a in sorted(amounts))}); give it once or the same on each row",
+                              field="opening_balance", line=other.line)
+    opening = amounts.pop() if amounts else 0
     if not first.tenant:
         # A room without a tenant: meters are registered, no account is opened.
         for r in rows:

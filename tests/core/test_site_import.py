@@ -98,3 +98,19 @@ def test_a_file_with_a_wrong_header_is_refused_whole(session, tmp_path):
 def test_a_missing_file_is_a_clear_error(session):
     with pytest.raises(ValidationError, match="no such file"):
         import_file(session, "Plaza", "/nonexistent/site.csv")
+
+
+def test_an_opening_balance_repeated_on_each_meter_row_is_posted_once(session, plans, tmp_path):
+    path = tmp_path / "repeated.csv"
+    path.write_text(HEADER +
+                    "A,1F,A101,45,Wang,138,EA101,electricity,acrel-ddsy1352,tcp://127.0.0.1:1,1,商业电价,prepaid-platform,100.00\n"
+                    "A,1F,A101,45,Wang,138,WA101,water,cjt188-water,tcp://127.0.0.1:1,00000000000001,商业电价,prepaid-platform,100\n"
+                    "A,1F,A102,45,Li,139,EA102,electricity,acrel-ddsy1352,tcp://127.0.0.1:1,2,商业电价,prepaid-platform,100\n"
+                    "A,1F,A102,45,Li,139,WA102,water,cjt188-water,tcp://127.0.0.1:1,00000000000002,商业电价,prepaid-platform,50\n",
+                    encoding="utf-8")
+    report = import_file(session, "Plaza", path)
+    a101 = session.scalars(select(Account).join(Room).where(Room.number == "A101")).one()
+    assert ledger.account_balance(session, a101.id) == 10000
+    by_line = {e.line: e.reason for e in report.errors}
+    assert "opening_balance" in by_line[5] and "100.00" in by_line[5] and "50.00" in by_line[5]
+    assert set(session.scalars(select(Room.number))) == {"A101"}
