@@ -2,18 +2,22 @@
 
 On a scratch database (PostgreSQL beside METERPAY_DATABASE_URL when it is PostgreSQL, else a temp
 SQLite file) it opens one account, binds a tenant and issues its token, starts ``meterpay serve``
-(gunicorn, 2 workers) on a free loopback port, and drives it with a small asyncio load tool:
-``--concurrency`` keep-alive connections (default 50), each sending requests back to back for
-``--seconds``. In the same run it measures ``GET /api/v1/ping`` (no auth, no database: the
-baseline) and ``GET /api/v1/accounts/<id>/balance`` (token check, binding check, balance read).
-It prints one JSON line: requests/s, p50/p99 latency, errors, and ``ratio`` = balance / ping rps.
-Target: ratio >= 0.5 and balance p99 < 50 ms at 50 clients.
+(gunicorn, 2 workers) on a free loopback port, and drives it with a load tool: ``wrk`` when it is
+installed (C, one thread, so it leaves the cores to the server; a Lua script adds the
+Authorization header and prints the numbers), else a small asyncio loader in this process.
+``--concurrency`` keep-alive connections (default 50) send requests back to back for ``--seconds``.
+Each run measures ``GET /api/v1/ping`` (no auth, no database: the baseline) and then
+``GET /api/v1/accounts/<id>/balance`` (token check, binding check, balance read) on the same
+server; ``--runs N`` repeats the pair and reports every run, the median and the spread.
+It prints one JSON line: requests/s, p50/p99 latency, errors, ``ratio`` = balance / ping rps,
+and the load averages before and after. Target: ratio >= 0.5 and balance p99 < 50 ms at 50 clients.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -114,7 +118,7 @@ async def _client(host: str, port: int, request: bytes, stop_at: float, latencie
         writer.close()
 
 
-def load(host: str, port: int, path: str, headers: dict, concurrency: int, seconds: float) -> dict:
+def load_python(host: str, port: int, path: str, headers: dict, concurrency: int, seconds: float) -> dict:
     """Keep ``concurrency`` keep-alive connections busy on ``path`` for ``seconds``."""
     extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode()
@@ -134,6 +138,77 @@ def load(host: str, port: int, path: str, headers: dict, concurrency: int, secon
             "mean_ms": round(statistics.fmean(lat) * 1000, 2) if lat else None, "errors": len(errors)}
 
 
+
+WRK_SCRIPT = r"""
+local auth = os.getenv("BENCH_AUTHORIZATION")
+if auth and auth ~= "" then wrk.headers["Authorization"] = auth end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f,"errors":%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), latency.max,
+    latency.mean, e.status + e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def load_wrk(host: str, port: int, path: str, headers: dict, concurrency: int, seconds: float) -> dict:
+    """The same measurement with wrk (one thread, ``concurrency`` connections, ``seconds`` long)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(WRK_SCRIPT)
+    env = {**os.environ, "BENCH_AUTHORIZATION": headers.get("Authorization", "")}
+    try:
+        out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+                              "-s", f.name, f"http://{host}:{port}{path}"],
+                             env=env, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    finally:
+        os.remove(f.name)
+    line = next(ln for ln in out.splitlines() if ln.startswith("BENCH "))
+    r = json.loads(line[6:])
+    return {"requests": r["requests"], "rps": round(r["requests"] / (r["duration_us"] / 1e6), 1),
+            "p50_ms": round(r["p50_us"] / 1000, 2), "p99_ms": round(r["p99_us"] / 1000, 2),
+            "mean_ms": round(r["mean_us"] / 1000, 2), "errors": r["errors"]}
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process and its children (the gunicorn master and workers); Linux only."""
+    def stat(p: str) -> list[str] | None:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+    if not os.path.exists("/proc/self/stat"):
+        return None
+    ticks = 0
+    for p in os.listdir("/proc"):
+        if p.isdigit() and (fields := stat(p)) and (int(p) == pid or int(fields[1]) == pid):
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _measured(load, pid: int, *args) -> dict:
+    """One load run, plus the server's CPU milliseconds per request (less noisy than rates on a busy box)."""
+    before = _cpu_seconds(pid)
+    result = load(*args)
+    after = _cpu_seconds(pid)
+    if before is not None and after is not None and result["requests"]:
+        result["server_cpu_ms_per_request"] = round((after - before) * 1000 / result["requests"], 3)
+    return result
+
+
+def _loadavg() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def _spread(runs: list[dict], side: str, key: str) -> dict:
+    values = [r[side][key] for r in runs]
+    return {"median": round(statistics.median(values), 2), "min": min(values), "max": max(values)}
+
+
 def _wait_up(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -149,17 +224,28 @@ def _wait_up(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
 
 @bench.command("api")
 @click.option("--concurrency", type=int, default=50, show_default=True)
-@click.option("--seconds", type=float, default=5.0, show_default=True, help="per endpoint, after a warm-up")
+@click.option("--seconds", type=float, default=5.0, show_default=True, help="per endpoint and run, after a warm-up")
 @click.option("--workers", type=int, default=2, show_default=True)
-@click.option("--threads", type=int, default=None, help="threads per worker (METERPAY_WEB_THREADS, serve's default 4)")
+@click.option("--threads", type=int, default=None,
+              help="threads per worker (METERPAY_WEB_THREADS, serve's default)")
+@click.option("--runs", type=int, default=1, show_default=True, help="ping+balance pairs; reports median and spread")
+@click.option("--tool", type=click.Choice(["auto", "wrk", "python"]), default="auto", show_default=True,
+              help="load tool: wrk if installed (auto), or the asyncio loader")
 @friendly_errors
-def bench_api(concurrency: int, seconds: float, workers: int, threads: int | None) -> None:
+def bench_api(concurrency: int, seconds: float, workers: int, threads: int | None, runs: int, tool: str) -> None:
     """Balance endpoint vs a trivial endpoint on `meterpay serve` (gunicorn), at N concurrent clients."""
-    if not 1 <= concurrency <= 1000 or not 0.5 <= seconds <= 120:
-        from core.errors import ValidationError
-        raise ValidationError("--concurrency must be 1-1000 and --seconds 0.5-120")
-    from core.config import get_settings
+    from core.errors import ValidationError
+    if not 1 <= concurrency <= 1000 or not 0.5 <= seconds <= 120 or not 1 <= runs <= 20:
+        raise ValidationError("--concurrency must be 1-1000, --seconds 0.5-120 and --runs 1-20")
+    if tool == "auto":
+        tool = "wrk" if shutil.which("wrk") else "python"
+    elif tool == "wrk" and not shutil.which("wrk"):
+        raise ValidationError("wrk is not installed (apt-get install wrk), or use --tool python")
+    load = load_wrk if tool == "wrk" else load_python
+    from core.config import get_settings, reset_settings
+    from core.db import reset_engine
     url, drop = _scratch_db(get_settings().database_url)
+    saved_url = os.environ.get("METERPAY_DATABASE_URL")
     proc = None
     try:
         account_id, token = _seed(url)
@@ -174,19 +260,36 @@ def bench_api(concurrency: int, seconds: float, workers: int, threads: int | Non
         _wait_up(port, proc)
         auth = {"Authorization": f"Bearer {token}"}
         balance_path = f"/api/v1/accounts/{account_id}/balance"
+        load_before = _loadavg()
         load("127.0.0.1", port, "/api/v1/ping", {}, concurrency, min(1.0, seconds))  # warm-up
         load("127.0.0.1", port, balance_path, auth, concurrency, min(1.0, seconds))
-        trivial = load("127.0.0.1", port, "/api/v1/ping", {}, concurrency, seconds)
-        balance = load("127.0.0.1", port, balance_path, auth, concurrency, seconds)
-        ratio = round(balance["rps"] / trivial["rps"], 3) if trivial["rps"] else None
+        results = []
+        for _ in range(runs):
+            trivial = _measured(load, proc.pid, "127.0.0.1", port, "/api/v1/ping", {}, concurrency, seconds)
+            balance = _measured(load, proc.pid, "127.0.0.1", port, balance_path, auth, concurrency, seconds)
+            ratio = round(balance["rps"] / trivial["rps"], 3) if trivial["rps"] else 0.0
+            results.append({"trivial": trivial, "balance": balance, "ratio": ratio})
+        median = sorted(results, key=lambda r: r["ratio"])[(len(results) - 1) // 2]
+        errors = sum(r["balance"]["errors"] + r["trivial"]["errors"] for r in results)
+        p99 = statistics.median(r["balance"]["p99_ms"] or 0 for r in results)
+        ratio = statistics.median(r["ratio"] for r in results)
+        from meterpay import gunicorn_conf
         print(json.dumps({
-            "bench": "api", "server": f"meterpay serve (gunicorn, {workers} workers x "
-                                                f"{env.get('METERPAY_WEB_THREADS', '4')} threads)",
-            "database": url.split(":", 1)[0], "concurrency": concurrency, "seconds": seconds,
-            "trivial": {"path": "/api/v1/ping", **trivial}, "balance": {"path": balance_path, **balance},
-            "ratio": ratio, "target": {"ratio_min": 0.5, "p99_ms_max": 50},
-            "meets_target": bool(ratio and ratio >= 0.5 and balance["p99_ms"] is not None
-                                 and balance["p99_ms"] < 50 and balance["errors"] == 0),
+            "bench": "api", "tool": tool,
+            "server": f"meterpay serve (gunicorn {gunicorn_conf.worker_class}, {workers} workers x "
+                      f"{env.get('METERPAY_WEB_THREADS', gunicorn_conf.DEFAULT_THREADS)} threads)",
+            "access_log": gunicorn_conf.accesslog is not None, "database": url.split(":", 1)[0], "concurrency": concurrency, "seconds": seconds,
+            "trivial": {"path": "/api/v1/ping", **median["trivial"]},
+            "balance": {"path": balance_path, **median["balance"]},
+            "ratio": median["ratio"], "runs": results,
+            "median": {"ratio": round(ratio, 3),
+                       "trivial_rps": _spread(results, "trivial", "rps"),
+                       "balance_rps": _spread(results, "balance", "rps"),
+                       "trivial_p99_ms": _spread(results, "trivial", "p99_ms"),
+                       "balance_p99_ms": _spread(results, "balance", "p99_ms")},
+            "loadavg_before": load_before, "loadavg_after": _loadavg(), "cpus": os.cpu_count(),
+            "target": {"ratio_min": 0.5, "p99_ms_max": 50},
+            "meets_target": bool(ratio >= 0.5 and p99 < 50 and errors == 0),
         }))
     finally:
         if proc is not None and proc.poll() is None:
@@ -196,3 +299,9 @@ def bench_api(concurrency: int, seconds: float, workers: int, threads: int | Non
             except subprocess.TimeoutExpired:
                 proc.kill()
         drop()
+        if saved_url is None:  # _seed pointed this process at the scratch database; point it back
+            os.environ.pop("METERPAY_DATABASE_URL", None)
+        else:
+            os.environ["METERPAY_DATABASE_URL"] = saved_url
+        reset_settings()
+        reset_engine()

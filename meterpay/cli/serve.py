@@ -26,9 +26,11 @@ def serve(workers: int | None, host: str | None) -> None:
     settings = _settings()
     workers = workers or int(os.environ.get("METERPAY_WEB_WORKERS", "2"))
     host = host or os.environ.get("METERPAY_HOST", "127.0.0.1")
-    args = [sys.executable, "-m", "gunicorn", "meterpay.wsgi:app", "--bind", f"{host}:{settings.port}",
-            "--workers", str(workers), "--threads", os.environ.get("METERPAY_WEB_THREADS", "4"),
-            "--access-logfile", "-", "--graceful-timeout", "10"]
+    from meterpay import gunicorn_conf
+    # Worker class, keep-alive and the access log (off unless METERPAY_ACCESS_LOG=1) are in the config.
+    args = [sys.executable, "-m", "gunicorn", "-c", "python:meterpay.gunicorn_conf", "meterpay.wsgi:app",
+            "--bind", f"{host}:{settings.port}", "--workers", str(workers),
+            "--threads", os.environ.get("METERPAY_WEB_THREADS", gunicorn_conf.DEFAULT_THREADS)]
     os.execv(sys.executable, args)
 
 

@@ -1,0 +1,33 @@
+"""gunicorn settings for ``meterpay serve`` (``gunicorn -c python:meterpay.gunicorn_conf``).
+
+Read from the environment when gunicorn starts; ``meterpay serve`` passes bind, workers and
+threads on the command line (they win over this file). Documented in docs/miniapp.md.
+
+| variable | default | meaning |
+|---|---|---|
+| METERPAY_WEB_THREADS | 8 | threads per worker (gthread) |
+| METERPAY_WEB_WORKER_CLASS | gthread | gunicorn worker class (sync, gthread) |
+| METERPAY_WEB_KEEPALIVE | 15 | seconds an idle keep-alive connection stays open |
+| METERPAY_ACCESS_LOG | 0 | 1: one access line per request on stdout (off: it costs CPU on every request) |
+"""
+from __future__ import annotations
+
+import os
+
+DEFAULT_THREADS = "8"
+
+wsgi_app = "meterpay.wsgi:app"
+worker_class = os.environ.get("METERPAY_WEB_WORKER_CLASS", "gthread")
+threads = int(os.environ.get("METERPAY_WEB_THREADS", DEFAULT_THREADS))
+keepalive = int(os.environ.get("METERPAY_WEB_KEEPALIVE", "15"))
+worker_connections = 1000
+graceful_timeout = 10
+accesslog = "-" if os.environ.get("METERPAY_ACCESS_LOG", "0").lower() in ("1", "true", "yes", "on") else None
+errorlog = "-"
+
+
+def post_fork(server, worker):
+    """Hand the GIL over sooner than Python's 5 ms default: a thread back from a database round trip
+    should not wait a whole interval behind a thread that is parsing the next request."""
+    import sys
+    sys.setswitchinterval(float(os.environ.get("METERPAY_WEB_SWITCH_INTERVAL", "0.005")))

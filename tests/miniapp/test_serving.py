@@ -1,0 +1,108 @@
+"""How `meterpay serve` runs the app, the cached token check on the hot path, and `meterpay bench api`."""
+from __future__ import annotations
+
+import importlib
+import json
+import time
+
+import pytest
+from click.testing import CliRunner
+
+
+def test_a_token_verified_once_still_expires_and_a_tampered_copy_is_still_refused(monkeypatch):
+    from miniapp_api import auth
+    token = auth.issue_token("tenant-openid")
+    assert auth.openid_from_token(token) == "tenant-openid"
+    assert auth.openid_from_token(token) == "tenant-openid"  # the second check is a cache hit
+    with pytest.raises(auth.Unauthorized, match="bad token"):
+        auth.openid_from_token(token[:-2] + ("xx" if not token.endswith("xx") else "yy"))
+    monkeypatch.setenv("METERPAY_MINIAPP_TOKEN_TTL", "60")
+    real_time = time.time
+    monkeypatch.setattr(auth.time, "time", lambda: real_time() + 61)
+    with pytest.raises(auth.Unauthorized, match="expired"):
+        auth.openid_from_token(token)
+
+
+def test_a_token_signed_under_another_secret_key_is_refused_even_after_it_was_verified(monkeypatch):
+    from core.config import reset_settings
+    from miniapp_api import auth
+    token = auth.issue_token("tenant-openid")
+    assert auth.openid_from_token(token) == "tenant-openid"
+    monkeypatch.setenv("METERPAY_SECRET_KEY", "a-rotated-secret-key")
+    reset_settings()
+    try:
+        with pytest.raises(auth.Unauthorized, match="bad token"):
+            auth.openid_from_token(token)
+    finally:
+        monkeypatch.undo()
+        reset_settings()
+
+
+def _serve_args(monkeypatch, *cli_args, **env) -> list[str]:
+    from meterpay.cli.base import cli
+    for name in ("METERPAY_WEB_THREADS", "METERPAY_WEB_WORKERS", "METERPAY_HOST", "METERPAY_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    from core.config import reset_settings
+    reset_settings()
+    seen = []
+    monkeypatch.setattr("os.execv", lambda exe, args: seen.append(args))
+    result = CliRunner().invoke(cli, ["serve", *cli_args])
+    reset_settings()
+    assert result.exit_code == 0, result.output
+    return seen[0]
+
+
+def test_serve_runs_gunicorn_with_two_workers_and_the_meterpay_config(monkeypatch):
+    args = _serve_args(monkeypatch, METERPAY_PORT="5123")
+    assert args[1:3] == ["-m", "gunicorn"]
+    assert args[args.index("-c") + 1] == "python:meterpay.gunicorn_conf"
+    assert args[args.index("--workers") + 1] == "2"
+    assert args[args.index("--bind") + 1] == "127.0.0.1:5123"
+    assert args[args.index("--threads") + 1] == "8"
+
+
+def test_serve_flags_and_variables_still_choose_workers_threads_and_address(monkeypatch):
+    args = _serve_args(monkeypatch, "--workers", "3", "--host", "0.0.0.0", METERPAY_PORT="5124",
+                       METERPAY_WEB_THREADS="6")
+    assert args[args.index("--workers") + 1] == "3"
+    assert args[args.index("--threads") + 1] == "6"
+    assert args[args.index("--bind") + 1] == "0.0.0.0:5124"
+    args = _serve_args(monkeypatch, METERPAY_WEB_WORKERS="4", METERPAY_HOST="10.0.0.5")
+    assert args[args.index("--workers") + 1] == "4"
+    assert args[args.index("--bind") + 1].startswith("10.0.0.5:")
+
+
+def test_the_access_log_is_off_unless_asked_for_and_the_worker_is_threaded(monkeypatch):
+    from meterpay import gunicorn_conf
+    for name in ("METERPAY_ACCESS_LOG", "METERPAY_WEB_WORKER_CLASS", "METERPAY_WEB_KEEPALIVE"):
+        monkeypatch.delenv(name, raising=False)
+    conf = importlib.reload(gunicorn_conf)
+    assert conf.accesslog is None and conf.worker_class == "gthread" and conf.keepalive >= 5
+    monkeypatch.setenv("METERPAY_ACCESS_LOG", "1")
+    monkeypatch.setenv("METERPAY_WEB_KEEPALIVE", "30")
+    conf = importlib.reload(gunicorn_conf)
+    assert conf.accesslog == "-" and conf.keepalive == 30
+    monkeypatch.undo()
+    importlib.reload(gunicorn_conf)
+
+
+def test_bench_api_refuses_bad_options_in_one_line():
+    from meterpay.cli.base import cli
+    result = CliRunner().invoke(cli, ["bench", "api", "--runs", "0"])
+    assert result.exit_code != 0 and "--runs" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_bench_api_measures_ping_and_balance_on_meterpay_serve_without_errors(database_url):
+    from meterpay.cli.base import cli
+    result = CliRunner().invoke(cli, ["bench", "api", "--seconds", "1", "--concurrency", "4", "--runs", "2"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output.strip().splitlines()[-1])
+    assert out["server"].startswith("meterpay serve (gunicorn gthread, 2 workers")
+    assert len(out["runs"]) == 2 and out["access_log"] is False
+    for run in out["runs"]:
+        for side in ("trivial", "balance"):
+            assert run[side]["requests"] > 0 and run[side]["errors"] == 0
+    assert out["balance"]["path"].endswith("/balance") and out["median"]["ratio"] > 0
