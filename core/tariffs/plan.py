@@ -24,6 +24,8 @@ from decimal import Decimal, InvalidOperation
 from core.errors import ValidationError
 
 UNITS = ("kWh", "m3")
+# How people write the units in a plan file; each means one of UNITS.
+UNIT_SPELLINGS = {"kwh": "kWh", "m3": "m3", "m³": "m3"}
 KINDS = ("flat", "tiered", "tou", "tiered_tou")
 PERIODS = ("sharp", "peak", "flat", "valley", "deep_valley")
 CYCLES = ("month", "year")
@@ -166,8 +168,9 @@ def parse_plan(spec: dict) -> Plan:
     unit = spec.get("unit")
     if unit is None:
         _fail("unit", "missing")
+    unit = UNIT_SPELLINGS.get(unit.strip().lower()) if isinstance(unit, str) else None
     if unit not in UNITS:
-        _fail("unit", f"must be one of {', '.join(UNITS)} (got {unit!r})")
+        _fail("unit", f"must be one of kWh, m3 (or m³) (got {spec.get('unit')!r})")
     fields: dict = {"kind": kind, "unit": unit}
     if spec.get("monthly_charge") is not None:
         charge = _decimal(spec["monthly_charge"], "monthly_charge")

@@ -57,3 +57,10 @@ def test_meter_registers_decide_the_tou_split_when_present():
                                    periods=[{"sharp": "0", "peak": "0", "flat": "0", "valley": "0"},
                                             {"sharp": "0", "peak": "0", "flat": "4", "valley": "20"}]))
     assert {ln["period"]: ln["quantity"] for ln in q["lines"]} == {"flat": "4.00", "valley": "20.00"}
+
+
+def test_a_water_plan_may_write_its_unit_as_m3_or_m_cubed():
+    for spelling in ("m³", "m3", "M3"):
+        plan = {**BEIJING_WATER, "unit": spelling}
+        q = quote(plan, usage(("2026-01-01T00:00:00+08:00", "0.000"), ("2026-12-31T00:00:00+08:00", "300.000")))
+        assert q["total"] == "1820.00" and q["lines"][0]["quantity"] == "180.000"
