@@ -88,6 +88,9 @@ class _Parser:
         self.i_serial, self.i_at, self.i_total = col["meter_serial"], col["taken_at"], col.get("total")
         self.periods = [(p, col[p]) for p in PERIODS if p in col]
         self.meters = meters
+        # A poll round shares its timestamps: each text is parsed once per chunk, and rows of one
+        # time share one (immutable) datetime, which also makes sorting and comparing them cheap.
+        self.times: dict[tuple[str, str | None], datetime] = {}
 
     def __call__(self, row: list[str]) -> RawReading:
         n = len(row)
@@ -101,12 +104,15 @@ class _Parser:
         text = row[self.i_at].strip() if self.i_at < n else ""
         if not text:
             raise ValidationError("taken_at: missing", field="taken_at")
-        try:
-            taken_at = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValidationError(f"taken_at: {text!r} is not an ISO 8601 time", field="taken_at") from None
-        if taken_at.tzinfo is None:
-            taken_at = taken_at.replace(tzinfo=zone(tz or "Asia/Shanghai"))
+        taken_at = self.times.get((text, tz))
+        if taken_at is None:
+            try:
+                taken_at = datetime.fromisoformat(text)
+            except ValueError:
+                raise ValidationError(f"taken_at: {text!r} is not an ISO 8601 time", field="taken_at") from None
+            if taken_at.tzinfo is None:
+                taken_at = taken_at.replace(tzinfo=zone(tz or "Asia/Shanghai"))
+            self.times[(text, tz)] = taken_at
         total = row[self.i_total].strip() if self.i_total is not None and self.i_total < n else ""
         if not total:
             raise ValidationError("total: missing", field="total")

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from core import ledger
-from core.billing.store import copy_rows, next_ids
+from core.billing.store import copy_lines, copy_text, next_ids
 from core.db import is_postgres, utcnow
 from core.errors import ValidationError
 from core.ledger import Leg
@@ -74,14 +74,16 @@ def _copy_post(session: Session, items: list[Consumption], *, actor: str, front:
     if not todo:
         return out
     ids = next_ids(session, "journal_entries", len(todo))
-    now = utcnow()
-    copy_rows(session, "COPY journal_entries (id, idempotency_key, kind, account_id, memo, actor, front, meta, "
-              "created_at) FROM STDIN",
-              ((eid, it.key, "consumption", it.account_id, it.memo, actor, front, json.dumps(it.meta), now)
-               for eid, it in zip(ids, todo)))
-    copy_rows(session, "COPY postings (entry_id, ledger_account_id, amount_fen) FROM STDIN",
-              (row for eid, it in zip(ids, todo)
-               for row in ((eid, it.wallet_id, -it.amount_fen), (eid, it.revenue_id, it.amount_fen))))
+    now = utcnow().isoformat()
+    t = copy_text
+    who = f"{t(actor)}\t{t(front)}"
+    copy_lines(session, "COPY journal_entries (id, idempotency_key, kind, account_id, memo, actor, front, meta, "
+               "created_at) FROM STDIN",
+               (f"{eid}\t{t(it.key)}\tconsumption\t{t(it.account_id)}\t{t(it.memo)}\t{who}\t"
+                f"{t(json.dumps(it.meta))}\t{now}\n" for eid, it in zip(ids, todo)))
+    copy_lines(session, "COPY postings (entry_id, ledger_account_id, amount_fen) FROM STDIN",
+               (f"{eid}\t{it.wallet_id}\t{-it.amount_fen}\n{eid}\t{it.revenue_id}\t{it.amount_fen}\n"
+                for eid, it in zip(ids, todo)))
     deltas: dict[int, int] = {}
     for it in todo:
         deltas[it.wallet_id] = deltas.get(it.wallet_id, 0) - it.amount_fen

@@ -40,6 +40,34 @@ def copy_rows(session: Session, sql: str, rows) -> None:
                 copy.write_row(r)
 
 
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def copy_text(value) -> str:
+    """One value as a field of COPY's text format (None is NULL; text escaped)."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)  # int, Decimal: digits, sign, point, exponent
+
+
+def copy_lines(session: Session, sql: str, lines) -> None:
+    """COPY already formatted text lines (each ending in a newline), in blocks."""
+    with session.connection().connection.driver_connection.cursor() as cur:
+        with cur.copy(sql) as copy:
+            buf = []
+            for line in lines:
+                buf.append(line)
+                if len(buf) >= 10000:
+                    copy.write("".join(buf))
+                    buf.clear()
+            if buf:
+                copy.write("".join(buf))
+
+
 def next_ids(session: Session, table: str, n: int) -> list[int]:
     """Take ``n`` ids from the table's sequence (PostgreSQL)."""
     with session.connection().connection.driver_connection.cursor() as cur:
@@ -91,11 +119,13 @@ def insert_usage(session: Session, rows: list[dict]) -> None:
         return
     cols = ("meter_id", "account_id", "billing_mode", "from_reading_id", "to_reading_id", "started_at", "ended_at",
             "quantity", "amount", "amount_fen", "lines", "entry_id", "created_at")
-    now = utcnow()
-    copy_rows(session, "COPY billed_usage (" + ", ".join(cols) + ") FROM STDIN",
-              ((r["meter_id"], r["account_id"], r["billing_mode"], r["from_reading_id"], r["to_reading_id"],
-                r["started_at"], r["ended_at"], r["quantity"], r["amount"], r["amount_fen"], json.dumps(r["lines"]),
-                r["entry_id"], now) for r in rows))
+    now = utcnow().isoformat()
+    t = copy_text
+    copy_lines(session, "COPY billed_usage (" + ", ".join(cols) + ") FROM STDIN",
+               (f"{r['meter_id']}\t{t(r['account_id'])}\t{t(r['billing_mode'])}\t{r['from_reading_id']}\t"
+                f"{r['to_reading_id']}\t{r['started_at'].isoformat()}\t{r['ended_at'].isoformat()}\t{r['quantity']}\t"
+                f"{r['amount']}\t{int(r['amount_fen'])}\t{t(json.dumps(r['lines']))}\t{t(r['entry_id'])}\t{now}\n"
+                for r in rows))
 
 
 def insert_events(session: Session, rows: list[dict]) -> None:

@@ -88,3 +88,37 @@ def test_ledger_check_command_stays_clean_after_an_import(session, billed_accoun
     assert res.exit_code == 0, res.output
     with session_scope() as s:
         assert validate(s) == []
+
+
+def test_the_copy_path_stores_the_same_entries_and_usage_as_the_orm_path(session, billed_account, monkeypatch,
+                                                                         pg_only):
+    from core.models import BilledUsage, Posting
+    from tests.billing.conftest import BEIJING_TIERS
+    (a1, m1), (a2, m2) = billed_account(BEIJING_TIERS), billed_account(BEIJING_TIERS)
+    monkeypatch.setattr(ledger_bulk, "COPY_THRESHOLD", 1)
+    monkeypatch.setattr(store, "COPY_THRESHOLD", 1)
+    ingest_batch(session, _series([m1], 6, "55.5"))
+    session.commit()
+    monkeypatch.setattr(ledger_bulk, "COPY_THRESHOLD", 10 ** 9)
+    monkeypatch.setattr(store, "COPY_THRESHOLD", 10 ** 9)
+    ingest_batch(session, _series([m2], 6, "55.5"))
+    session.commit()
+    session.expire_all()
+
+    def stored(account, meter):
+        entry = session.scalar(select(JournalEntry).where(JournalEntry.account_id == account.id,
+                                                          JournalEntry.kind == "consumption"))
+        usage = session.scalar(select(BilledUsage).where(BilledUsage.meter_id == meter.id))
+        legs = sorted(p.amount_fen for p in session.scalars(select(Posting).where(Posting.entry_id == entry.id)))
+        meta = {k: v for k, v in entry.meta.items() if k not in ("meter_id", "reading_id")}
+        return (entry.memo, entry.actor, entry.front, meta, legs, usage.lines, usage.quantity, usage.amount,
+                usage.amount_fen, usage.started_at, usage.ended_at, usage.billing_mode, usage.entry_id == entry.id)
+    assert stored(a1, m1) == stored(a2, m2)
+    assert stored(a1, m1)[4] == [-stored(a1, m1)[8], stored(a1, m1)[8]] and stored(a1, m1)[8] > 0
+    assert len(stored(a1, m1)[5]) >= 2                                     # crossed a tier: two lines
+    assert validate(session) == []
+
+
+def test_copy_text_escapes_what_copy_would_read_as_control():
+    assert store.copy_text("a\\b\tc\nd\re") == "a\\\\b\\tc\\nd\\re"
+    assert store.copy_text(None) == "\\N" and store.copy_text(Decimal("1.50")) == "1.50" and store.copy_text(7) == "7"
