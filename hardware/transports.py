@@ -25,9 +25,13 @@ PROTOCOLS = ("modbus-rtu", "modbus-tcp", "dlt645", "cjt188")
 def parse_gateway_url(url: str) -> tuple[str, int]:
     """``tcp://host:port`` (also ``rtu+tcp://``) to (host, port); a clear ValueError otherwise."""
     parsed = urlparse(url.strip())
-    if parsed.scheme not in ("tcp", "rtu+tcp") or not parsed.hostname or not parsed.port:
+    try:
+        port = parsed.port  # raises ValueError itself for a port that is not a number or out of range
+    except ValueError:
+        port = None
+    if parsed.scheme not in ("tcp", "rtu+tcp") or not parsed.hostname or not port:
         raise ValueError(f"gateway must look like tcp://HOST:PORT, got {url!r}")
-    return parsed.hostname, parsed.port
+    return parsed.hostname, port
 
 
 @dataclass

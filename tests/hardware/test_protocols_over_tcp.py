@@ -151,6 +151,9 @@ def test_the_cli_says_one_line_on_timeout(simulator):
 def test_the_cli_rejects_a_bad_gateway_url_and_a_bad_amount():
     res = run_cli("meter", "read", "--gateway", "http://x", "--protocol", "modbus-rtu", "--address", "1")
     assert res.exit_code != 0 and "tcp://HOST:PORT" in (res.stderr if _mix_ok() else res.output)
+    for url in ("tcp://127.0.0.1:abc", "tcp://127.0.0.1:99999"):
+        res = run_cli("meter", "read", "--gateway", url, "--protocol", "dlt645", "--address", "1")
+        assert res.exit_code != 0 and "tcp://HOST:PORT" in (res.stderr if _mix_ok() else res.output)
     res = run_cli("meter", "recharge", "--gateway", "tcp://127.0.0.1:9", "--protocol", "dlt645", "--address", "1",
                   "--amount", "-5")
     assert res.exit_code != 0 and "negative" in (res.stderr if _mix_ok() else res.output)
