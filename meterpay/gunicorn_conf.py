@@ -25,9 +25,3 @@ graceful_timeout = 10
 accesslog = "-" if os.environ.get("METERPAY_ACCESS_LOG", "0").lower() in ("1", "true", "yes", "on") else None
 errorlog = "-"
 
-
-def post_fork(server, worker):
-    """Hand the GIL over sooner than Python's 5 ms default: a thread back from a database round trip
-    should not wait a whole interval behind a thread that is parsing the next request."""
-    import sys
-    sys.setswitchinterval(float(os.environ.get("METERPAY_WEB_SWITCH_INTERVAL", "0.005")))
