@@ -24,6 +24,19 @@ MAX_ATTEMPTS = 5
 BASE_DELAY = timedelta(seconds=30)
 
 
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_once(channel: str, error: str, notification_id: int) -> None:
+    """One warning per (channel, reason) per process; the rest at debug (the row keeps the error)."""
+    if (channel, error) in _warned:
+        log.debug("notification %s failed for good: %s", notification_id, error)
+        return
+    _warned.add((channel, error))
+    log.warning("notification %s failed for good: %s (further %s failures for this reason are logged at debug)",
+                notification_id, error, channel)
+
+
 def backoff(attempts: int) -> timedelta:
     return BASE_DELAY * (4 ** max(attempts - 1, 0))
 
@@ -48,7 +61,7 @@ def deliver(notification_id: int) -> str:
             note.last_error = str(exc)[:2000]
             if exc.permanent or note.attempts >= MAX_ATTEMPTS:
                 note.status, note.next_attempt_at = "failed", None
-                log.warning("notification %s failed for good: %s", note.id, exc)
+                _warn_once(note.channel, str(exc), note.id)
             else:
                 note.status, note.next_attempt_at = "retrying", now + backoff(note.attempts)
                 log.info("notification %s will be retried: %s", note.id, exc)
