@@ -397,12 +397,17 @@ def _existing(session: Session, rows: list[RawReading]) -> set[tuple[int, dateti
     if not rows:
         return found
     if is_postgres(session):
+        # Arrays sent as text literals (ints and ISO times need no quoting) and matches returned as
+        # positions: psycopg adapting 50,000 datetimes one by one, both ways, was most of a replay.
         res = session.execute(text(
-            "SELECT r.meter_id, r.taken_at FROM readings r JOIN unnest(CAST(:m AS bigint[]), "
-            "CAST(:t AS timestamptz[])) AS k(meter_id, taken_at) ON r.meter_id = k.meter_id "
-            "AND r.taken_at = k.taken_at"), {"m": [r.meter_id for r in rows], "t": [r.taken_at for r in rows]})
-        for mid, at in res:
-            found.add((mid, aware(at)))
+            "SELECT k.i FROM unnest(CAST(CAST(:m AS text) AS bigint[]), CAST(CAST(:t AS text) AS timestamptz[])) "
+            "WITH ORDINALITY AS k(meter_id, taken_at, i) "
+            "JOIN readings r ON r.meter_id = k.meter_id AND r.taken_at = k.taken_at"),
+            {"m": "{" + ",".join([str(r.meter_id) for r in rows]) + "}",
+             "t": "{" + ",".join([r.taken_at.isoformat() for r in rows]) + "}"})
+        for (i,) in res:
+            r = rows[i - 1]
+            found.add((r.meter_id, r.taken_at))
     else:
         pairs = list({(r.meter_id, r.taken_at) for r in rows})
         for k in range(0, len(pairs), 400):
