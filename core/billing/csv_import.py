@@ -67,6 +67,22 @@ class _Meters:
                 self.known[s] = found.get(s)
 
 
+def _looks_like_number(text: str) -> bool:
+    try:
+        return Decimal(text.strip()).is_finite()
+    except ArithmeticError:
+        return False
+
+
+def _looks_like_time(text: str) -> bool:
+    from datetime import datetime
+    try:
+        datetime.fromisoformat(text.strip())
+        return True
+    except ValueError:
+        return False
+
+
 def _decimal(text: str, name: str) -> Decimal:
     try:
         d = Decimal(text)
@@ -168,14 +184,17 @@ def _parsed_chunks(binary, chunk_size: int) -> Iterator[_Chunk]:
                 continue
             if first:
                 first = False
-                if row[0].strip().lower() == "meter_serial":
-                    names = [c.strip().lower() for c in row]
+                names = [c.strip().lower() for c in row]
+                if names[0] == "meter_serial" or any(n in COLUMNS for n in names):
                     unknown = [n for n in names if n not in COLUMNS]
                     if unknown or "taken_at" not in names or "total" not in names:
                         raise ValidationError(f"header: unknown or missing columns (expected "
                                               f"{','.join(COLUMNS)}; got {','.join(names)})", field="header")
                     col = {name: i for i, name in enumerate(names)}
                     continue
+                if len(row) >= 3 and not _looks_like_number(row[2]) and not _looks_like_time(row[1]):
+                    raise ValidationError(f"header: line 1 is neither the header ({','.join(COLUMNS)}) nor a "
+                                          f"reading (total {row[2].strip()!r} is not a number)", field="header")
             pending.append((reader.line_num, row))
             if len(pending) >= chunk_size:
                 yield parse()
