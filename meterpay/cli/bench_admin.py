@@ -22,34 +22,12 @@ import os
 import random
 import re
 import statistics
-import tempfile
 import time
-import uuid
 
 import click
 
 from meterpay.cli.base import friendly_errors
-from meterpay.cli.bench import bench
-
-
-def _scratch(url: str):
-    import sqlalchemy as sa
-    if not url.startswith("postgresql"):
-        path = os.path.join(tempfile.mkdtemp(prefix="mp-bench-admin-"), "bench.db")
-        return f"sqlite:///{path}", lambda: os.path.exists(path) and os.remove(path)
-    u = sa.engine.make_url(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    name = f"mp_bench_admin_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-    def drop():
-        from core.db import reset_engine
-        reset_engine()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-    return u.set(database=name).render_as_string(hide_password=False), drop
+from meterpay.cli.bench import bench, scratch_database
 
 
 def build_site(session, rooms: int, seed: int = 7):
@@ -209,7 +187,7 @@ def bench_monitor(rooms: int, repeat: int, database_url: str | None) -> None:
     from core.db import get_engine, reset_engine, session_scope
     from core.migrate import upgrade
     old = os.environ.get("METERPAY_DATABASE_URL")
-    url, drop = _scratch(database_url or get_settings().database_url)
+    url, drop = scratch_database(database_url or get_settings().database_url, "bench_admin")
     os.environ["METERPAY_DATABASE_URL"] = url
     reset_settings()
     reset_engine()

@@ -24,38 +24,17 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 
 import click
 
 from meterpay.cli.base import friendly_errors
-from meterpay.cli.bench import bench
+from meterpay.cli.bench import bench, scratch_database
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _scratch_db(url: str):
-    import sqlalchemy as sa
-    if not url.startswith("postgresql"):
-        path = os.path.join(tempfile.mkdtemp(prefix="mp-bench-api-"), "bench.db")
-        return f"sqlite:///{path}", lambda: os.path.exists(path) and os.remove(path)
-    u = sa.engine.make_url(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    name = f"mp_bench_api_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-    def drop():
-        from core.db import reset_engine
-        reset_engine()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-    return u.set(database=name).render_as_string(hide_password=False), drop
 
 
 def _seed(url: str) -> tuple[int, str]:
@@ -244,7 +223,7 @@ def bench_api(concurrency: int, seconds: float, workers: int, threads: int | Non
     load = load_wrk if tool == "wrk" else load_python
     from core.config import get_settings, reset_settings
     from core.db import reset_engine
-    url, drop = _scratch_db(get_settings().database_url)
+    url, drop = scratch_database(get_settings().database_url, "bench_api")
     saved_url = os.environ.get("METERPAY_DATABASE_URL")
     proc = None
     try:

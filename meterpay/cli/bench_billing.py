@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from meterpay.cli.base import friendly_errors
-from meterpay.cli.bench import bench
+from meterpay.cli.bench import bench, scratch_database
 
 PLANS = {
     "bench-flat": {"kind": "flat", "unit": "kWh", "price": "0.6"},
@@ -50,27 +50,6 @@ PLANS = {
 }
 TOU_PERIODS = ("sharp", "peak", "flat", "valley")
 OPENING_FEN = 200_000
-
-
-def _scratch_database(url: str) -> tuple[str, callable]:
-    """A fresh database beside ``url`` and a function that drops it."""
-    import sqlalchemy as sa
-    if url.startswith("sqlite"):
-        path = os.path.join(tempfile.mkdtemp(prefix="mp-bench-"), "bench.db")
-        return f"sqlite:///{path}", lambda: os.path.exists(path) and os.remove(path)
-    u = sa.engine.make_url(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    name = f"{u.database or 'meterpay'}_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        from core.db import reset_engine
-        reset_engine()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-    return u.set(database=name).render_as_string(hide_password=False), drop
 
 
 def _build_site(n_meters: int, seed: int) -> list[tuple[str, str, bool]]:
@@ -225,7 +204,7 @@ def bench_billing(n_meters: int, per_meter: int, chunk_size: int | None, seed: i
     chunk = chunk_size or int(os.environ.get("METERPAY_IMPORT_CHUNK") or DEFAULT_CHUNK)
     muted: dict = {}
     configured = get_settings().database_url
-    url, drop = _scratch_database(configured)
+    url, drop = scratch_database(configured, "bench_billing")
     os.environ["METERPAY_DATABASE_URL"] = url
     reset_settings()
     reset_engine()
