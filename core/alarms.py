@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import clock, device_alarms, notifications, signals  # noqa: F401 (device alarm listeners)
-from core.db import session_scope
+from core.db import each_in_own_transaction, session_scope
 from core.models import Account, AlarmState, LedgerAccount, Room, Site
 from core.money import format_fen
 from core.upsert import insert_if_absent
@@ -44,12 +44,7 @@ def on_balances_changed(payloads: list[dict]) -> None:
     """Set-based form for bulk billing: one read of every account's mode, levels, alarm level and
     balance; only the accounts whose level changes are evaluated (each in its own transaction)."""
     ids = sorted({int(p["account_id"]) for p in payloads})
-    for account_id in needing_evaluation(ids):
-        try:
-            with session_scope() as session:
-                evaluate(session, account_id)
-        except Exception:  # noqa: BLE001 - one account's failure does not stop the others
-            log.exception("alarm evaluation of account %s failed", account_id)
+    each_in_own_transaction(needing_evaluation(ids), evaluate, "alarm evaluation", log)
 
 
 def needing_evaluation(account_ids: list[int]) -> list[int]:

@@ -124,6 +124,17 @@ def session_scope() -> Iterator[Session]:
         session.close()
 
 
+def each_in_own_transaction(ids, fn: Callable[[Session, int], object], what: str, log) -> None:
+    """Run ``fn(session, id)`` for every id, each in a transaction of its own; one id's failure is
+    logged (``what`` names the work) and does not stop the others."""
+    for item in ids:
+        try:
+            with session_scope() as session:
+                fn(session, item)
+        except Exception:  # noqa: BLE001 - one failure does not stop the others
+            log.exception("%s of account %s failed", what, item)
+
+
 def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 

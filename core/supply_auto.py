@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import audit, clock, friendly_hours, notifications, signals, supply
-from core.db import session_scope
+from core.db import each_in_own_transaction, session_scope
 from core.errors import MeterpayError, ValidationError
 from core.models import Account, LedgerAccount, Meter, MeterCommand, Room, Site, SupplyControl
 from core.money import format_fen
@@ -85,12 +85,7 @@ def on_balances_changed(payloads: list[dict]) -> None:
     accounts that need a cut, restore or change of a deferred/held cut are evaluated (each in its
     own transaction, as the single listener does)."""
     ids = sorted({int(p["account_id"]) for p in payloads})
-    for account_id in needing_evaluation(ids):
-        try:
-            with session_scope() as session:
-                evaluate(session, account_id)
-        except Exception:  # noqa: BLE001 - one account's failure does not stop the others
-            log.exception("automatic supply control of account %s failed", account_id)
+    each_in_own_transaction(needing_evaluation(ids), evaluate, "automatic supply control", log)
 
 
 def needing_evaluation(account_ids: list[int]) -> list[int]:
