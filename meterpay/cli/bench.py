@@ -34,3 +34,25 @@ def scratch_database(url: str, prefix: str = "bench") -> tuple[str, Callable[[],
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
     return u.set(database=name).render_as_string(hide_password=False), drop
+
+
+def one_room_account(session, *, site: str, floor: str, room: str, tenant: str, serial: str,
+                     balance_fen: int, phone: str = ""):
+    """A site with one building (A), one floor and one room, and an open account there."""
+    from core.accounts import MeterSpec, OpenAccountRequest, open_account
+    from core.models import Building, Floor, Room, Site
+    site_row = Site(name=site, settings={})
+    session.add(site_row)
+    session.flush()
+    building = Building(site_id=site_row.id, name="A")
+    session.add(building)
+    session.flush()
+    floor_row = Floor(building_id=building.id, name=floor)
+    session.add(floor_row)
+    session.flush()
+    room_row = Room(site_id=site_row.id, floor_id=floor_row.id, number=room)
+    session.add(room_row)
+    session.flush()
+    return open_account(session, OpenAccountRequest(room_id=room_row.id, tenant_name=tenant, tenant_phone=phone,
+                                                    meters=(MeterSpec(serial=serial),),
+                                                    opening_balance_fen=balance_fen))

@@ -28,7 +28,7 @@ import time
 import click
 
 from meterpay.cli.base import friendly_errors
-from meterpay.cli.bench import bench, scratch_database
+from meterpay.cli.bench import bench, one_room_account, scratch_database
 
 
 def _free_port() -> int:
@@ -39,31 +39,18 @@ def _free_port() -> int:
 
 def _seed(url: str) -> tuple[int, str]:
     """One site, room, account (88.00 yuan) and a tenant bound to it; returns (account id, token)."""
-    from core.accounts import MeterSpec, OpenAccountRequest, open_account
     from core.config import reset_settings
     from core.db import reset_engine, session_scope
     from core.migrate import upgrade
-    from core.models import Building, Floor, Room, Site, TenantBinding
+    from core.models import TenantBinding
     from miniapp_api.auth import issue_token
     os.environ["METERPAY_DATABASE_URL"] = url
     reset_settings()
     reset_engine()
     upgrade(url)
     with session_scope() as s:
-        site = Site(name="bench", settings={})
-        s.add(site)
-        s.flush()
-        b = Building(site_id=site.id, name="A")
-        s.add(b)
-        s.flush()
-        f = Floor(building_id=b.id, name="1")
-        s.add(f)
-        s.flush()
-        room = Room(site_id=site.id, floor_id=f.id, number="101")
-        s.add(room)
-        s.flush()
-        acct = open_account(s, OpenAccountRequest(room_id=room.id, tenant_name="bench", tenant_phone="13800000000",
-                                                  meters=(MeterSpec(serial="BENCH-1"),), opening_balance_fen=8800))
+        acct = one_room_account(s, site="bench", floor="1", room="101", tenant="bench", serial="BENCH-1",
+                                balance_fen=8800, phone="13800000000")
         s.add(TenantBinding(openid="bench-openid", account_id=acct.id, tenant_id=acct.tenant_id))
         account_id = acct.id
     return account_id, issue_token("bench-openid")

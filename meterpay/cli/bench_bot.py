@@ -16,7 +16,7 @@ import time
 import click
 
 from meterpay.cli.base import friendly_errors
-from meterpay.cli.bench import bench
+from meterpay.cli.bench import bench, one_room_account
 
 LAUGHS = ("<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\">"
           + "".join(f"<!ENTITY lol{i} \"{('&lol' + (str(i - 1) if i > 1 else '') + ';') * 10}\">" for i in range(1, 10))
@@ -43,23 +43,10 @@ def bench_bot(n: int) -> None:
     reset_engine()
     upgrade(url)
     jobs.set_eager(True)
-    from core.accounts import MeterSpec, OpenAccountRequest, open_account
-    from core.models import Building, Floor, Room, Site, Tenant
+    from core.models import Tenant
     with session_scope() as s:
-        site = Site(name="Bench", settings={})
-        s.add(site)
-        s.flush()
-        b = Building(site_id=site.id, name="A")
-        s.add(b)
-        s.flush()
-        f = Floor(building_id=b.id, name="3")
-        s.add(f)
-        s.flush()
-        room = Room(site_id=site.id, floor_id=f.id, number="A301")
-        s.add(room)
-        s.flush()
-        acct = open_account(s, OpenAccountRequest(room_id=room.id, tenant_name="Bench", meters=(MeterSpec("B-1"),),
-                                                  opening_balance_fen=8800))
+        acct = one_room_account(s, site="Bench", floor="3", room="A301", tenant="Bench", serial="B-1",
+                                balance_fen=8800)
         s.get(Tenant, acct.tenant_id).wechat_openid = "o-bench"
     from wechatpy.crypto import WeChatCrypto
     from wechatpy.utils import WeChatSigner
