@@ -24,6 +24,7 @@ QUANTUM_EXP = 6
 _UNITS_PER = 10 ** QUANTUM_EXP
 ZERO = Decimal(0)
 _PERIOD_ORDER = {p: i for i, p in enumerate(PERIODS)}
+_MEMO_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,10 @@ class Pricer:
         # One flat version and no fixed charge: the amount is the usage times the price.
         self._flat_price = (only.price if len(self.versions) == 1 and only.kind == "flat"
                             and not only.monthly_charge else None)
+        # Many meters on one plan share their reading times (a poll round): the cuts and TOU pieces
+        # of an interval are remembered per pricer (bounded: a pricer lives for one batch or quote).
+        self._chunk_memo: dict[tuple[datetime, datetime], list] = {}
+        self._piece_memo: dict[tuple, list] = {}
 
     @property
     def is_flat(self) -> bool:
@@ -165,6 +170,16 @@ class Pricer:
 
     def _chunks(self, start: datetime, end: datetime) -> list[tuple[datetime, datetime, Version]]:
         """Cut [start, end) at version changes and tier-cycle starts (local midnights)."""
+        key = (start, end)
+        found = self._chunk_memo.get(key)
+        if found is None:
+            found = self._cut(start, end)
+            if len(self._chunk_memo) >= _MEMO_SIZE:
+                self._chunk_memo.clear()
+            self._chunk_memo[key] = found
+        return found
+
+    def _cut(self, start: datetime, end: datetime) -> list[tuple[datetime, datetime, Version]]:
         tz = self.tz
         ls, le = start.astimezone(tz), end.astimezone(tz)
         cuts = []
@@ -183,6 +198,16 @@ class Pricer:
 
     def _tou_pieces(self, plan: Plan, a: datetime, b: datetime) -> list[tuple[int, str]]:
         """(weight in microseconds, period) of local [a, b) by the day tables, in time order."""
+        key = (id(plan), a, b)
+        found = self._piece_memo.get(key)
+        if found is None:
+            found = self._day_table_pieces(plan, a, b)
+            if len(self._piece_memo) >= _MEMO_SIZE:
+                self._piece_memo.clear()
+            self._piece_memo[key] = found
+        return found
+
+    def _day_table_pieces(self, plan: Plan, a: datetime, b: datetime) -> list[tuple[int, str]]:
         out = []
         day = a.date()
         # microseconds of a and b after a's local midnight (wall clock, as meters keep time)
@@ -209,13 +234,56 @@ class Pricer:
             return Priced(lines, q, q * p, state)
         acc: dict[tuple, list] = {}
         quantity = ZERO
-        for iv in intervals:
+        for iv in self._coalesced(intervals):
             state = self._price_interval(iv, state, acc)
             quantity += iv.quantity
         lines = [Line(q, price, amount, period=period, tier=tier, charge=charge)
                  for (charge, tier, period, price), (q, amount) in acc.items() if q or charge is not None]
         merged = merge_lines(lines)
         return Priced(tuple(merged), quantity, sum((ln.amount for ln in merged), ZERO), state)
+
+    def _coalesced(self, intervals: Iterable[Interval]) -> Iterable[Interval]:
+        """Join back-to-back intervals where pricing them as one gives exactly the same lines.
+
+        That holds when both lie in one piece of the same version and tier cycle (no cut between
+        them), and either the plan is not TOU (tier blocks count cumulative usage, so a block fills
+        the same whichever way the usage is cut) or it is TOU without tiers and both carry register
+        deltas that add up to their quantity (the split is then the registers themselves). A TOU
+        split by time is not additive (it depends on each interval's own length), and tiered TOU
+        fills blocks period by period in each interval's order, so those intervals stay as they are.
+        """
+        run: Interval | None = None
+        run_key = None
+        for iv in intervals:
+            key = self._coalesce_key(iv)
+            if run is not None and key is not None and key == run_key and iv.start == run.end:
+                periods = None  # a plan without TOU never looks at registers
+                if key[2] is not None:
+                    periods = {p: run.periods[p] + iv.periods[p] for p in run.periods}
+                run = Interval(run.start, iv.end, run.quantity + iv.quantity, periods)
+                continue
+            if run is not None:
+                yield run
+            run, run_key = iv, key
+        if run is not None:
+            yield run
+
+    def _coalesce_key(self, iv: Interval) -> tuple | None:
+        """What two intervals must share to be priced as one, or None when this one must stay alone."""
+        if iv.quantity < 0:
+            return None
+        chunks = self._chunks(iv.start, iv.end)
+        if len(chunks) != 1:
+            return None
+        a, _, version = chunks[0]
+        plan = version.plan
+        cycle = cycle_key(plan, a) if plan.is_tiered else None
+        if not plan.is_tou:
+            return (id(version), cycle, None)
+        p = iv.periods
+        if plan.is_tiered or not p or any(v < 0 for v in p.values()) or sum(p.values(), ZERO) != iv.quantity:
+            return None
+        return (id(version), cycle, tuple(k for k in PERIODS if k in p))
 
     def _price_interval(self, iv: Interval, state: State, out: dict) -> State:
         chunks = self._chunks(iv.start, iv.end)
