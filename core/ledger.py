@@ -16,6 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core import balance_cache
 from core.db import is_postgres
 from core.errors import ValidationError
 from core.models import JournalEntry, LedgerAccount, Posting
@@ -131,6 +132,7 @@ def post(session: Session, *, key: str, kind: str, legs: Sequence[Leg], account_
                 if deltas.get(wid):
                     session.execute(update(LedgerAccount).where(LedgerAccount.id == wid)
                                     .values(balance_fen=LedgerAccount.balance_fen + deltas[wid]))
+            balance_cache.wallets_changed(session, [wid for wid in wallet_ids if deltas.get(wid)])
             session.flush()
     except IntegrityError:
         existing = find_entry(session, key)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from core import ledger
+from core import balance_cache, ledger
 from core.billing.store import copy_lines, copy_text, next_ids
 from core.db import is_postgres, utcnow
 from core.errors import ValidationError
@@ -91,6 +91,7 @@ def _copy_post(session: Session, items: list[Consumption], *, actor: str, front:
     conn.execute(text("UPDATE ledger_accounts AS la SET balance_fen = la.balance_fen + d.delta "
                       "FROM unnest(CAST(:ids AS bigint[]), CAST(:deltas AS bigint[])) AS d(id, delta) "
                       "WHERE la.id = d.id"), {"ids": wids, "deltas": [deltas[w] for w in wids]})
+    balance_cache.wallets_changed(session, wids)
     for obj in list(session.identity_map.values()):
         if isinstance(obj, LedgerAccount) and obj.id in deltas:
             session.expire(obj, ["balance_fen"])

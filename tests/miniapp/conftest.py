@@ -26,6 +26,15 @@ class Server:
         self.httpd.shutdown()
 
 
+@pytest.fixture(autouse=True)
+def _empty_balance_caches():
+    """Tables are emptied with TRUNCATE ... RESTART IDENTITY after each test, which sends no
+    notification and reuses ids: forget cached balances with them."""
+    yield
+    from core import balance_cache
+    balance_cache.clear_all()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def sandbox_key_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("sandbox-keys")
