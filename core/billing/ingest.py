@@ -79,12 +79,16 @@ class IngestResult(NamedTuple):
 
 @dataclass
 class BatchResult:
+    """``results``: one per row in order (empty when the caller asked for ``detail=False``);
+    ``counts``: rows per status (late readings count as accepted), always there."""
+
     results: list[IngestResult] = field(default_factory=list)
     billed_fen: int = 0
     accounts: dict[int, int] = field(default_factory=dict)  # account id -> delta fen on its wallet
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
 
     def count(self, status: str) -> int:
-        return sum(1 for r in self.results if r.status == status)
+        return self.counts.get(status, 0)
 
 
 def ingest(session: Session, meter_id: int, taken_at: datetime, total: Decimal,
@@ -119,10 +123,11 @@ class _Meter:
 
 
 def ingest_batch(session: Session, rows: Sequence[RawReading], *, actor: str = "system",
-                 front: str = "job", validated: bool = False) -> BatchResult:
+                 front: str = "job", validated: bool = False, detail: bool = True) -> BatchResult:
     """Ingest many readings in the caller's transaction; results are in the order of ``rows``.
 
-    ``validated=True``: the rows were built by a parser that already checked them (CSV import)."""
+    ``validated=True``: the rows were built by a parser that already checked them (CSV import).
+    ``detail=False``: only counts and amounts, no ``IngestResult`` per row (imports)."""
     rows = list(rows) if validated else [validate_raw(r) for r in rows]
     if not rows:
         return BatchResult()
@@ -130,11 +135,13 @@ def ingest_batch(session: Session, rows: Sequence[RawReading], *, actor: str = "
     states = _lock_states(session, sorted(meters))
     try:
         with session.begin_nested():
-            out, billed = _ingest_locked(session, rows, meters, states, full_check=False, actor=actor, front=front)
+            out, billed = _ingest_locked(session, rows, meters, states, full_check=False, actor=actor, front=front,
+                                         detail=detail)
     except _CONFLICTS:
         # A reading we did not know of (written outside billing): look every row up and go again.
         states = _lock_states(session, sorted(meters))
-        out, billed = _ingest_locked(session, rows, meters, states, full_check=True, actor=actor, front=front)
+        out, billed = _ingest_locked(session, rows, meters, states, full_check=True, actor=actor, front=front,
+                                     detail=detail)
     if billed.wallet_deltas:
         # The new balance rides along, so a listener can tell "nothing to do" without a query.
         balances = dict(session.execute(select(LedgerAccount.account_id, LedgerAccount.balance_fen).where(
@@ -148,8 +155,8 @@ def ingest_batch(session: Session, rows: Sequence[RawReading], *, actor: str = "
 
 
 def _ingest_locked(session: Session, rows: list[RawReading], meters: dict, states: dict, *, full_check: bool,
-                   actor: str, front: str) -> tuple[BatchResult, "_Billed"]:
-    out = BatchResult(results=[IngestResult("duplicate")] * len(rows))
+                   actor: str, front: str, detail: bool = True) -> tuple[BatchResult, "_Billed"]:
+    out = BatchResult()
     if full_check:
         existing = _existing(session, rows)
     else:
@@ -159,15 +166,19 @@ def _ingest_locked(session: Session, rows: list[RawReading], meters: dict, state
     by_meter: dict[int, list[int]] = defaultdict(list)
     for i, r in enumerate(rows):
         by_meter[r.meter_id].append(i)
+    times = [r.taken_at for r in rows]
 
     new_rows: list[tuple] = []  # reading tuples to insert
     new_index: list[int] = []  # row index for each
-    statuses: dict[int, tuple[str, str]] = {}
+    statuses: dict[int, tuple[str, str]] = {}  # rows that are not plainly accepted (and baselines)
     billed_ok: dict[int, list[int]] = {}  # meter -> row indexes accepted after the cursor
     events: list[dict] = []
     duplicate = ("duplicate", "")
+    n_duplicate = n_anomaly = 0
+    add_row, add_index = new_rows.append, new_index.append
     for mid, idxs in by_meter.items():
-        idxs.sort(key=lambda i: rows[i].taken_at)
+        if len(idxs) > 1:
+            idxs.sort(key=times.__getitem__)  # stable: of two rows at one time the first in the file wins
         st = states[mid]
         cur_at, cur_total = st["last_taken_at"], st["last_total"]
         closed = st["closed"]
@@ -179,39 +190,52 @@ def _ingest_locked(session: Session, rows: list[RawReading], meters: dict, state
             at = r.taken_at
             if at == previous_at or (existing and (mid, at) in existing):
                 statuses[i] = duplicate
+                n_duplicate += 1
                 continue
             previous_at = at
+            total = r.total
+            periods = r.periods
+            if cur_at is not None and at > cur_at and not closed and total >= cur_total:
+                # the common case: a new reading after the cursor, not below it
+                cur_at, cur_total = at, total
+                accepted.append(i)
+                if periods is None:
+                    add_row((mid, at, total, None, None, None, None, None, r.source, "ok"))
+                else:
+                    g = periods.get
+                    add_row((mid, at, total, g("sharp"), g("peak"), g("flat"), g("valley"), g("deep_valley"),
+                             r.source, "ok"))
+                add_index(i)
+                continue
             if closed:
                 status, reason = "anomaly", "meter was replaced"
             elif cur_at is None:
                 status, reason = "accepted", "first reading"
-                cur_at, cur_total = r.taken_at, r.total
+                cur_at, cur_total = at, total
                 st["baseline"] = i
-            elif r.taken_at <= cur_at:
-                if r.total > cur_total:
-                    status, reason = "anomaly", f"late reading {r.total} above the later {cur_total}"
+            elif at <= cur_at:
+                if total > cur_total:
+                    status, reason = "anomaly", f"late reading {total} above the later {cur_total}"
                 else:
                     status, reason = "late", "arrived after a later reading was billed"
-            elif r.total < cur_total:
-                status, reason = "anomaly", f"{r.total} is below the previous reading {cur_total}"
             else:
-                status, reason = "accepted", ""
-                cur_at, cur_total = r.taken_at, r.total
-                accepted.append(i)
+                status, reason = "anomaly", f"{total} is below the previous reading {cur_total}"
             statuses[i] = (status, reason)
-            regs = _NO_PERIODS if r.periods is None else tuple(r.periods.get(p) for p in PERIODS)
-            new_rows.append((mid, r.taken_at, r.total, *regs, r.source, "ok" if status == "accepted" else status))
-            new_index.append(i)
-            if seen_until is None or at > seen_until:
-                seen_until = at
+            regs = _NO_PERIODS if periods is None else tuple(periods.get(p) for p in PERIODS)
+            add_row((mid, at, total, *regs, r.source, "ok" if status == "accepted" else status))
+            add_index(i)
             if status == "anomaly":
+                n_anomaly += 1
                 events.append({"meter_id": mid, "kind": "reading_anomaly", "at": utcnow(),
-                               "detail": {"taken_at": r.taken_at.isoformat(), "total": str(r.total),
+                               "detail": {"taken_at": at.isoformat(), "total": str(total),
                                           "previous_total": None if cur_total is None else str(cur_total),
                                           "reason": reason}})
-        if seen_until != st["seen_until"]:
-            st["seen_until"] = seen_until
-            st["dirty"] = True
+        # rows are in time order: the last stored one is the latest seen
+        if new_index and new_rows[-1][0] == mid:
+            last_at = new_rows[-1][1]
+            if seen_until is None or last_at > seen_until:
+                st["seen_until"] = last_at
+                st["dirty"] = True
         if accepted:
             billed_ok[mid] = accepted
 
@@ -227,17 +251,20 @@ def _ingest_locked(session: Session, rows: list[RawReading], meters: dict, state
                       last_periods=_periods_json(rows[i].periods), dirty=True)
     update_states(session, [st for st in states.values() if st.get("dirty")])
 
-    per_row, zero = billed.per_row, (0, Decimal(0))
-    get_id = reading_id.get
-    results = []
-    for i in range(len(rows)):
-        status, reason = statuses[i]
-        fen, qty = per_row.get(i, zero)
-        if status == "late":
-            results.append(IngestResult("accepted", 0, get_id(i), Decimal(0), reason, True))
-        else:
-            results.append(IngestResult(status, fen, get_id(i), qty, reason))
-    out.results = results
+    out.counts = {"accepted": len(rows) - n_duplicate - n_anomaly, "duplicate": n_duplicate, "anomaly": n_anomaly}
+    if detail:
+        per_row, zero = billed.per_row, (0, Decimal(0))
+        get_id, get_status = reading_id.get, statuses.get
+        plain = ("accepted", "")
+        results = []
+        for i in range(len(rows)):
+            status, reason = get_status(i, plain)
+            fen, qty = per_row.get(i, zero)
+            if status == "late":
+                results.append(IngestResult("accepted", 0, get_id(i), Decimal(0), reason, True))
+            else:
+                results.append(IngestResult(status, fen, get_id(i), qty, reason))
+        out.results = results
     out.billed_fen = billed.total_fen
     out.accounts = billed.wallet_deltas
     return out, billed

@@ -122,3 +122,27 @@ def test_the_copy_path_stores_the_same_entries_and_usage_as_the_orm_path(session
 def test_copy_text_escapes_what_copy_would_read_as_control():
     assert store.copy_text("a\\b\tc\nd\re") == "a\\\\b\\tc\\nd\\re"
     assert store.copy_text(None) == "\\N" and store.copy_text(Decimal("1.50")) == "1.50" and store.copy_text(7) == "7"
+
+
+def test_counts_without_detail_match_the_results_with_detail(session, billed_account):
+    """Duplicates (in the batch and stored), a late reading, an anomaly and plain readings: the
+    counts an import reads (detail=False) are the tally of the per-row results."""
+    acct, meter = billed_account()
+    ingest_batch(session, _series([meter], 3))
+    session.commit()
+    t = [at(f"2026-07-01 {h:02d}:00") for h in range(12)]
+    batch = [RawReading(meter.id, t[1], Decimal("101")),  # stored before: duplicate
+             RawReading(meter.id, at("2026-07-01 01:30"), Decimal("101")),  # before the cursor: late
+             RawReading(meter.id, t[5], Decimal("110")), RawReading(meter.id, t[5], Decimal("110")),  # repeat
+             RawReading(meter.id, t[6], Decimal("90")),  # below the cursor: anomaly
+             RawReading(meter.id, t[7], Decimal("120")), RawReading(meter.id, t[8], Decimal("121"))]
+    nested = session.begin_nested()
+    detailed = ingest_batch(session, batch)
+    nested.rollback()
+    tally = {s: sum(1 for r in detailed.results if r.status == s) for s in ("accepted", "duplicate", "anomaly")}
+    assert detailed.counts == tally
+    assert tally == {"accepted": 4, "duplicate": 2, "anomaly": 1}
+    assert sum(1 for r in detailed.results if r.late) == 1
+    quiet = ingest_batch(session, batch, detail=False)
+    assert quiet.results == [] and quiet.counts == tally
+    assert quiet.billed_fen == detailed.billed_fen > 0
