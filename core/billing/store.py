@@ -69,10 +69,11 @@ def copy_lines(session: Session, sql: str, lines) -> None:
 
 
 def next_ids(session: Session, table: str, n: int) -> list[int]:
-    """Take ``n`` ids from the table's sequence (PostgreSQL)."""
+    """Take ``n`` ids from the table's sequence (PostgreSQL), as one text value (one row back, not n)."""
     with session.connection().connection.driver_connection.cursor() as cur:
-        cur.execute(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, %s)", (n,))
-        return [r[0] for r in cur.fetchall()]
+        cur.execute(f"SELECT string_agg(nextval(pg_get_serial_sequence('{table}', 'id'))::text, ',') "
+                    "FROM generate_series(1, %s)", (n,))
+        return [int(x) for x in cur.fetchone()[0].split(",")]
 
 
 def use_copy(session: Session, n: int) -> bool:
@@ -91,13 +92,22 @@ def insert_readings(session: Session, rows: list[tuple]) -> list[int]:
     conn = session.connection()
     ids = next_ids(session, "readings", len(rows))
     now = utcnow().isoformat()
+    iso: dict[int, str] = {}  # rows of one poll round share one datetime object: format it once
     with conn.connection.driver_connection.cursor() as cur:
         with cur.copy("COPY readings (id, " + ", ".join(READING_COLUMNS) + ", created_at) FROM STDIN") as copy:
             buf = []
+            add = buf.append
             for rid, r in zip(ids, rows):
+                at = r[1]
+                when = iso.get(id(at))
+                if when is None:
+                    when = iso[id(at)] = at.isoformat()
                 # Formatted here: ints, ISO times, Decimal strings and fixed words need no escaping.
-                buf.append(f"{rid}\t{r[0]}\t{r[1].isoformat()}\t{r[2]}\t{_n(r[3])}\t{_n(r[4])}\t{_n(r[5])}\t"
-                           f"{_n(r[6])}\t{_n(r[7])}\t{r[8]}\t{r[9]}\t{now}\n")
+                if r[3] is None and r[4] is None and r[5] is None and r[6] is None and r[7] is None:
+                    add(f"{rid}\t{r[0]}\t{when}\t{r[2]}\t\\N\t\\N\t\\N\t\\N\t\\N\t{r[8]}\t{r[9]}\t{now}\n")
+                else:
+                    add(f"{rid}\t{r[0]}\t{when}\t{r[2]}\t{_n(r[3])}\t{_n(r[4])}\t{_n(r[5])}\t"
+                        f"{_n(r[6])}\t{_n(r[7])}\t{r[8]}\t{r[9]}\t{now}\n")
                 if len(buf) >= 10000:
                     copy.write("".join(buf))
                     buf.clear()

@@ -169,3 +169,27 @@ def test_a_naive_time_is_refused(session, billed_account):
     acct, meter = billed_account()
     with pytest.raises(ValidationError, match="taken_at"):
         ingest(session, meter.id, datetime(2026, 7, 1), kwh("1"))
+
+
+def test_readings_keep_their_meter_without_a_foreign_key_of_their_own(session, billed_account):
+    """readings.meter_id has no foreign key (migration 0003); the billing-state row, created before
+    any reading is stored, holds the meter in place, and an unknown meter is refused."""
+    import pytest
+    from sqlalchemy.exc import IntegrityError
+
+    from core.errors import NotFound
+    from core.models import Meter
+    from core.models.billing import MeterBillingState
+    _, meter = billed_account()
+    ingest(session, meter.id, at("2026-07-01 00:00"), kwh("1000"))
+    session.commit()
+    reading = session.scalar(select(Reading).where(Reading.meter_id == meter.id))
+    assert session.get(MeterBillingState, meter.id) is not None and reading is not None
+    with pytest.raises(IntegrityError):
+        with session.begin_nested():
+            session.execute(Meter.__table__.delete().where(Meter.id == meter.id))
+    session.rollback()
+    with pytest.raises(NotFound):
+        ingest(session, 10 ** 9, at("2026-07-01 00:00"), kwh("1"))
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(Reading)) == 1
