@@ -303,13 +303,22 @@ def _bill(session: Session, rows: list[RawReading], meters: dict[int, _Meter], s
         last_row = rows[idxs[-1]]
         if pricer is None or pricer.is_flat:  # only the total matters: one interval
             intervals = [Interval(prev_at, last_row.taken_at, (last_row.total - prev_total) * m.ct_ratio)]
-        else:
+        elif not pricer.uses_registers:  # tiers and versions: only the times and totals matter
             intervals = []
+            ct = m.ct_ratio
             for i in idxs:
                 r = rows[i]
-                intervals.append(Interval(prev_at, r.taken_at, (r.total - prev_total) * m.ct_ratio,
-                                          _deltas(prev_periods, r.periods, m.ct_ratio)))
-                prev_at, prev_total, prev_periods = r.taken_at, r.total, _periods_json(r.periods)
+                intervals.append(Interval(prev_at, r.taken_at, (r.total - prev_total) * ct))
+                prev_at, prev_total = r.taken_at, r.total
+        else:
+            intervals = []
+            ct = m.ct_ratio
+            prev_regs = {k: Decimal(v) for k, v in prev_periods.items()} if prev_periods else None
+            for i in idxs:
+                r = rows[i]
+                intervals.append(Interval(prev_at, r.taken_at, (r.total - prev_total) * ct,
+                                          _deltas(prev_regs, r.periods, ct)))
+                prev_at, prev_total, prev_regs = r.taken_at, r.total, r.periods
         quantity = sum((iv.quantity for iv in intervals), Decimal(0))
         state = State(st["cycle"], st["cycle_used"], st["charged_month"])
         if pricer is not None:
@@ -367,10 +376,10 @@ def _periods_json(periods) -> dict | None:
     return {k: str(v) for k, v in periods.items()} if periods else None
 
 
-def _deltas(prev: dict | None, cur, ct: int) -> dict[str, Decimal] | None:
-    if not prev or not cur or set(prev) != set(cur):
+def _deltas(prev: Mapping[str, Decimal] | None, cur, ct: int) -> dict[str, Decimal] | None:
+    if not prev or not cur or prev.keys() != cur.keys():
         return None
-    deltas = {p: (cur[p] - Decimal(prev[p])) * ct for p in cur}
+    deltas = {p: (cur[p] - prev[p]) * ct for p in cur}
     return None if any(v < 0 for v in deltas.values()) else deltas
 
 

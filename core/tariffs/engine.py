@@ -162,6 +162,11 @@ class Pricer:
         self._piece_memo: dict[tuple, list] = {}
 
     @property
+    def uses_registers(self) -> bool:
+        """Some version is TOU: the meter's per-period registers can decide the split."""
+        return any(v.plan.is_tou for v in self.versions)
+
+    @property
     def is_flat(self) -> bool:
         """One flat version without a fixed charge: only the total usage matters."""
         return self._flat_price is not None
@@ -170,10 +175,21 @@ class Pricer:
 
     def _chunks(self, start: datetime, end: datetime) -> list[tuple[datetime, datetime, Version]]:
         """Cut [start, end) at version changes and tier-cycle starts (local midnights)."""
+        return self._span(start, end)[0]
+
+    def _span(self, start: datetime, end: datetime) -> tuple[list, tuple | None]:
+        """(chunks, what joining needs: version, cycle and whether it is TOU; None if cut)."""
         key = (start, end)
         found = self._chunk_memo.get(key)
         if found is None:
-            found = self._cut(start, end)
+            chunks = self._cut(start, end)
+            base = None
+            if len(chunks) == 1:
+                a, _, version = chunks[0]
+                plan = version.plan
+                base = (id(version), cycle_key(plan, a) if plan.is_tiered else None,
+                        plan.is_tou, plan.is_tiered)
+            found = (chunks, base)
             if len(self._chunk_memo) >= _MEMO_SIZE:
                 self._chunk_memo.clear()
             self._chunk_memo[key] = found
@@ -272,18 +288,16 @@ class Pricer:
         """What two intervals must share to be priced as one, or None when this one must stay alone."""
         if iv.quantity < 0:
             return None
-        chunks = self._chunks(iv.start, iv.end)
-        if len(chunks) != 1:
+        base = self._span(iv.start, iv.end)[1]
+        if base is None:
             return None
-        a, _, version = chunks[0]
-        plan = version.plan
-        cycle = cycle_key(plan, a) if plan.is_tiered else None
-        if not plan.is_tou:
-            return (id(version), cycle, None)
+        version, cycle, is_tou, is_tiered = base
+        if not is_tou:
+            return (version, cycle, None)
         p = iv.periods
-        if plan.is_tiered or not p or any(v < 0 for v in p.values()) or sum(p.values(), ZERO) != iv.quantity:
+        if is_tiered or not p or any(v < 0 for v in p.values()) or sum(p.values(), ZERO) != iv.quantity:
             return None
-        return (id(version), cycle, tuple(k for k in PERIODS if k in p))
+        return (version, cycle, tuple(k for k in PERIODS if k in p))
 
     def _price_interval(self, iv: Interval, state: State, out: dict) -> State:
         chunks = self._chunks(iv.start, iv.end)
