@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from core import ledger, signals
 from core.billing.ledger_bulk import Consumption, post_consumptions
 from core.billing.pricing import PricerCache
-from core.billing.store import aware, ids_in, insert_events, insert_readings, insert_usage, update_states
+from core.billing.store import aware, ids_in, insert_events, insert_usage, start_insert_readings, update_states
 from core.db import is_postgres, utcnow
 from core.errors import NotFound, ValidationError
 from core.models import Account, LedgerAccount, Meter, Reading, Site
@@ -239,11 +239,18 @@ def _ingest_locked(session: Session, rows: list[RawReading], meters: dict, state
         if accepted:
             billed_ok[mid] = accepted
 
-    ids = insert_readings(session, new_rows)
-    reading_id = dict(zip(new_index, ids))
     insert_events(session, events)
-
-    billed = _bill(session, rows, meters, states, billed_ok, reading_id, actor=actor, front=front)
+    # Everything billing needs from the database is read before the readings go in; then the
+    # readings are written (COPY, on a thread) while the intervals are priced here, and the
+    # entries and usage follow once the readings are in.
+    ctx = _bill_context(session, meters, billed_ok)
+    ids, readings_written = start_insert_readings(session, new_rows)
+    reading_id = dict(zip(new_index, ids))
+    try:
+        todo = _price_usage(ctx, rows, meters, states, billed_ok, reading_id)
+    finally:
+        readings_written()
+    billed = _post_usage(session, todo, actor=actor, front=front)
     for mid, st in states.items():
         if "baseline" in st and mid not in billed_ok:
             i = st["baseline"]
@@ -278,18 +285,42 @@ class _Billed:
     last_entry: dict[int, int] = field(default_factory=dict)
 
 
-def _bill(session: Session, rows: list[RawReading], meters: dict[int, _Meter], states: dict[int, dict],
-          billed_ok: dict[int, list[int]], reading_id: dict[int, int], *, actor: str, front: str) -> _Billed:
-    res = _Billed()
+@dataclass
+class _BillContext:
+    """What pricing reads from the database, read before the readings are written."""
+
+    pricers: PricerCache | None = None
+    wallets: dict[int, int] = field(default_factory=dict)  # account id -> wallet ledger account id
+    revenue: dict[str, int] = field(default_factory=dict)  # "revenue:electricity" -> ledger account id
+
+
+@dataclass
+class _ToPost:
+    billed: _Billed = field(default_factory=_Billed)
+    usage: list[dict] = field(default_factory=list)
+    consumptions: list[Consumption] = field(default_factory=list)
+
+
+def _bill_context(session: Session, meters: dict[int, _Meter], billed_ok: dict[int, list[int]]) -> _BillContext:
+    ctx = _BillContext()
     if not billed_ok:
-        return res
-    pricers = PricerCache(session)
-    pricers.preload(meters[m].plan_id for m in billed_ok)
-    usage: list[dict] = []
-    consumptions: list[Consumption] = []
-    wallets = _wallets(session, {meters[m].account_id for m in billed_ok
-                                 if meters[m].billing_mode == "prepaid-platform"})
-    revenue: dict[str, int] = {}
+        return ctx
+    ctx.pricers = PricerCache(session)
+    ctx.pricers.preload(meters[m].plan_id for m in billed_ok)
+    prepaid = [meters[m] for m in billed_ok if meters[m].billing_mode == "prepaid-platform"]
+    ctx.wallets = _wallets(session, {m.account_id for m in prepaid})
+    for code in sorted({f"revenue:{m.kind}" for m in prepaid}):
+        ctx.revenue[code] = ledger.system_account(session, code).id
+    return ctx
+
+
+def _price_usage(ctx: _BillContext, rows: list[RawReading], meters: dict[int, _Meter], states: dict[int, dict],
+                 billed_ok: dict[int, list[int]], reading_id: dict[int, int]) -> _ToPost:
+    """Price each meter's new interval and move its billing state on; no database here (this runs
+    while the readings are being written on the same connection)."""
+    out = _ToPost()
+    res, usage, consumptions = out.billed, out.usage, out.consumptions
+    pricers, wallets, revenue = ctx.pricers, ctx.wallets, ctx.revenue
     for mid, idxs in billed_ok.items():
         m, st = meters[mid], states[mid]
         prev_at, prev_total = st["last_taken_at"], st["last_total"]
@@ -299,7 +330,7 @@ def _bill(session: Session, rows: list[RawReading], meters: dict[int, _Meter], s
             b = st["baseline"]
             prev_at, prev_total, prev_periods, from_id = (rows[b].taken_at, rows[b].total,
                                                           _periods_json(rows[b].periods), reading_id[b])
-        pricer = pricers.get(m.plan_id, m.tz) if m.account_id is not None else None
+        pricer = pricers.loaded(m.plan_id, m.tz) if m.account_id is not None else None
         last_row = rows[idxs[-1]]
         if pricer is None or pricer.is_flat:  # only the total matters: one interval
             intervals = [Interval(prev_at, last_row.taken_at, (last_row.total - prev_total) * m.ct_ratio)]
@@ -333,8 +364,6 @@ def _bill(session: Session, rows: list[RawReading], meters: dict[int, _Meter], s
         entry_key = None
         if fen > 0 and m.billing_mode == "prepaid-platform":
             code = f"revenue:{m.kind}"
-            if code not in revenue:
-                revenue[code] = ledger.system_account(session, code).id
             entry_key = f"usage:{mid}:{to_id}"
             consumptions.append(Consumption(entry_key, m.account_id, wallets[m.account_id], revenue[code], fen,
                                             memo=f"{m.kind} usage", meta={"meter_id": mid, "reading_id": to_id,
@@ -352,6 +381,11 @@ def _bill(session: Session, rows: list[RawReading], meters: dict[int, _Meter], s
         billed = max(fen, 0) if m.billing_mode in ("prepaid-platform", "postpaid") else 0
         res.per_row[last] = (billed, quantity)
         res.total_fen += billed
+    return out
+
+
+def _post_usage(session: Session, todo: _ToPost, *, actor: str, front: str) -> _Billed:
+    res, usage, consumptions = todo.billed, todo.usage, todo.consumptions
     entry_ids = post_consumptions(session, consumptions, actor=actor, front=front)
     amount_by_key = {c.key: (c.account_id, c.amount_fen) for c in consumptions}
     for u in usage:

@@ -29,6 +29,13 @@ class PricerCache:
         for pid, eff, spec in rows:
             self._versions[pid].append(Version(eff, parse_plan(spec)))
 
+    def loaded(self, plan_id: int | None, tz: str) -> Pricer | None:
+        """``get`` for a plan ``preload`` has read: never touches the database (billing prices while
+        the same connection writes readings)."""
+        if plan_id is not None and plan_id not in self._versions:
+            raise LookupError(f"tariff plan {plan_id} was not preloaded")
+        return self.get(plan_id, tz)
+
     def get(self, plan_id: int | None, tz: str) -> Pricer | None:
         """The pricer for a plan, or None when there is no plan or it has no version."""
         if plan_id is None:
