@@ -9,10 +9,12 @@ A bad row is reported with its line number and skipped; the good rows still go i
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import queue
 import re
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -284,6 +286,23 @@ def _read_ahead(chunks: Iterator[_Chunk], depth: int = 1) -> Iterator[_Chunk]:
         thread.join(timeout=5)
 
 
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Run the cyclic garbage collector less often while a chunk's rows are alive.
+
+    A chunk is hundreds of thousands of small tuples and lists with no reference cycles; at the
+    default threshold (a young collection every 700 allocations, a full one as the heap grows by a
+    quarter) the collector's scans of them were half of the parse time. It still runs, every
+    50,000 allocations; the old thresholds come back afterwards.
+    """
+    old = gc.get_threshold()
+    gc.set_threshold(max(old[0], 50_000), max(old[1], 20), old[2])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+
+
 def import_csv(binary, *, chunk_size: int = DEFAULT_CHUNK, on_bytes: Callable[[int], None] | None = None,
                on_error: Callable[[str], None] | None = None) -> ImportSummary:
     """Import readings from a binary file object; returns the summary. Bad rows go to ``on_error``.
@@ -291,6 +310,12 @@ def import_csv(binary, *, chunk_size: int = DEFAULT_CHUNK, on_bytes: Callable[[i
     One thread reads and parses the next chunk while this one ingests the current chunk, each in
     its own transaction.
     """
+    with _fewer_collections():
+        return _import(binary, chunk_size, on_bytes, on_error)
+
+
+def _import(binary, chunk_size: int, on_bytes: Callable[[int], None] | None,
+            on_error: Callable[[str], None] | None) -> ImportSummary:
     summary = ImportSummary()
     position = 0
     for chunk in _read_ahead(_parsed_chunks(binary, chunk_size)):
