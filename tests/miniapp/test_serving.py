@@ -106,3 +106,39 @@ def test_bench_api_measures_ping_and_balance_on_meterpay_serve_without_errors(da
         for side in ("trivial", "balance"):
             assert run[side]["requests"] > 0 and run[side]["errors"] == 0
     assert out["balance"]["path"].endswith("/balance") and out["median"]["ratio"] > 0
+
+
+def test_sessions_still_round_trip_and_a_request_without_cookies_gets_an_empty_one(monkeypatch):
+    from flask import session
+
+    from meterpay.app import create_app
+    app = create_app({"TESTING": True})
+
+    @app.get("/_t/set")
+    def _set():
+        session["who"] = "manager-1"
+        return "ok"
+
+    @app.get("/_t/get")
+    def _get():
+        return session.get("who", "nobody")
+
+    with app.test_client() as c:
+        assert c.get("/_t/get").text == "nobody"
+        c.get("/_t/set")
+        assert c.get("/_t/get").text == "manager-1"
+        assert c.get("/_t/get").text == "manager-1"  # the cached serializer verifies the same cookie
+        cookie = c.get_cookie("session").value
+    with app.test_client() as fresh:
+        assert fresh.get("/_t/get").text == "nobody"
+        fresh.set_cookie("session", cookie[:-2] + ("xx" if not cookie.endswith("xx") else "yy"))
+        assert fresh.get("/_t/get").text == "nobody"  # a tampered cookie is still refused
+    original_key = app.config["SECRET_KEY"]
+    app.config["SECRET_KEY"] = "another-key"
+    with app.test_client() as c2:
+        c2.set_cookie("session", cookie)
+        assert c2.get("/_t/get").text == "nobody"  # a changed key gets another serializer
+    app.config["SECRET_KEY_FALLBACKS"] = [original_key]
+    with app.test_client() as c3:
+        c3.set_cookie("session", cookie)
+        assert c3.get("/_t/get").text == "manager-1"  # ... and fallbacks still verify
