@@ -46,7 +46,7 @@ MAX_ENTRIES = 100_000
 PING_SECONDS = 5.0          # the listener checks its connection this often when idle
 WAKE_SECONDS = 1.0          # and looks at its stop flag this often
 MAX_BACKOFF_SECONDS = 5.0
-_CHUNK = 800                # ids per notification (a payload must stay under 8000 bytes)
+_MAX_PAYLOAD = 7900         # bytes of one notification's payload (PostgreSQL: under 8000)
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +83,25 @@ def _notify(session: Session, kind: str, ids: Iterable[int]) -> None:
     ids = sorted({int(i) for i in ids})
     if not ids or session.get_bind().dialect.name != "postgresql":
         return
-    for i in range(0, len(ids), _CHUNK):
-        payload = kind + ",".join(map(str, ids[i:i + _CHUNK]))
+    for payload in _payloads(kind, ids):
         session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})
     from core.db import after_commit
     after_commit(session, lambda: _invalidate_locally(kind, ids))
+
+
+def _payloads(kind: str, ids: list[int]) -> list[str]:
+    """``w12,13,14``: as few payloads as fit PostgreSQL's limit (under 8000 bytes each)."""
+    out, part, size = [], [], 1
+    for i in ids:
+        s = str(i)
+        if part and size + len(s) + 1 > _MAX_PAYLOAD:
+            out.append(kind + ",".join(part))
+            part, size = [], 1
+        part.append(s)
+        size += len(s) + 1
+    if part:
+        out.append(kind + ",".join(part))
+    return out
 
 
 def _invalidate_locally(kind: str, ids: list[int]) -> None:

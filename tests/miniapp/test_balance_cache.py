@@ -188,3 +188,17 @@ def test_an_unreadable_notification_empties_the_cache(bound, session):
     session.commit()
     assert poll(lambda: cache.notifications > seen)
     assert cache.get("o-1", acct.id) is None
+
+
+def test_many_wallets_go_out_in_payloads_postgresql_accepts_and_all_arrive(bound, session):
+    acct, cache = bound
+    ids = [2**62 + i for i in range(1500)] + [1, 22, 333]
+    payloads = balance_cache._payloads("w", sorted(ids))
+    assert all(len(p.encode()) < 8000 for p in payloads) and len(payloads) > 1
+    assert sorted(int(x) for p in payloads for x in p[1:].split(",")) == sorted(ids)
+    seen = cache.notifications
+    wallet_id = wallet_of(session, acct.id).id
+    balance_cache.wallets_changed(session, ids + [wallet_id])
+    session.commit()
+    assert poll(lambda: cache.notifications >= seen + len(payloads))
+    assert cache.get("o-1", acct.id) is None
