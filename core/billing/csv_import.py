@@ -36,6 +36,7 @@ COLUMNS = ("meter_serial", "taken_at", "total", *PERIODS)
 # A register value that needs no further check: digits, at most 3 decimals, below 10^12.
 _PLAIN = re.compile(r"[0-9]{1,12}(?:\.[0-9]{0,3})?\Z").match
 DEFAULT_CHUNK = 50_000
+_PARSE_BATCH = 5_000  # raw CSV rows held before they are parsed into (much smaller) readings
 _MILLI = Decimal("0.001")
 
 
@@ -205,21 +206,34 @@ def _parsed_chunks(binary, chunk_size: int) -> Iterator[_Chunk]:
     reader = csv.reader(text)
     meters = _Meters()
     col = {name: i for i, name in enumerate(COLUMNS)}
-    pending: list[tuple[int, list[str]]] = []
+    pending: list[tuple[int, list[str]]] = []  # raw rows, parsed every _PARSE_BATCH rows (they are big)
+    good: list[RawReading] = []
+    errors: list[str] = []
+    parser: list[_Parser] = []
+
+    def parse_pending() -> None:
+        i_serial = col["meter_serial"]
+        serials = {r[i_serial] for _, r in pending if len(r) > i_serial}
+        if any(s not in meters.known for s in serials):
+            with session_scope() as session:
+                meters.load(session, {s.strip() for s in serials})
+        if not parser:
+            parser.append(_Parser(col, meters))
+        parser[0].rows(pending, good, errors)
+        pending.clear()
 
     def parse() -> _Chunk:
-        i_serial = col["meter_serial"]
-        with session_scope() as session:
-            meters.load(session, {r[i_serial].strip() for _, r in pending if len(r) > i_serial})
-        good: list[RawReading] = []
-        errors: list[str] = []
-        _Parser(col, meters).rows(pending, good, errors)
-        pending.clear()
+        if pending:
+            parse_pending()
         try:
             position = binary.tell()
         except (OSError, ValueError):
             position = None
-        return _Chunk(good, errors, position)
+        chunk = _Chunk(good.copy(), errors.copy(), position)
+        good.clear()
+        errors.clear()
+        parser.clear()  # a parser remembers the chunk's times; the next chunk starts afresh
+        return chunk
 
     first = True
     try:
@@ -240,9 +254,11 @@ def _parsed_chunks(binary, chunk_size: int) -> Iterator[_Chunk]:
                     raise ValidationError(f"header: line 1 is neither the header ({','.join(COLUMNS)}) nor a "
                                           f"reading (total {row[2].strip()!r} is not a number)", field="header")
             pending.append((reader.line_num, row))
-            if len(pending) >= chunk_size:
+            if len(pending) >= _PARSE_BATCH:
+                parse_pending()
+            if len(good) + len(errors) + len(pending) >= chunk_size:
                 yield parse()
-        if pending:
+        if pending or good or errors:
             yield parse()
     finally:
         text.detach()
@@ -251,22 +267,24 @@ def _parsed_chunks(binary, chunk_size: int) -> Iterator[_Chunk]:
 _DONE = object()
 
 
-def _read_ahead(chunks: Iterator[_Chunk], depth: int = 1) -> Iterator[_Chunk]:
-    """Run ``chunks`` in a thread, ``depth`` chunks ahead: parsing overlaps the database's work."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
+def _read_ahead(chunks: Iterator[_Chunk]) -> Iterator[_Chunk]:
+    """Parse the next chunk in a thread while the caller ingests this one.
+
+    At most two chunks are alive: the one being ingested and the one being parsed. The reader
+    hands a chunk over and waits until it is taken before it reads on, so a parsed chunk never
+    waits in line while a third is read.
+    """
+    q: queue.Queue = queue.Queue(maxsize=1)
+    taken = threading.Semaphore(0)
     stop = threading.Event()
 
     def produce() -> None:
         try:
             for item in chunks:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
+                q.put(item)  # the queue is empty: the chunk before was taken
+                while not taken.acquire(timeout=0.2):
+                    if stop.is_set():
+                        return
             q.put(_DONE)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
             q.put(exc)
@@ -276,6 +294,7 @@ def _read_ahead(chunks: Iterator[_Chunk], depth: int = 1) -> Iterator[_Chunk]:
     try:
         while True:
             item = q.get()
+            taken.release()
             if item is _DONE:
                 return
             if isinstance(item, BaseException):

@@ -245,7 +245,13 @@ def _ingest_locked(session: Session, rows: list[RawReading], meters: dict, state
     # entries and usage follow once the readings are in.
     ctx = _bill_context(session, meters, billed_ok)
     ids, readings_written = start_insert_readings(session, new_rows)
-    reading_id = dict(zip(new_index, ids))
+    if detail:
+        reading_id = dict(zip(new_index, ids))
+    else:  # only what billing needs: each meter's baseline and last accepted reading
+        need = {idxs[-1] for idxs in billed_ok.values()}
+        need.update(st["baseline"] for st in states.values() if "baseline" in st)
+        reading_id = {i: rid for i, rid in zip(new_index, ids) if i in need}
+    del new_rows
     try:
         todo = _price_usage(ctx, rows, meters, states, billed_ok, reading_id)
     finally:
