@@ -38,8 +38,10 @@ import threading
 import time
 from typing import Callable, Iterable
 
-from sqlalchemy import text
-from sqlalchemy.orm import Session
+from sqlalchemy import event, inspect, text
+from sqlalchemy.orm import Session, object_session
+
+from core.models import LedgerAccount, TenantBinding
 
 CHANNEL = "meterpay_balance"
 MAX_ENTRIES = 100_000
@@ -79,14 +81,36 @@ def account_changed(session: Session, account_id: int) -> None:
     _notify(session, "a", [account_id])
 
 
-def _notify(session: Session, kind: str, ids: Iterable[int]) -> None:
-    ids = sorted({int(i) for i in ids})
-    if not ids or session.get_bind().dialect.name != "postgresql":
+def _notify(session: Session, kind: str, ids: Iterable[int], connection=None) -> None:
+    ids = sorted({int(i) for i in ids if i is not None})
+    if not ids or (connection or session.get_bind()).dialect.name != "postgresql":
         return
+    run = (connection or session).execute
     for payload in _payloads(kind, ids):
-        session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})
+        run(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})
     from core.db import after_commit
     after_commit(session, lambda: _invalidate_locally(kind, ids))
+
+
+# A safety net for ORM writes that would otherwise need to remember the calls above: a binding
+# deleted or changed, or a wallet's balance changed on a loaded object, notifies by itself when
+# the session flushes it. (ledger.post and the bulk path write with UPDATE statements and call
+# wallets_changed themselves.)
+
+@event.listens_for(TenantBinding, "after_delete")
+@event.listens_for(TenantBinding, "after_update")
+def _binding_written(_mapper, connection, target) -> None:
+    session = object_session(target)
+    if session is not None:
+        ids = [target.account_id, *inspect(target).attrs.account_id.history.deleted]
+        _notify(session, "a", ids, connection)
+
+
+@event.listens_for(LedgerAccount, "after_update")
+def _wallet_written(_mapper, connection, target) -> None:
+    session = object_session(target)
+    if session is not None and inspect(target).attrs.balance_fen.history.has_changes():
+        _notify(session, "w", [target.id], connection)
 
 
 def _payloads(kind: str, ids: list[int]) -> list[str]:

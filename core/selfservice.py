@@ -81,8 +81,7 @@ def unbind(session: Session, openid: str, account_id: int) -> None:
                                                      TenantBinding.account_id == account_id))
     if row is None:
         raise NotFound(f"no account {account_id}")
-    session.delete(row)
-    balance_cache.account_changed(session, account_id)  # every process's cached read forgets it at commit
+    session.delete(row)  # the flush notifies every process's balance cache (core.balance_cache)
 
 
 def account_for(session: Session, openid: str, account_id: int) -> Account:

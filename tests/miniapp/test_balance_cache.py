@@ -202,3 +202,21 @@ def test_many_wallets_go_out_in_payloads_postgresql_accepts_and_all_arrive(bound
     session.commit()
     assert poll(lambda: cache.notifications >= seen + len(payloads))
     assert cache.get("o-1", acct.id) is None
+
+
+def test_orm_writes_that_forget_to_notify_still_do(bound, session, notifications_only):
+    from sqlalchemy import select
+    acct, cache = bound
+    wallet = wallet_of(session, acct.id)
+    wallet.balance_fen = 4040  # not through the ledger: the safety net notifies anyway
+    session.commit()
+    assert poll(lambda: selfservice.bound_balance_fen("o-1", acct.id) == 4040)
+    binding = session.scalar(select(TenantBinding).where(TenantBinding.openid == "o-1"))
+    binding.openid = "o-9"     # a binding moved to someone else
+    session.commit()
+    assert poll(lambda: selfservice.bound_balance_fen("o-1", acct.id) is None)
+    assert selfservice.bound_balance_fen("o-9", acct.id) == 4040
+    assert selfservice.bound_balance_fen("o-9", acct.id) == 4040
+    session.delete(binding)    # and deleted
+    session.commit()
+    assert poll(lambda: selfservice.bound_balance_fen("o-9", acct.id) is None)
