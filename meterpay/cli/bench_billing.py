@@ -183,7 +183,7 @@ def _restore_listeners(muted: dict) -> None:
 @click.option("--readings", "per_meter", type=click.IntRange(min=2), default=40, show_default=True,
               help="readings per meter")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=None,
-              help="rows per transaction (default METERPAY_IMPORT_CHUNK or 50000)")
+              help="rows per transaction (default METERPAY_IMPORT_CHUNK, else 200000 on PostgreSQL and 20000 on SQLite)")
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--listeners", "with_listeners", is_flag=True,
               help="also load the other areas' balance_changed listeners (alarms, supply control): one job per "
@@ -194,14 +194,14 @@ def bench_billing(n_meters: int, per_meter: int, chunk_size: int | None, seed: i
                   as_json: bool) -> None:
     """Import N x R readings end to end and compare with a raw COPY of the same rows."""
     from core import jobs
-    from core.billing.csv_import import DEFAULT_CHUNK, import_csv
+    from core.billing.csv_import import default_chunk, import_csv
     from core.config import get_settings, reset_settings
     from core.db import reset_engine, session_scope
     from core.ledger_check import validate
     from core.migrate import upgrade
     from core.plugins import load_listeners
 
-    chunk = chunk_size or int(os.environ.get("METERPAY_IMPORT_CHUNK") or DEFAULT_CHUNK)
+    chunk = chunk_size or default_chunk()
     muted: dict = {}
     configured = get_settings().database_url
     url, drop = scratch_database(configured, "bench_billing")

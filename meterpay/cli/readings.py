@@ -17,7 +17,7 @@ def readings() -> None:
 @readings.command("import")
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--chunk-size", type=click.IntRange(min=1), default=None,
-              help="rows per transaction (default METERPAY_IMPORT_CHUNK or 50000)")
+              help="rows per transaction (default METERPAY_IMPORT_CHUNK, else 200000 on PostgreSQL and 20000 on SQLite)")
 @click.option("--strict", is_flag=True, help="exit 1 if any row was bad (the good rows still go in)")
 @friendly_errors
 def import_cmd(path: str, chunk_size: int | None, strict: bool) -> None:
@@ -26,8 +26,8 @@ def import_cmd(path: str, chunk_size: int | None, strict: bool) -> None:
     Bad rows are reported on stderr with their line numbers; the last line on stdout is a JSON
     summary {"accepted", "duplicates", "anomalies", "billed_amount"}.
     """
-    from core.billing.csv_import import DEFAULT_CHUNK, import_csv
-    chunk = chunk_size or int(os.environ.get("METERPAY_IMPORT_CHUNK") or DEFAULT_CHUNK)
+    from core.billing.csv_import import default_chunk, import_csv
+    chunk = chunk_size or default_chunk()
     try:
         fh = open(path, "rb")
     except OSError as exc:

@@ -97,3 +97,19 @@ def test_small_chunks_bill_the_same_as_one_chunk(session, billed_account):
     assert one.billed_fen == many.billed_fen == 27 * 60
     session.expire_all()
     assert validate(session) == []
+
+
+def test_rows_per_transaction_come_from_the_environment_or_the_database(monkeypatch):
+    import pytest
+
+    from core.billing.csv_import import DEFAULT_CHUNK, SQLITE_CHUNK, default_chunk
+    from core.config import get_settings
+    from core.errors import ValidationError
+    monkeypatch.delenv("METERPAY_IMPORT_CHUNK", raising=False)
+    assert default_chunk() == (SQLITE_CHUNK if get_settings().is_sqlite else DEFAULT_CHUNK)
+    monkeypatch.setenv("METERPAY_IMPORT_CHUNK", "1234")
+    assert default_chunk() == 1234
+    for bad in ("lots", "0", "-5"):
+        monkeypatch.setenv("METERPAY_IMPORT_CHUNK", bad)
+        with pytest.raises(ValidationError, match="METERPAY_IMPORT_CHUNK"):
+            default_chunk()
