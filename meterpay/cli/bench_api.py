@@ -11,6 +11,10 @@ Each run measures ``GET /api/v1/ping`` (no auth, no database: the baseline) and 
 server; ``--runs N`` repeats the pair and reports every run, the median and the spread.
 It prints one JSON line: requests/s, p50/p99 latency, errors, ``ratio`` = balance / ping rps,
 and the load averages before and after. Target: ratio >= 0.5 and balance p99 < 50 ms at 50 clients.
+After the load a recharge is committed from this process and the server must answer the new
+balance, on new connections (either worker), within 5 s (``freshness``: how long it took, and
+that 40 reads after it all agree): the balance cache (``--no-balance-cache`` turns it off) may
+be fast but never stale.
 """
 from __future__ import annotations
 
@@ -175,6 +179,44 @@ def _spread(runs: list[dict], side: str, key: str) -> dict:
     return {"median": round(statistics.median(values), 2), "min": min(values), "max": max(values)}
 
 
+def _get_balance(port: int, path: str, token: str) -> str | None:
+    """One GET of the balance on a new connection (so either worker may answer); the yuan string."""
+    import urllib.request
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.loads(resp.read())["balance"]
+    except OSError:
+        return None
+
+
+def freshness_check(port: int, path: str, token: str, account_id: int, timeout: float = 5.0) -> dict:
+    """After the load: a recharge committed here (another process than the server) must be what
+    the server answers, on every worker, within ``timeout``. Returns how long it took to show."""
+    from core import cashdesk
+    from core.db import session_scope
+    from core.money import format_fen
+    with session_scope() as s:
+        from core.ledger import account_balance
+        before = account_balance(s, account_id)
+    expected = format_fen(before + 100)
+    t0 = time.perf_counter()
+    with session_scope() as s:
+        cashdesk.desk_recharge(s, account_id, 100, actor="bench", front="bench")
+    committed = time.perf_counter()
+    deadline = committed + timeout
+    first = None
+    while time.perf_counter() < deadline:
+        if _get_balance(port, path, token) == expected:
+            first = time.perf_counter()
+            break
+        time.sleep(0.001)
+    stale = sum(1 for _ in range(40) if _get_balance(port, path, token) != expected) if first else None
+    return {"recharge_visible_after_ms": None if first is None else round((first - committed) * 1000, 2),
+            "commit_ms": round((committed - t0) * 1000, 2), "stale_reads_after": stale,
+            "ok": first is not None and stale == 0}
+
+
 def _wait_up(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -197,8 +239,11 @@ def _wait_up(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
 @click.option("--runs", type=int, default=1, show_default=True, help="ping+balance pairs; reports median and spread")
 @click.option("--tool", type=click.Choice(["auto", "wrk", "python"]), default="auto", show_default=True,
               help="load tool: wrk if installed (auto), or the asyncio loader")
+@click.option("--balance-cache/--no-balance-cache", default=True, show_default=True,
+              help="the server's per-process balance cache (METERPAY_BALANCE_CACHE; PostgreSQL only)")
 @friendly_errors
-def bench_api(concurrency: int, seconds: float, workers: int, threads: int | None, runs: int, tool: str) -> None:
+def bench_api(concurrency: int, seconds: float, workers: int, threads: int | None, runs: int, tool: str,
+              balance_cache: bool) -> None:
     """Balance endpoint vs a trivial endpoint on `meterpay serve` (gunicorn), at N concurrent clients."""
     from core.errors import ValidationError
     if not 1 <= concurrency <= 1000 or not 0.5 <= seconds <= 120 or not 1 <= runs <= 20:
@@ -221,6 +266,7 @@ def bench_api(concurrency: int, seconds: float, workers: int, threads: int | Non
         env.pop("METERPAY_REDIS_URL", None)
         if threads:
             env["METERPAY_WEB_THREADS"] = str(threads)
+        env["METERPAY_BALANCE_CACHE"] = "1" if balance_cache else "0"
         proc = subprocess.Popen([sys.executable, "-m", "meterpay.cli.__main__", "serve", "--workers", str(workers)],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_up(port, proc)
@@ -235,6 +281,7 @@ def bench_api(concurrency: int, seconds: float, workers: int, threads: int | Non
             balance = _measured(load, proc.pid, "127.0.0.1", port, balance_path, auth, concurrency, seconds)
             ratio = round(balance["rps"] / trivial["rps"], 3) if trivial["rps"] else 0.0
             results.append({"trivial": trivial, "balance": balance, "ratio": ratio})
+        fresh = freshness_check(port, balance_path, token, account_id)
         median = sorted(results, key=lambda r: r["ratio"])[(len(results) - 1) // 2]
         errors = sum(r["balance"]["errors"] + r["trivial"]["errors"] for r in results)
         p99 = statistics.median(r["balance"]["p99_ms"] or 0 for r in results)
@@ -244,7 +291,9 @@ def bench_api(concurrency: int, seconds: float, workers: int, threads: int | Non
             "bench": "api", "tool": tool,
             "server": f"meterpay serve (gunicorn {gunicorn_conf.worker_class}, {workers} workers x "
                       f"{env.get('METERPAY_WEB_THREADS', gunicorn_conf.DEFAULT_THREADS)} threads)",
-            "access_log": gunicorn_conf.accesslog is not None, "database": url.split(":", 1)[0], "concurrency": concurrency, "seconds": seconds,
+            "access_log": gunicorn_conf.accesslog is not None, "database": url.split(":", 1)[0],
+            "balance_cache": balance_cache and url.startswith("postgresql"),
+            "concurrency": concurrency, "seconds": seconds,
             "trivial": {"path": "/api/v1/ping", **median["trivial"]},
             "balance": {"path": balance_path, **median["balance"]},
             "ratio": median["ratio"], "runs": results,
@@ -255,7 +304,8 @@ def bench_api(concurrency: int, seconds: float, workers: int, threads: int | Non
                        "balance_p99_ms": _spread(results, "balance", "p99_ms")},
             "loadavg_before": load_before, "loadavg_after": _loadavg(), "cpus": os.cpu_count(),
             "target": {"ratio_min": 0.5, "p99_ms_max": 50},
-            "meets_target": bool(ratio >= 0.5 and p99 < 50 and errors == 0),
+            "freshness": fresh,
+            "meets_target": bool(ratio >= 0.5 and p99 < 50 and errors == 0 and fresh["ok"]),
         }))
     finally:
         if proc is not None and proc.poll() is None:

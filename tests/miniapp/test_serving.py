@@ -106,6 +106,9 @@ def test_bench_api_measures_ping_and_balance_on_meterpay_serve_without_errors(da
         for side in ("trivial", "balance"):
             assert run[side]["requests"] > 0 and run[side]["errors"] == 0
     assert out["balance"]["path"].endswith("/balance") and out["median"]["ratio"] > 0
+    # A recharge committed by the bench (not the server) is what both workers answer next.
+    assert out["freshness"]["ok"] is True and out["freshness"]["stale_reads_after"] == 0
+    assert out["balance_cache"] is out["database"].startswith("postgresql")
 
 
 def test_sessions_still_round_trip_and_a_request_without_cookies_gets_an_empty_one(monkeypatch):
