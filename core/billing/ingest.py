@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from core import ledger, signals
 from core.billing.ledger_bulk import Consumption, post_consumptions
 from core.billing.pricing import PricerCache
-from core.billing.store import aware, ids_in, insert_events, insert_usage, start_insert_readings, update_states
+from core.billing.store import ReadingWriter, aware, ids_in, insert_events, insert_usage, update_states
 from core.db import is_postgres, utcnow
 from core.errors import NotFound, ValidationError
 from core.models import Account, LedgerAccount, Meter, Reading, Site
@@ -166,8 +166,22 @@ def _ingest_locked(session: Session, rows: list[RawReading], meters: dict, state
     by_meter: dict[int, list[int]] = defaultdict(list)
     for i, r in enumerate(rows):
         by_meter[r.meter_id].append(i)
-    times = [r.taken_at for r in rows]
 
+    # What billing reads from the database is read now: from here on the readings are written
+    # (COPY, on a thread) as they are decided, and the intervals priced meanwhile.
+    ctx = _bill_context(session, meters, list(by_meter))
+    writer = ReadingWriter(session, len(rows) - len(existing))
+    try:
+        return _decide_and_bill(session, rows, meters, states, by_meter, existing, ctx, writer, out, actor=actor,
+                                front=front, detail=detail)
+    finally:
+        writer.wait()
+
+
+def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, states: dict,
+                     by_meter: dict[int, list[int]], existing: set, ctx: "_BillContext", writer: ReadingWriter,
+                     out: BatchResult, *, actor: str, front: str, detail: bool) -> tuple[BatchResult, "_Billed"]:
+    times = [r.taken_at for r in rows]
     new_rows: list[tuple] = []  # reading tuples to insert
     new_index: list[int] = []  # row index for each
     statuses: dict[int, tuple[str, str]] = {}  # rows that are not plainly accepted (and baselines)
@@ -176,6 +190,7 @@ def _ingest_locked(session: Session, rows: list[RawReading], meters: dict, state
     duplicate = ("duplicate", "")
     n_duplicate = n_anomaly = 0
     add_row, add_index = new_rows.append, new_index.append
+    next_send = ReadingWriter.BLOCK
     for mid, idxs in by_meter.items():
         if len(idxs) > 1:
             idxs.sort(key=times.__getitem__)  # stable: of two rows at one time the first in the file wins
@@ -238,13 +253,11 @@ def _ingest_locked(session: Session, rows: list[RawReading], meters: dict, state
                 st["dirty"] = True
         if accepted:
             billed_ok[mid] = accepted
+        if len(new_rows) >= next_send:
+            writer.send(new_rows)
+            next_send = len(new_rows) + ReadingWriter.BLOCK
 
-    insert_events(session, events)
-    # Everything billing needs from the database is read before the readings go in; then the
-    # readings are written (COPY, on a thread) while the intervals are priced here, and the
-    # entries and usage follow once the readings are in.
-    ctx = _bill_context(session, meters, billed_ok)
-    ids, readings_written = start_insert_readings(session, new_rows)
+    ids = writer.ids(new_rows)
     if detail:
         reading_id = dict(zip(new_index, ids))
     else:  # only what billing needs: each meter's baseline and last accepted reading
@@ -255,7 +268,8 @@ def _ingest_locked(session: Session, rows: list[RawReading], meters: dict, state
     try:
         todo = _price_usage(ctx, rows, meters, states, billed_ok, reading_id)
     finally:
-        readings_written()
+        writer.wait()
+    insert_events(session, events)
     billed = _post_usage(session, todo, actor=actor, front=front)
     for mid, st in states.items():
         if "baseline" in st and mid not in billed_ok:
@@ -307,13 +321,14 @@ class _ToPost:
     consumptions: list[Consumption] = field(default_factory=list)
 
 
-def _bill_context(session: Session, meters: dict[int, _Meter], billed_ok: dict[int, list[int]]) -> _BillContext:
+def _bill_context(session: Session, meters: dict[int, _Meter], meter_ids: list[int]) -> _BillContext:
+    """Plans, wallets and revenue accounts for every meter of the batch (before anything is billed)."""
     ctx = _BillContext()
-    if not billed_ok:
+    if not meter_ids:
         return ctx
     ctx.pricers = PricerCache(session)
-    ctx.pricers.preload(meters[m].plan_id for m in billed_ok)
-    prepaid = [meters[m] for m in billed_ok if meters[m].billing_mode == "prepaid-platform"]
+    ctx.pricers.preload(meters[m].plan_id for m in meter_ids)
+    prepaid = [meters[m] for m in meter_ids if meters[m].billing_mode == "prepaid-platform"]
     ctx.wallets = _wallets(session, {m.account_id for m in prepaid})
     for code in sorted({f"revenue:{m.kind}" for m in prepaid}):
         ctx.revenue[code] = ledger.system_account(session, code).id

@@ -6,10 +6,10 @@ duplicates under it, so COPY meets no unique-key conflict.
 from __future__ import annotations
 
 import json
+import queue
 import threading
 from datetime import datetime
 from decimal import Decimal
-from typing import Callable
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -88,73 +88,102 @@ def use_copy(session: Session, n: int) -> bool:
 
 def insert_readings(session: Session, rows: list[tuple]) -> list[int]:
     """Insert readings given as tuples in READING_COLUMNS order; return their ids in order."""
-    ids, written = start_insert_readings(session, rows)
-    written()
-    return ids
+    writer = ReadingWriter(session, len(rows))
+    try:
+        writer.send(rows)
+        return writer.ids(rows)
+    finally:
+        writer.wait()
 
 
-def start_insert_readings(session: Session, rows: list[tuple]) -> tuple[list[int], Callable[[], None]]:
-    """Start inserting readings; return their ids and a function that waits until they are in.
+class ReadingWriter:
+    """Readings written while the caller goes on working: ``send`` blocks of rows as they are
+    decided, ``ids`` when all are sent, ``wait`` before the session is used again.
 
-    A large batch on PostgreSQL is written by COPY on a thread, so the caller can price meanwhile;
-    until the returned function has been called the caller must not use the session's connection
-    (the function re-raises what the writer met). Otherwise the rows are in before this returns.
+    With at least COPY_THRESHOLD rows ``expected`` on PostgreSQL, ids are taken from the sequence
+    up front (``expected`` is an upper bound; unused ids are only a gap) and a thread streams the
+    blocks through COPY while the caller decides the next ones and prices; until ``wait`` returns
+    the caller must not touch the session's connection (``wait`` re-raises what the writer met).
+    Otherwise the rows go in through the ORM when ``ids`` is called.
     """
-    if not rows:
-        return [], _nothing
-    if not use_copy(session, len(rows)):
+
+    BLOCK = 5000  # rows per block handed to the writer
+
+    def __init__(self, session: Session, expected: int):
+        self.session = session
+        self.streaming = use_copy(session, expected)
+        self._sent = 0
+        self._thread: threading.Thread | None = None
+        self._failed: list[BaseException] = []
+        if self.streaming:
+            self._reserved = next_ids(session, "readings", expected)
+            self._blocks: queue.Queue = queue.Queue(maxsize=16)
+            driver = session.connection().connection.driver_connection
+            self._thread = threading.Thread(target=self._write, args=(driver,), name="readings-copy", daemon=True)
+            self._thread.start()
+
+    def send(self, rows: list[tuple]) -> None:
+        """Hand over ``rows[already sent:]`` (the caller keeps appending to one list)."""
+        if not self.streaming or len(rows) <= self._sent:
+            return
+        if len(rows) > len(self._reserved):
+            raise ValueError("more readings than the writer was told to expect")
+        self._blocks.put((self._sent, rows[self._sent:]))
+        self._sent = len(rows)
+
+    def ids(self, rows: list[tuple]) -> list[int]:
+        """The ids of ``rows`` (all of them sent), in order."""
+        if self.streaming:
+            self.send(rows)
+            return self._reserved[:len(rows)]
+        if not rows:
+            return []
         objs = [Reading(**dict(zip(READING_COLUMNS, r))) for r in rows]
-        session.add_all(objs)
-        session.flush()
-        return [o.id for o in objs], _nothing
-    ids = next_ids(session, "readings", len(rows))
-    driver = session.connection().connection.driver_connection
-    failed: list[BaseException] = []
+        self.session.add_all(objs)
+        self.session.flush()
+        return [o.id for o in objs]
 
-    def write() -> None:
+    def wait(self) -> None:
+        if self._thread is None:
+            return
+        self._blocks.put(None)
+        self._thread.join()
+        self._thread = None
+        if self._failed:
+            raise self._failed[0]
+
+    def _write(self, driver) -> None:
+        got_end = False
         try:
-            _copy_readings(driver, rows, ids)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            failed.append(exc)
-
-    thread = threading.Thread(target=write, name="readings-copy", daemon=True)
-    thread.start()
-
-    def written() -> None:
-        thread.join()
-        if failed:
-            raise failed[0]
-
-    return ids, written
-
-
-def _nothing() -> None:
-    return None
-
-
-def _copy_readings(driver, rows: list[tuple], ids: list[int]) -> None:
-    now = utcnow().isoformat()
-    iso: dict[int, str] = {}  # rows of one poll round share one datetime object: format it once
-    with driver.cursor() as cur:
-        with cur.copy("COPY readings (id, " + ", ".join(READING_COLUMNS) + ", created_at) FROM STDIN") as copy:
-            buf = []
-            add = buf.append
-            for rid, r in zip(ids, rows):
-                at = r[1]
-                when = iso.get(id(at))
-                if when is None:
-                    when = iso[id(at)] = at.isoformat()
-                # Formatted here: ints, ISO times, Decimal strings and fixed words need no escaping.
-                if r[3] is None and r[4] is None and r[5] is None and r[6] is None and r[7] is None:
-                    add(f"{rid}\t{r[0]}\t{when}\t{r[2]}\t\\N\t\\N\t\\N\t\\N\t\\N\t{r[8]}\t{r[9]}\t{now}\n")
-                else:
-                    add(f"{rid}\t{r[0]}\t{when}\t{r[2]}\t{_n(r[3])}\t{_n(r[4])}\t{_n(r[5])}\t"
-                        f"{_n(r[6])}\t{_n(r[7])}\t{r[8]}\t{r[9]}\t{now}\n")
-                if len(buf) >= 10000:
-                    copy.write("".join(buf))
-                    buf.clear()
-            if buf:
-                copy.write("".join(buf))
+            now = utcnow().isoformat()
+            iso: dict[int, str] = {}  # rows of one poll round share one datetime object: format it once
+            ids = self._reserved
+            with driver.cursor() as cur:
+                with cur.copy("COPY readings (id, " + ", ".join(READING_COLUMNS) + ", created_at) FROM STDIN") as copy:
+                    while True:
+                        item = self._blocks.get()
+                        if item is None:
+                            got_end = True
+                            break
+                        first, block = item
+                        buf = []
+                        add = buf.append
+                        for rid, r in zip(ids[first:first + len(block)], block):
+                            at = r[1]
+                            when = iso.get(id(at))
+                            if when is None:
+                                when = iso[id(at)] = at.isoformat()
+                            # ints, ISO times, Decimal strings and fixed words need no escaping
+                            if r[3] is None and r[4] is None and r[5] is None and r[6] is None and r[7] is None:
+                                add(f"{rid}\t{r[0]}\t{when}\t{r[2]}\t\\N\t\\N\t\\N\t\\N\t\\N\t{r[8]}\t{r[9]}\t{now}\n")
+                            else:
+                                add(f"{rid}\t{r[0]}\t{when}\t{r[2]}\t{_n(r[3])}\t{_n(r[4])}\t{_n(r[5])}\t"
+                                    f"{_n(r[6])}\t{_n(r[7])}\t{r[8]}\t{r[9]}\t{now}\n")
+                        copy.write("".join(buf))
+        except BaseException as exc:  # noqa: BLE001 - re-raised by wait() in the caller's thread
+            self._failed.append(exc)
+            while not got_end:  # let the caller's send() and wait() through
+                got_end = self._blocks.get() is None
 
 
 def _n(value) -> str:

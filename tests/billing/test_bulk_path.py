@@ -146,3 +146,31 @@ def test_counts_without_detail_match_the_results_with_detail(session, billed_acc
     quiet = ingest_batch(session, batch, detail=False)
     assert quiet.results == [] and quiet.counts == tally
     assert quiet.billed_fen == detailed.billed_fen > 0
+
+
+def test_the_streaming_reading_writer_hands_its_failure_to_the_caller(session, billed_account, pg_only):
+    """A COPY that fails on the writer's thread (here a row without a meter in the second block)
+    surfaces in wait(), after which the transaction rolls back and nothing is stored."""
+    import pytest
+    from psycopg import DataError
+
+    from core.billing.store import ReadingWriter
+    _, meter = billed_account()
+    good = [(meter.id, at("2026-07-01 00:00") + timedelta(minutes=k), Decimal(k), None, None, None, None, None,
+             "import", "ok") for k in range(ReadingWriter.BLOCK + 10)]
+    bad = good + [(None, at("2026-07-02 00:00"), Decimal(1), None, None, None, None, None, "import", "ok")]
+    writer = ReadingWriter(session, len(bad))
+    assert writer.streaming
+    writer.send(good)
+    writer.send(bad)
+    assert writer.ids(bad)[:3] == sorted(writer.ids(bad)[:3])
+    with pytest.raises(DataError):
+        writer.wait()
+    writer.wait()  # once is enough: a second wait is a no-op
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(Reading)) == 0
+    small = ReadingWriter(session, 60)
+    with pytest.raises(ValueError):
+        small.send(good)
+    small.wait()
+    session.rollback()
