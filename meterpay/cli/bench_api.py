@@ -291,6 +291,7 @@ def bench_api(concurrency: int, seconds: float, workers: int, threads: int | Non
             "bench": "api", "tool": tool,
             "server": f"meterpay serve (gunicorn {gunicorn_conf.worker_class}, {workers} workers x "
                       f"{env.get('METERPAY_WEB_THREADS', gunicorn_conf.DEFAULT_THREADS)} threads)",
+            "gil_switch_interval_ms": gunicorn_conf.switch_interval_ms,
             "access_log": gunicorn_conf.accesslog is not None, "database": url.split(":", 1)[0],
             "balance_cache": balance_cache and url.startswith("postgresql"),
             "concurrency": concurrency, "seconds": seconds,

@@ -60,7 +60,7 @@ def test_serve_runs_gunicorn_with_two_workers_and_the_meterpay_config(monkeypatc
     assert args[args.index("-c") + 1] == "python:meterpay.gunicorn_conf"
     assert args[args.index("--workers") + 1] == "2"
     assert args[args.index("--bind") + 1] == "127.0.0.1:5123"
-    assert args[args.index("--threads") + 1] == "8"
+    assert args[args.index("--threads") + 1] == "4"
 
 
 def test_serve_flags_and_variables_still_choose_workers_threads_and_address(monkeypatch):
@@ -86,6 +86,26 @@ def test_the_access_log_is_off_unless_asked_for_and_the_worker_is_threaded(monke
     assert conf.accesslog == "-" and conf.keepalive == 30
     monkeypatch.undo()
     importlib.reload(gunicorn_conf)
+
+
+def test_each_worker_gets_a_1_ms_gil_switch_interval_unless_told_otherwise(monkeypatch):
+    import sys
+
+    from meterpay import gunicorn_conf
+    saved = sys.getswitchinterval()
+    try:
+        for value, expected in ((None, 0.001), ("2.5", 0.0025), ("nonsense", 0.001), ("0", 0.001)):
+            if value is None:
+                monkeypatch.delenv("METERPAY_WEB_SWITCH_INTERVAL_MS", raising=False)
+            else:
+                monkeypatch.setenv("METERPAY_WEB_SWITCH_INTERVAL_MS", value)
+            conf = importlib.reload(gunicorn_conf)
+            conf.post_worker_init(object())
+            assert sys.getswitchinterval() == pytest.approx(expected)
+    finally:
+        sys.setswitchinterval(saved)
+        monkeypatch.undo()
+        importlib.reload(gunicorn_conf)
 
 
 def test_bench_api_refuses_bad_options_in_one_line():
