@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import gc
 import io
+import operator
 import queue
 import re
 import threading
@@ -128,18 +129,24 @@ class _Parser:
             core_width = 1 << 30  # no total column: every row goes the long way (and fails)
         else:
             core_width = max(i_serial, i_at, i_total) + 1
-        by_width: dict[int, list[tuple[str, int]]] = {}  # row length -> the period columns it has
+        # row length -> (the period columns it has, a getter of their cells, those cells all empty)
+        by_width: dict[int, tuple[list[tuple[str, int]], Callable, tuple]] = {}
         add = good.append
+        new = tuple.__new__  # a RawReading without the Python-level __new__ of a NamedTuple
         for line, row in pending:
             n = len(row)
             if n >= core_width:
-                periods = by_width.get(n)
-                if periods is None:
-                    periods = by_width[n] = [(p, i) for p, i in self.periods if i < n]
+                shape = by_width.get(n)
+                if shape is None:
+                    shape = by_width[n] = _row_shape([(p, i) for p, i in self.periods if i < n])
+                periods, cells, blank = shape
                 m = known(row[i_serial])
                 taken_at = times(row[i_at])
                 total = row[i_total]
                 if m is not None and taken_at is not None and plain(total):
+                    if cells(row) == blank:
+                        add(new(RawReading, (m[0], taken_at, Decimal(total), None, "import")))
+                        continue
                     regs = None
                     for name, i in periods:
                         v = row[i]
@@ -150,7 +157,7 @@ class _Parser:
                                 regs = {}
                             regs[name] = Decimal(v)
                     else:
-                        add(RawReading(m[0], taken_at, Decimal(total), regs, "import"))
+                        add(new(RawReading, (m[0], taken_at, Decimal(total), regs, "import")))
                         continue
             try:
                 add(self(row))
@@ -194,6 +201,17 @@ class _Parser:
         return RawReading(meter_id, taken_at, _decimal(total, "total"), periods, "import")
 
 
+def _row_shape(periods: list[tuple[str, int]]) -> tuple[list[tuple[str, int]], Callable, tuple]:
+    """The period columns of a row, a function returning their cells as a tuple, and that tuple
+    when every one is empty (one comparison tells a row without registers)."""
+    if not periods:
+        return periods, lambda row: (), ()
+    getter = operator.itemgetter(*[i for _, i in periods])
+    if len(periods) == 1:
+        return periods, lambda row: (getter(row),), ("",)
+    return periods, getter, ("",) * len(periods)
+
+
 @dataclass
 class _Chunk:
     readings: list[RawReading]
@@ -214,8 +232,11 @@ def _parsed_chunks(binary, chunk_size: int) -> Iterator[_Chunk]:
 
     def parse_pending() -> None:
         i_serial = col["meter_serial"]
-        serials = {r[i_serial] for _, r in pending if len(r) > i_serial}
-        if any(s not in meters.known for s in serials):
+        try:
+            serials = {r[i_serial] for _, r in pending}
+        except IndexError:
+            serials = {r[i_serial] for _, r in pending if len(r) > i_serial}
+        if not meters.known.keys() >= serials:
             with session_scope() as session:
                 meters.load(session, {s.strip() for s in serials})
         if not parser:
@@ -237,6 +258,7 @@ def _parsed_chunks(binary, chunk_size: int) -> Iterator[_Chunk]:
         return chunk
 
     first = True
+    in_chunk = 0  # rows read into the chunk being built (parsed or pending)
     try:
         for row in reader:
             if not row or (len(row) == 1 and not row[0].strip()):
@@ -255,9 +277,14 @@ def _parsed_chunks(binary, chunk_size: int) -> Iterator[_Chunk]:
                     raise ValidationError(f"header: line 1 is neither the header ({','.join(COLUMNS)}) nor a "
                                           f"reading (total {row[2].strip()!r} is not a number)", field="header")
             pending.append((reader.line_num, row))
-            if len(pending) >= _PARSE_BATCH:
+            in_chunk += 1
+            if in_chunk % _PARSE_BATCH == 0:
                 parse_pending()
-            if len(good) + len(errors) + len(pending) >= chunk_size:
+                if in_chunk >= chunk_size:
+                    in_chunk = 0
+                    yield parse()
+            elif in_chunk >= chunk_size:
+                in_chunk = 0
                 yield parse()
         if pending or good or errors:
             yield parse()

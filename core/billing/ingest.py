@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from core import ledger, signals
 from core.billing.ledger_bulk import Consumption, post_consumptions
 from core.billing.pricing import PricerCache
-from core.billing.store import ReadingWriter, aware, ids_in, insert_events, insert_usage, update_states
+from core.billing.store import IdReservation, ReadingWriter, aware, ids_in, insert_events, insert_usage, update_states
 from core.db import is_postgres, utcnow
 from core.errors import NotFound, ValidationError
 from core.models import Account, LedgerAccount, Meter, Reading, Site
@@ -52,6 +52,7 @@ except ImportError:  # pragma: no cover - psycopg is a dependency
     _CONFLICTS = (IntegrityError,)
 _NO_PERIODS = (None,) * len(PERIODS)
 SOURCES = ("poll", "import", "manual")
+EARLY_IDS = 20_000  # from this many rows (PostgreSQL) reading ids are reserved on a connection of their own
 
 
 class RawReading(NamedTuple):
@@ -131,17 +132,20 @@ def ingest_batch(session: Session, rows: Sequence[RawReading], *, actor: str = "
     rows = list(rows) if validated else [validate_raw(r) for r in rows]
     if not rows:
         return BatchResult()
+    # A large batch takes its readings' ids on another connection while this one locks the cursors.
+    reserved = IdReservation(session, "readings", len(rows)) if (
+        len(rows) >= EARLY_IDS and is_postgres(session)) else None
     meters = _load_meters(session, {r.meter_id for r in rows})
     states = _lock_states(session, sorted(meters))
     try:
         with session.begin_nested():
             out, billed = _ingest_locked(session, rows, meters, states, full_check=False, actor=actor, front=front,
-                                         detail=detail)
+                                         detail=detail, reserved=reserved)
     except _CONFLICTS:
         # A reading we did not know of (written outside billing): look every row up and go again.
         states = _lock_states(session, sorted(meters))
         out, billed = _ingest_locked(session, rows, meters, states, full_check=True, actor=actor, front=front,
-                                     detail=detail)
+                                     detail=detail, reserved=reserved)
     if billed.wallet_deltas:
         # The new balance rides along, so a listener can tell "nothing to do" without a query.
         balances = dict(session.execute(select(LedgerAccount.account_id, LedgerAccount.balance_fen).where(
@@ -155,7 +159,8 @@ def ingest_batch(session: Session, rows: Sequence[RawReading], *, actor: str = "
 
 
 def _ingest_locked(session: Session, rows: list[RawReading], meters: dict, states: dict, *, full_check: bool,
-                   actor: str, front: str, detail: bool = True) -> tuple[BatchResult, "_Billed"]:
+                   actor: str, front: str, detail: bool = True,
+                   reserved: IdReservation | None = None) -> tuple[BatchResult, "_Billed"]:
     out = BatchResult()
     if full_check:
         existing = _existing(session, rows)
@@ -170,7 +175,7 @@ def _ingest_locked(session: Session, rows: list[RawReading], meters: dict, state
     # What billing reads from the database is read now: from here on the readings are written
     # (COPY, on a thread) as they are decided, and the intervals priced meanwhile.
     ctx = _bill_context(session, meters, list(by_meter))
-    writer = ReadingWriter(session, len(rows) - len(existing))
+    writer = ReadingWriter(session, len(rows) - len(existing), reserved)
     try:
         return _decide_and_bill(session, rows, meters, states, by_meter, existing, ctx, writer, out, actor=actor,
                                 front=front, detail=detail)

@@ -82,6 +82,50 @@ def next_ids(session: Session, table: str, n: int) -> list[int]:
         return [int(x) for x in cur.fetchone()[0].split(",")]
 
 
+class IdReservation:
+    """``n`` ids taken from a table's sequence on a pooled connection of their own, on a thread.
+
+    Sequences are not transactional, so this runs while the caller's transaction does other work
+    (a large import takes its readings' ids while it locks the meters' billing cursors); ids of a
+    batch that rolls back are only a gap, and may be used again by the same batch's retry.
+    """
+
+    def __init__(self, session: Session, table: str, n: int):
+        bind = session.get_bind()
+        self.engine = getattr(bind, "engine", bind)
+        self.table, self.n = table, n
+        self._ids: list[int] = []
+        self._failed: list[BaseException] = []
+        self._thread = threading.Thread(target=self._take, name=f"{table}-ids", daemon=True)
+        self._thread.start()
+
+    def _take(self) -> None:
+        try:
+            raw = self.engine.raw_connection()
+            try:
+                cur = raw.cursor()
+                cur.execute(f"SELECT pg_get_serial_sequence('{self.table}', 'id')")
+                sequence = cur.fetchone()[0]
+                cur.execute("SELECT string_agg(nextval(CAST(%s AS regclass))::text, ',') "
+                            "FROM generate_series(1, %s)", (sequence, self.n))
+                self._ids = [int(x) for x in cur.fetchone()[0].split(",")]
+                cur.close()
+                raw.commit()
+            finally:
+                raw.close()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by ids()
+            self._failed.append(exc)
+
+    def ids(self, n: int) -> list[int]:
+        """The first ``n`` reserved ids (waits for the reservation)."""
+        self._thread.join()
+        if self._failed:
+            raise self._failed[0]
+        if n > self.n:
+            raise ValueError(f"{n} ids asked of a reservation of {self.n}")
+        return self._ids[:n]
+
+
 def use_copy(session: Session, n: int) -> bool:
     return n >= COPY_THRESHOLD and is_postgres(session)
 
@@ -109,14 +153,17 @@ class ReadingWriter:
 
     BLOCK = 5000  # rows per block handed to the writer
 
-    def __init__(self, session: Session, expected: int):
+    def __init__(self, session: Session, expected: int, reserved: IdReservation | None = None):
         self.session = session
         self.streaming = use_copy(session, expected)
         self._sent = 0
         self._thread: threading.Thread | None = None
         self._failed: list[BaseException] = []
         if self.streaming:
-            self._reserved = next_ids(session, "readings", expected)
+            if reserved is not None and reserved.n >= expected:
+                self._reserved = reserved.ids(expected)
+            else:
+                self._reserved = next_ids(session, "readings", expected)
             self._blocks: queue.Queue = queue.Queue(maxsize=16)
             driver = session.connection().connection.driver_connection
             self._thread = threading.Thread(target=self._write, args=(driver,), name="readings-copy", daemon=True)

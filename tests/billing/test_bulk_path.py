@@ -174,3 +174,37 @@ def test_the_streaming_reading_writer_hands_its_failure_to_the_caller(session, b
         small.send(good)
     small.wait()
     session.rollback()
+
+
+def test_a_large_batch_takes_its_reading_ids_on_a_connection_of_its_own(session, billed_account, monkeypatch,
+                                                                        pg_only):
+    import sys
+
+    import pytest
+
+    from core.billing.store import IdReservation
+    reservation = IdReservation(session, "readings", 30)
+    ids = reservation.ids(30)
+    assert len(set(ids)) == 30 and ids == sorted(ids)
+    with pytest.raises(ValueError):
+        reservation.ids(31)
+    # the bulk path with the early reservation gives the same books as without it
+    ingest_module = sys.modules["core.billing.ingest"]
+    made = []
+
+    class Spy(IdReservation):
+        def __init__(self, *a):
+            super().__init__(*a)
+            made.append(self)
+
+    monkeypatch.setattr(ingest_module, "EARLY_IDS", 10)
+    monkeypatch.setattr(ingest_module, "IdReservation", Spy)
+    monkeypatch.setattr(store, "COPY_THRESHOLD", 10)
+    (a1, m1), (a2, m2) = billed_account(), billed_account()
+    res = ingest_batch(session, _series([m1, m2], 30))
+    session.commit()
+    assert len(made) == 1 and res.count("accepted") == 60
+    stored = session.scalars(select(Reading.id).where(Reading.meter_id.in_([m1.id, m2.id]))).all()
+    assert len(stored) == 60 and set(stored) <= set(made[0].ids(60)) and not set(stored) & set(ids)
+    assert ledger.account_balance(session, a1.id) == ledger.account_balance(session, a2.id) < 100_000
+    assert validate(session) == []
