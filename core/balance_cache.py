@@ -278,8 +278,9 @@ class BalanceCache:
         args, kwargs = self._connect_args
         kwargs = {**kwargs, "autocommit": True}
         kwargs.setdefault("connect_timeout", 5)
+        # A silently dead peer: keep-alives notice it while idle, tcp_user_timeout while the ping waits.
         for name, value in (("keepalives", 1), ("keepalives_idle", 10), ("keepalives_interval", 5),
-                            ("keepalives_count", 3)):
+                            ("keepalives_count", 3), ("tcp_user_timeout", 10_000)):
             kwargs.setdefault(name, value)
         return psycopg.connect(*args, **kwargs)
 
