@@ -32,9 +32,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import ledger, signals
-from core.billing.ledger_bulk import Consumption, post_consumptions
+from core.billing.ledger_bulk import (ENTRIES_COPY, POSTINGS_COPY, Consumption, apply_wallet_deltas, entry_lines,
+                                      lock_wallets, post_consumptions, posting_lines)
 from core.billing.pricing import PricerCache
-from core.billing.store import IdReservation, ReadingWriter, aware, ids_in, insert_events, insert_usage, update_states
+from core.billing.store import (USAGE_COPY, IdReservation, ReadingWriter, aware, ids_in, insert_events, insert_usage,
+                                next_ids, update_states, usage_lines, use_copy)
 from core.db import is_postgres, utcnow
 from core.errors import NotFound, ValidationError
 from core.models import Account, LedgerAccount, Meter, Reading, Site
@@ -174,8 +176,9 @@ def _ingest_locked(session: Session, rows: list[RawReading], meters: dict, state
 
     # What billing reads from the database is read now: from here on the readings are written
     # (COPY, on a thread) as they are decided, and the intervals priced meanwhile.
-    ctx = _bill_context(session, meters, list(by_meter))
-    writer = ReadingWriter(session, len(rows) - len(existing), reserved)
+    expected = len(rows) - len(existing)
+    ctx = _bill_context(session, meters, list(by_meter), stream=use_copy(session, expected))
+    writer = ReadingWriter(session, expected, reserved)
     try:
         return _decide_and_bill(session, rows, meters, states, by_meter, existing, ctx, writer, out, actor=actor,
                                 front=front, detail=detail)
@@ -270,12 +273,21 @@ def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, sta
         need.update(st["baseline"] for st in states.values() if "baseline" in st)
         reading_id = {i: rid for i, rid in zip(new_index, ids) if i in need}
     del new_rows
+    if ctx.entry_ids is not None:
+        # entries, postings and usage follow the readings through the same COPY stream, a block of
+        # meters at a time as they are priced; the wallets were locked before the stream started
+        sink = _StreamedPosting(writer, ctx.entry_ids, actor=actor, front=front)
+    else:
+        sink = _ToPost()
     try:
-        todo = _price_usage(ctx, rows, meters, states, billed_ok, reading_id)
+        billed = _price_usage(ctx, rows, meters, states, billed_ok, reading_id, sink)
     finally:
         writer.wait()
     insert_events(session, events)
-    billed = _post_usage(session, todo, actor=actor, front=front)
+    if isinstance(sink, _StreamedPosting):
+        apply_wallet_deltas(session, sink.wallet_deltas)
+    else:
+        _post_usage(session, sink, billed, actor=actor, front=front)
     for mid, st in states.items():
         if "baseline" in st and mid not in billed_ok:
             i = st["baseline"]
@@ -317,17 +329,54 @@ class _BillContext:
     pricers: PricerCache | None = None
     wallets: dict[int, int] = field(default_factory=dict)  # account id -> wallet ledger account id
     revenue: dict[str, int] = field(default_factory=dict)  # "revenue:electricity" -> ledger account id
+    entry_ids: list[int] | None = None  # streaming: journal entry ids taken up front, wallets locked
 
 
 @dataclass
 class _ToPost:
-    billed: _Billed = field(default_factory=_Billed)
+    """Usage and consumptions priced, for ``_post_usage`` once the readings are in."""
+
     usage: list[dict] = field(default_factory=list)
     consumptions: list[Consumption] = field(default_factory=list)
 
+    def add(self, usage: list[dict], consumptions: list[Consumption]) -> None:
+        self.usage.extend(usage)
+        self.consumptions.extend(consumptions)
 
-def _bill_context(session: Session, meters: dict[int, _Meter], meter_ids: list[int]) -> _BillContext:
-    """Plans, wallets and revenue accounts for every meter of the batch (before anything is billed)."""
+
+class _StreamedPosting:
+    """Entries, postings and billed usage of each block of priced meters queued on the readings'
+    COPY stream. Each key names a reading id taken from the sequence in this transaction, so no
+    entry can hold it yet (the unique index would still refuse one); the wallets are locked."""
+
+    def __init__(self, writer: ReadingWriter, entry_ids: list[int], *, actor: str, front: str):
+        self.writer, self.actor, self.front = writer, actor, front
+        self.entry_ids = iter(entry_ids)
+        self.wallet_deltas: dict[int, int] = {}  # wallet ledger account id -> fen
+        self.account_deltas: dict[int, int] = {}
+        self.last_entry: dict[int, int] = {}
+
+    def add(self, usage: list[dict], consumptions: list[Consumption]) -> None:
+        ids = [next(self.entry_ids) for _ in consumptions]
+        by_key = {}
+        for eid, c in zip(ids, consumptions):
+            by_key[c.key] = eid
+            self.wallet_deltas[c.wallet_id] = self.wallet_deltas.get(c.wallet_id, 0) - c.amount_fen
+            self.account_deltas[c.account_id] = self.account_deltas.get(c.account_id, 0) - c.amount_fen
+            self.last_entry[c.account_id] = eid
+        for u in usage:
+            key = u.pop("_key")
+            if key is not None:
+                u["entry_id"] = by_key[key]
+        self.writer.copy(ENTRIES_COPY, entry_lines(ids, consumptions, actor=self.actor, front=self.front))
+        self.writer.copy(POSTINGS_COPY, posting_lines(ids, consumptions))
+        self.writer.copy(USAGE_COPY, usage_lines(usage))
+
+
+def _bill_context(session: Session, meters: dict[int, _Meter], meter_ids: list[int], *,
+                  stream: bool = False) -> _BillContext:
+    """Plans, wallets and revenue accounts for every meter of the batch (before anything is billed).
+    ``stream``: also lock the prepaid wallets (in id order) and take an entry id for each."""
     ctx = _BillContext()
     if not meter_ids:
         return ctx
@@ -337,17 +386,27 @@ def _bill_context(session: Session, meters: dict[int, _Meter], meter_ids: list[i
     ctx.wallets = _wallets(session, {m.account_id for m in prepaid})
     for code in sorted({f"revenue:{m.kind}" for m in prepaid}):
         ctx.revenue[code] = ledger.system_account(session, code).id
+    if stream:
+        lock_wallets(session, ctx.wallets.values())
+        ctx.entry_ids = next_ids(session, "journal_entries", len(prepaid)) if prepaid else []
     return ctx
 
 
+_PRICE_BLOCK = 1000  # meters priced between two hand-overs to the sink
+
+
 def _price_usage(ctx: _BillContext, rows: list[RawReading], meters: dict[int, _Meter], states: dict[int, dict],
-                 billed_ok: dict[int, list[int]], reading_id: dict[int, int]) -> _ToPost:
+                 billed_ok: dict[int, list[int]], reading_id: dict[int, int], sink) -> _Billed:
     """Price each meter's new interval and move its billing state on; no database here (this runs
     while the readings are being written on the same connection)."""
-    out = _ToPost()
-    res, usage, consumptions = out.billed, out.usage, out.consumptions
+    res = _Billed()
+    usage: list[dict] = []
+    consumptions: list[Consumption] = []
     pricers, wallets, revenue = ctx.pricers, ctx.wallets, ctx.revenue
     for mid, idxs in billed_ok.items():
+        if len(usage) >= _PRICE_BLOCK:
+            sink.add(usage, consumptions)
+            usage, consumptions = [], []
         m, st = meters[mid], states[mid]
         prev_at, prev_total = st["last_taken_at"], st["last_total"]
         prev_periods = st["last_periods"]
@@ -407,11 +466,15 @@ def _price_usage(ctx: _BillContext, rows: list[RawReading], meters: dict[int, _M
         billed = max(fen, 0) if m.billing_mode in ("prepaid-platform", "postpaid") else 0
         res.per_row[last] = (billed, quantity)
         res.total_fen += billed
-    return out
+    if usage:
+        sink.add(usage, consumptions)
+    if isinstance(sink, _StreamedPosting):
+        res.wallet_deltas, res.last_entry = sink.account_deltas, sink.last_entry
+    return res
 
 
-def _post_usage(session: Session, todo: _ToPost, *, actor: str, front: str) -> _Billed:
-    res, usage, consumptions = todo.billed, todo.usage, todo.consumptions
+def _post_usage(session: Session, todo: _ToPost, res: _Billed, *, actor: str, front: str) -> None:
+    usage, consumptions = todo.usage, todo.consumptions
     entry_ids = post_consumptions(session, consumptions, actor=actor, front=front)
     amount_by_key = {c.key: (c.account_id, c.amount_fen) for c in consumptions}
     for u in usage:
@@ -423,7 +486,6 @@ def _post_usage(session: Session, todo: _ToPost, *, actor: str, front: str) -> _
                 res.wallet_deltas[account_id] = res.wallet_deltas.get(account_id, 0) - fen
                 res.last_entry[account_id] = u["entry_id"]
     insert_usage(session, usage)
-    return res
 
 
 def _line_json(ln) -> dict:

@@ -61,11 +61,7 @@ def post_consumptions(session: Session, items: list[Consumption], *, actor: str 
 
 def _copy_post(session: Session, items: list[Consumption], *, actor: str, front: str) -> dict[str, int | None]:
     conn = session.connection()
-    wallet_ids = sorted({it.wallet_id for it in items})
-    locked = conn.execute(text("SELECT id FROM ledger_accounts WHERE id = ANY(:ids) AND kind = 'wallet' "
-                               "ORDER BY id FOR UPDATE"), {"ids": wallet_ids}).scalars().all()
-    if len(locked) != len(wallet_ids):
-        raise ValidationError("a consumption names a ledger account that is not a wallet")
+    lock_wallets(session, {it.wallet_id for it in items})
     keys = [it.key for it in items]
     done = set(conn.execute(text("SELECT idempotency_key FROM journal_entries WHERE idempotency_key = ANY(:k)"),
                             {"k": keys}).scalars())
@@ -74,26 +70,61 @@ def _copy_post(session: Session, items: list[Consumption], *, actor: str, front:
     if not todo:
         return out
     ids = next_ids(session, "journal_entries", len(todo))
-    now = utcnow().isoformat()
-    t = copy_text
-    who = f"{t(actor)}\t{t(front)}"
-    copy_lines(session, "COPY journal_entries (id, idempotency_key, kind, account_id, memo, actor, front, meta, "
-               "created_at) FROM STDIN",
-               (f"{eid}\t{t(it.key)}\tconsumption\t{t(it.account_id)}\t{t(it.memo)}\t{who}\t"
-                f"{t(json.dumps(it.meta))}\t{now}\n" for eid, it in zip(ids, todo)))
-    copy_lines(session, "COPY postings (entry_id, ledger_account_id, amount_fen) FROM STDIN",
-               (f"{eid}\t{it.wallet_id}\t{-it.amount_fen}\n{eid}\t{it.revenue_id}\t{it.amount_fen}\n"
-                for eid, it in zip(ids, todo)))
+    copy_lines(session, ENTRIES_COPY, entry_lines(ids, todo, actor=actor, front=front))
+    copy_lines(session, POSTINGS_COPY, posting_lines(ids, todo))
     deltas: dict[int, int] = {}
     for it in todo:
         deltas[it.wallet_id] = deltas.get(it.wallet_id, 0) - it.amount_fen
+    apply_wallet_deltas(session, deltas)
+    out.update({it.key: eid for eid, it in zip(ids, todo)})
+    return out
+
+
+# The pieces of the COPY path, also used by billing to stream entries behind its readings
+# (core/billing/ingest.py): lock the wallets first, write entries and postings with ids taken
+# from the sequence, then add each wallet's delta to its cached balance.
+
+ENTRIES_COPY = ("COPY journal_entries (id, idempotency_key, kind, account_id, memo, actor, front, meta, created_at) "
+                "FROM STDIN")
+POSTINGS_COPY = "COPY postings (entry_id, ledger_account_id, amount_fen) FROM STDIN"
+
+
+def lock_wallets(session: Session, wallet_ids) -> None:
+    """Lock the wallets in id order (FOR UPDATE); refuse a ledger account that is not a wallet."""
+    wallet_ids = sorted(set(wallet_ids))
+    if not wallet_ids:
+        return
+    locked = session.connection().execute(
+        text("SELECT id FROM ledger_accounts WHERE id = ANY(:ids) AND kind = 'wallet' ORDER BY id FOR UPDATE"),
+        {"ids": wallet_ids}).scalars().all()
+    if len(locked) != len(wallet_ids):
+        raise ValidationError("a consumption names a ledger account that is not a wallet")
+
+
+def entry_lines(ids: list[int], items: list[Consumption], *, actor: str, front: str) -> list[str]:
+    now = utcnow().isoformat()
+    t = copy_text
+    who = f"{t(actor)}\t{t(front)}"
+    return [f"{eid}\t{t(it.key)}\tconsumption\t{t(it.account_id)}\t{t(it.memo)}\t{who}\t"
+            f"{t(json.dumps(it.meta))}\t{now}\n" for eid, it in zip(ids, items)]
+
+
+def posting_lines(ids: list[int], items: list[Consumption]) -> list[str]:
+    return [f"{eid}\t{it.wallet_id}\t{-it.amount_fen}\n{eid}\t{it.revenue_id}\t{it.amount_fen}\n"
+            for eid, it in zip(ids, items)]
+
+
+def apply_wallet_deltas(session: Session, deltas: dict[int, int]) -> None:
+    """Add each wallet's delta (fen) to its cached balance; the wallets are locked already."""
+    deltas = {w: d for w, d in deltas.items() if d}
+    if not deltas:
+        return
     wids = sorted(deltas)
-    conn.execute(text("UPDATE ledger_accounts AS la SET balance_fen = la.balance_fen + d.delta "
-                      "FROM unnest(CAST(:ids AS bigint[]), CAST(:deltas AS bigint[])) AS d(id, delta) "
-                      "WHERE la.id = d.id"), {"ids": wids, "deltas": [deltas[w] for w in wids]})
+    session.connection().execute(
+        text("UPDATE ledger_accounts AS la SET balance_fen = la.balance_fen + d.delta "
+             "FROM unnest(CAST(:ids AS bigint[]), CAST(:deltas AS bigint[])) AS d(id, delta) WHERE la.id = d.id"),
+        {"ids": wids, "deltas": [deltas[w] for w in wids]})
     balance_cache.wallets_changed(session, wids)
     for obj in list(session.identity_map.values()):
         if isinstance(obj, LedgerAccount) and obj.id in deltas:
             session.expire(obj, ["balance_fen"])
-    out.update({it.key: eid for eid, it in zip(ids, todo)})
-    return out

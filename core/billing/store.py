@@ -190,6 +190,14 @@ class ReadingWriter:
         self.session.flush()
         return [o.id for o in objs]
 
+    def copy(self, sql: str, lines: list[str]) -> None:
+        """Queue another COPY (``lines`` already formatted, each ending in a newline) after the
+        readings: the readings' COPY ends with the first of these. Streaming writers only."""
+        if not self.streaming:
+            raise RuntimeError("only a streaming writer takes further COPYs")
+        if lines:
+            self._blocks.put(("copy", sql, lines))
+
     def wait(self) -> None:
         if self._thread is None:
             return
@@ -209,8 +217,8 @@ class ReadingWriter:
                 with cur.copy("COPY readings (id, " + ", ".join(READING_COLUMNS) + ", created_at) FROM STDIN") as copy:
                     while True:
                         item = self._blocks.get()
-                        if item is None:
-                            got_end = True
+                        got_end = item is None
+                        if item is None or item[0] == "copy":
                             break
                         first, block = item
                         buf = []
@@ -227,6 +235,13 @@ class ReadingWriter:
                                 add(f"{rid}\t{r[0]}\t{when}\t{r[2]}\t{_n(r[3])}\t{_n(r[4])}\t{_n(r[5])}\t"
                                     f"{_n(r[6])}\t{_n(r[7])}\t{r[8]}\t{r[9]}\t{now}\n")
                         copy.write("".join(buf))
+                while item is not None:
+                    _, sql, lines = item
+                    with cur.copy(sql) as copy:
+                        for k in range(0, len(lines), 10000):
+                            copy.write("".join(lines[k:k + 10000]))
+                    item = self._blocks.get()
+                    got_end = item is None
         except BaseException as exc:  # noqa: BLE001 - re-raised by wait() in the caller's thread
             self._failed.append(exc)
             while not got_end:  # let the caller's send() and wait() through
@@ -244,15 +259,21 @@ def insert_usage(session: Session, rows: list[dict]) -> None:
         session.add_all([BilledUsage(**r) for r in rows])
         session.flush()
         return
-    cols = ("meter_id", "account_id", "billing_mode", "from_reading_id", "to_reading_id", "started_at", "ended_at",
-            "quantity", "amount", "amount_fen", "lines", "entry_id", "created_at")
+    copy_lines(session, USAGE_COPY, usage_lines(rows))
+
+
+USAGE_COPY = ("COPY billed_usage (meter_id, account_id, billing_mode, from_reading_id, to_reading_id, started_at, "
+              "ended_at, quantity, amount, amount_fen, lines, entry_id, created_at) FROM STDIN")
+
+
+def usage_lines(rows: list[dict]) -> list[str]:
+    """Billed usage rows as lines of USAGE_COPY."""
     now = utcnow().isoformat()
     t = copy_text
-    copy_lines(session, "COPY billed_usage (" + ", ".join(cols) + ") FROM STDIN",
-               (f"{r['meter_id']}\t{t(r['account_id'])}\t{t(r['billing_mode'])}\t{r['from_reading_id']}\t"
-                f"{r['to_reading_id']}\t{r['started_at'].isoformat()}\t{r['ended_at'].isoformat()}\t{r['quantity']}\t"
-                f"{r['amount']}\t{int(r['amount_fen'])}\t{t(json.dumps(r['lines']))}\t{t(r['entry_id'])}\t{now}\n"
-                for r in rows))
+    return [f"{r['meter_id']}\t{t(r['account_id'])}\t{t(r['billing_mode'])}\t{r['from_reading_id']}\t"
+            f"{r['to_reading_id']}\t{r['started_at'].isoformat()}\t{r['ended_at'].isoformat()}\t{r['quantity']}\t"
+            f"{r['amount']}\t{int(r['amount_fen'])}\t{t(json.dumps(r['lines']))}\t{t(r['entry_id'])}\t{now}\n"
+            for r in rows]
 
 
 def insert_events(session: Session, rows: list[dict]) -> None:
