@@ -39,6 +39,9 @@ _PLAIN = re.compile(r"[0-9]{1,12}(?:\.[0-9]{0,3})?\Z").match
 DEFAULT_CHUNK = 200_000  # PostgreSQL (COPY): a chunk's readings are about 80 MB in memory
 SQLITE_CHUNK = 20_000  # elsewhere rows go through the ORM, which holds far more per row
 _PARSE_BATCH = 5_000  # raw CSV rows held before they are parsed into (much smaller) readings
+# A chunk is ``chunk_size`` rows, a row with per-period registers counting this much more (its
+# registers are a dict of Decimals: about three times the memory of a plain row).
+_REGISTER_WEIGHT = 2
 _MILLI = Decimal("0.001")
 
 
@@ -229,6 +232,7 @@ def _parsed_chunks(binary, chunk_size: int) -> Iterator[_Chunk]:
     good: list[RawReading] = []
     errors: list[str] = []
     parser: list[_Parser] = []
+    weight = [0]  # extra weight of the chunk's parsed rows beyond one per row (registers)
 
     def parse_pending() -> None:
         i_serial = col["meter_serial"]
@@ -241,8 +245,11 @@ def _parsed_chunks(binary, chunk_size: int) -> Iterator[_Chunk]:
                 meters.load(session, {s.strip() for s in serials})
         if not parser:
             parser.append(_Parser(col, meters))
+        before = len(good)
         parser[0].rows(pending, good, errors)
         pending.clear()
+        # a reading with per-period registers holds about three times the memory of one without
+        weight[0] += _REGISTER_WEIGHT * sum(1 for r in good[before:] if r.periods is not None)
 
     def parse() -> _Chunk:
         if pending:
@@ -259,6 +266,7 @@ def _parsed_chunks(binary, chunk_size: int) -> Iterator[_Chunk]:
 
     first = True
     in_chunk = 0  # rows read into the chunk being built (parsed or pending)
+    batch = max(1, min(_PARSE_BATCH, chunk_size // 10))  # a chunk overshoots its weight by one batch at most
     try:
         for row in reader:
             if not row or (len(row) == 1 and not row[0].strip()):
@@ -278,14 +286,11 @@ def _parsed_chunks(binary, chunk_size: int) -> Iterator[_Chunk]:
                                           f"reading (total {row[2].strip()!r} is not a number)", field="header")
             pending.append((reader.line_num, row))
             in_chunk += 1
-            if in_chunk % _PARSE_BATCH == 0:
+            if in_chunk % batch == 0 or in_chunk + weight[0] >= chunk_size:
                 parse_pending()
-                if in_chunk >= chunk_size:
-                    in_chunk = 0
+                if in_chunk + weight[0] >= chunk_size:
+                    in_chunk = weight[0] = 0
                     yield parse()
-            elif in_chunk >= chunk_size:
-                in_chunk = 0
-                yield parse()
         if pending or good or errors:
             yield parse()
     finally:

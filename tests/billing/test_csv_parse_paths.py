@@ -55,3 +55,29 @@ def test_short_path_equals_the_careful_path(rows, header):
     fast.rows(list(pending), good2 := [], errors2 := [])  # second time: times and serials are warm
     assert good == careful_good == good2
     assert errors == careful_errors == errors2
+
+
+def test_rows_with_registers_make_smaller_chunks(monkeypatch):
+    """Memory, not rows, bounds a chunk: a row with per-period registers weighs three plain rows."""
+    import io
+
+    from core.billing import csv_import
+
+    monkeypatch.setattr(csv_import._Meters, "load", lambda self, session, serials: self.known.update(
+        {s: (1, "Asia/Shanghai") for s in serials}))
+
+    class NoSession:
+        def __enter__(self):
+            return None
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(csv_import, "session_scope", NoSession)
+    head = "meter_serial,taken_at,total,sharp,peak,flat,valley\n"
+    plain = "".join(f"M1,2026-07-01T00:{k:02d}:00+08:00,{k}.5,,,,\n" for k in range(60))
+    regs = "".join(f"M1,2026-07-01T01:{k:02d}:00+08:00,{k}.5,1,1,1,1\n" for k in range(60))
+    sizes = [len(c.readings) for c in csv_import._parsed_chunks(io.BytesIO((head + plain).encode()), 30)]
+    assert sizes == [30, 30]
+    sizes = [len(c.readings) for c in csv_import._parsed_chunks(io.BytesIO((head + regs).encode()), 30)]
+    assert sum(sizes) == 60 and all(9 <= n <= 12 for n in sizes[:-1]) and sizes[-1] <= 12
