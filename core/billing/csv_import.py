@@ -36,7 +36,7 @@ from core.tariffs.zones import zone
 COLUMNS = ("meter_serial", "taken_at", "total", *PERIODS)
 # A register value that needs no further check: digits, at most 3 decimals, below 10^12.
 _PLAIN = re.compile(r"[0-9]{1,12}(?:\.[0-9]{0,3})?\Z").match
-DEFAULT_CHUNK = 200_000  # PostgreSQL (COPY): a chunk's readings are about 80 MB in memory
+DEFAULT_CHUNK = 250_000  # PostgreSQL (COPY): about 100 MB in memory while a chunk is billed
 SQLITE_CHUNK = 20_000  # elsewhere rows go through the ORM, which holds far more per row
 _PARSE_BATCH = 5_000  # raw CSV rows held before they are parsed into (much smaller) readings
 # A chunk is ``chunk_size`` rows, a row with per-period registers counting this much more (its

@@ -190,15 +190,14 @@ def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, sta
                      by_meter: dict[int, list[int]], existing: set, ctx: "_BillContext", writer: ReadingWriter,
                      out: BatchResult, *, actor: str, front: str, detail: bool) -> tuple[BatchResult, "_Billed"]:
     times = [r.taken_at for r in rows]
-    new_rows: list[tuple] = []  # reading tuples to insert
-    new_index: list[int] = []  # row index for each
+    new_rows: list[tuple] = []  # reading tuples to insert, handed to the writer a block at a time
+    new_index: list[int] = []  # row index of every reading stored, in order
     statuses: dict[int, tuple[str, str]] = {}  # rows that are not plainly accepted (and baselines)
     billed_ok: dict[int, list[int]] = {}  # meter -> row indexes accepted after the cursor
     events: list[dict] = []
     duplicate = ("duplicate", "")
     n_duplicate = n_anomaly = 0
     add_row, add_index = new_rows.append, new_index.append
-    next_send = ReadingWriter.BLOCK
     for mid, idxs in by_meter.items():
         if len(idxs) > 1:
             idxs.sort(key=times.__getitem__)  # stable: of two rows at one time the first in the file wins
@@ -254,18 +253,20 @@ def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, sta
                                           "previous_total": None if cur_total is None else str(cur_total),
                                           "reason": reason}})
         # rows are in time order: the last stored one is the latest seen
-        if new_index and new_rows[-1][0] == mid:
+        if new_rows and new_rows[-1][0] == mid:
             last_at = new_rows[-1][1]
             if seen_until is None or last_at > seen_until:
                 st["seen_until"] = last_at
                 st["dirty"] = True
         if accepted:
             billed_ok[mid] = accepted
-        if len(new_rows) >= next_send:
-            writer.send(new_rows)
-            next_send = len(new_rows) + ReadingWriter.BLOCK
+        if len(new_rows) >= ReadingWriter.BLOCK:
+            writer.send(new_rows)  # the writer owns the block now (a chunk's tuples are not all kept)
+            new_rows = []
+            add_row = new_rows.append
 
-    ids = writer.ids(new_rows)
+    writer.send(new_rows)
+    ids = writer.ids()
     if detail:
         reading_id = dict(zip(new_index, ids))
     else:  # only what billing needs: each meter's baseline and last accepted reading

@@ -134,15 +134,16 @@ def insert_readings(session: Session, rows: list[tuple]) -> list[int]:
     """Insert readings given as tuples in READING_COLUMNS order; return their ids in order."""
     writer = ReadingWriter(session, len(rows))
     try:
-        writer.send(rows)
-        return writer.ids(rows)
+        writer.send(list(rows))
+        return writer.ids()
     finally:
         writer.wait()
 
 
 class ReadingWriter:
     """Readings written while the caller goes on working: ``send`` blocks of rows as they are
-    decided, ``ids`` when all are sent, ``wait`` before the session is used again.
+    decided, ``ids`` when all are sent, ``wait`` before the session is used again (a streaming
+    writer also takes further COPYs with ``copy``, run in order after the readings).
 
     With at least COPY_THRESHOLD rows ``expected`` on PostgreSQL, ids are taken from the sequence
     up front (``expected`` is an upper bound; unused ids are only a gap) and a thread streams the
@@ -157,6 +158,7 @@ class ReadingWriter:
         self.session = session
         self.streaming = use_copy(session, expected)
         self._sent = 0
+        self._kept: list[tuple] = []  # the ORM path's rows until ids()
         self._thread: threading.Thread | None = None
         self._failed: list[BaseException] = []
         if self.streaming:
@@ -169,20 +171,23 @@ class ReadingWriter:
             self._thread = threading.Thread(target=self._write, args=(driver,), name="readings-copy", daemon=True)
             self._thread.start()
 
-    def send(self, rows: list[tuple]) -> None:
-        """Hand over ``rows[already sent:]`` (the caller keeps appending to one list)."""
-        if not self.streaming or len(rows) <= self._sent:
+    def send(self, block: list[tuple]) -> None:
+        """Hand over the next readings, in order; the writer owns ``block`` from now on."""
+        if not block:
             return
-        if len(rows) > len(self._reserved):
+        if not self.streaming:
+            self._kept.extend(block)
+            return
+        if self._sent + len(block) > len(self._reserved):
             raise ValueError("more readings than the writer was told to expect")
-        self._blocks.put((self._sent, rows[self._sent:]))
-        self._sent = len(rows)
+        self._blocks.put((self._sent, block))
+        self._sent += len(block)
 
-    def ids(self, rows: list[tuple]) -> list[int]:
-        """The ids of ``rows`` (all of them sent), in order."""
+    def ids(self) -> list[int]:
+        """The ids of every reading sent, in order (the ORM path writes them now)."""
         if self.streaming:
-            self.send(rows)
-            return self._reserved[:len(rows)]
+            return self._reserved[:self._sent]
+        rows, self._kept = self._kept, []
         if not rows:
             return []
         objs = [Reading(**dict(zip(READING_COLUMNS, r))) for r in rows]
