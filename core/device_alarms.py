@@ -43,6 +43,26 @@ def on_reading_billed(meter_id: int, **_payload) -> None:
         check_reading(session, meter_id)
 
 
+@signals.handles_many(on_reading_billed)
+def on_readings_billed(payloads: list[dict]) -> None:
+    """A poll round's readings at once: one query finds the meters that can raise anything (commanded
+    off or closed, or reporting tamper); only those are looked at, each in its own transaction."""
+    ids = sorted({p["meter_id"] for p in payloads})
+    suspects = []
+    for k in range(0, len(ids), 5000):
+        with session_scope() as session:
+            rows = session.execute(select(Meter.id, Meter.commanded_state, Meter.live)
+                                   .where(Meter.id.in_(ids[k:k + 5000])))
+            suspects.extend(mid for mid, commanded, live in rows
+                            if commanded in ("off", "closed") or (live or {}).get("tamper"))
+    for mid in suspects:
+        try:
+            with session_scope() as session:
+                check_reading(session, mid)
+        except Exception:  # noqa: BLE001 - one meter's trouble must not keep the others' alarms back
+            log.exception("device alarms after a reading of meter %s failed", mid)
+
+
 def meter_offline(session: Session, meter_id: int) -> bool:
     meter = session.get(Meter, meter_id)
     if meter is None or meter.online:

@@ -196,8 +196,8 @@ BULK_FROM = 200  # readings in a round from which billing gets them in one inges
 def store(results: list[Result]) -> RoundReport:
     """Write a round's results in one transaction. Readings go to ``core.billing.ingest`` one by
     one, or, in rounds of BULK_FROM readings or more, to ``core.billing.ingest_batch`` in one call
-    (the same rules, far fewer queries; ``reading_billed`` is emitted for each accepted reading as
-    ``ingest`` does). If billing raises, the round is written again meter by meter with a
+    (the same rules, far fewer queries; ``reading_billed`` is published for every accepted reading
+    with ``signals.emit_many``: one job after commit for the round). If billing raises, the round is written again meter by meter with a
     savepoint each, so one bad meter spoils nothing else."""
     readings = sum(1 for r in results if r.values is not None and r.values.total is not None)
     try:
@@ -255,7 +255,11 @@ def _ingest_bulk(s, pending: list, report: RoundReport) -> None:
     from core import billing, signals
     rows = [billing.RawReading(meter.id, r.taken_at, r.values.total, r.values.periods, "poll") for meter, r in pending]
     batch = billing.ingest_batch(s, rows, actor="poller", front="job")
+    billed = []
     for (meter, _r), res in zip(pending, batch.results):
         report.billing[res.status] += 1
         if res.status == "accepted" and not getattr(res, "late", False):
-            signals.emit(s, "reading_billed", meter_id=meter.id, account_id=meter.account_id)
+            billed.append({"meter_id": meter.id, "account_id": meter.account_id})
+    # one job after commit for the round (the device-alarm listener has a set-based form), not a
+    # dispatch per reading on the poll path: that was 80% of storing a 6,400-meter round
+    signals.emit_many(s, "reading_billed", billed)

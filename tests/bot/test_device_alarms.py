@@ -76,3 +76,28 @@ def test_tamper_reported_by_the_profile(session, sandbox, site_with_manager):
     signals.dispatch("reading_billed", meter_id=meter.id, account_id=site_with_manager.id)
     assert len(session.scalars(select(MeterEvent).where(MeterEvent.kind == "tamper")).all()) == 1
     assert len(sandbox.sent("template")) == 1
+
+
+def test_a_poll_round_of_readings_is_checked_in_one_batch(session, sandbox, site_with_manager, factory):
+    """The poller publishes a round's reading_billed at once: the batch form looks only at meters
+    commanded off or reporting tamper, and raises exactly what one dispatch per reading would."""
+    tripped = site_with_manager.meters[0]
+    site = session.get(Meter, tripped.id).site_id
+    from core.models import Site
+    others = [factory.account(room=factory.room(session.get(Site, site), f"D2{i:02d}"), balance_fen=5000).meters[0]
+              for i in range(6)]
+    tampered = session.get(Meter, others[0].id)
+    tampered.live = {"tamper": True}
+    session.commit()
+    cmd = _confirmed_trip(session, tripped)
+    for i, total in enumerate(("100.00", "102.00")):
+        session.add(Reading(meter_id=tripped.id, taken_at=cmd.finished_at + timedelta(minutes=i + 1),
+                            total=Decimal(total)))
+    session.commit()
+    payloads = [{"meter_id": m.id, "account_id": m.account_id} for m in [tripped, *others]]
+    signals.dispatch_many("reading_billed", payloads)
+    signals.dispatch_many("reading_billed", payloads)  # the next round: nothing new
+    kinds = sorted(e.kind for e in session.scalars(select(MeterEvent).where(
+        MeterEvent.kind.in_(("relay_mismatch", "tamper")))))
+    assert kinds == ["relay_mismatch", "tamper"]
+    assert len(sandbox.sent("template")) == 2
