@@ -73,13 +73,17 @@ def copy_lines(session: Session, sql: str, lines) -> None:
 def next_ids(session: Session, table: str, n: int) -> list[int]:
     """Take ``n`` ids from the table's sequence (PostgreSQL), as one text value (one row back, not n)."""
     with session.connection().connection.driver_connection.cursor() as cur:
-        # The sequence is named first: as an argument of nextval, pg_get_serial_sequence would be
-        # looked up again for every row (0.5 s for 200,000 ids).
-        cur.execute(f"SELECT pg_get_serial_sequence('{table}', 'id')")
-        sequence = cur.fetchone()[0]
-        cur.execute("SELECT string_agg(nextval(CAST(%s AS regclass))::text, ',') FROM generate_series(1, %s)",
-                    (sequence, n))
-        return [int(x) for x in cur.fetchone()[0].split(",")]
+        return _take_ids(cur, table, n)
+
+
+def _take_ids(cur, table: str, n: int) -> list[int]:
+    # The sequence is named first: as an argument of nextval, pg_get_serial_sequence would be
+    # looked up again for every row (0.5 s for 200,000 ids).
+    cur.execute(f"SELECT pg_get_serial_sequence('{table}', 'id')")
+    sequence = cur.fetchone()[0]
+    cur.execute("SELECT string_agg(nextval(CAST(%s AS regclass))::text, ',') FROM generate_series(1, %s)",
+                (sequence, n))
+    return [int(x) for x in cur.fetchone()[0].split(",")]
 
 
 class IdReservation:
@@ -104,11 +108,7 @@ class IdReservation:
             raw = self.engine.raw_connection()
             try:
                 cur = raw.cursor()
-                cur.execute(f"SELECT pg_get_serial_sequence('{self.table}', 'id')")
-                sequence = cur.fetchone()[0]
-                cur.execute("SELECT string_agg(nextval(CAST(%s AS regclass))::text, ',') "
-                            "FROM generate_series(1, %s)", (sequence, self.n))
-                self._ids = [int(x) for x in cur.fetchone()[0].split(",")]
+                self._ids = _take_ids(cur, self.table, self.n)
                 cur.close()
                 raw.commit()
             finally:
@@ -128,16 +128,6 @@ class IdReservation:
 
 def use_copy(session: Session, n: int) -> bool:
     return n >= COPY_THRESHOLD and is_postgres(session)
-
-
-def insert_readings(session: Session, rows: list[tuple]) -> list[int]:
-    """Insert readings given as tuples in READING_COLUMNS order; return their ids in order."""
-    writer = ReadingWriter(session, len(rows))
-    try:
-        writer.send(list(rows))
-        return writer.ids()
-    finally:
-        writer.wait()
 
 
 class ReadingWriter:
@@ -216,7 +206,9 @@ class ReadingWriter:
         got_end = False
         try:
             now = utcnow().isoformat()
-            iso: dict[int, str] = {}  # rows of one poll round share one datetime object: format it once
+            # rows of one poll round share one datetime object: format it once (the object is kept
+            # with its text, so its id cannot be reused by another while this writer runs)
+            iso: dict[int, tuple[datetime, str]] = {}
             ids = self._reserved
             with driver.cursor() as cur:
                 with cur.copy("COPY readings (id, " + ", ".join(READING_COLUMNS) + ", created_at) FROM STDIN") as copy:
@@ -230,9 +222,10 @@ class ReadingWriter:
                         add = buf.append
                         for rid, r in zip(ids[first:first + len(block)], block):
                             at = r[1]
-                            when = iso.get(id(at))
-                            if when is None:
-                                when = iso[id(at)] = at.isoformat()
+                            seen = iso.get(id(at))
+                            if seen is None:
+                                seen = iso[id(at)] = (at, at.isoformat())
+                            when = seen[1]
                             # ints, ISO times, Decimal strings and fixed words need no escaping
                             if r[3] is None and r[4] is None and r[5] is None and r[6] is None and r[7] is None:
                                 add(f"{rid}\t{r[0]}\t{when}\t{r[2]}\t\\N\t\\N\t\\N\t\\N\t\\N\t{r[8]}\t{r[9]}\t{now}\n")
