@@ -12,6 +12,7 @@ import csv
 import gc
 import io
 import operator
+import os
 import queue
 import re
 import threading
@@ -231,10 +232,11 @@ def _parsed_chunks(binary, chunk_size: int) -> Iterator[_Chunk]:
     pending: list[tuple[int, list[str]]] = []  # raw rows, parsed every _PARSE_BATCH rows (they are big)
     good: list[RawReading] = []
     errors: list[str] = []
-    parser: list[_Parser] = []
-    weight = [0]  # extra weight of the chunk's parsed rows beyond one per row (registers)
+    parser: _Parser | None = None  # remembers the chunk's times; each chunk starts afresh
+    weight = 0  # extra weight of the chunk's parsed rows beyond one per row (registers)
 
     def parse_pending() -> None:
+        nonlocal parser, weight
         i_serial = col["meter_serial"]
         try:
             serials = {r[i_serial] for _, r in pending}
@@ -243,15 +245,16 @@ def _parsed_chunks(binary, chunk_size: int) -> Iterator[_Chunk]:
         if not meters.known.keys() >= serials:
             with session_scope() as session:
                 meters.load(session, {s.strip() for s in serials})
-        if not parser:
-            parser.append(_Parser(col, meters))
+        if parser is None:
+            parser = _Parser(col, meters)
         before = len(good)
-        parser[0].rows(pending, good, errors)
+        parser.rows(pending, good, errors)
         pending.clear()
         # a reading with per-period registers holds about three times the memory of one without
-        weight[0] += _REGISTER_WEIGHT * sum(1 for r in good[before:] if r.periods is not None)
+        weight += _REGISTER_WEIGHT * sum(1 for r in good[before:] if r.periods is not None)
 
     def parse() -> _Chunk:
+        nonlocal parser, weight
         if pending:
             parse_pending()
         try:
@@ -261,7 +264,7 @@ def _parsed_chunks(binary, chunk_size: int) -> Iterator[_Chunk]:
         chunk = _Chunk(good.copy(), errors.copy(), position)
         good.clear()
         errors.clear()
-        parser.clear()  # a parser remembers the chunk's times; the next chunk starts afresh
+        parser, weight = None, 0
         return chunk
 
     first = True
@@ -286,10 +289,10 @@ def _parsed_chunks(binary, chunk_size: int) -> Iterator[_Chunk]:
                                           f"reading (total {row[2].strip()!r} is not a number)", field="header")
             pending.append((reader.line_num, row))
             in_chunk += 1
-            if in_chunk % batch == 0 or in_chunk + weight[0] >= chunk_size:
+            if in_chunk % batch == 0 or in_chunk + weight >= chunk_size:
                 parse_pending()
-                if in_chunk + weight[0] >= chunk_size:
-                    in_chunk = weight[0] = 0
+                if in_chunk + weight >= chunk_size:
+                    in_chunk = 0
                     yield parse()
         if pending or good or errors:
             yield parse()
@@ -357,8 +360,6 @@ def _fewer_collections() -> Iterator[None]:
 
 def default_chunk() -> int:
     """Rows per transaction: METERPAY_IMPORT_CHUNK, else by database (see the constants above)."""
-    import os
-
     from core.config import get_settings
     configured = os.environ.get("METERPAY_IMPORT_CHUNK", "").strip()
     if configured:

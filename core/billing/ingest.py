@@ -221,12 +221,7 @@ def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, sta
                 # the common case: a new reading after the cursor, not below it
                 cur_at, cur_total = at, total
                 accepted.append(i)
-                if periods is None:
-                    add_row((mid, at, total, None, None, None, None, None, r.source, "ok"))
-                else:
-                    g = periods.get
-                    add_row((mid, at, total, g("sharp"), g("peak"), g("flat"), g("valley"), g("deep_valley"),
-                             r.source, "ok"))
+                add_row((mid, at, total, *_registers(periods), r.source, "ok"))
                 add_index(i)
                 continue
             if closed:
@@ -243,8 +238,7 @@ def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, sta
             else:
                 status, reason = "anomaly", f"{total} is below the previous reading {cur_total}"
             statuses[i] = (status, reason)
-            regs = _NO_PERIODS if periods is None else tuple(periods.get(p) for p in PERIODS)
-            add_row((mid, at, total, *regs, r.source, "ok" if status == "accepted" else status))
+            add_row((mid, at, total, *_registers(periods), r.source, "ok" if status == "accepted" else status))
             add_index(i)
             if status == "anomaly":
                 n_anomaly += 1
@@ -487,6 +481,11 @@ def _post_usage(session: Session, todo: _ToPost, res: _Billed, *, actor: str, fr
                 res.wallet_deltas[account_id] = res.wallet_deltas.get(account_id, 0) - fen
                 res.last_entry[account_id] = u["entry_id"]
     insert_usage(session, usage)
+
+
+def _registers(periods: Mapping[str, Decimal] | None) -> tuple:
+    """A reading's per-period registers in PERIODS order (the columns of a stored reading)."""
+    return _NO_PERIODS if periods is None else tuple(map(periods.get, PERIODS))
 
 
 def _line_json(ln) -> dict:
