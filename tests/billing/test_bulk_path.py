@@ -50,16 +50,18 @@ def test_a_large_batch_posts_balanced_entries_and_exact_cached_balances(session,
                           .where(JournalEntry.kind == "consumption")) == len(meters)
 
 
+def _copy_then_orm(session, monkeypatch, copy_rows, orm_rows) -> None:
+    """Ingest ``copy_rows`` through the COPY path and ``orm_rows`` one by one (each committed)."""
+    for rows, threshold in ((copy_rows, 1), (orm_rows, 10 ** 9)):
+        monkeypatch.setattr(ledger_bulk, "COPY_THRESHOLD", threshold)
+        monkeypatch.setattr(store, "COPY_THRESHOLD", threshold)
+        ingest_batch(session, rows)
+        session.commit()
+
+
 def test_bulk_and_one_by_one_postings_are_the_same(session, billed_account, monkeypatch):
     (a1, m1), (a2, m2) = billed_account(), billed_account()
-    monkeypatch.setattr(ledger_bulk, "COPY_THRESHOLD", 1)
-    monkeypatch.setattr(store, "COPY_THRESHOLD", 1)
-    ingest_batch(session, _series([m1], 3, "2.5"))
-    session.commit()
-    monkeypatch.setattr(ledger_bulk, "COPY_THRESHOLD", 10 ** 9)
-    monkeypatch.setattr(store, "COPY_THRESHOLD", 10 ** 9)
-    ingest_batch(session, _series([m2], 3, "2.5"))
-    session.commit()
+    _copy_then_orm(session, monkeypatch, _series([m1], 3, "2.5"), _series([m2], 3, "2.5"))
     assert ledger.account_balance(session, a1.id) == ledger.account_balance(session, a2.id) == 100_000 - 300
     assert validate(session) == []
 
@@ -95,14 +97,7 @@ def test_the_copy_path_stores_the_same_entries_and_usage_as_the_orm_path(session
     from core.models import BilledUsage, Posting
     from tests.billing.conftest import BEIJING_TIERS
     (a1, m1), (a2, m2) = billed_account(BEIJING_TIERS), billed_account(BEIJING_TIERS)
-    monkeypatch.setattr(ledger_bulk, "COPY_THRESHOLD", 1)
-    monkeypatch.setattr(store, "COPY_THRESHOLD", 1)
-    ingest_batch(session, _series([m1], 6, "55.5"))
-    session.commit()
-    monkeypatch.setattr(ledger_bulk, "COPY_THRESHOLD", 10 ** 9)
-    monkeypatch.setattr(store, "COPY_THRESHOLD", 10 ** 9)
-    ingest_batch(session, _series([m2], 6, "55.5"))
-    session.commit()
+    _copy_then_orm(session, monkeypatch, _series([m1], 6, "55.5"), _series([m2], 6, "55.5"))
     session.expire_all()
 
     def stored(account, meter):
