@@ -191,19 +191,16 @@ def _read_engine_and_key() -> tuple[Engine, str]:
         return last[1], last[2]
     url = shared.url
     key = url.render_as_string(hide_password=False)
-    with _read_lock:
-        engine = _read_engines.get(key)
-        if engine is None:
-            if url.get_backend_name() == "sqlite":
-                engine = shared
-            else:
-                engine = create_engine(url, pool_size=5, max_overflow=10, pool_recycle=300,
-                                       isolation_level="AUTOCOMMIT")
-            _read_engines[key] = engine
-        if url.get_backend_name() == "sqlite":
-            engine = shared  # an SQLite engine is the shared one (one file, one pool)
-        _read_last = (shared, engine, key)
-        return engine, key
+    if url.get_backend_name() == "sqlite":
+        engine = shared  # an SQLite engine is the shared one (one file, one pool)
+    else:
+        with _read_lock:
+            engine = _read_engines.get(key)
+            if engine is None:
+                engine = _read_engines[key] = create_engine(url, pool_size=5, max_overflow=10, pool_recycle=300,
+                                                            isolation_level="AUTOCOMMIT")
+    _read_last = (shared, engine, key)
+    return engine, key
 
 
 def order_for(session: Session, openid: str, order_no: str) -> PaymentOrder:
