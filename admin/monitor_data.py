@@ -1,7 +1,7 @@
 """What the room monitor shows, for every room of a site, in three flat queries.
 
 Rooms with their floor and building; the site's meters in service; the site's open accounts with
-tenant and wallet. They are folded into one cell per room here (a room may have several meters). Fee status comes from core.status, the same rules the bot and the alarms use.
+tenant and wallet. They are folded into one cell per room here (a room may have several meters). Fee status comes from core.alarms.status, the same rules the bot and the alarms use.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.models import Account, Building, Floor, LedgerAccount, Meter, Room, Site, Tenant
-from core.status import alarm_levels, fee_status
+from core.alarms.status import alarm_levels, fee_status
 
 # What a cell can be filtered by (besides building, floor and the search box).
 STATUS_FILTERS = ("online", "offline", "arrears", "alarm", "normal", "keep_power", "postpaid", "cut", "vacant",

@@ -11,13 +11,13 @@ from sqlalchemy import select
 
 from admin import room_data as rd
 from admin.web import actor, bp, db, new_op, render, require_write, site_or_404, t
-from core import accounts
+from core.sites import accounts
 from core.errors import MeterpayError, NotFound, ValidationError
 from core.models import Account, Gateway, Room, TariffPlan
 from core.models.meter import METER_KINDS
 from core.models.tenant import BILLING_MODES
-from core.money import parse_yuan
-from core.status import DEFAULT_ALARM_LEVELS
+from core.ledger.money import parse_yuan
+from core.alarms.status import DEFAULT_ALARM_LEVELS
 
 METER_ROWS = 3
 PROFILES = ("acrel-ddsy1352", "acrel-dtsy1352", "dlt645-2007", "cjt188-water")
@@ -127,7 +127,7 @@ def import_sheet(site_id: int):
     if suffix not in (".csv", ".xlsx"):
         return render("import.html", 400, site=site, report=None,
                       error=t("请上传 .csv 或 .xlsx 文件。", "Upload a .csv or .xlsx file."))
-    from core.site_import import import_file
+    from core.sites.importer import import_file
     fd, path = tempfile.mkstemp(suffix=suffix, prefix="meterpay-import-")
     os.close(fd)
     session = db()
@@ -148,7 +148,7 @@ def import_template():
     """A sheet to fill in: the import's header and two example rows (one account with two meters)."""
     from flask import Response
 
-    from core.site_import import COLUMNS
+    from core.sites.importer import COLUMNS
     rows = [",".join(COLUMNS),
             "1号楼,1,101,45,王记便利店,13800000001,E0001,electricity,acrel-ddsy1352,,1,商业电价,"
             "prepaid-platform,200",

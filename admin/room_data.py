@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from core import ledger
 from core.models import (Account, AccountPreset, JournalEntry, LedgerAccount, Meter, MeterCommand, Posting,
                          Reading, Room, Site, TariffPlan)
-from core.status import alarm_levels, fee_status
+from core.alarms.status import alarm_levels, fee_status
 from core.utils import utcnow
 
 DAYS = 30

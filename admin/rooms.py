@@ -8,10 +8,12 @@ from flask import abort, flash, jsonify, redirect, request, url_for
 
 from admin import room_data as rd
 from admin.web import actor, bp, db, new_op, op_key, render, require_write, room_or_404, t
-from core import accounts, cashdesk, supply
+from core.sites import accounts
+from core.ledger import cashdesk
+from core.supply import control as supply
 from core.errors import MeterpayError, NotFound, ValidationError
 from core.models import Meter, Site
-from core.money import format_fen, parse_yuan
+from core.ledger.money import format_fen, parse_yuan
 
 
 def _page_context(room):

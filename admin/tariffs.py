@@ -12,7 +12,7 @@ from admin.web import bp, db, is_admin, render, t
 from core.config import get_settings
 from core.errors import MeterpayError, ValidationError
 from core.models import TariffPlan
-from core.tariff_store import add_plan, versions
+from core.tariffs.store import add_plan, versions
 
 EXAMPLES = {
     "flat": {"kind": "flat", "unit": "kWh", "price": "1.0"},

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from admin import security
 from core.db import new_session
-from core.managers import role_at, site_ids_for
+from core.sites.managers import role_at, site_ids_for
 from core.models import Manager, Room, Site
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -180,7 +180,7 @@ def safe_next(target: str | None) -> str:
 
 @bp.app_template_filter("yuan")
 def _yuan(fen) -> str:
-    from core.money import format_fen
+    from core.ledger.money import format_fen
     return "" if fen is None else format_fen(int(fen))
 
 

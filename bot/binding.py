@@ -3,7 +3,7 @@
 A room's scene string is ``room:<room id>:<signature>``, the signature an HMAC of the room id
 with ``METERPAY_SECRET_KEY`` (so nobody binds a room by guessing ids). Scanning it (subscribe or
 scan event) starts a binding; the user then sends the last four digits of the account's phone,
-and ``core.selfservice.bind`` (the mini-program's binding service, with its attempt limit)
+and ``core.sites.selfservice.bind`` (the mini-program's binding service, with its attempt limit)
 makes the ``TenantBinding``. The tenant's ``wechat_openid`` is set when empty (alarms reach it).
 """
 from __future__ import annotations
@@ -70,9 +70,9 @@ def pending_room(openid: str) -> int | None:
 
 
 def finish(session: Session, openid: str, phone_last4: str) -> Account:
-    """Bind with the last four phone digits through ``core.selfservice.bind`` (the mini-program's
+    """Bind with the last four phone digits through ``core.sites.selfservice.bind`` (the mini-program's
     service: same proof, same attempt limit); the tenant's official-account openid is kept for alarms."""
-    from core import selfservice
+    from core.sites import selfservice
     room_id = pending_room(openid)
     if room_id is None:
         raise NotFound("scan the room's QR code first")

@@ -1,7 +1,7 @@
 """Jobs of the chat front: answers that take longer than WeChat's 5 seconds."""
 from __future__ import annotations
 
-from core import notifications
+from core.alarms import notifications
 from core.db import session_scope
 from core.jobs import job
 from core.models import Manager

@@ -11,7 +11,7 @@
 Commands that move money or change supply ask for a confirmation code first; the confirmed
 action runs under the key ``bot:confirm:<id>``, so a repeated confirmation moves nothing twice.
 Every command is written to the audit log with the manager, and calls the same core service as
-the admin pages (core.supply, core.cashdesk).
+the admin pages (core.supply.control, core.ledger.cashdesk).
 """
 from __future__ import annotations
 
@@ -22,16 +22,18 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot import settings
-from core import audit, cashdesk, clock, supply
+from core import audit, clock
+from core.ledger import cashdesk
+from core.supply import control as supply
 from core.errors import Forbidden, MeterpayError, NotFound, ValidationError
 from core.jobs import enqueue_after_commit
 from core.ledger import account_balance
-from core.managers import can_access_site, role_at, site_ids_for
+from core.sites.managers import can_access_site, role_at, site_ids_for
 from core.models import Account, AuditLog, BotConfirmation, Manager, Room, Site, SupplyControl, Tenant
-from core.money import format_fen, parse_yuan
-from core.room_lookup import find_room, open_account_at
-from core.site_summary import accounts_needing_attention, day_totals, offline_meters
-from core.status import alarm_levels, fee_status
+from core.ledger.money import format_fen, parse_yuan
+from core.sites.room_lookup import find_room, open_account_at
+from core.sites.summary import accounts_needing_attention, day_totals, offline_meters
+from core.alarms.status import alarm_levels, fee_status
 
 ALIASES = {
     "房间": "status", "status": "status", "room": "status", "查": "status",
@@ -85,7 +87,7 @@ def handle(session: Session, manager: Manager, text: str, *, msg_key: str = "") 
     try:
         reply = _run(session, manager, cmd, words[1:], msg_key)
     except MeterpayError as exc:
-        # Undo whatever the command began (no SAVEPOINT: see core.upsert), then log the refusal.
+        # Undo whatever the command began (no SAVEPOINT: see core.db), then log the refusal.
         session.rollback()
         audit.record(session, actor=who, front="bot", action=f"chat:{cmd}", text=line, refused=exc.message)
         return f"未执行：{exc.message}"

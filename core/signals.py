@@ -13,6 +13,7 @@ with all payloads instead of calling the listener once per payload.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 from collections import defaultdict
 from typing import Callable
@@ -109,3 +110,29 @@ def dispatch(event: str, **payload) -> None:
             fn(**payload)
         except Exception:  # noqa: BLE001 - a listener's failure is not the caller's
             log.exception("listener %s for %s failed", getattr(fn, "__name__", fn), event)
+
+
+# --- listener modules (was core/plugins.py) -------------------------------------------------------
+# Modules whose import registers listeners (supply control, alarms, meter-side push). Every process
+# that moves money (web, worker, CLI, tests) calls ``load_listeners()`` once, so a recharge restores
+# supply whichever front took it.
+LISTENER_MODULES = (
+    "core.supply.auto",   # trip at zero / restore on recharge (prepaid-platform)
+    "core.alarms.balance",        # balance alarm levels
+    "core.supply.meter_side",    # push recharges to meter-side prepaid meters
+)
+
+_loaded = False
+
+
+def load_listeners() -> None:
+    global _loaded
+    if _loaded:
+        return
+    for name in LISTENER_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+    _loaded = True

@@ -116,7 +116,7 @@ def command_burst(commands: int = 1000, gateways: int = 100, baud: int = 9600, p
         wire_time(q, r, baud, turnaround_ms / 1000) for q, r in modbus_exchange_bytes(profile))
     bound = per_cmd * per_gateway
 
-    from core import commands as outbox
+    from core.supply import commands as outbox
     from core.models import Gateway, Meter, Site
     from hardware import executor
 

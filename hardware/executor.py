@@ -1,6 +1,6 @@
 """The command outbox, hardware side: claim a command, send it, confirm it by reading back.
 
-``execute_command(command_id)`` (queue "meters", enqueued by ``core.commands.request``):
+``execute_command(command_id)`` (queue "meters", enqueued by ``core.supply.commands.request``):
 
 1. *Claim* in one short transaction: a conditional UPDATE pending -> running, so two workers
    never run the same command; past its deadline it ends ``expired`` instead.
@@ -31,7 +31,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from core import commands as outbox
+from core.supply import commands as outbox
 from core.db import is_postgres, session_scope
 from core.jobs import enqueue_after_commit, job
 from core.models import Gateway, Meter, MeterCommand

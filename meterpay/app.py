@@ -49,7 +49,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     logging.basicConfig(level=settings.log_level)
-    from core.plugins import load_listeners
+    from core.signals import load_listeners
     load_listeners()
 
     from meterpay import health

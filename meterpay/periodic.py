@@ -18,9 +18,9 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     # hardware: expire, release and re-enqueue outbox commands
     PeriodicJob("meters-command-retry", "hardware.executor.retry_due", 10, "meters", 120),
     # bot/alarms: repeated balance-alarm notices whose time has come
-    PeriodicJob("alarms-repeat", "core.alarms.send_due_repeats", 60, "notify", 300),
+    PeriodicJob("alarms-repeat", "core.alarms.balance.send_due_repeats", 60, "notify", 300),
     # bot/supply: cuts deferred by friendly hours or held by keep-power, looked at again
-    PeriodicJob("supply-deferred-cuts", "core.supply_auto.run_due", 60, "default", 300),
+    PeriodicJob("supply-deferred-cuts", "core.supply.auto.run_due", 60, "default", 300),
     # bot: notifications whose delivery failed, tried again with backoff
     PeriodicJob("notify-retry", "bot.delivery.retry_due", 60, "notify", 300),
 ]

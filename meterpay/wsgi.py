@@ -1,5 +1,5 @@
 """WSGI entry point for gunicorn: ``gunicorn meterpay.wsgi:app``."""
-from core.plugins import load_listeners
+from core.signals import load_listeners
 from meterpay.app import create_app
 
 load_listeners()

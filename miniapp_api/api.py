@@ -4,10 +4,10 @@ from __future__ import annotations
 import pydantic
 from flask import Blueprint, Response, g, jsonify, request
 
-from core import selfservice
+from core.sites import selfservice
 from core.db import new_session, session_scope
 from core.errors import NotFound, ValidationError
-from core.money import format_fen, parse_yuan
+from core.ledger.money import format_fen, parse_yuan
 from miniapp_api import auth, openapi, qr, recharge, schemas
 from miniapp_api import settings as cfg
 from miniapp_api.openapi import endpoint

@@ -1,7 +1,7 @@
 """Tenant tokens: code2session through wechatpy, then a short-lived token signed with the secret key.
 
 The token carries only the openid; what the openid may see is decided by its bindings on each
-request (core.selfservice), so unbinding takes effect at once.
+request (core.sites.selfservice), so unbinding takes effect at once.
 """
 from __future__ import annotations
 

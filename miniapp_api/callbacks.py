@@ -11,10 +11,10 @@ import logging
 
 from flask import Blueprint, Response, jsonify, request
 
-from core import payments
+from core.payments import orders as payments
 from core.db import session_scope
 from core.errors import NotFound
-from core.payment_provider import BadNotification, PaymentReport, RefundReport, get_provider
+from core.payments.provider import BadNotification, PaymentReport, RefundReport, get_provider
 
 log = logging.getLogger(__name__)
 bp = Blueprint("pay_callbacks", __name__, url_prefix="/pay")

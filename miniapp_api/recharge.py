@@ -9,10 +9,10 @@ import logging
 import threading
 import time
 
-from core import payments
+from core.payments import orders as payments
 from core.db import session_scope
 from core.errors import MeterpayError
-from core.payment_provider import ProviderError, get_provider
+from core.payments.provider import ProviderError, get_provider
 from miniapp_api import settings as cfg
 
 log = logging.getLogger(__name__)

@@ -84,7 +84,7 @@ def database_url(tmp_path_factory):
     reset_settings()
     reset_engine()
     upgrade(url)
-    from core.plugins import load_listeners
+    from core.signals import load_listeners
     load_listeners()
     yield url
     reset_engine()

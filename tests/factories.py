@@ -5,7 +5,7 @@ import itertools
 
 from sqlalchemy.orm import Session
 
-from core.accounts import MeterSpec, OpenAccountRequest, open_account
+from core.sites.accounts import MeterSpec, OpenAccountRequest, open_account
 from core.models import Building, Floor, Room, Site
 
 _seq = itertools.count(1)

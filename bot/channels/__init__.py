@@ -1,6 +1,6 @@
 """Alarm channels as small registered classes (Redash destinations style).
 
-Each channel is one class with a ``type`` name (the same names as ``core.notifications.CHANNELS``),
+Each channel is one class with a ``type`` name (the same names as ``core.alarms.notifications.CHANNELS``),
 the environment variables it reads (secret ones marked), and one verb, ``send(note)``, which
 delivers a ``core.models.Notification`` and returns the provider's reference or raises
 ``DeliveryError``. ``get(name)`` finds a class; ``register(cls)`` at the bottom of each file

@@ -25,11 +25,11 @@ from typing import Callable, Iterator
 from sqlalchemy import select
 
 from core.billing.ingest import RawReading, ingest_batch
-from core.billing.store import ids_in
+from core.bulk_sql import ids_in
 from core.db import session_scope
 from core.errors import MeterpayError, ValidationError
 from core.models import Meter, Site
-from core.money import format_fen
+from core.ledger.money import format_fen
 from core.tariffs.plan import PERIODS
 from core.tariffs.usage import MAX_REGISTER
 from core.tariffs.zones import zone

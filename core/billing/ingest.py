@@ -32,16 +32,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import ledger, signals
-from core.billing.ledger_bulk import (ENTRIES_COPY, POSTINGS_COPY, Consumption, apply_wallet_deltas, entry_lines,
+from core.ledger.bulk import (ENTRIES_COPY, POSTINGS_COPY, Consumption, apply_wallet_deltas, entry_lines,
                                       lock_wallets, post_consumptions, posting_lines)
 from core.billing.pricing import PricerCache
-from core.billing.store import (USAGE_COPY, IdReservation, ReadingWriter, aware, ids_in, insert_events, insert_usage,
-                                next_ids, update_states, usage_lines, use_copy)
+from core.billing.store import (USAGE_COPY, IdReservation, ReadingWriter, aware, insert_events, insert_usage,
+                                update_states, usage_lines, use_copy)
+from core.bulk_sql import ids_in, next_ids
 from core.db import is_postgres, utcnow
 from core.errors import NotFound, ValidationError
 from core.models import Account, LedgerAccount, Meter, Reading, Site
 from core.models.billing import MeterBillingState
-from core.money import to_fen
+from core.ledger.money import to_fen
 from core.tariffs import Interval, State
 from core.tariffs.plan import PERIODS
 from core.tariffs.usage import parse_periods, parse_quantity

@@ -17,6 +17,6 @@ _load_commands()
 
 
 def main() -> None:
-    from core.plugins import load_listeners
+    from core.signals import load_listeners
     load_listeners()
     cli(prog_name="meterpay")

@@ -30,7 +30,7 @@ def create_manager_cmd(username: str, password: str | None, sites: tuple[str, ..
     if password is None:
         password = click.prompt("password", hide_input=True, confirmation_prompt=True)
     from core.db import session_scope
-    from core.managers import create_manager
+    from core.sites.managers import create_manager
     with session_scope() as session:
         m = create_manager(session, username, password, sites=list(sites), role=role, all_sites=all_sites,
                            display_name=display_name)

@@ -39,7 +39,7 @@ def scratch_database(url: str, prefix: str = "bench") -> tuple[str, Callable[[],
 def one_room_account(session, *, site: str, floor: str, room: str, tenant: str, serial: str,
                      balance_fen: int, phone: str = ""):
     """A site with one building (A), one floor and one room, and an open account there."""
-    from core.accounts import MeterSpec, OpenAccountRequest, open_account
+    from core.sites.accounts import MeterSpec, OpenAccountRequest, open_account
     from core.models import Building, Floor, Room, Site
     site_row = Site(name=site, settings={})
     session.add(site_row)

@@ -35,7 +35,7 @@ def build_site(session, rooms: int, seed: int = 7):
     from sqlalchemy import insert
 
     from core import ledger
-    from core.managers import create_manager
+    from core.sites.managers import create_manager
     from core.models import (Account, Building, Floor, JournalEntry, LedgerAccount, Meter, Posting, Room, Site,
                              Tenant)
     rng = random.Random(seed)
@@ -112,7 +112,7 @@ def build_site(session, rooms: int, seed: int = 7):
         {"entry_id": eid, "ledger_account_id": counter, "amount_fen": -fen})])
     create_manager(session, "bench", "bench-password", all_sites=True, role="admin")
     session.flush()
-    from core.ledger_check import validate
+    from core.ledger.check import validate
     problems = validate(session)
     if problems:
         raise RuntimeError(f"bench site ledger is inconsistent: {problems[:3]}")
@@ -126,7 +126,7 @@ def naive_cells(session, site):
 
     from admin import monitor_data as md
     from core.models import Account, Meter
-    from core.status import alarm_levels, fee_status
+    from core.alarms.status import alarm_levels, fee_status
     cells = []
     for building in site.buildings:
         for floor in building.floors:

@@ -193,9 +193,9 @@ def _get_balance(port: int, path: str, token: str) -> str | None:
 def freshness_check(port: int, path: str, token: str, account_id: int, timeout: float = 5.0) -> dict:
     """After the load: a recharge committed here (another process than the server) must be what
     the server answers, on every worker, within ``timeout``. Returns how long it took to show."""
-    from core import cashdesk
+    from core.ledger import cashdesk
     from core.db import session_scope
-    from core.money import format_fen
+    from core.ledger.money import format_fen
     with session_scope() as s:
         from core.ledger import account_balance
         before = account_balance(s, account_id)

@@ -10,7 +10,7 @@ a CSV of R readings per meter (default 40: 200,000 rows), then in the same run:
    does: parse, store, price, post, chunk by chunk;
 3. replay: the same file again (every row a duplicate, nothing moves);
 
-and checks the ledger (``core.ledger_check.validate``). Accounts: 80% prepaid-platform, 10% postpaid,
+and checks the ledger (``core.ledger.check.validate``). Accounts: 80% prepaid-platform, 10% postpaid,
 10% prepaid-meter; plans: 60% flat, 20% tiered (monthly), 20% Guangdong TOU (half of those meters
 report per-period registers). Peak memory is the process's maximum resident set size. The other
 areas' balance_changed listeners are loaded only with ``--listeners``.
@@ -61,7 +61,7 @@ def _build_site(n_meters: int, seed: int) -> list[tuple[str, str, bool]]:
     from core.db import session_scope, utcnow
     from core.models import (Account, Building, Floor, JournalEntry, LedgerAccount, Meter, Posting, Room, Site,
                              Tenant)
-    from core.tariff_store import add_plan
+    from core.tariffs.store import add_plan
     rnd = random.Random(seed)
     out = []
     with session_scope() as s:
@@ -197,9 +197,9 @@ def bench_billing(n_meters: int, per_meter: int, chunk_size: int | None, seed: i
     from core.billing.csv_import import default_chunk, import_csv
     from core.config import get_settings, reset_settings
     from core.db import reset_engine, session_scope
-    from core.ledger_check import validate
+    from core.ledger.check import validate
     from core.migrate import upgrade
-    from core.plugins import load_listeners
+    from core.signals import load_listeners
 
     chunk = chunk_size or default_chunk()
     muted: dict = {}

@@ -50,7 +50,7 @@ def room_qr(room: str, site_name: str | None) -> None:
     from bot import binding
     from core.db import new_session
     from core.errors import ValidationError
-    from core.room_lookup import find_room_by_number
+    from core.sites.room_lookup import find_room_by_number
     with new_session() as session:
         found, site = find_room_by_number(session, room, site_name)
         room_id, number = found.id, found.number
@@ -70,7 +70,7 @@ def room_qr(room: str, site_name: str | None) -> None:
 def notify_test(channel: str, recipient: str) -> None:
     """Send one test message through CHANNEL now and print how it went."""
     from bot import delivery
-    from core import notifications
+    from core.alarms import notifications
     from core.db import session_scope
     from core.ledger import new_key
     from core.models import Notification
@@ -91,6 +91,7 @@ def notify_test(channel: str, recipient: str) -> None:
 def run_due() -> None:
     """Run the bot's periodic jobs once: alarm repeats, deferred cuts, notification retries."""
     from bot import delivery
-    from core import alarms, supply_auto
+    from core.alarms import balance as alarms
+    from core.supply import auto as supply_auto
     print_json({"alarm_repeats": alarms.send_due_repeats(), "supply": supply_auto.run_due(),
                 "notify_retries": delivery.retry_due()})

@@ -17,7 +17,7 @@ def demo() -> None:
 def seed(if_empty: bool) -> None:
     """Create the demo site: 2 buildings, 5 floors, 10 rooms a floor, meters, tenants, a manager."""
     from core.db import session_scope
-    from core.demo import seed as run_seed
+    from core.sites.demo import seed as run_seed
     with session_scope() as session:
         result = run_seed(session, if_empty=if_empty)
     user, password = result.manager

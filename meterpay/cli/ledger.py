@@ -21,7 +21,7 @@ def check(as_json: bool) -> None:
     from sqlalchemy import func, select
 
     from core.db import session_scope
-    from core.ledger_check import validate
+    from core.ledger.check import validate
     from core.models import JournalEntry, LedgerAccount
     with session_scope() as session:
         problems = validate(session)

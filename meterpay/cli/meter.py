@@ -96,7 +96,7 @@ def valve_cmd(gateway, protocol, address, profile, timeout, as_json, state):
 @hardware_errors
 def recharge_cmd(gateway, protocol, address, profile, timeout, as_json, amount, purchase_count):
     """Meter-side recharge with the next purchase count, confirmed by reading the count back."""
-    from core.money import parse_yuan
+    from core.ledger.money import parse_yuan
     from hardware import field
     fen = parse_yuan(amount, field="amount")
     _show(field.recharge(gateway, protocol, address, fen, purchase_count, profile, timeout), as_json)

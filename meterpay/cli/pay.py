@@ -19,10 +19,10 @@ def pay() -> None:
 @friendly_errors
 def refund(order_no: str, amount: str, reason: str, actor: str) -> None:
     """Refund AMOUNT yuan of a paid ORDER_NO to the payer (debits the wallet now)."""
-    from core import payments
+    from core.payments import orders as payments
     from core.db import session_scope
-    from core.money import format_fen, parse_yuan
-    from core.plugins import load_listeners
+    from core.ledger.money import format_fen, parse_yuan
+    from core.signals import load_listeners
     load_listeners()
     import re
 
@@ -50,7 +50,7 @@ def refund(order_no: str, amount: str, reason: str, actor: str) -> None:
 @friendly_errors
 def query_pending(older_than: int | None) -> None:
     """Ask the providers about orders still pending; settle what they report."""
-    from core.plugins import load_listeners
+    from core.signals import load_listeners
     from miniapp_api.jobs import query_pending as run
     load_listeners()
     print_json(run(older_than_seconds=older_than))
@@ -78,7 +78,7 @@ def orders(state: str, limit: int) -> None:
 
     from core.db import new_session
     from core.models import PaymentOrder
-    from core.money import format_fen
+    from core.ledger.money import format_fen
     with new_session() as session:
         for o in session.scalars(select(PaymentOrder).where(PaymentOrder.state == state)
                                  .order_by(PaymentOrder.id.desc()).limit(limit)):

@@ -22,7 +22,7 @@ def qr() -> None:
 def room(room: str, site_name: str | None, out_dir: str) -> None:
     """Write ROOM's binding QR code (PNG and SVG); prints the files and the link as JSON."""
     from core.db import new_session
-    from core.room_lookup import find_room_by_number
+    from core.sites.room_lookup import find_room_by_number
     from miniapp_api import qr as codes
     with new_session() as session:
         found, site = find_room_by_number(session, room, site_name)

@@ -46,7 +46,7 @@ def worker(queues: str, burst: bool) -> None:
     from rq import Queue, SimpleWorker, Worker
 
     from core.jobs import redis_connection
-    from core.plugins import load_listeners
+    from core.signals import load_listeners
     load_listeners()
     conn = redis_connection()
     cls = Worker if os.environ.get("METERPAY_RQ_FORK", "") == "1" else SimpleWorker
@@ -97,7 +97,7 @@ def run(demo: bool, host: str | None) -> None:
     """Everything in the foreground: web app, job runner, periodic jobs (and with --demo the meter
     simulator and the sandbox). Without Redis the jobs run in this process; with Redis this starts
     an RQ worker and the scheduler as child processes."""
-    from core.plugins import load_listeners
+    from core.signals import load_listeners
 
     children: list[subprocess.Popen] = []
     sandbox_port = int(os.environ.get("METERPAY_SANDBOX_PORT", "5055"))
@@ -140,7 +140,7 @@ def run(demo: bool, host: str | None) -> None:
     server = make_server(host, settings.port, create_app(), threaded=True)
     click.echo(f"meterpay on http://{host}:{settings.port}/  (admin: /admin/, health: /healthz)")
     if demo:
-        from core.demo import DEMO_MANAGER
+        from core.sites.demo import DEMO_MANAGER
         click.echo(f"demo manager sign-in: {DEMO_MANAGER[0]} / {DEMO_MANAGER[1]}")
         click.echo(f"SANDBOX mode: payments and WeChat are local fakes on http://127.0.0.1:{sandbox_port}")
     jobs = "RQ worker + scheduler" if settings.redis_url else "in-process job runner"

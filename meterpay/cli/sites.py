@@ -33,7 +33,7 @@ def import_(site_name: str, path: str, as_json: bool) -> None:
     Exit status 1 when any row was rejected (the good rooms are still imported).
     """
     from core.db import session_scope
-    from core.site_import import import_file
+    from core.sites.importer import import_file
     show_bar = sys.stderr.isatty() and not as_json
     with session_scope() as session:
         if show_bar:

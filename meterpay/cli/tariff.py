@@ -40,7 +40,7 @@ def load_plan_file(path: str) -> dict:
 def add(name: str, plan_path: str, effective_from) -> None:
     """Store plan NAME (or a new dated version of it)."""
     from core.db import session_scope
-    from core.tariff_store import add_plan
+    from core.tariffs.store import add_plan
     spec = load_plan_file(plan_path)
     eff: date | None = effective_from.date() if effective_from else None
     with session_scope() as session:

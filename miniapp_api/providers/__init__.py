@@ -1,7 +1,7 @@
 """The SDK-backed payment providers, registered with core's provider registry on import."""
 from __future__ import annotations
 
-from core.payment_provider import get_provider, register
+from core.payments.provider import get_provider, register
 
 
 def _wechat():

@@ -34,8 +34,8 @@ from alipay.aop.api.request.AlipayTradeQueryRequest import AlipayTradeQueryReque
 from alipay.aop.api.request.AlipayTradeRefundRequest import AlipayTradeRefundRequest
 from alipay.aop.api.util.SignatureUtils import get_sign_content
 
-from core.money import format_fen, parse_yuan
-from core.payment_provider import (BadNotification, PaymentProvider, PaymentReport, ProviderError, RefundReport,
+from core.ledger.money import format_fen, parse_yuan
+from core.payments.provider import (BadNotification, PaymentProvider, PaymentReport, ProviderError, RefundReport,
                                    StatementLine)
 from miniapp_api import settings as cfg
 

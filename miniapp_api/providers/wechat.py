@@ -16,9 +16,9 @@ from datetime import date, datetime
 from wechatpayv3 import WeChatPay, WeChatPayType
 from wechatpayv3.core import Core
 
-from core.payment_provider import (BadNotification, PaymentProvider, PaymentReport, ProviderError, RefundReport,
+from core.payments.provider import (BadNotification, PaymentProvider, PaymentReport, ProviderError, RefundReport,
                                    StatementLine)
-from core.money import parse_yuan
+from core.ledger.money import parse_yuan
 from miniapp_api import settings as cfg
 
 SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"

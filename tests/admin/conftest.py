@@ -38,8 +38,8 @@ def _fresh_login_counters():
 
 @pytest.fixture
 def outbox_held(monkeypatch):
-    import core.commands
-    monkeypatch.setattr(core.commands, "EXECUTOR", "tests.admin.conftest.hold_command")
+    import core.supply.commands
+    monkeypatch.setattr(core.supply.commands, "EXECUTOR", "tests.admin.conftest.hold_command")
 
 
 class Manage:
@@ -48,7 +48,7 @@ class Manage:
         self.client = client
 
     def manager(self, username: str = "alice", *, sites=(), role: str = "operator", all_sites: bool = False):
-        from core.managers import create_manager
+        from core.sites.managers import create_manager
         m = create_manager(self.session, username, PASSWORD, sites=[s.name for s in sites], role=role,
                            all_sites=all_sites)
         self.session.commit()

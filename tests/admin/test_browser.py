@@ -15,10 +15,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 @pytest.fixture
 def demo(monkeypatch, session):
-    """The demo site (``core.demo.seed``) with its gateways served by the simulator (``--from-db``)."""
+    """The demo site (``core.sites.demo.seed``) with its gateways served by the simulator (``--from-db``)."""
     from core import jobs
     from core.db import session_scope
-    from core.demo import seed
+    from core.sites.demo import seed
     from hardware.simulator import Simulator
     from hardware.simulator.build import from_database
     monkeypatch.setenv("METERPAY_SIM_PORT_BASE", str(free_port_block(12)))
@@ -132,7 +132,7 @@ def test_importing_a_sheet_shows_the_report_line_by_line(page, live_server, demo
 
 
 def test_opening_with_a_preset_tariff_preview_audit_and_english(page, live_server, demo, session):
-    from core.accounts import save_preset
+    from core.sites.accounts import save_preset
     save_preset(session, "商铺标准", tariff="商业电价", opening_balance_fen=20000,
                 alarm_levels=[{"amount_fen": 8000}, {"amount_fen": 3000}, {"amount_fen": 0}])
     session.commit()

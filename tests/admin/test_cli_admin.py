@@ -6,7 +6,7 @@ import json
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from core.managers import verify_password
+from core.sites.managers import verify_password
 from core.models import Manager, ManagerRole
 from meterpay.cli import cli
 

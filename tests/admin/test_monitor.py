@@ -15,7 +15,7 @@ def plaza(factory, session):
     rich = factory.account(room=room_at(factory, site, "A101", "A", "1"), balance_fen=30000, tenant="王记")
     low = factory.account(room=room_at(factory, site, "A102", "A", "1"), balance_fen=1500, tenant="李记")
     broke = factory.account(room=room_at(factory, site, "B201", "B", "2"), balance_fen=100, tenant="赵记")
-    from core import cashdesk
+    from core.ledger import cashdesk
     cashdesk.consume(session, broke.id, 600, key="usage:test:1")  # into arrears: -5.00
     room_at(factory, site, "B202", "B", "2")  # vacant
     rich.meters[0].online = True

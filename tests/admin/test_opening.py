@@ -14,7 +14,7 @@ def site(factory, session):
     site = factory.site("东方广场")
     room_at(factory, site, "A101")
     room_at(factory, site, "A102")
-    from core.tariff_store import add_plan
+    from core.tariffs.store import add_plan
     add_plan(session, "商业电价", {"kind": "flat", "unit": "kWh", "price": "1.0"})
     session.commit()
     return site

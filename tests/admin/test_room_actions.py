@@ -127,7 +127,7 @@ def test_one_meter_can_be_switched_but_only_a_meter_of_this_room(manage, shop, f
 
 def test_keep_power_alarm_amounts_and_tariff_are_set_from_the_page(manage, shop, session):
     site, account = shop
-    from core.tariff_store import add_plan
+    from core.tariffs.store import add_plan
     add_plan(session, "商业电价", {"kind": "flat", "unit": "kWh", "price": "1.2"})
     session.commit()
     manage.as_manager("alice", sites=[site])
@@ -259,7 +259,7 @@ def test_todays_usage_and_cost_come_from_billing_the_meters_readings(manage, fac
     from decimal import Decimal
 
     from core.billing import ingest
-    from core.tariff_store import add_plan
+    from core.tariffs.store import add_plan
     from core.utils import utcnow
     site = factory.site("东方广场")
     add_plan(session, "一元电", {"kind": "flat", "unit": "kWh", "price": "1.00"})
@@ -308,7 +308,7 @@ def test_closing_an_account_settles_the_balance_and_frees_the_room(manage, shop,
 
 
 def test_a_water_meter_is_closed_and_opened_by_its_valve(manage, factory, session, outbox_held):
-    from core.accounts import MeterSpec
+    from core.sites.accounts import MeterSpec
     site = factory.site("东方广场")
     account = factory.account(room=room_at(factory, site, "A101"), balance_fen=5000, meters=(
         MeterSpec(serial="W-1", kind="water", profile="cjt188-water", address="00000000000001"),))

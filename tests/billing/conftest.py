@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core.accounts import MeterSpec
-from core.tariff_store import add_plan
+from core.sites.accounts import MeterSpec
+from core.tariffs.store import add_plan
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 FLAT = {"kind": "flat", "unit": "kWh", "price": "0.6"}

@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 from core import ledger
 from core.billing import RawReading, ingest_batch
-from core.ledger_check import validate
+from core.ledger.check import validate
 from core.models.billing import BilledUsage
-from core.money import to_fen
+from core.ledger.money import to_fen
 from tests.billing.conftest import BEIJING_TIERS, at
 
 GD_TOU = {"kind": "tou", "unit": "kWh", "prices": {"peak": "1.02", "flat": "0.6", "valley": "0.228"},

@@ -8,9 +8,11 @@ from sqlalchemy import func, select
 
 from core import ledger, signals
 from core.billing import RawReading, ingest_batch
-from core.billing import ledger_bulk, store
+from core import bulk_sql
+from core.billing import store
+from core.ledger import bulk as ledger_bulk
 from core.db import session_scope
-from core.ledger_check import validate
+from core.ledger.check import validate
 from core.models import JournalEntry, Reading
 from tests.billing.conftest import at
 
@@ -115,8 +117,8 @@ def test_the_copy_path_stores_the_same_entries_and_usage_as_the_orm_path(session
 
 
 def test_copy_text_escapes_what_copy_would_read_as_control():
-    assert store.copy_text("a\\b\tc\nd\re") == "a\\\\b\\tc\\nd\\re"
-    assert store.copy_text(None) == "\\N" and store.copy_text(Decimal("1.50")) == "1.50" and store.copy_text(7) == "7"
+    assert bulk_sql.copy_text("a\\b\tc\nd\re") == "a\\\\b\\tc\\nd\\re"
+    assert bulk_sql.copy_text(None) == "\\N" and bulk_sql.copy_text(Decimal("1.50")) == "1.50" and bulk_sql.copy_text(7) == "7"
 
 
 def test_counts_without_detail_match_the_results_with_detail(session, billed_account):

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from core import ledger, signals
 from core.billing import ingest
-from core.ledger_check import validate
+from core.ledger.check import validate
 from core.models import JournalEntry, MeterEvent, Reading
 from core.models.billing import BilledUsage
 from tests.billing.conftest import BEIJING_TIERS, at, kwh
@@ -138,7 +138,7 @@ def test_balance_changed_is_announced_after_commit(session, billed_account):
 def test_price_change_mid_cycle_splits_usage_at_the_change(session, billed_account):
     from datetime import date
 
-    from core.tariff_store import add_plan
+    from core.tariffs.store import add_plan
     acct, meter = billed_account(BEIJING_TIERS, plan_name="bj")
     raised = {**BEIJING_TIERS, "tiers": [{"upto": "240", "price": "0.5"}, {"upto": "400", "price": "0.6"},
                                           {"upto": None, "price": "0.8"}]}

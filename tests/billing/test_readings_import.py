@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from core import ledger
 from core.billing.csv_import import import_text
-from core.ledger_check import validate
+from core.ledger.check import validate
 from core.models import Reading
 from meterpay.cli import cli
 

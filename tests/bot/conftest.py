@@ -17,8 +17,8 @@ TOKEN = "meterpay-test-token"
 APPID = "wx0123456789abcdef"
 AES_KEY = base64.b64encode(hashlib.sha256(b"meterpay-test").digest()).decode().rstrip("=")  # 43 characters
 
-import core.alarms  # noqa: E402,F401  (registers the balance and device alarm listeners)
-import core.supply_auto  # noqa: E402,F401
+import core.alarms.balance  # noqa: E402,F401  (registers the balance and device alarm listeners)
+import core.supply.auto  # noqa: E402,F401
 
 
 def noop_executor(command_id: int) -> None:
@@ -30,7 +30,7 @@ def _quiet_outbox(request, monkeypatch):
     """Commands stay pending rows, unless the test runs against the simulator (``sim_gateway``)."""
     if "sim_gateway" in request.fixturenames:
         return
-    from core import commands
+    from core.supply import commands
     monkeypatch.setattr(commands, "EXECUTOR", "tests.bot.conftest.noop_executor")
 
 

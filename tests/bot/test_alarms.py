@@ -7,7 +7,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from core import alarms, cashdesk
+from core.alarms import balance as alarms
+from core.ledger import cashdesk
 from core.models import AlarmState, Notification, Tenant
 
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=timezone.utc)  # a Wednesday, 10:00 in Shanghai
@@ -107,7 +108,7 @@ def test_voice_calls_only_for_the_deepest_level(session, sandbox, tenant_on_sms)
 def test_the_bulk_fast_path_picks_only_accounts_whose_alarm_level_changes(session, sandbox, factory, clock_at,
                                                                          monkeypatch):
     from core import signals
-    from core.alarms import needing_evaluation
+    from core.alarms.balance import needing_evaluation
     clock_at(T0)
     above = factory.account(balance_fen=9000)
     crossed = factory.account(balance_fen=9000)

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select
 
 from bot import channels, delivery
-from core import notifications
+from core.alarms import notifications
 from core.models import Notification
 
 T0 = datetime(2026, 11, 25, 4, 0, tzinfo=timezone.utc)

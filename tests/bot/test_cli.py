@@ -6,7 +6,7 @@ import json
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from core.managers import create_manager
+from core.sites.managers import create_manager
 from core.models import Manager
 from meterpay.cli import cli
 

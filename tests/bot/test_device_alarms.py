@@ -7,9 +7,10 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from core import commands, signals
+from core import signals
+from core.supply import commands
 from core.db import utcnow
-from core.managers import create_manager
+from core.sites.managers import create_manager
 from core.models import Meter, MeterCommand, MeterEvent, Reading
 
 

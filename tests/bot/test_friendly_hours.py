@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from core.errors import ValidationError
-from core.friendly_hours import config_for, is_friendly, next_allowed
+from core.supply.friendly_hours import config_for, is_friendly, next_allowed
 
 SH = ZoneInfo("Asia/Shanghai")
 ALL = config_for({"friendly_hours": {"nights": "22:00-07:00", "weekends": True, "holidays": True}})

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from core import clock, ledger
-from core.managers import create_manager
+from core.sites.managers import create_manager
 from core.models import Account, AuditLog, MeterCommand
 from tests.bot.helpers import WeChat
 

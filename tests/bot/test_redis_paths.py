@@ -3,7 +3,7 @@ WeChat access tokens are shared through it."""
 from __future__ import annotations
 
 from bot import binding, dedupe, wechat_api
-from core import notifications
+from core.alarms import notifications
 
 
 def test_a_duplicate_message_is_seen_across_processes(redis_url):

@@ -7,7 +7,9 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
 
-from core import cashdesk, supply, supply_auto
+from core.ledger import cashdesk
+from core.supply import control as supply
+from core.supply import auto as supply_auto
 from core.models import AuditLog, MeterCommand, SupplyControl
 
 UTC = timezone.utc
@@ -51,7 +53,7 @@ def test_cut_at_zero_and_restore_on_recharge(session, sandbox, factory, clock_at
 
 
 def test_a_water_meter_closes_its_valve(session, sandbox, factory, clock_at):
-    from core.accounts import MeterSpec
+    from core.sites.accounts import MeterSpec
     clock_at(WEDNESDAY_NOON)
     a = factory.account(balance_fen=100, meters=(MeterSpec(serial="W-1", kind="water", profile="cjt188-water"),))
     _spend(session, a, 100, 1)
@@ -164,7 +166,7 @@ def test_postpaid_accounts_are_never_cut(session, sandbox, factory, clock_at):
 
 
 def _end(session, kind, state):
-    from core import commands
+    from core.supply import commands
     cmd = session.scalar(select(MeterCommand).where(MeterCommand.kind == kind).order_by(MeterCommand.id.desc()))
     commands.transition(session, cmd, state, "meter did not answer")
     session.commit()
@@ -208,10 +210,10 @@ def test_a_bulk_import_that_crosses_the_lines_still_cuts_and_alarms_with_one_job
     """Bulk billing publishes its balance changes as one job per chunk (run in line in eager test
     mode); the alarms and the cut still happen, and an account left above every line is untouched."""
     from core import jobs, signals
-    from core.accounts import MeterSpec
+    from core.sites.accounts import MeterSpec
     from core.billing.csv_import import import_text
     from core.models import AlarmState, Notification
-    from core.tariff_store import add_plan
+    from core.tariffs.store import add_plan
 
     clock_at(WEDNESDAY_NOON)
     add_plan(session, "bulk-flat", {"kind": "flat", "unit": "kWh", "price": "0.6"})

@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 
 from sqlalchemy import select
 
-from core import cashdesk
-from core.accounts import MeterSpec
+from core.ledger import cashdesk
+from core.sites.accounts import MeterSpec
 from core.models import Meter, MeterCommand
 
 WEDNESDAY_NOON = datetime(2026, 11, 25, 4, 0, tzinfo=timezone.utc)
@@ -87,7 +87,7 @@ def test_a_manager_trips_a_room_from_chat_and_the_simulated_relay_opens(client, 
                                                                         sim_gateway, clock_at):
     import re
 
-    from core.managers import create_manager
+    from core.sites.managers import create_manager
     from tests.bot.helpers import WeChat
     clock_at(WEDNESDAY_NOON)
     gw = sim_gateway("modbus-rtu", [("acrel-ddsy1352", "9")])

@@ -84,7 +84,7 @@ def test_recharge_links_to_the_mini_program(client, sandbox, factory, session):
 
 
 def test_bills_list_the_latest_wallet_entries(client, sandbox, factory, session):
-    from core import cashdesk
+    from core.ledger import cashdesk
     wechat, account, _ = _bound(client, factory, session, openid="o-bills")
     cashdesk.desk_recharge(session, account.id, 5000, key="bills-1")
     session.commit()

@@ -109,7 +109,7 @@ def test_a_message_wechat_delivers_twice_runs_once(client, sandbox, session, fac
     from sqlalchemy import select
 
     from core.models import AuditLog
-    from core.managers import create_manager
+    from core.sites.managers import create_manager
     site = factory.site("Dedupe site")
     factory.account(room=factory.room(site, "A301"), balance_fen=1000)
     manager = create_manager(session, "dedupe", "password123", sites=[site.name])

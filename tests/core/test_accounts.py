@@ -3,10 +3,10 @@ import pytest
 from sqlalchemy import func, select
 
 from core import ledger
-from core.accounts import MeterSpec, OpenAccountRequest, open_account, save_preset
+from core.sites.accounts import MeterSpec, OpenAccountRequest, open_account, save_preset
 from core.errors import Conflict, NotFound, ValidationError
 from core.models import Account, Meter
-from core.tariff_store import add_plan
+from core.tariffs.store import add_plan
 
 
 def test_one_account_owns_several_meters_and_an_opening_balance(session, factory):

@@ -2,7 +2,10 @@
 import pytest
 from sqlalchemy import func, select
 
-from core import accounts, cashdesk, ledger, ledger_check
+from core import ledger
+from core.sites import accounts
+from core.ledger import cashdesk
+from core.ledger import check as ledger_check
 from core.errors import AccountClosed, InsufficientFunds, NotFound, ValidationError
 from core.models import AuditLog, JournalEntry
 

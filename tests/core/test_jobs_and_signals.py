@@ -64,7 +64,7 @@ def test_signal_listeners_hear_only_committed_changes(session, factory):
     signals.on("balance_changed")(listener)
     try:
         acct = factory.account()
-        from core import cashdesk
+        from core.ledger import cashdesk
         cashdesk.desk_recharge(session, acct.id, 100)
         session.rollback()
         assert heard == []
@@ -81,7 +81,7 @@ def test_a_failing_listener_does_not_fail_the_caller(session, factory):
     signals.on("balance_changed")(broken)
     try:
         acct = factory.account()
-        from core import cashdesk
+        from core.ledger import cashdesk
         cashdesk.desk_recharge(session, acct.id, 100)
         session.commit()
     finally:

@@ -1,7 +1,9 @@
 """16 threads each posting 200 operations to one wallet, against PostgreSQL."""
 import threading
 
-from core import cashdesk, ledger, ledger_check
+from core import ledger
+from core.ledger import cashdesk
+from core.ledger import check as ledger_check
 from core.db import session_scope
 
 

@@ -2,7 +2,9 @@
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core import cashdesk, ledger, ledger_check
+from core.ledger import journal as ledger
+from core.ledger import cashdesk
+from core.ledger import check as ledger_check
 from core.errors import InsufficientFunds, ValidationError
 from core.models import JournalEntry
 

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.errors import ValidationError
-from core.money import format_fen, parse_yuan, to_fen
+from core.ledger.money import format_fen, parse_yuan, to_fen
 
 
 @pytest.mark.parametrize("text,fen", [("50", 5000), ("50.5", 5050), ("50.00", 5000), ("0.01", 1), (" 12.34 ", 1234)])

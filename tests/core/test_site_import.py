@@ -7,8 +7,8 @@ from sqlalchemy import func, select
 from core import ledger
 from core.errors import ValidationError
 from core.models import Account, JournalEntry, Meter, Room
-from core.site_import import import_file
-from core.tariff_store import add_plan
+from core.sites.importer import import_file
+from core.tariffs.store import add_plan
 
 FIXTURE = "tests/fixtures/site_small.csv"
 HEADER = "building,floor,room,area_m2,tenant,phone,meter_serial,meter_kind,profile,gateway,address,tariff,billing_mode,opening_balance\n"

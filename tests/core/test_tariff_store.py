@@ -4,7 +4,7 @@ from datetime import date
 import pytest
 
 from core.errors import Conflict
-from core.tariff_store import EPOCH, add_plan, versions
+from core.tariffs.store import EPOCH, add_plan, versions
 
 FLAT = {"kind": "flat", "unit": "kWh", "price": "0.6"}
 DEARER = {"kind": "flat", "unit": "kWh", "price": "0.7"}

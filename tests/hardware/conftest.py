@@ -39,7 +39,7 @@ def simulator():
 @pytest.fixture
 def wired_meter(factory, simulator, session):
     """An account whose meter hangs behind a simulated gateway: returns (meter row, sim meter, gateway)."""
-    from core.accounts import MeterSpec
+    from core.sites.accounts import MeterSpec
     from core.models import Meter
 
     def make(profile: str = "acrel-ddsy1352", address: str = "1", protocol: str = "modbus-rtu",

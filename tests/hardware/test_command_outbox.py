@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from core import commands
+from core.supply import commands
 from core.models import Meter, MeterCommand, MeterCommandEvent, MeterEvent
 from core.utils import utcnow
 from hardware import executor, poller
@@ -198,8 +198,8 @@ def test_two_recharges_of_one_meter_apply_in_order_each_once(session, wired_mete
 
 
 def test_a_desk_recharge_of_a_meter_side_account_reaches_the_meter_once(session, wired_meter):
-    from core import cashdesk
-    from core.plugins import load_listeners
+    from core.ledger import cashdesk
+    from core.signals import load_listeners
     load_listeners()
     meter, sim, gw = wired_meter("dlt645-2007", "000000000045", "dlt645", billing_mode="prepaid-meter")
     count0, balance0 = sim.purchase_count, sim.balance_fen

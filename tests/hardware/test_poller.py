@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from core import signals
 from core.models import Gateway, LedgerAccount, Meter, MeterEvent, Reading
-from core.tariff_store import add_plan
+from core.tariffs.store import add_plan
 from hardware import poller
 
 
@@ -110,7 +110,7 @@ def test_poll_interval_comes_from_site_settings_with_a_default(factory):
 
 
 def test_under_random_faults_every_stored_reading_is_one_the_meter_really_had(session, factory, simulator):
-    from core.accounts import MeterSpec
+    from core.sites.accounts import MeterSpec
     gw = simulator("modbus-rtu", [("acrel-ddsy1352", str(i)) for i in range(1, 6)], fault_rate=0.4)
     site = factory.site()
     start = {a: m.total_kwh for a, m in gw.meters.items()}

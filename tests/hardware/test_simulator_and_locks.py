@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from core.accounts import MeterSpec
+from core.sites.accounts import MeterSpec
 from core.models import Gateway
 from hardware import field
 from hardware.buslock import BusBusy, bus_lock

@@ -31,7 +31,7 @@ def _empty_balance_caches():
     """Tables are emptied with TRUNCATE ... RESTART IDENTITY after each test, which sends no
     notification and reuses ids: forget cached balances with them."""
     yield
-    from core import balance_cache
+    from core.ledger import balance_cache
     balance_cache.clear_all()
 
 

@@ -10,8 +10,10 @@ import time
 import pytest
 from sqlalchemy import text
 
-from core import balance_cache, cashdesk, selfservice
-from core.billing.ledger_bulk import Consumption, post_consumptions
+from core.ledger import balance_cache
+from core.ledger import cashdesk
+from core.sites import selfservice
+from core.ledger.bulk import Consumption, post_consumptions
 from core.db import session_scope
 from core.ledger import system_account, wallet_of
 from core.models import TenantBinding

@@ -1,5 +1,6 @@
 """The hot balance read: right value for a bound openid, nothing for others, survives a dead connection."""
-from core import cashdesk, selfservice
+from core.ledger import cashdesk
+from core.sites import selfservice
 from core.models import TenantBinding
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import requests
 from sqlalchemy import select
 
-import core.meter_side  # noqa: F401 - registers the listener (core.plugins.load_listeners does in the app)
+import core.supply.meter_side  # noqa: F401 - registers the listener (core.signals.load_listeners does in the app)
 
 EXECUTED: list[int] = []
 
@@ -23,7 +23,7 @@ def commands_of(account_id):
 
 
 def test_a_paid_recharge_on_a_meter_side_account_queues_one_recharge_command(bound_tenant, pay_env, monkeypatch):
-    monkeypatch.setattr("core.commands.EXECUTOR", f"{__name__}.record_only")
+    monkeypatch.setattr("core.supply.commands.EXECUTOR", f"{__name__}.record_only")
     tenant, account = bound_tenant(balance_fen=0, billing_mode="prepaid-meter")
     order = tenant.post(f"/accounts/{account.id}/recharge", {"amount": "50.00", "channel": "wechat"}).json()
     requests.post(order["sandbox_pay_url"], timeout=10).raise_for_status()
@@ -35,8 +35,8 @@ def test_a_paid_recharge_on_a_meter_side_account_queues_one_recharge_command(bou
 
 
 def test_platform_side_accounts_and_deductions_push_nothing_to_the_meter(factory, monkeypatch):
-    monkeypatch.setattr("core.commands.EXECUTOR", f"{__name__}.record_only")
-    from core import cashdesk
+    monkeypatch.setattr("core.supply.commands.EXECUTOR", f"{__name__}.record_only")
+    from core.ledger import cashdesk
     from core.db import session_scope
     platform = factory.account(billing_mode="prepaid-platform")
     meter_side = factory.account(billing_mode="prepaid-meter", balance_fen=1000)
@@ -51,10 +51,10 @@ def test_platform_side_accounts_and_deductions_push_nothing_to_the_meter(factory
 
 def test_a_paid_recharge_restores_supply_that_ran_out_on_a_platform_billed_account(bound_tenant, pay_env,
                                                                                      monkeypatch):
-    import core.supply_auto  # noqa: F401 - the bot/alarms area's listener: cut at zero, restore on recharge
-    from core import cashdesk
+    import core.supply.auto  # noqa: F401 - the bot/alarms area's listener: cut at zero, restore on recharge
+    from core.ledger import cashdesk
     from core.db import session_scope
-    monkeypatch.setattr("core.commands.EXECUTOR", f"{__name__}.record_only")
+    monkeypatch.setattr("core.supply.commands.EXECUTOR", f"{__name__}.record_only")
     for name, value in (("METERPAY_FRIENDLY_NIGHTS", "off"), ("METERPAY_FRIENDLY_WEEKENDS", "0"),
                         ("METERPAY_FRIENDLY_HOLIDAYS", "0")):
         monkeypatch.setenv(name, value)  # cut now, whatever the hour of the test run

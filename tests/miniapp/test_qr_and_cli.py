@@ -45,7 +45,7 @@ def test_pay_refund_cli_refuses_a_bad_amount_without_a_traceback(factory):
 
 
 def test_pay_orders_lists_flagged_orders_for_a_manager(factory):
-    from core import payments
+    from core.payments import orders as payments
     from core.db import session_scope
     account = factory.account()
     with session_scope() as s:

@@ -16,7 +16,7 @@ def paid_order(tenant, account, channel, amount="50.00"):
 
 
 def refund(order_no, amount_fen, actor="manager:li"):
-    from core import payments
+    from core.payments import orders as payments
     from core.db import session_scope
     with session_scope() as s:
         return payments.start_refund(s, order_no, amount_fen, actor=actor, reason="moving out").refund_no
@@ -55,7 +55,7 @@ def test_refunds_cannot_exceed_the_order_or_the_balance_or_touch_unpaid_orders(b
     order_no = paid_order(tenant, account, "wechat", "30.00")
     with pytest.raises(ValidationError):
         refund(order_no, 3001)
-    from core import cashdesk
+    from core.ledger import cashdesk
     from core.db import session_scope
     with session_scope() as s:
         cashdesk.consume(s, account.id, 2500, key="usage:test")

@@ -11,7 +11,7 @@ SH = ZoneInfo("Asia/Shanghai")
 
 
 def test_usage_by_day_and_month_from_readings_and_consumption(factory, session, bound_tenant, pay_env):
-    from core import cashdesk
+    from core.ledger import cashdesk
     from core.models import JournalEntry, Meter, Reading
     tenant, account = bound_tenant(balance_fen=100000)
     meter = session.scalar(select(Meter).where(Meter.account_id == account.id))
@@ -35,7 +35,7 @@ def test_usage_by_day_and_month_from_readings_and_consumption(factory, session, 
 
 
 def test_water_usage_is_counted_apart_in_cubic_metres(session, bound_tenant, pay_env):
-    from core.accounts import MeterSpec
+    from core.sites.accounts import MeterSpec
     from core.models import Meter, Reading
     tenant, account = bound_tenant(meters=(MeterSpec(serial="E-USG"), MeterSpec(serial="W-USG", kind="water",
                                                                                 profile="cjt188-water")))

@@ -8,7 +8,7 @@
   ``tamper`` event, once a day.
 
 Each alarm goes to the site's managers bound to WeChat and the site webhook
-(``core.notifications.notify_site_managers``). Registered by ``core.plugins``.
+(``core.alarms.notifications.notify_site_managers``). Registered by ``core.signals``.
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import clock, notifications, signals
+from core import clock, signals
+from core.alarms import notifications
 from core.db import session_scope
 from core.models import Meter, MeterCommand, MeterEvent, Reading, Room
 

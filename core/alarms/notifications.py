@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.db import utcnow
-from core.upsert import insert_if_absent
+from core.db import insert_if_absent
 
 from core.jobs import enqueue_after_commit
 from core.models import Account, Manager, ManagerRole, Notification, Site, Tenant

@@ -11,7 +11,7 @@ The state machine (one ``AlarmState`` row per account, locked while it changes):
 
 Each notice has the key ``alarm:<account>:<crossing>:<level>:<n>`` per channel, so a replayed
 event, a retried job or two workers at once never send one notice twice. Levels come from
-``core.status.alarm_levels`` (account, else site, else the defaults 50/20/0 yuan).
+``core.alarms.status.alarm_levels`` (account, else site, else the defaults 50/20/0 yuan).
 """
 from __future__ import annotations
 
@@ -21,12 +21,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import clock, device_alarms, notifications, signals  # noqa: F401 (device alarm listeners)
+from core import clock, signals  # noqa: F401 (device alarm listeners)
+from core.alarms import device as device_alarms
+from core.alarms import notifications
 from core.db import each_in_own_transaction, session_scope
 from core.models import Account, AlarmState, LedgerAccount, Room, Site
-from core.money import format_fen
-from core.upsert import insert_if_absent
-from core.status import AlarmLevel, alarm_level_for, alarm_levels
+from core.ledger.money import format_fen
+from core.db import insert_if_absent
+from core.alarms.status import AlarmLevel, alarm_level_for, alarm_levels
 
 log = logging.getLogger(__name__)
 

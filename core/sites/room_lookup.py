@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.errors import Conflict, NotFound, ValidationError
-from core.managers import site_ids_for
+from core.sites.managers import site_ids_for
 from core.models import Account, Room, Site
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core import balance_cache
+from core.ledger import balance_cache
 from core.db import is_postgres
 from core.errors import ValidationError
 from core.models import JournalEntry, LedgerAccount, Posting
@@ -116,7 +116,7 @@ def post(session: Session, *, key: str, kind: str, legs: Sequence[Leg], account_
     for wid, floor in (min_balance_fen or {}).items():
         if balances.get(wid, 0) + deltas.get(wid, 0) < floor:
             from core.errors import InsufficientFunds
-            from core.money import format_fen
+            from core.ledger.money import format_fen
             raise InsufficientFunds(
                 f"balance {format_fen(balances.get(wid, 0))} is not enough for this entry")
 

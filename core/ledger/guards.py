@@ -6,7 +6,7 @@ from sqlalchemy.orm import Session
 from core.config import get_settings
 from core.errors import AccountClosed, NotFound, ValidationError
 from core.models import Account
-from core.money import format_fen
+from core.ledger.money import format_fen
 
 
 def check_amount(amount_fen: int, *, field: str = "amount") -> int:

@@ -20,12 +20,12 @@ from typing import Callable, Iterable, Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.accounts import MeterSpec, OpenAccountRequest, attach_meter, open_account
+from core.sites.accounts import MeterSpec, OpenAccountRequest, attach_meter, open_account
 from core.errors import MeterpayError, NotFound, ValidationError
 from core.models import Account, Building, Floor, Meter, Room, Site, Tenant
 from core.models.meter import METER_KINDS
 from core.models.tenant import BILLING_MODES
-from core.money import format_fen, parse_yuan
+from core.ledger.money import format_fen, parse_yuan
 
 COLUMNS = ("building", "floor", "room", "area_m2", "tenant", "phone", "meter_serial", "meter_kind", "profile",
            "gateway", "address", "tariff", "billing_mode", "opening_balance")

@@ -22,15 +22,16 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import audit, cashdesk, signals
+from core import audit, signals
+from core.ledger import cashdesk
 from core.config import get_settings
 from core.db import is_postgres
 from core.errors import Conflict, NotFound, ValidationError
-from core.guards import check_amount, get_account
+from core.ledger.guards import check_amount, get_account
 from core.jobs import enqueue_after_commit
 from core.models import JournalEntry, PaymentOrder, PaymentReconciliation, PaymentRefund
-from core.money import format_fen
-from core.payment_provider import PaymentReport, RefundReport, StatementLine
+from core.ledger.money import format_fen
+from core.payments.provider import PaymentReport, RefundReport, StatementLine
 from core.utils import utcnow
 
 CHANNELS = ("wechat", "alipay")

@@ -17,7 +17,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from core import audit, balance_cache, ledger, status
+from core import audit, ledger
+from core.ledger import balance_cache
+from core.alarms import status
 from core.errors import Forbidden, NotFound, ValidationError
 from core.models import (Account, Building, Floor, JournalEntry, LedgerAccount, Meter, PaymentOrder, Posting,
                          Reading, Room, Site, Tenant, TenantBinding)
@@ -81,7 +83,7 @@ def unbind(session: Session, openid: str, account_id: int) -> None:
                                                      TenantBinding.account_id == account_id))
     if row is None:
         raise NotFound(f"no account {account_id}")
-    session.delete(row)  # the flush notifies every process's balance cache (core.balance_cache)
+    session.delete(row)  # the flush notifies every process's balance cache (core.ledger.balance_cache)
 
 
 def account_for(session: Session, openid: str, account_id: int) -> Account:
@@ -102,7 +104,7 @@ def bound_balance_fen(openid: str, account_id: int) -> int | None:
     """The balance of an account the openid is bound to, in one statement (the hot path); None if not bound.
 
     Runs on an autocommit connection: one round trip, no BEGIN/ROLLBACK around a single read.
-    On PostgreSQL a bound balance is kept in this process's ``core.balance_cache`` (exact through
+    On PostgreSQL a bound balance is kept in this process's ``core.ledger.balance_cache`` (exact through
     LISTEN/NOTIFY: a committed posting or unbinding drops the entry), so a repeated read costs
     no round trip at all.
     """

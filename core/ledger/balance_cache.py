@@ -2,13 +2,13 @@
 
 The write side is one helper, ``wallets_changed(session, wallet_ids)``, called by
 ``core.ledger.post`` and the bulk ledger path wherever a wallet's cached balance changes, and by
-``core.selfservice.unbind``. Inside the writer's transaction it issues ``pg_notify`` on the channel
+``core.sites.selfservice.unbind``. Inside the writer's transaction it issues ``pg_notify`` on the channel
 ``meterpay_balance``; PostgreSQL delivers the notification only if and when that transaction
 commits (a rolled-back transaction or savepoint sends nothing). The helper also drops the entries
 in its own process right after the commit, so a process always reads its own writes.
 
 The read side (``BalanceCache``, one per database and process, used by
-``core.selfservice.bound_balance_fen``) keeps ``(openid, account id) -> balance`` for reads that
+``core.sites.selfservice.bound_balance_fen``) keeps ``(openid, account id) -> balance`` for reads that
 found a binding (a miss -- not bound, no such account -- is never cached, so a new binding needs no
 notification). A listener thread holds its own connection with ``LISTEN meterpay_balance`` and
 drops the entries a notification names. Rules that keep it exact:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from core import audit, ledger, signals
+from core import audit, signals
+from core.ledger import journal as ledger
 from core.errors import ValidationError
-from core.guards import check_amount, get_account
-from core.ledger import Leg, PostResult
-from core.money import format_fen
+from core.ledger.guards import check_amount, get_account
+from core.ledger.journal import Leg, PostResult
+from core.ledger.money import format_fen
 
 REFUND_TARGETS = ("cash:desk", "clearing:wechat", "clearing:alipay", "clearing:bank")
 
@@ -138,3 +139,44 @@ def consume(session: Session, account_id: int, amount_fen: int, *, key: str, kin
                          meta=meta)
     _announce(session, account_id, "consumption", -amount_fen, result)
     return result
+
+
+def opening_balance(session: Session, account_id: int, amount_fen: int, *, actor: str = "system",
+                    front: str = "system") -> PostResult:
+    """Credit an opening balance brought from elsewhere (equity:opening-balances -> wallet).
+
+    Key ``opening:<account id>``: an account gets one opening balance, however often this is called.
+    Does not announce ``balance_changed`` (the caller announces the opening with the account).
+    Raises ValidationError for a non-positive amount.
+    """
+    check_amount(amount_fen)
+    wallet = ledger.wallet_of(session, account_id)
+    equity = ledger.system_account(session, "equity:opening-balances")
+    return ledger.post(session, key=f"opening:{account_id}", kind="opening",
+                       legs=[Leg(wallet.id, amount_fen), Leg(equity.id, -amount_fen)], account_id=account_id,
+                       memo="opening balance", actor=actor, front=front)
+
+
+def settle(session: Session, account_id: int, *, settlement: str, actor: str = "system",
+           front: str = "system") -> tuple[int, PostResult | None]:
+    """Bring a closing account's wallet to zero; returns (the balance settled, the entry or None).
+
+    ``settlement="refund"`` pays a credit out of (or collects arrears into) ``cash:desk``;
+    ``"writeoff"`` books a credit to ``equity:forfeited`` and arrears to ``equity:bad-debt``.
+    The wallet is locked first, so the balance settled is the balance at this moment. Key
+    ``settlement:<account id>``. Does not announce (the caller announces with the closing).
+    """
+    wallet = ledger.wallet_of(session, account_id)
+    ledger.lock_wallets(session, [wallet.id])
+    session.refresh(wallet)
+    balance = wallet.balance_fen
+    if not balance:
+        return 0, None
+    counter_code = "cash:desk" if settlement == "refund" else (
+        "equity:forfeited" if balance > 0 else "equity:bad-debt")
+    counter = ledger.system_account(session, counter_code)
+    result = ledger.post(session, key=f"settlement:{account_id}", kind="settlement",
+                         legs=[Leg(wallet.id, -balance), Leg(counter.id, balance)], account_id=account_id,
+                         memo=f"settlement on closing ({settlement})", actor=actor, front=front,
+                         meta={"settlement": settlement})
+    return balance, result

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import cashdesk
-from core.accounts import MeterSpec, OpenAccountRequest, open_account
-from core.managers import create_manager
+from core.ledger import cashdesk
+from core.sites.accounts import MeterSpec, OpenAccountRequest, open_account
+from core.sites.managers import create_manager
 from core.models import Building, Floor, Gateway, Manager, Room, Site
-from core.tariff_store import add_plan
+from core.tariffs.store import add_plan
 
 DEMO_SITE = "演示广场"
 DEMO_MANAGER = ("admin", "meterpay-demo")
@@ -97,7 +97,7 @@ def seed(session: Session, *, if_empty: bool = False) -> DemoResult:
                                             address=f"{b_idx + 1}{f}{r:02d}".rjust(14, "0")))
                 if r == ROOMS_PER_FLOOR:
                     # The last room of each floor is vacant: meters installed, no tenant yet.
-                    from core.accounts import attach_meter
+                    from core.sites.accounts import attach_meter
                     for spec in meters:
                         attach_meter(session, site.id, room.id, None, spec)
                     continue

@@ -3,7 +3,7 @@
 A provider is one class with a fixed set of verbs. Core knows only this base; the SDK-backed
 implementations (WeChat Pay v3, Alipay) live in ``miniapp_api/providers/`` and register
 themselves by ``identifier``. No verb here moves money: the provider reports what the
-payment service says happened, and ``core.payments`` decides what that means for the ledger.
+payment service says happened, and ``core.payments.orders`` decides what that means for the ledger.
 """
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ import logging
 
 from sqlalchemy import select
 
-from core import commands, signals
+from core import signals
+from core.supply import commands
 from core.db import session_scope
 from core.models import Account, Meter
 

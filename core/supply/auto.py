@@ -1,15 +1,15 @@
 """Automatic supply control for platform-billed prepaid accounts (平台计费).
 
 - The balance reaches the cut line (zero, or minus the emergency credit the site allows) →
-  trip the relay / close the valve through ``core.supply.trip`` (the outbox and the audit log),
+  trip the relay / close the valve through ``core.supply.control.trip`` (the outbox and the audit log),
   unless keep-power is on (the cut is *held*) or it is inside the site's friendly hours (the
-  cut is *deferred* to the next allowed time, ``core.friendly_hours.next_allowed``).
+  cut is *deferred* to the next allowed time, ``core.supply.friendly_hours.next_allowed``).
 - A deferred or held cut is looked at again by ``run_due`` (a periodic job): it cuts once the
   time has come and the balance is still below the line and keep-power is off.
 - An automatic cut or restore the meter never confirmed (the command ended failed or expired)
   is sent again by ``run_due``, once per lost command.
 - A recharge lifts the balance above the restore line (``restore_above_fen``, default 0) →
-  restore what automatic control cut (``core.supply.restore``). A cut a manager made by hand
+  restore what automatic control cut (``core.supply.control.restore``). A cut a manager made by hand
   is never undone automatically.
 
 Site settings (``Site.settings``): ``emergency_credit_fen``, ``restore_above_fen``,
@@ -30,12 +30,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import audit, clock, friendly_hours, notifications, signals, supply
+from core import audit, clock, signals
+from core.supply import friendly_hours
+from core.alarms import notifications
+from core.supply import control as supply
 from core.db import each_in_own_transaction, session_scope
 from core.errors import MeterpayError, ValidationError
 from core.models import Account, LedgerAccount, Meter, MeterCommand, Room, Site, SupplyControl
-from core.money import format_fen
-from core.upsert import insert_if_absent
+from core.ledger.money import format_fen
+from core.db import insert_if_absent
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ from sqlalchemy.orm import Session
 
 from core import audit, ledger, signals
 from core.errors import Conflict, NotFound, ValidationError
-from core.guards import check_amount, get_account
-from core.ledger import Leg
+from core.ledger.guards import check_amount, get_account
+from core.ledger import cashdesk
 from core.models import Account, AccountPreset, Gateway, Meter, Room, Tenant
 from core.models.meter import METER_KINDS
 from core.models.tenant import BILLING_MODES
-from core.money import format_fen
+from core.ledger.money import format_fen
 from core.utils import utcnow
 
 SETTLEMENTS = ("refund", "writeoff")
@@ -121,7 +121,7 @@ def open_account(session: Session, req: OpenAccountRequest, *, actor: str = "sys
         check_amount(opening, field="opening_balance")
     tariff_id = None
     if req.tariff:
-        from core.tariff_store import get_plan
+        from core.tariffs.store import get_plan
         tariff_id = get_plan(session, req.tariff).id
     elif preset is not None:
         tariff_id = preset.tariff_plan_id
@@ -146,11 +146,7 @@ def open_account(session: Session, req: OpenAccountRequest, *, actor: str = "sys
     for spec in req.meters:
         attach_meter(session, room.site_id, room.id, account.id, spec)
     if opening:
-        wallet = ledger.wallet_of(session, account.id)
-        equity = ledger.system_account(session, "equity:opening-balances")
-        opened = ledger.post(session, key=f"opening:{account.id}", kind="opening",
-                    legs=[Leg(wallet.id, opening), Leg(equity.id, -opening)], account_id=account.id,
-                    memo="opening balance", actor=actor, front=front)
+        opened = cashdesk.opening_balance(session, account.id, opening, actor=actor, front=front)
     audit.record(session, actor=actor, front=front, action="open_account", site_id=room.site_id,
                  account_id=account.id, room=room.number, tenant=tenant.name,
                  meters=[m.serial for m in req.meters], opening_balance=format_fen(opening or 0))
@@ -167,18 +163,7 @@ def close_account(session: Session, account_id: int, *, settlement: str = "refun
     if settlement not in SETTLEMENTS:
         raise ValidationError(f"settlement: must be one of {', '.join(SETTLEMENTS)}", field="settlement")
     account = get_account(session, account_id)
-    wallet = ledger.wallet_of(session, account.id)
-    ledger.lock_wallets(session, [wallet.id])
-    session.refresh(wallet)
-    balance = wallet.balance_fen
-    if balance:
-        counter_code = "cash:desk" if settlement == "refund" else (
-            "equity:forfeited" if balance > 0 else "equity:bad-debt")
-        counter = ledger.system_account(session, counter_code)
-        settled = ledger.post(session, key=f"settlement:{account.id}", kind="settlement",
-                    legs=[Leg(wallet.id, -balance), Leg(counter.id, balance)], account_id=account.id,
-                    memo=f"settlement on closing ({settlement})", actor=actor, front=front,
-                    meta={"settlement": settlement})
+    balance, settled = cashdesk.settle(session, account.id, settlement=settlement, actor=actor, front=front)
     account.status = "closed"
     account.closed_at = utcnow()
     for meter in account.meters:
@@ -195,7 +180,7 @@ def close_account(session: Session, account_id: int, *, settlement: str = "refun
 
 def change_tariff(session: Session, account_id: int, tariff: str, *, actor: str = "system",
                   front: str = "system") -> Account:
-    from core.tariff_store import get_plan
+    from core.tariffs.store import get_plan
     account = get_account(session, account_id)
     plan = get_plan(session, tariff)
     old = account.tariff_plan_id
@@ -215,7 +200,7 @@ def save_preset(session: Session, name: str, *, tariff: str | None = None, billi
         check_amount(opening_balance_fen, field="opening_balance")
     tariff_id = None
     if tariff:
-        from core.tariff_store import get_plan
+        from core.tariffs.store import get_plan
         tariff_id = get_plan(session, tariff).id
     preset = session.scalar(select(AccountPreset).where(AccountPreset.name == name))
     if preset is None:

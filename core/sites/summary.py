@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.models import Account, JournalEntry, LedgerAccount, Meter, Posting, Room, Site
-from core.status import alarm_levels, fee_status
+from core.alarms.status import alarm_levels, fee_status
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,17 @@
 """Cutting and restoring supply by hand: one service for the chat command, the web page and batch.
 
 Trip = relay off on electricity meters, valve closed on water meters; restore = the opposite.
-Each goes through the command outbox (core.commands) and the audit log. Automatic control
+Each goes through the command outbox (core.supply.commands) and the audit log. Automatic control
 (cut at zero, restore on recharge, friendly hours) builds on these in core/supply_auto.py.
 """
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from core import audit, commands
+from core import audit
+from core.supply import commands
 from core.errors import NotFound, ValidationError
-from core.guards import get_account
+from core.ledger.guards import get_account
 from core.models import Meter, MeterCommand
 
 

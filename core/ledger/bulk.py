@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from core import balance_cache, ledger
-from core.billing.store import copy_lines, copy_text, next_ids
+from core.ledger import journal as ledger
+from core.ledger import balance_cache
+from core.bulk_sql import copy_lines, copy_text, next_ids
 from core.db import is_postgres, utcnow
 from core.errors import ValidationError
-from core.ledger import Leg
+from core.ledger.journal import Leg
 from core.models import LedgerAccount
 
 # Below this many entries the ordinary one-entry path is as quick and simpler.
