@@ -14,6 +14,7 @@ HERE = Path(__file__).resolve().parent
 def alembic_config(url: str | None = None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(HERE / "migrations"))
+    cfg.set_main_option("file_template", "%%(rev)s_%%(slug)s")
     cfg.set_main_option("sqlalchemy.url", (url or get_settings().database_url).replace("%", "%%"))
     return cfg
 

@@ -1,8 +1,15 @@
-"""foundation
+"""Initial schema (the three area branches, their merge and the readings change squashed into one).
+
+No data existed anywhere when this was squashed (2026-12), so history restarts here. Revisions are
+named ``NNNN_<what>.py`` with revision id ``NNNN``, one line of history.
+
+Readings carry no foreign key to meters on purpose: PostgreSQL checks a foreign key row by row,
+which was a third of the database's time in a bulk import. Readings are written only by billing
+(core/billing/store.py), only for meters whose billing-state row it has created and locked in the
+same transaction, and that row keeps its own foreign key to meters.
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 20:22:27.180915
 """
 from alembic import op
 import sqlalchemy as sa
@@ -28,6 +35,33 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_managers')),
     sa.UniqueConstraint('username', name=op.f('uq_managers_username')),
     sa.UniqueConstraint('wechat_openid', name=op.f('uq_managers_wechat_openid'))
+    )
+    op.create_table('payment_reconciliations',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('channel', sa.String(length=10), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('statement_count', sa.Integer(), nullable=False),
+    sa.Column('ledger_count', sa.Integer(), nullable=False),
+    sa.Column('mismatches', sa.JSON(), nullable=False),
+    sa.Column('created_at', core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_payment_reconciliations')),
+    sa.UniqueConstraint('channel', 'day', name=op.f('uq_payment_reconciliations_channel_day'))
+    )
+    op.create_table('readings',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('meter_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('taken_at', core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('total', sa.Numeric(precision=16, scale=3), nullable=False),
+    sa.Column('sharp', sa.Numeric(precision=16, scale=3), nullable=True),
+    sa.Column('peak', sa.Numeric(precision=16, scale=3), nullable=True),
+    sa.Column('flat', sa.Numeric(precision=16, scale=3), nullable=True),
+    sa.Column('valley', sa.Numeric(precision=16, scale=3), nullable=True),
+    sa.Column('deep_valley', sa.Numeric(precision=16, scale=3), nullable=True),
+    sa.Column('source', sa.String(length=12), nullable=False),
+    sa.Column('status', sa.String(length=10), nullable=False),
+    sa.Column('created_at', core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_readings')),
+    sa.UniqueConstraint('meter_id', 'taken_at', name=op.f('uq_readings_meter_id_taken_at'))
     )
     op.create_table('sites',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -60,6 +94,22 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_account_presets')),
     sa.UniqueConstraint('name', name=op.f('uq_account_presets_name'))
     )
+    op.create_table('bot_confirmations',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('manager_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('code', sa.String(length=8), nullable=False),
+    sa.Column('action', sa.String(length=30), nullable=False),
+    sa.Column('params', sa.JSON(), nullable=False),
+    sa.Column('summary', sa.String(length=300), nullable=False),
+    sa.Column('created_at', core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('used_at', core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['manager_id'], ['managers.id'], name=op.f('fk_bot_confirmations_manager_id_managers')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_bot_confirmations'))
+    )
+    with op.batch_alter_table('bot_confirmations', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_bot_confirmations_manager_id'), ['manager_id'], unique=False)
+
     op.create_table('buildings',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('site_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -179,6 +229,23 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_accounts_status'), ['status'], unique=False)
         batch_op.create_index(batch_op.f('ix_accounts_tenant_id'), ['tenant_id'], unique=False)
 
+    op.create_table('alarm_states',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('level', sa.Integer(), nullable=False),
+    sa.Column('crossing', sa.Integer(), nullable=False),
+    sa.Column('notices_sent', sa.Integer(), nullable=False),
+    sa.Column('fired_at', core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('next_notice_at', core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('cleared_at', core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('last_balance_fen', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_alarm_states_account_id_accounts')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_alarm_states')),
+    sa.UniqueConstraint('account_id', name=op.f('uq_alarm_states_account_id'))
+    )
+    with op.batch_alter_table('alarm_states', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_alarm_states_next_notice_at'), ['next_notice_at'], unique=False)
+
     op.create_table('journal_entries',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('idempotency_key', sa.String(length=200), nullable=False),
@@ -250,6 +317,36 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_meters_room_id'), ['room_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_meters_site_id'), ['site_id'], unique=False)
 
+    op.create_table('notifications',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('key', sa.String(length=200), nullable=False),
+    sa.Column('kind', sa.String(length=30), nullable=False),
+    sa.Column('channel', sa.String(length=30), nullable=False),
+    sa.Column('recipient', sa.String(length=200), nullable=False),
+    sa.Column('site_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('subject', sa.String(length=200), nullable=False),
+    sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('data', sa.JSON(), nullable=False),
+    sa.Column('status', sa.String(length=10), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('created_at', core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('next_attempt_at', core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('sent_at', core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('provider_ref', sa.String(length=120), nullable=True),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_notifications_account_id_accounts')),
+    sa.ForeignKeyConstraint(['site_id'], ['sites.id'], name=op.f('fk_notifications_site_id_sites')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_notifications')),
+    sa.UniqueConstraint('key', name=op.f('uq_notifications_key'))
+    )
+    with op.batch_alter_table('notifications', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_notifications_account_id'), ['account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_notifications_created_at'), ['created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_notifications_kind'), ['kind'], unique=False)
+        batch_op.create_index(batch_op.f('ix_notifications_site_id'), ['site_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_notifications_status'), ['status'], unique=False)
+
     op.create_table('payment_orders',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('order_no', sa.String(length=40), nullable=False),
@@ -279,6 +376,38 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_payment_orders_state'), ['state'], unique=False)
         batch_op.create_index(batch_op.f('ix_payment_orders_tenant_id'), ['tenant_id'], unique=False)
 
+    op.create_table('supply_controls',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('state', sa.String(length=10), nullable=False),
+    sa.Column('due_at', core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('reason', sa.String(length=200), nullable=False),
+    sa.Column('cuts', sa.Integer(), nullable=False),
+    sa.Column('updated_at', core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_supply_controls_account_id_accounts')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_supply_controls')),
+    sa.UniqueConstraint('account_id', name=op.f('uq_supply_controls_account_id'))
+    )
+    with op.batch_alter_table('supply_controls', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_supply_controls_due_at'), ['due_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_supply_controls_state'), ['state'], unique=False)
+
+    op.create_table('tenant_bindings',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('openid', sa.String(length=64), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('tenant_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('created_at', core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_tenant_bindings_account_id_accounts')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_tenant_bindings_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_tenant_bindings')),
+    sa.UniqueConstraint('openid', 'account_id', name=op.f('uq_tenant_bindings_openid_account_id'))
+    )
+    with op.batch_alter_table('tenant_bindings', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_tenant_bindings_account_id'), ['account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_tenant_bindings_openid'), ['openid'], unique=False)
+        batch_op.create_index(batch_op.f('ix_tenant_bindings_tenant_id'), ['tenant_id'], unique=False)
+
     op.create_table('audit_log',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('at', core.db.UTCDateTime(timezone=True), nullable=False),
@@ -300,6 +429,52 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_audit_log_at'), ['at'], unique=False)
         batch_op.create_index(batch_op.f('ix_audit_log_site_id'), ['site_id'], unique=False)
 
+    op.create_table('billed_usage',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('meter_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('billing_mode', sa.String(length=20), nullable=False),
+    sa.Column('from_reading_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('to_reading_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('started_at', core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('ended_at', core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('quantity', sa.Numeric(precision=24, scale=6), nullable=False),
+    sa.Column('amount', sa.Numeric(precision=30, scale=10), nullable=False),
+    sa.Column('amount_fen', sa.BigInteger(), nullable=False),
+    sa.Column('lines', sa.JSON(), nullable=False),
+    sa.Column('entry_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('bill_id', sa.BigInteger(), nullable=True),
+    sa.Column('created_at', core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_billed_usage_account_id_accounts')),
+    sa.ForeignKeyConstraint(['entry_id'], ['journal_entries.id'], name=op.f('fk_billed_usage_entry_id_journal_entries')),
+    sa.ForeignKeyConstraint(['from_reading_id'], ['readings.id'], name=op.f('fk_billed_usage_from_reading_id_readings')),
+    sa.ForeignKeyConstraint(['meter_id'], ['meters.id'], name=op.f('fk_billed_usage_meter_id_meters')),
+    sa.ForeignKeyConstraint(['to_reading_id'], ['readings.id'], name=op.f('fk_billed_usage_to_reading_id_readings')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_billed_usage')),
+    sa.UniqueConstraint('meter_id', 'to_reading_id', name=op.f('uq_billed_usage_meter_id_to_reading_id'))
+    )
+    with op.batch_alter_table('billed_usage', schema=None) as batch_op:
+        batch_op.create_index('ix_billed_usage_account_ended', ['account_id', 'ended_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_billed_usage_bill_id'), ['bill_id'], unique=False)
+
+    op.create_table('meter_billing_states',
+    sa.Column('meter_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=False, nullable=False),
+    sa.Column('last_reading_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('last_taken_at', core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('last_total', sa.Numeric(precision=16, scale=3), nullable=True),
+    sa.Column('last_periods', sa.JSON(), nullable=True),
+    sa.Column('cycle', sa.String(length=40), nullable=True),
+    sa.Column('cycle_used', sa.Numeric(precision=24, scale=6), nullable=False),
+    sa.Column('charged_month', sa.String(length=7), nullable=True),
+    sa.Column('exact_amount', sa.Numeric(precision=30, scale=10), nullable=False),
+    sa.Column('billed_fen', sa.BigInteger(), nullable=False),
+    sa.Column('seen_until', core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('closed', sa.Boolean(), nullable=False),
+    sa.Column('updated_at', core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['last_reading_id'], ['readings.id'], name=op.f('fk_meter_billing_states_last_reading_id_readings')),
+    sa.ForeignKeyConstraint(['meter_id'], ['meters.id'], name=op.f('fk_meter_billing_states_meter_id_meters')),
+    sa.PrimaryKeyConstraint('meter_id', name=op.f('pk_meter_billing_states'))
+    )
     op.create_table('meter_commands',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('meter_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -339,6 +514,30 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_meter_events_at'), ['at'], unique=False)
         batch_op.create_index(batch_op.f('ix_meter_events_meter_id'), ['meter_id'], unique=False)
 
+    op.create_table('payment_refunds',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('refund_no', sa.String(length=40), nullable=False),
+    sa.Column('order_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('amount_fen', sa.BigInteger(), nullable=False),
+    sa.Column('state', sa.String(length=10), nullable=False),
+    sa.Column('provider_refund_id', sa.String(length=64), nullable=True),
+    sa.Column('reason', sa.String(length=200), nullable=False),
+    sa.Column('requested_by', sa.String(length=120), nullable=False),
+    sa.Column('entry_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('provider_data', sa.JSON(), nullable=False),
+    sa.Column('created_at', core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('finished_at', core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['entry_id'], ['journal_entries.id'], name=op.f('fk_payment_refunds_entry_id_journal_entries')),
+    sa.ForeignKeyConstraint(['order_id'], ['payment_orders.id'], name=op.f('fk_payment_refunds_order_id_payment_orders')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_payment_refunds')),
+    sa.UniqueConstraint('provider_refund_id', name=op.f('uq_payment_refunds_provider_refund_id')),
+    sa.UniqueConstraint('refund_no', name=op.f('uq_payment_refunds_refund_no'))
+    )
+    with op.batch_alter_table('payment_refunds', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_payment_refunds_created_at'), ['created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_payment_refunds_order_id'), ['order_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_payment_refunds_state'), ['state'], unique=False)
+
     op.create_table('postings',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('entry_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -352,23 +551,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_postings_entry_id'), ['entry_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_postings_ledger_account_id'), ['ledger_account_id'], unique=False)
 
-    op.create_table('readings',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('meter_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('taken_at', core.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('total', sa.Numeric(precision=16, scale=3), nullable=False),
-    sa.Column('sharp', sa.Numeric(precision=16, scale=3), nullable=True),
-    sa.Column('peak', sa.Numeric(precision=16, scale=3), nullable=True),
-    sa.Column('flat', sa.Numeric(precision=16, scale=3), nullable=True),
-    sa.Column('valley', sa.Numeric(precision=16, scale=3), nullable=True),
-    sa.Column('deep_valley', sa.Numeric(precision=16, scale=3), nullable=True),
-    sa.Column('source', sa.String(length=12), nullable=False),
-    sa.Column('status', sa.String(length=10), nullable=False),
-    sa.Column('created_at', core.db.UTCDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['meter_id'], ['meters.id'], name=op.f('fk_readings_meter_id_meters')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_readings')),
-    sa.UniqueConstraint('meter_id', 'taken_at', name=op.f('uq_readings_meter_id_taken_at'))
-    )
     op.create_table('meter_command_events',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('command_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -390,12 +572,17 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_meter_command_events_command_id'))
 
     op.drop_table('meter_command_events')
-    op.drop_table('readings')
     with op.batch_alter_table('postings', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_postings_ledger_account_id'))
         batch_op.drop_index(batch_op.f('ix_postings_entry_id'))
 
     op.drop_table('postings')
+    with op.batch_alter_table('payment_refunds', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_payment_refunds_state'))
+        batch_op.drop_index(batch_op.f('ix_payment_refunds_order_id'))
+        batch_op.drop_index(batch_op.f('ix_payment_refunds_created_at'))
+
+    op.drop_table('payment_refunds')
     with op.batch_alter_table('meter_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_meter_events_meter_id'))
         batch_op.drop_index(batch_op.f('ix_meter_events_at'))
@@ -406,6 +593,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_meter_commands_meter_id'))
 
     op.drop_table('meter_commands')
+    op.drop_table('meter_billing_states')
+    with op.batch_alter_table('billed_usage', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_billed_usage_bill_id'))
+        batch_op.drop_index('ix_billed_usage_account_ended')
+
+    op.drop_table('billed_usage')
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_audit_log_site_id'))
         batch_op.drop_index(batch_op.f('ix_audit_log_at'))
@@ -413,6 +606,17 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_audit_log_account_id'))
 
     op.drop_table('audit_log')
+    with op.batch_alter_table('tenant_bindings', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_tenant_bindings_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_tenant_bindings_openid'))
+        batch_op.drop_index(batch_op.f('ix_tenant_bindings_account_id'))
+
+    op.drop_table('tenant_bindings')
+    with op.batch_alter_table('supply_controls', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_supply_controls_state'))
+        batch_op.drop_index(batch_op.f('ix_supply_controls_due_at'))
+
+    op.drop_table('supply_controls')
     with op.batch_alter_table('payment_orders', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_payment_orders_tenant_id'))
         batch_op.drop_index(batch_op.f('ix_payment_orders_state'))
@@ -420,6 +624,14 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_payment_orders_account_id'))
 
     op.drop_table('payment_orders')
+    with op.batch_alter_table('notifications', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_notifications_status'))
+        batch_op.drop_index(batch_op.f('ix_notifications_site_id'))
+        batch_op.drop_index(batch_op.f('ix_notifications_kind'))
+        batch_op.drop_index(batch_op.f('ix_notifications_created_at'))
+        batch_op.drop_index(batch_op.f('ix_notifications_account_id'))
+
+    op.drop_table('notifications')
     with op.batch_alter_table('meters', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_meters_site_id'))
         batch_op.drop_index(batch_op.f('ix_meters_room_id'))
@@ -434,6 +646,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_journal_entries_account_id'))
 
     op.drop_table('journal_entries')
+    with op.batch_alter_table('alarm_states', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_alarm_states_next_notice_at'))
+
+    op.drop_table('alarm_states')
     with op.batch_alter_table('accounts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_accounts_tenant_id'))
         batch_op.drop_index(batch_op.f('ix_accounts_status'))
@@ -471,8 +687,14 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_buildings_site_id'))
 
     op.drop_table('buildings')
+    with op.batch_alter_table('bot_confirmations', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_bot_confirmations_manager_id'))
+
+    op.drop_table('bot_confirmations')
     op.drop_table('account_presets')
     op.drop_table('tariff_plans')
     op.drop_table('sites')
+    op.drop_table('readings')
+    op.drop_table('payment_reconciliations')
     op.drop_table('managers')
     # ### end Alembic commands ###
