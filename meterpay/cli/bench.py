@@ -1,58 +1,37 @@
-"""``meterpay bench ...``: benchmarks. Each area adds a subcommand in meterpay/cli/bench_<area>.py."""
+"""``meterpay bench ...``: benchmarks, each loaded from the ``bench`` package only when it is run."""
 from __future__ import annotations
 
-import os
-import tempfile
-import uuid
-from typing import Callable
+import importlib
+
+import click
 
 from meterpay.cli.base import cli
 
+# name -> "module:command"; adding a benchmark is adding a line here and a module in bench/.
+BENCHMARKS = {
+    "api": "bench.api:bench_api",
+    "billing": "bench.billing:bench_billing",
+    "bot": "bench.bot:bench_bot",
+    "commands": "bench.hardware:bench_commands",
+    "monitor": "bench.admin:bench_monitor",
+    "poll": "bench.hardware:bench_poll",
+}
 
-@cli.group()
+
+class LazyBenchmarks(click.Group):
+    """A group whose subcommands are imported when asked for, not when ``meterpay`` starts."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(BENCHMARKS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = BENCHMARKS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@cli.group(cls=LazyBenchmarks)
 def bench() -> None:
     """Benchmarks; each reports a ratio against a baseline measured in the same run."""
-
-
-def scratch_database(url: str, prefix: str = "bench") -> tuple[str, Callable[[], None]]:
-    """A fresh database beside ``url`` (PostgreSQL: a new database; SQLite: a temp file) and a
-    function that drops it. Benchmarks never touch the configured database's data."""
-    import sqlalchemy as sa
-    if not url.startswith("postgresql"):
-        path = os.path.join(tempfile.mkdtemp(prefix=f"mp-{prefix}-"), "bench.db")
-        return f"sqlite:///{path}", lambda: os.path.exists(path) and os.remove(path)
-    u = sa.engine.make_url(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    name = f"mp_{prefix}_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        from core.db import reset_engine
-        reset_engine()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-    return u.set(database=name).render_as_string(hide_password=False), drop
-
-
-def one_room_account(session, *, site: str, floor: str, room: str, tenant: str, serial: str,
-                     balance_fen: int, phone: str = ""):
-    """A site with one building (A), one floor and one room, and an open account there."""
-    from core.sites.accounts import MeterSpec, OpenAccountRequest, open_account
-    from core.models import Building, Floor, Room, Site
-    site_row = Site(name=site, settings={})
-    session.add(site_row)
-    session.flush()
-    building = Building(site_id=site_row.id, name="A")
-    session.add(building)
-    session.flush()
-    floor_row = Floor(building_id=building.id, name=floor)
-    session.add(floor_row)
-    session.flush()
-    room_row = Room(site_id=site_row.id, floor_id=floor_row.id, number=room)
-    session.add(room_row)
-    session.flush()
-    return open_account(session, OpenAccountRequest(room_id=room_row.id, tenant_name=tenant, tenant_phone=phone,
-                                                    meters=(MeterSpec(serial=serial),),
-                                                    opening_balance_fen=balance_fen))

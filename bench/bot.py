@@ -16,14 +16,14 @@ import time
 import click
 
 from meterpay.cli.base import friendly_errors
-from meterpay.cli.bench import bench, one_room_account
+from bench.fixtures import one_room_account
 
 LAUGHS = ("<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\">"
           + "".join(f"<!ENTITY lol{i} \"{('&lol' + (str(i - 1) if i > 1 else '') + ';') * 10}\">" for i in range(1, 10))
           + "]><xml><Content>&lol9;</Content></xml>")
 
 
-@bench.command("bot")
+@click.command("bot")
 @click.option("--requests", "n", default=300, show_default=True, help="requests per kind")
 @friendly_errors
 def bench_bot(n: int) -> None:

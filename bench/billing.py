@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from meterpay.cli.base import friendly_errors
-from meterpay.cli.bench import bench, scratch_database
+from bench.common import scratch_database
 
 PLANS = {
     "bench-flat": {"kind": "flat", "unit": "kWh", "price": "0.6"},
@@ -178,7 +178,7 @@ def _restore_listeners(muted: dict) -> None:
             signals.on(event)(fn)
 
 
-@bench.command("billing")
+@click.command("billing")
 @click.option("--meters", "n_meters", type=click.IntRange(min=1), default=5000, show_default=True)
 @click.option("--readings", "per_meter", type=click.IntRange(min=2), default=40, show_default=True,
               help="readings per meter")

@@ -32,7 +32,8 @@ import time
 import click
 
 from meterpay.cli.base import friendly_errors
-from meterpay.cli.bench import bench, one_room_account, scratch_database
+from bench.common import scratch_database
+from bench.fixtures import one_room_account
 
 
 def _free_port() -> int:
@@ -230,7 +231,7 @@ def _wait_up(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
     raise RuntimeError("meterpay serve did not start")
 
 
-@bench.command("api")
+@click.command("api")
 @click.option("--concurrency", type=int, default=50, show_default=True)
 @click.option("--seconds", type=float, default=5.0, show_default=True, help="per endpoint and run, after a warm-up")
 @click.option("--workers", type=int, default=2, show_default=True)

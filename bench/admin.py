@@ -27,7 +27,7 @@ import time
 import click
 
 from meterpay.cli.base import friendly_errors
-from meterpay.cli.bench import bench, scratch_database
+from bench.common import scratch_database
 
 
 def build_site(session, rooms: int, seed: int = 7):
@@ -175,7 +175,7 @@ def _count(engine, fn) -> int:
     return n[0]
 
 
-@bench.command("monitor")
+@click.command("monitor")
 @click.option("--rooms", type=click.IntRange(min=10), default=5000, show_default=True)
 @click.option("--repeat", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--database-url", default=None,

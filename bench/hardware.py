@@ -4,10 +4,9 @@ from __future__ import annotations
 import click
 
 from meterpay.cli.base import friendly_errors, print_json
-from meterpay.cli.bench import bench
 
 
-@bench.command("poll")
+@click.command("poll")
 @click.option("--gateways", type=int, default=200, show_default=True)
 @click.option("--meters-per-gateway", type=int, default=32, show_default=True)
 @click.option("--baud", type=int, default=9600, show_default=True)
@@ -19,7 +18,7 @@ from meterpay.cli.bench import bench
 @friendly_errors
 def bench_poll(gateways, meters_per_gateway, baud, port_base, turnaround_ms, rounds, store, database_url):
     """One poll round of G gateways x K meters vs one bus's request-reply time (target <= 1.3x)."""
-    from hardware.bench import poll_round, poll_round_stored
+    from bench.hardware_engine import poll_round, poll_round_stored
     if store:
         print_json(poll_round_stored(gateways, meters_per_gateway, baud, port_base, turnaround_ms, rounds,
                                      database_url))
@@ -27,7 +26,7 @@ def bench_poll(gateways, meters_per_gateway, baud, port_base, turnaround_ms, rou
         print_json(poll_round(gateways, meters_per_gateway, baud, port_base, turnaround_ms, rounds=rounds))
 
 
-@bench.command("commands")
+@click.command("commands")
 @click.option("--commands", "count", type=int, default=1000, show_default=True)
 @click.option("--gateways", type=int, default=100, show_default=True)
 @click.option("--baud", type=int, default=9600, show_default=True)
@@ -39,5 +38,5 @@ def bench_poll(gateways, meters_per_gateway, baud, port_base, turnaround_ms, rou
 @friendly_errors
 def bench_commands(count, gateways, baud, port_base, turnaround_ms, workers, batch, database_url):
     """Relay commands through the outbox and executor, spread over gateways, vs the busiest bus's bound."""
-    from hardware.bench import command_burst
+    from bench.hardware_engine import command_burst
     print_json(command_burst(count, gateways, baud, port_base, turnaround_ms, workers, database_url, batch))
