@@ -1,19 +1,16 @@
 """房间监控: the room monitor of a site, and the small JSON the page polls to stay live."""
 from __future__ import annotations
 
-import os
 
 from flask import jsonify, request
 
 from admin import monitor_data as md
+from admin import settings
 from admin.web import bp, db, render, site_or_404, visible_sites
 
 
 def refresh_seconds() -> int:
-    try:
-        return max(2, int(os.environ.get("METERPAY_ADMIN_REFRESH_SECONDS", "10")))
-    except ValueError:
-        return 10
+    return settings.refresh_seconds()
 
 
 def _filters() -> dict:

@@ -11,7 +11,6 @@ Redis when METERPAY_REDIS_URL is set (shared by every web process), else in this
 from __future__ import annotations
 
 import hmac
-import os
 import secrets
 import threading
 import time
@@ -25,28 +24,7 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 
 
-def _int_env(name: str, default: int) -> int:
-    value = os.environ.get(name, "")
-    try:
-        return int(value) if value.strip() else default
-    except ValueError:
-        return default
-
-
-def login_attempts() -> int:
-    return _int_env("METERPAY_ADMIN_LOGIN_ATTEMPTS", 5)
-
-
-def login_window_seconds() -> int:
-    return _int_env("METERPAY_ADMIN_LOGIN_WINDOW", 300)
-
-
-def idle_minutes() -> int:
-    return _int_env("METERPAY_ADMIN_IDLE_MINUTES", 120)
-
-
-def max_session_hours() -> int:
-    return _int_env("METERPAY_ADMIN_SESSION_HOURS", 12)
+from admin.settings import idle_minutes, login_attempts, login_window_seconds, max_session_hours, secure_cookies  # noqa: E402,F401
 
 
 # --- CSRF --------------------------------------------------------------------------------
@@ -146,7 +124,3 @@ def reset_memory_counters() -> None:
     """Forget in-process counts (tests)."""
     _memory._hits.clear()
 
-
-def secure_cookies() -> bool:
-    """METERPAY_ADMIN_SECURE_COOKIE=1 behind HTTPS: the session cookie is never sent over plain HTTP."""
-    return os.environ.get("METERPAY_ADMIN_SECURE_COOKIE", "").lower() in ("1", "true", "yes")

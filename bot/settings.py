@@ -1,10 +1,46 @@
-"""The bot's settings, read from the environment each time (tests change them per test).
+"""The bot's settings, declared in the settings registry (``core.config``) and read at each call.
 
-Every variable is listed in docs/bot.md.
+Every variable is listed in the README's generated table.
 """
 from __future__ import annotations
 
-import os
+from core import config
+from core.config import Var
+
+config.declare(
+    "bot",
+    Var("METERPAY_WECHAT_TOKEN", "str", None,
+        "official-account token (URL check and message signatures); `/wechat` answers 503 without it", secret=True),
+    Var("METERPAY_WECHAT_AES_KEY", "str", None, "EncodingAESKey (43 characters) for safe mode", secret=True),
+    Var("METERPAY_WECHAT_TEMPLATE_BALANCE", "str", None, "template id for balance alarms"),
+    Var("METERPAY_WECHAT_TEMPLATE_DEVICE", "str", None, "template id for device alarms", default_doc="balance's"),
+    Var("METERPAY_WECHAT_TEMPLATE_SUPPLY", "str", None, "template id for cut/restore notices",
+        default_doc="balance's"),
+    Var("METERPAY_MINIAPP_APPID", "str", None, "mini-program app id (subscribe messages, recharge links)",
+        default_doc="`METERPAY_WECHAT_APPID`"),
+    Var("METERPAY_MINIAPP_SECRET", "str", None, "mini-program secret", secret=True,
+        default_doc="`METERPAY_WECHAT_SECRET`"),
+    Var("METERPAY_MINIAPP_TEMPLATE_BALANCE", "str", None, "subscribe-message template id for balance alarms"),
+    Var("METERPAY_MINIAPP_TEMPLATE_SUPPLY", "str", None, "subscribe-message template id for supply notices",
+        default_doc="balance's"),
+    Var("METERPAY_MINIAPP_RECHARGE_PAGE", "str", "pages/recharge/index", "mini-program page of the recharge link"),
+    Var("METERPAY_SMS_URL", "url", None, "SMS gateway endpoint (sandbox: `<sandbox>/sandbox/sms/send`)"),
+    Var("METERPAY_SMS_KEY", "str", None, "SMS APPCODE", secret=True),
+    Var("METERPAY_SMS_SIGN", "str", "meterpay", "SMS signature name"),
+    Var("METERPAY_SMS_TEMPLATE", "str", "SMS_BALANCE", "SMS template code"),
+    Var("METERPAY_VOICE_URL", "url", None, "voice gateway endpoint (sandbox: `<sandbox>/sandbox/voice/call`)"),
+    Var("METERPAY_VOICE_KEY", "str", None, "voice APPCODE", secret=True),
+    Var("METERPAY_VOICE_TEMPLATE", "str", "TTS_BALANCE", "TTS template code"),
+    Var("METERPAY_SMTP_HOST", "str", None, "SMTP server; email is off without it"),
+    Var("METERPAY_SMTP_PORT", "int", "25", "SMTP port", minimum=1),
+    Var("METERPAY_SMTP_USER", "str", None, "SMTP login"),
+    Var("METERPAY_SMTP_PASSWORD", "str", None, "SMTP password", secret=True),
+    Var("METERPAY_SMTP_FROM", "str", "meterpay@localhost", "sender address"),
+    Var("METERPAY_SMTP_STARTTLS", "bool", "0", "`1` to STARTTLS"),
+    Var("METERPAY_WEBHOOK_SECRET", "str", None, "HMAC-SHA256 key of `X-Meterpay-Signature`", secret=True),
+    Var("METERPAY_NOTIFY_TIMEOUT", "float", "10", "seconds for one HTTP/SMTP delivery", minimum=0.1),
+    Var("METERPAY_BOT_CONFIRM_MINUTES", "int", "5", "how long a confirmation code is valid", minimum=1),
+)
 
 
 # With METERPAY_SANDBOX=1 (the demo) a setting left unset falls back to these, all pointing at
@@ -26,14 +62,19 @@ SANDBOX_DEFAULTS = {
 
 
 def sandbox() -> bool:
-    return os.environ.get("METERPAY_SANDBOX", "0").strip().lower() in ("1", "true", "yes", "on")
+    return config.sandbox()
 
 
 def env(name: str, default: str = "") -> str:
-    value = os.environ.get(name)
-    if (value is None or value == "") and sandbox() and name in SANDBOX_DEFAULTS:
+    """The variable as text: its value, else the sandbox's stand-in (sandbox mode), else ``default``,
+    else its declared default."""
+    value = config.raw(name)
+    if value is None and sandbox() and name in SANDBOX_DEFAULTS:
         return SANDBOX_DEFAULTS[name].format(base=wechat_api_base())
-    return default if value is None or value == "" else value
+    if value is None:
+        declared = config.get(name)
+        return default or ("" if declared is None else str(declared))
+    return value
 
 
 def wechat_token() -> str:
@@ -53,7 +94,7 @@ def wechat_secret() -> str:
 
 
 def wechat_api_base() -> str:
-    return (os.environ.get("METERPAY_WECHAT_API_BASE") or "https://api.weixin.qq.com").rstrip("/")
+    return config.get("METERPAY_WECHAT_API_BASE").rstrip("/")
 
 
 def miniapp_appid() -> str:
@@ -74,8 +115,8 @@ def template_id(name: str) -> str:
 
 
 def confirm_minutes() -> int:
-    return int(env("METERPAY_BOT_CONFIRM_MINUTES", "5"))
+    return config.get("METERPAY_BOT_CONFIRM_MINUTES")
 
 
 def http_timeout() -> float:
-    return float(env("METERPAY_NOTIFY_TIMEOUT", "10"))
+    return config.get("METERPAY_NOTIFY_TIMEOUT")

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData, create_engine, event
+from sqlalchemy import BigInteger, DateTime, Integer, MetaData, create_engine, event, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -190,3 +190,18 @@ def insert_if_absent(session: Session, model, **values) -> int | None:
         raise RuntimeError(f"unsupported database {dialect}")
     stmt = insert(model).values(**values).on_conflict_do_nothing().returning(model.id)
     return session.execute(stmt).scalar()
+
+
+def locked_row(session: Session, model, *, key: dict, defaults: dict):
+    """The row of ``model`` matching ``key`` (one unique key), created from ``key`` and ``defaults``
+    if missing (no SAVEPOINT, see ``insert_if_absent``), then locked FOR UPDATE and returned fresh.
+
+    FOR UPDATE is written unconditionally: SQLAlchemy leaves it out on SQLite, whose writers are
+    serialised by the database lock anyway.
+    """
+    query = select(model).filter_by(**key).with_for_update()
+    row = session.scalar(query)
+    if row is None:
+        insert_if_absent(session, model, **key, **defaults)
+        row = session.scalar(query.execution_options(populate_existing=True))
+    return row

@@ -42,10 +42,6 @@ def set_eager(value: bool) -> None:
     _eager = value
 
 
-def is_eager() -> bool:
-    return _eager
-
-
 def redis_connection():
     from redis import Redis
     url = get_settings().redis_url

@@ -117,9 +117,10 @@ def dispatch(event: str, **payload) -> None:
 # that moves money (web, worker, CLI, tests) calls ``load_listeners()`` once, so a recharge restores
 # supply whichever front took it.
 LISTENER_MODULES = (
-    "core.supply.auto",   # trip at zero / restore on recharge (prepaid-platform)
-    "core.alarms.balance",        # balance alarm levels
-    "core.supply.meter_side",    # push recharges to meter-side prepaid meters
+    "core.supply.auto",     # trip at zero / restore on recharge (prepaid-platform)
+    "core.alarms.balance",  # balance alarm levels
+    "core.alarms.device",   # device alarms (offline, consumption while tripped, tamper)
+    "core.supply.meter_side",  # push recharges to meter-side prepaid meters
 )
 
 _loaded = False

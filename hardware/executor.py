@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from core.supply import commands as outbox
-from core.db import is_postgres, session_scope
+from core.db import session_scope
 from core.jobs import enqueue_after_commit, job
 from core.models import Gateway, Meter, MeterCommand
 from core.utils import utcnow
@@ -110,9 +110,8 @@ def _claim(command_ids: list[int]) -> dict[int, "Snapshot | str"]:
         now = utcnow()
         q = (select(MeterCommand, Meter, Gateway).join(Meter, MeterCommand.meter_id == Meter.id)
              .outerjoin(Gateway, Meter.gateway_id == Gateway.id)
-             .where(MeterCommand.id.in_(command_ids)).order_by(MeterCommand.id))
-        if is_postgres(s):
-            q = q.with_for_update(of=MeterCommand, skip_locked=True)
+             .where(MeterCommand.id.in_(command_ids)).order_by(MeterCommand.id)
+             .with_for_update(of=MeterCommand, skip_locked=True))
         rows = s.execute(q).all()
         leftover = set(command_ids) - {c.id for c, _m, _g in rows}
         if leftover:  # locked by another worker right now (SKIP LOCKED), or no such command

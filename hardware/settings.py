@@ -1,53 +1,52 @@
-"""Hardware settings from the environment (listed in docs/hardware.md)."""
+"""Hardware settings, declared in the settings registry (``core.config``); listed in the README."""
 from __future__ import annotations
 
-import os
+from core import config
+from core.config import Var
 
-
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "")
-    try:
-        return float(raw) if raw else default
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
-
-
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "")
-    try:
-        return int(raw) if raw else default
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+config.declare(
+    "hardware",
+    Var("METERPAY_METER_TIMEOUT", "float", "1.0", "seconds to wait for one reply", minimum=0.01),
+    Var("METERPAY_METER_RETRIES", "int", "1",
+        "extra tries of an idempotent read after a comm error (recharge sends are never retried blindly)",
+        minimum=0),
+    Var("METERPAY_OFFLINE_AFTER", "int", "3", "consecutive failed reads before a meter is offline", minimum=1),
+    Var("METERPAY_COMMAND_BACKOFF", "float", "5", "first command retry delay, seconds; doubles each attempt",
+        minimum=0),
+    Var("METERPAY_COMMAND_BACKOFF_MAX", "float", "300", "longest command retry delay, seconds", minimum=0),
+    Var("METERPAY_POLL_SHARD_GATEWAYS", "int", "100", "gateways per poll job when a round is split over RQ workers",
+        minimum=1),
+)
 
 
 def reply_timeout() -> float:
-    """Seconds to wait for a meter's reply to one request (METERPAY_METER_TIMEOUT, default 1.0)."""
-    return _float("METERPAY_METER_TIMEOUT", 1.0)
+    """Seconds to wait for a meter's reply to one request."""
+    return config.get("METERPAY_METER_TIMEOUT")
 
 
 def exchange_retries() -> int:
-    """Extra tries of one idempotent request after a comm error (METERPAY_METER_RETRIES, default 1)."""
-    return _int("METERPAY_METER_RETRIES", 1)
+    """Extra tries of one idempotent request after a comm error."""
+    return config.get("METERPAY_METER_RETRIES")
 
 
 def offline_after() -> int:
-    """Consecutive failed reads before a meter is marked offline (METERPAY_OFFLINE_AFTER, default 3)."""
-    return max(1, _int("METERPAY_OFFLINE_AFTER", 3))
+    """Consecutive failed reads before a meter is marked offline."""
+    return config.get("METERPAY_OFFLINE_AFTER")
 
 
 def command_backoff() -> float:
-    """First retry delay of a command in seconds, doubled each attempt (METERPAY_COMMAND_BACKOFF, default 5)."""
-    return _float("METERPAY_COMMAND_BACKOFF", 5.0)
+    """First retry delay of a command in seconds, doubled each attempt."""
+    return config.get("METERPAY_COMMAND_BACKOFF")
 
 
 def command_backoff_max() -> float:
-    """Longest retry delay of a command in seconds (METERPAY_COMMAND_BACKOFF_MAX, default 300)."""
-    return _float("METERPAY_COMMAND_BACKOFF_MAX", 300.0)
+    """Longest retry delay of a command in seconds."""
+    return config.get("METERPAY_COMMAND_BACKOFF_MAX")
 
 
 def poll_shard_gateways() -> int:
-    """Gateways per poll job when a round is split over RQ workers (METERPAY_POLL_SHARD_GATEWAYS, 100)."""
-    return max(1, _int("METERPAY_POLL_SHARD_GATEWAYS", 100))
+    """Gateways per poll job when a round is split over RQ workers."""
+    return config.get("METERPAY_POLL_SHARD_GATEWAYS")
 
 
 def default_poll_minutes() -> int:

@@ -12,6 +12,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from core import config
+
 from core.config import ROOT
 
 WECHAT_APPID = "wxsandbox00000001"
@@ -36,7 +38,8 @@ FILES = {
 
 
 def key_dir() -> Path:
-    return Path(os.environ.get("METERPAY_SANDBOX_KEY_DIR") or ROOT / "var" / "sandbox-keys")
+    from miniapp_api import settings  # noqa: F401  (declares METERPAY_SANDBOX_KEY_DIR)
+    return config.get("METERPAY_SANDBOX_KEY_DIR") or ROOT / "var" / "sandbox-keys"
 
 
 def path(name: str) -> Path:

@@ -18,13 +18,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from core import config
 from miniapp_api import sandbox_keys
+from miniapp_api import settings as _declared  # noqa: F401  (declares the variables read here)
 
 SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
 
 
 def _env(name: str, default: str) -> str:
-    return (os.environ.get(name) or "").strip() or default
+    return config.raw(name) or default
 
 
 def wx_appid() -> str:
@@ -52,7 +54,7 @@ def _private(name: str):
 
 
 def _merchant_public():
-    path = os.environ.get("METERPAY_WXPAY_PRIVATE_KEY_FILE")
+    path = config.raw("METERPAY_WXPAY_PRIVATE_KEY_FILE")
     pem = open(path).read() if path else sandbox_keys.read("wxpay_merchant_key.pem")
     return serialization.load_pem_private_key(pem.encode(), password=None).public_key()
 

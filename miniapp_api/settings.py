@@ -6,12 +6,59 @@ so the demo runs with no real account; the API then labels its answers ``"sandbo
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.config import get_settings
+from core import config
+from core.config import Var, get_settings
 from core.errors import MeterpayError
+
+config.declare(
+    "miniapp",
+    Var("METERPAY_WXPAY_MCHID", "str", None, "WeChat Pay merchant id"),
+    Var("METERPAY_WXPAY_APIV3_KEY", "str", None, "API v3 key (decrypts notifications and certificates)", secret=True),
+    Var("METERPAY_WXPAY_PRIVATE_KEY_FILE", "path", None, "merchant API private key (PEM)"),
+    Var("METERPAY_WXPAY_CERT_SERIAL", "str", None, "merchant API certificate serial number"),
+    Var("METERPAY_WXPAY_PUBLIC_KEY_FILE", "path", None,
+        "WeChat Pay public key (PEM); with `_ID`: public-key mode, else platform-certificate mode"),
+    Var("METERPAY_WXPAY_PUBLIC_KEY_ID", "str", None, "its id (`PUB_KEY_ID_...`)"),
+    Var("METERPAY_WXPAY_API_BASE", "url", "https://api.mch.weixin.qq.com", "WeChat Pay API base"),
+    Var("METERPAY_ALIPAY_APPID", "str", None, "Alipay app id"),
+    Var("METERPAY_ALIPAY_PRIVATE_KEY_FILE", "path", None,
+        "app private key (PEM, PKCS#1 or PKCS#8), signs RSA2 requests"),
+    Var("METERPAY_ALIPAY_PUBLIC_KEY_FILE", "path", None, "Alipay public key (PEM), verifies answers and notifications"),
+    Var("METERPAY_ALIPAY_GATEWAY", "url", "https://openapi.alipay.com/gateway.do", "Alipay gateway"),
+    Var("METERPAY_PAY_NOTIFY_BASE", "url", None,
+        "base of our callback URLs (`<base>/pay/wechat/notify`, `/pay/wechat/refund-notify`, `/pay/alipay/notify`); "
+        "must be reachable by the provider over HTTPS in production", default_doc="`METERPAY_PUBLIC_URL`"),
+    Var("METERPAY_PAY_PENDING_AFTER", "int", "180",
+        "seconds an order waits for its callback before the query job asks", minimum=1),
+    Var("METERPAY_PAY_POLL_QUERY_AFTER", "float", "5",
+        "a tenant polling `GET /orders/{no}` on a pending order older than this makes us ask the provider "
+        "(at most once per this many seconds per order)", minimum=0),
+    Var("METERPAY_MINIAPP_TOKEN_TTL", "int", "7200", "seconds a mini-program login token is valid"),
+    Var("METERPAY_SANDBOX_KEY_DIR", "path", None,
+        "where sandbox keys are generated and shared with `meterpay sandbox`", default_doc="`var/sandbox-keys`"),
+)
+
+
+@config.cross_check
+def _wxpay_public_key_mode() -> list[str]:
+    if config.is_set("METERPAY_WXPAY_PUBLIC_KEY_FILE") != config.is_set("METERPAY_WXPAY_PUBLIC_KEY_ID"):
+        return ["METERPAY_WXPAY_PUBLIC_KEY_FILE and METERPAY_WXPAY_PUBLIC_KEY_ID: set both (public-key mode) or "
+                "neither (platform-certificate mode)"]
+    return []
+
+
+@config.cross_check
+def _key_files_exist() -> list[str]:
+    found = []
+    for name in ("METERPAY_WXPAY_PRIVATE_KEY_FILE", "METERPAY_WXPAY_PUBLIC_KEY_FILE",
+                 "METERPAY_ALIPAY_PRIVATE_KEY_FILE", "METERPAY_ALIPAY_PUBLIC_KEY_FILE"):
+        path = config.get(name)
+        if path is not None and not path.is_file():
+            found.append(f"{name}: no such file {str(path)!r}")
+    return found
 
 
 class NotConfigured(MeterpayError):
@@ -20,12 +67,13 @@ class NotConfigured(MeterpayError):
 
 
 def env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return default if value is None or value.strip() == "" else value.strip()
+    """The variable as text (stripped), else ``default``."""
+    value = config.raw(name)
+    return default if value is None else value
 
 
 def sandbox() -> bool:
-    return env("METERPAY_SANDBOX", "0").lower() in ("1", "true", "yes", "on")
+    return config.sandbox()
 
 
 def _read_file(var: str, sandbox_file: str | None) -> str | None:
@@ -51,15 +99,15 @@ def notify_base() -> str:
 
 
 def token_ttl() -> int:
-    return int(env("METERPAY_MINIAPP_TOKEN_TTL", "7200"))
+    return config.get("METERPAY_MINIAPP_TOKEN_TTL")
 
 
 def poll_query_after_seconds() -> float:
-    return float(env("METERPAY_PAY_POLL_QUERY_AFTER", "5"))
+    return config.get("METERPAY_PAY_POLL_QUERY_AFTER")
 
 
 def pending_after_seconds() -> int:
-    return int(env("METERPAY_PAY_PENDING_AFTER", "180"))
+    return config.get("METERPAY_PAY_PENDING_AFTER")
 
 
 @dataclass(frozen=True)

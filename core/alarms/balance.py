@@ -21,13 +21,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import clock, signals  # noqa: F401 (device alarm listeners)
-from core.alarms import device as device_alarms
-from core.alarms import notifications
-from core.db import each_in_own_transaction, session_scope
+from core import clock, signals
+from core.alarms import device, notifications  # noqa: F401  (device: registers the device alarm listeners)
+from core.db import each_in_own_transaction, locked_row, session_scope
 from core.models import Account, AlarmState, LedgerAccount, Room, Site
 from core.ledger.money import format_fen
-from core.db import insert_if_absent
 from core.alarms.status import AlarmLevel, alarm_level_for, alarm_levels
 
 log = logging.getLogger(__name__)
@@ -74,13 +72,8 @@ def needing_evaluation(account_ids: list[int]) -> list[int]:
 
 def state_for(session: Session, account_id: int) -> AlarmState:
     """The account's alarm row, created if missing, locked FOR UPDATE."""
-    query = select(AlarmState).where(AlarmState.account_id == account_id).with_for_update()
-    row = session.scalar(query)
-    if row is None:
-        insert_if_absent(session, AlarmState, account_id=account_id, level=0, crossing=0, notices_sent=0,
-                         last_balance_fen=0)
-        row = session.scalar(query.execution_options(populate_existing=True))
-    return row
+    return locked_row(session, AlarmState, key={"account_id": account_id},
+                      defaults={"level": 0, "crossing": 0, "notices_sent": 0, "last_balance_fen": 0})
 
 
 def levels_of(session: Session, account: Account) -> list[AlarmLevel]:

@@ -8,11 +8,11 @@ unique in the table, so one alarm crossing can never be sent twice whatever retr
 from __future__ import annotations
 
 import logging
-import os
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core import config
 from core.db import utcnow
 from core.db import insert_if_absent
 
@@ -29,8 +29,7 @@ VOICE_MIN_LEVEL = 3
 
 
 def default_channels() -> list[str]:
-    raw = os.environ.get("METERPAY_NOTIFY_DEFAULT_CHANNELS", "wechat_template,sms")
-    return [c.strip() for c in raw.split(",") if c.strip() in TENANT_CHANNELS]
+    return [c for c in config.get("METERPAY_NOTIFY_DEFAULT_CHANNELS") if c in TENANT_CHANNELS]
 
 
 def tenant_recipient(tenant: Tenant, channel: str) -> str | None:
@@ -114,7 +113,7 @@ def notify_site_managers(session: Session, site_id: int, *, cause: str, kind: st
 
 
 def site_webhook(site: Site | None) -> str | None:
-    url = ((site.settings or {}).get("webhook_url") if site else None) or os.environ.get("METERPAY_WEBHOOK_URL")
+    url = ((site.settings or {}).get("webhook_url") if site else None) or config.get("METERPAY_WEBHOOK_URL")
     return url or None
 
 

@@ -12,7 +12,6 @@ import csv
 import gc
 import io
 import operator
-import os
 import queue
 import re
 import threading
@@ -24,6 +23,7 @@ from typing import Callable, Iterator
 
 from sqlalchemy import select
 
+from core import config
 from core.billing.ingest import RawReading, ingest_batch
 from core.bulk_sql import ids_in
 from core.db import session_scope
@@ -360,18 +360,10 @@ def _fewer_collections() -> Iterator[None]:
 
 def default_chunk() -> int:
     """Rows per transaction: METERPAY_IMPORT_CHUNK, else by database (see the constants above)."""
-    from core.config import get_settings
-    configured = os.environ.get("METERPAY_IMPORT_CHUNK", "").strip()
-    if configured:
-        try:
-            value = int(configured)
-        except ValueError:
-            raise ValidationError(f"METERPAY_IMPORT_CHUNK: {configured!r} is not a whole number",
-                                  field="METERPAY_IMPORT_CHUNK") from None
-        if value < 1:
-            raise ValidationError("METERPAY_IMPORT_CHUNK: must be at least 1", field="METERPAY_IMPORT_CHUNK")
-        return value
-    return SQLITE_CHUNK if get_settings().is_sqlite else DEFAULT_CHUNK
+    configured = config.get("METERPAY_IMPORT_CHUNK")
+    if configured is not None:
+        return configured
+    return SQLITE_CHUNK if config.get_settings().is_sqlite else DEFAULT_CHUNK
 
 
 def import_csv(binary, *, chunk_size: int | None = None, on_bytes: Callable[[int], None] | None = None,

@@ -535,9 +535,7 @@ def _lock_states(session: Session, meter_ids: list[int]) -> dict[int, dict]:
         session.execute(insert(MeterBillingState.__table__).on_conflict_do_nothing(index_elements=["meter_id"]),
                         todo)
     q = select(MeterBillingState.__table__).where(ids_in(session, MeterBillingState.meter_id, meter_ids)).order_by(
-        MeterBillingState.meter_id)
-    if is_postgres(session):
-        q = q.with_for_update()
+        MeterBillingState.meter_id).with_for_update()
     states = {}
     for r in session.execute(q).mappings():
         st = dict(r)

@@ -9,7 +9,6 @@ import json
 import queue
 import threading
 from datetime import datetime
-from decimal import Decimal
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -249,10 +248,6 @@ def _copy_value(col: str, value):
     if col == "last_periods":
         return None if value is None else json.dumps(value)
     return value
-
-
-def as_decimal(value) -> Decimal | None:
-    return None if value is None else Decimal(value)
 
 
 def aware(value: datetime | None) -> datetime | None:

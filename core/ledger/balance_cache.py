@@ -41,6 +41,7 @@ from typing import Callable, Iterable
 from sqlalchemy import event, inspect, text
 from sqlalchemy.orm import Session, object_session
 
+from core import config
 from core.models import LedgerAccount, TenantBinding
 
 CHANNEL = "meterpay_balance"
@@ -54,15 +55,11 @@ log = logging.getLogger(__name__)
 
 
 def enabled() -> bool:
-    return os.environ.get("METERPAY_BALANCE_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
+    return bool(config.get("METERPAY_BALANCE_CACHE"))
 
 
 def ttl_seconds() -> float:
-    raw = os.environ.get("METERPAY_BALANCE_CACHE_TTL", "").strip()
-    try:
-        return max(0.0, float(raw)) if raw else 60.0
-    except ValueError:
-        return 60.0
+    return float(config.get("METERPAY_BALANCE_CACHE_TTL"))
 
 
 # --- the write side -----------------------------------------------------------------------
@@ -73,12 +70,6 @@ def wallets_changed(session: Session, wallet_ids: Iterable[int]) -> None:
     Call it inside the transaction that changes them (after the UPDATE). PostgreSQL only; a
     no-op elsewhere."""
     _notify(session, "w", wallet_ids)
-
-
-def account_changed(session: Session, account_id: int) -> None:
-    """The same for something other than the balance that the cached read depends on (a binding
-    of the account was removed)."""
-    _notify(session, "a", [account_id])
 
 
 def _notify(session: Session, kind: str, ids: Iterable[int], connection=None) -> None:

@@ -17,7 +17,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.ledger import balance_cache
-from core.db import is_postgres
 from core.errors import ValidationError
 from core.models import JournalEntry, LedgerAccount, Posting
 from core.models.ledger import ENTRY_KINDS
@@ -84,9 +83,7 @@ def lock_wallets(session: Session, ids: Iterable[int]) -> dict[int, int]:
     if not ids:
         return {}
     stmt = select(LedgerAccount.id, LedgerAccount.balance_fen).where(
-        LedgerAccount.id.in_(ids), LedgerAccount.kind == "wallet").order_by(LedgerAccount.id)
-    if is_postgres(session):
-        stmt = stmt.with_for_update()
+        LedgerAccount.id.in_(ids), LedgerAccount.kind == "wallet").order_by(LedgerAccount.id).with_for_update()
     return {row.id: row.balance_fen for row in session.execute(stmt)}
 
 

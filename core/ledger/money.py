@@ -48,7 +48,3 @@ def format_fen(fen: int) -> str:
     sign = "-" if fen < 0 else ""
     fen = abs(int(fen))
     return f"{sign}{fen // FEN_PER_YUAN}.{fen % FEN_PER_YUAN:02d}"
-
-
-def fen_to_decimal(fen: int) -> Decimal:
-    return (Decimal(int(fen)) / FEN_PER_YUAN).quantize(Decimal("0.01"))

@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session
 from core import audit, signals
 from core.ledger import cashdesk
 from core.config import get_settings
-from core.db import is_postgres
 from core.errors import Conflict, NotFound, ValidationError
 from core.ledger.guards import check_amount, get_account
 from core.jobs import enqueue_after_commit
@@ -78,14 +77,18 @@ def mark_pending(session: Session, order: PaymentOrder, provider_data: dict) -> 
     order.provider_data = {**(order.provider_data or {}), **provider_data}
 
 
+def _lock(session: Session, column, value: str, what: str):
+    """The row whose unique ``column`` is ``value``, locked FOR UPDATE and read fresh; NotFound if none.
+    (SQLAlchemy leaves FOR UPDATE out on SQLite.)"""
+    row = session.scalar(select(column.class_).where(column == value).with_for_update()
+                         .execution_options(populate_existing=True))
+    if row is None:
+        raise NotFound(f"no {what} {value}")
+    return row
+
+
 def lock_order(session: Session, order_no: str) -> PaymentOrder:
-    stmt = select(PaymentOrder).where(PaymentOrder.order_no == order_no)
-    if is_postgres(session):
-        stmt = stmt.with_for_update()
-    order = session.scalar(stmt.execution_options(populate_existing=True))
-    if order is None:
-        raise NotFound(f"no order {order_no}")
-    return order
+    return _lock(session, PaymentOrder.order_no, order_no, "order")
 
 
 def get_order(session: Session, order_no: str) -> PaymentOrder:
@@ -198,13 +201,7 @@ def start_refund(session: Session, order_no: str, amount_fen: int, *, actor: str
 
 
 def lock_refund(session: Session, refund_no: str) -> PaymentRefund:
-    stmt = select(PaymentRefund).where(PaymentRefund.refund_no == refund_no)
-    if is_postgres(session):
-        stmt = stmt.with_for_update()
-    refund = session.scalar(stmt.execution_options(populate_existing=True))
-    if refund is None:
-        raise NotFound(f"no refund {refund_no}")
-    return refund
+    return _lock(session, PaymentRefund.refund_no, refund_no, "refund")
 
 
 def apply_refund_report(session: Session, report: RefundReport, *, source: str = "callback") -> str:

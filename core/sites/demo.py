@@ -4,13 +4,13 @@ tenants with balances, and a manager. Its gateways point at the local simulator
 """
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core import config
 from core.ledger import cashdesk
 from core.sites.accounts import MeterSpec, OpenAccountRequest, open_account
 from core.sites.managers import create_manager
@@ -38,7 +38,7 @@ class DemoResult:
 
 
 def port_base() -> int:
-    return int(os.environ.get("METERPAY_SIM_PORT_BASE", "17100"))
+    return config.get("METERPAY_SIM_PORT_BASE")
 
 
 def seed(session: Session, *, if_empty: bool = False) -> DemoResult:

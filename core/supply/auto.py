@@ -21,24 +21,22 @@ locked while it changes; cut and restore commands are keyed ``auto-cut:<account>
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core import config
 from core import audit, clock, signals
 from core.supply import friendly_hours
 from core.alarms import notifications
 from core.supply import control as supply
-from core.db import each_in_own_transaction, session_scope
+from core.db import each_in_own_transaction, locked_row, session_scope
 from core.errors import MeterpayError, ValidationError
 from core.models import Account, LedgerAccount, Meter, MeterCommand, Room, Site, SupplyControl
 from core.ledger.money import format_fen
-from core.db import insert_if_absent
 
 log = logging.getLogger(__name__)
 
@@ -56,22 +54,12 @@ class Policy:
     timezone: str
 
 
-def _yuan_env(name: str) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return 0
-    try:
-        return int((Decimal(raw) * 100).to_integral_value())
-    except InvalidOperation:
-        raise ValidationError(f"{name}: not an amount in yuan: {raw!r}") from None
-
-
 def policy_for(site: Site) -> Policy:
     settings = site.settings or {}
-    credit = int(settings.get("emergency_credit_fen", _yuan_env("METERPAY_EMERGENCY_CREDIT")))
+    credit = int(settings.get("emergency_credit_fen", config.get("METERPAY_EMERGENCY_CREDIT")))
     if credit < 0:
         raise ValidationError("emergency_credit_fen must not be negative", field="emergency_credit_fen")
-    restore_above = int(settings.get("restore_above_fen", _yuan_env("METERPAY_RESTORE_ABOVE")))
+    restore_above = int(settings.get("restore_above_fen", config.get("METERPAY_RESTORE_ABOVE")))
     return Policy(cut_at_fen=-credit, restore_above_fen=max(restore_above, -credit),
                   friendly=friendly_hours.config_for(settings), timezone=site.timezone or "Asia/Shanghai")
 
@@ -129,13 +117,9 @@ def needing_evaluation(account_ids: list[int]) -> list[int]:
 
 
 def control_for(session: Session, account_id: int) -> SupplyControl:
-    query = select(SupplyControl).where(SupplyControl.account_id == account_id).with_for_update()
-    row = session.scalar(query)
-    if row is None:
-        insert_if_absent(session, SupplyControl, account_id=account_id, state="on", cuts=0, reason="",
-                         updated_at=clock.now())
-        row = session.scalar(query.execution_options(populate_existing=True))
-    return row
+    """The account's supply-control row, created if missing, locked FOR UPDATE."""
+    return locked_row(session, SupplyControl, key={"account_id": account_id},
+                      defaults={"state": "on", "cuts": 0, "reason": "", "updated_at": clock.now()})
 
 
 def evaluate(session: Session, account_id: int, *, now: datetime | None = None) -> str:

@@ -82,9 +82,3 @@ def transition(session: Session, cmd: MeterCommand, state: str, detail: str = ""
     session.add(MeterCommandEvent(command_id=cmd.id, state=state, at=now, detail=detail[:2000]))
     if state in FINAL_STATES:
         signals.emit(session, "command_finished", command_id=cmd.id, state=state)
-
-
-def open_commands(session: Session, meter_id: int) -> list[MeterCommand]:
-    return list(session.scalars(select(MeterCommand).where(MeterCommand.meter_id == meter_id,
-                                                           MeterCommand.state.in_(("pending", "running")))
-                                .order_by(MeterCommand.id)))

@@ -8,12 +8,12 @@ friendly when holidays are on. Pure functions of a time and a config: no databas
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from core import config
 from core.errors import ValidationError
 
 DEFAULT_NIGHTS = "22:00-07:00"
@@ -55,11 +55,11 @@ def parse_nights(text: str | None) -> tuple[time | None, time | None]:
 
 def config_for(site_settings: dict | None) -> FriendlyHours:
     raw = (site_settings or {}).get("friendly_hours") or {}
-    nights = raw.get("nights") if "nights" in raw else os.environ.get("METERPAY_FRIENDLY_NIGHTS", DEFAULT_NIGHTS)
+    nights = raw.get("nights") if "nights" in raw else config.get("METERPAY_FRIENDLY_NIGHTS")
     start, end = parse_nights(nights)
     return FriendlyHours(start, end,
-                         _flag(raw.get("weekends"), _flag(os.environ.get("METERPAY_FRIENDLY_WEEKENDS"), False)),
-                         _flag(raw.get("holidays"), _flag(os.environ.get("METERPAY_FRIENDLY_HOLIDAYS"), True)))
+                         _flag(raw.get("weekends"), config.get("METERPAY_FRIENDLY_WEEKENDS")),
+                         _flag(raw.get("holidays"), config.get("METERPAY_FRIENDLY_HOLIDAYS")))
 
 
 def _holiday(d: date) -> tuple[bool, bool]:

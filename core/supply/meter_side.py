@@ -18,8 +18,8 @@ from core.models import Account, Meter
 
 log = logging.getLogger(__name__)
 
-# Entry kinds that put tenant money on the meter (a desk top-up or a provider payment).
-PUSHED_KINDS = ("recharge", "payment")
+# Entry kinds that put tenant money on the meter (a desk top-up or a provider payment: both post "recharge").
+PUSHED_KINDS = ("recharge",)
 
 
 @signals.on("balance_changed")

@@ -10,6 +10,8 @@ import time
 
 import click
 
+from core import config
+from meterpay import settings as _declared  # noqa: F401  (declares the process variables)
 from meterpay.cli.base import cli, fail, friendly_errors
 
 
@@ -24,13 +26,12 @@ def _settings():
 def serve(workers: int | None, host: str | None) -> None:
     """The web app alone, production style (gunicorn) on METERPAY_PORT."""
     settings = _settings()
-    workers = workers or int(os.environ.get("METERPAY_WEB_WORKERS", "2"))
-    host = host or os.environ.get("METERPAY_HOST", "127.0.0.1")
-    from meterpay import gunicorn_conf
+    workers = workers or config.get("METERPAY_WEB_WORKERS")
+    host = host or config.get("METERPAY_HOST")
     # Worker class, keep-alive and the access log (off unless METERPAY_ACCESS_LOG=1) are in the config.
     args = [sys.executable, "-m", "gunicorn", "-c", "python:meterpay.gunicorn_conf", "meterpay.wsgi:app",
             "--bind", f"{host}:{settings.port}", "--workers", str(workers),
-            "--threads", os.environ.get("METERPAY_WEB_THREADS", gunicorn_conf.DEFAULT_THREADS)]
+            "--threads", str(config.get("METERPAY_WEB_THREADS"))]
     os.execv(sys.executable, args)
 
 
@@ -49,7 +50,7 @@ def worker(queues: str, burst: bool) -> None:
     from core.signals import load_listeners
     load_listeners()
     conn = redis_connection()
-    cls = Worker if os.environ.get("METERPAY_RQ_FORK", "") == "1" else SimpleWorker
+    cls = Worker if config.get("METERPAY_RQ_FORK") else SimpleWorker
     w = cls([Queue(q.strip(), connection=conn) for q in queues.split(",") if q.strip()], connection=conn)
     w.work(burst=burst, with_scheduler=False)
 
@@ -70,7 +71,7 @@ def scheduler() -> None:
 
 
 @cli.command()
-@click.option("--port", type=int, default=lambda: int(os.environ.get("METERPAY_SANDBOX_PORT", "5055")),
+@click.option("--port", type=int, default=lambda: config.get("METERPAY_SANDBOX_PORT"),
               show_default="5055")
 @click.option("--host", default="127.0.0.1", show_default=True)
 def sandbox(port: int, host: str) -> None:
@@ -100,7 +101,7 @@ def run(demo: bool, host: str | None) -> None:
     from core.signals import load_listeners
 
     children: list[subprocess.Popen] = []
-    sandbox_port = int(os.environ.get("METERPAY_SANDBOX_PORT", "5055"))
+    sandbox_port = config.get("METERPAY_SANDBOX_PORT")
     exe = [sys.executable, "-m", "meterpay.cli.__main__"]
     if demo:
         for k, v in SANDBOX_ENV.items():
@@ -136,7 +137,7 @@ def run(demo: bool, host: str | None) -> None:
     from werkzeug.serving import make_server
 
     from meterpay.app import create_app
-    host = host or os.environ.get("METERPAY_HOST", "127.0.0.1")
+    host = host or config.get("METERPAY_HOST")
     server = make_server(host, settings.port, create_app(), threaded=True)
     click.echo(f"meterpay on http://{host}:{settings.port}/  (admin: /admin/, health: /healthz)")
     if demo:
