@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench clean
+.PHONY: install run test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ run: install
 	$(BIN)/meterpay db upgrade
 	$(BIN)/meterpay demo seed --if-empty
 	$(BIN)/meterpay run --demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -6,8 +6,7 @@ from datetime import timedelta
 
 
 def init_app(app) -> None:
-    from admin import audit_log, auth, monitor, opening, rooms, tariffs  # noqa: F401 - routes
-    from admin import security
+    from admin import audit_log, auth, monitor, opening, rooms, security, tariffs  # noqa: F401 - routes
     from admin.web import bp
     app.register_blueprint(bp)
     app.config["SESSION_COOKIE_HTTPONLY"] = True

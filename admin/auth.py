@@ -6,8 +6,8 @@ from sqlalchemy import select
 
 from admin import security
 from admin.web import bp, db, render, safe_next, sign_in, sign_out, t, visible_sites
-from core.sites.managers import verify_password
 from core.models import Manager
+from core.sites.managers import verify_password
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -1,7 +1,6 @@
 """房间监控: the room monitor of a site, and the small JSON the page polls to stay live."""
 from __future__ import annotations
 
-
 from flask import jsonify, request
 
 from admin import monitor_data as md

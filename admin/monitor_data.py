@@ -1,7 +1,8 @@
 """What the room monitor shows, for every room of a site, in three flat queries.
 
 Rooms with their floor and building; the site's meters in service; the site's open accounts with
-tenant and wallet. They are folded into one cell per room here (a room may have several meters). Fee status comes from core.alarms.status, the same rules the bot and the alarms use.
+tenant and wallet. They are folded into one cell per room here (a room may have several meters).
+Fee status comes from core.alarms.status, the same rules the bot and the alarms use.
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from functools import lru_cache
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.models import Account, Building, Floor, LedgerAccount, Meter, Room, Site, Tenant
 from core.alarms.status import alarm_levels, fee_status
+from core.models import Account, Building, Floor, LedgerAccount, Meter, Room, Site, Tenant
 
 # What a cell can be filtered by (besides building, floor and the search box).
 STATUS_FILTERS = ("online", "offline", "arrears", "alarm", "normal", "keep_power", "postpaid", "cut", "vacant",

@@ -11,13 +11,13 @@ from sqlalchemy import select
 
 from admin import room_data as rd
 from admin.web import actor, bp, db, new_op, render, require_write, site_or_404, t
-from core.sites import accounts
+from core.alarms.status import DEFAULT_ALARM_LEVELS
 from core.errors import MeterpayError, NotFound, ValidationError
+from core.ledger.money import parse_yuan
 from core.models import Account, Gateway, Room, TariffPlan
 from core.models.meter import METER_KINDS
 from core.models.tenant import BILLING_MODES
-from core.ledger.money import parse_yuan
-from core.alarms.status import DEFAULT_ALARM_LEVELS
+from core.sites import accounts
 
 METER_ROWS = 3
 PROFILES = ("acrel-ddsy1352", "acrel-dtsy1352", "dlt645-2007", "cjt188-water")
@@ -33,7 +33,8 @@ def _form_context(site, form=None, **extra):
     plan_names = dict(session.execute(select(TariffPlan.id, TariffPlan.name)).all())
     gateways = list(session.scalars(select(Gateway.name).where(Gateway.site_id == site.id).order_by(Gateway.name)))
     return dict(site=site, form=form or {}, vacant=vacant, tariffs=sorted(plan_names.values()), plan_names=plan_names,
-                presets=rd.presets_for(session, site), gateways=gateways, billing_modes=BILLING_MODES, meter_kinds=METER_KINDS,
+                presets=rd.presets_for(session, site), gateways=gateways, billing_modes=BILLING_MODES,
+                meter_kinds=METER_KINDS,
                 profiles=PROFILES, meter_rows=METER_ROWS, default_levels=DEFAULT_ALARM_LEVELS, op=new_op(),
                 **extra)
 

@@ -11,9 +11,20 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from core import ledger
-from core.models import (Account, AccountPreset, JournalEntry, LedgerAccount, Meter, MeterCommand, Posting,
-                         Reading, Room, Site, TariffPlan)
 from core.alarms.status import alarm_levels, fee_status
+from core.models import (
+    Account,
+    AccountPreset,
+    JournalEntry,
+    LedgerAccount,
+    Meter,
+    MeterCommand,
+    Posting,
+    Reading,
+    Room,
+    Site,
+    TariffPlan,
+)
 from core.utils import utcnow
 
 DAYS = 30

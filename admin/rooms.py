@@ -8,12 +8,12 @@ from flask import abort, flash, jsonify, redirect, request, url_for
 
 from admin import room_data as rd
 from admin.web import actor, bp, db, new_op, op_key, render, require_write, room_or_404, t
-from core.sites import accounts
-from core.ledger import cashdesk
-from core.supply import control as supply
 from core.errors import MeterpayError, NotFound, ValidationError
-from core.models import Meter, Site
+from core.ledger import cashdesk
 from core.ledger.money import format_fen, parse_yuan
+from core.models import Meter, Site
+from core.sites import accounts
+from core.supply import control as supply
 
 
 def _page_context(room):
@@ -168,7 +168,8 @@ def do_tariff(room):
 
 
 ACTIONS = {
-    "recharge": do_recharge, "refund": do_refund, "adjust": do_adjust, "close": do_close, "trip": do_trip, "restore": do_restore,
+    "recharge": do_recharge, "refund": do_refund, "adjust": do_adjust, "close": do_close, "trip": do_trip,
+    "restore": do_restore,
     "switch": do_switch, "keep_power": do_keep_power, "alarms": do_alarms, "tariff": do_tariff,
 }
 

@@ -26,7 +26,6 @@ CSRF_HEADER = "X-CSRF-Token"
 
 from admin.settings import idle_minutes, login_attempts, login_window_seconds, max_session_hours, secure_cookies  # noqa: E402,F401
 
-
 # --- CSRF --------------------------------------------------------------------------------
 
 def csrf_token() -> str:

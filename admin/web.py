@@ -3,15 +3,15 @@ manager, site access (a site you may not see is 404, never 403), roles, language
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Blueprint, abort, g, redirect, render_template, request, session, url_for
 from sqlalchemy.orm import Session
 
 from admin import security
 from core.db import new_session
-from core.sites.managers import role_at, site_ids_for
 from core.models import Manager, Room, Site
+from core.sites.managers import role_at, site_ids_for
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -63,7 +63,7 @@ def op_key(kind: str) -> str:
 
 
 def _now_ts() -> float:
-    return datetime.now(timezone.utc).timestamp()
+    return datetime.now(UTC).timestamp()
 
 
 def sign_in(manager: Manager) -> None:

@@ -26,8 +26,8 @@ import time
 
 import click
 
-from meterpay.cli.base import friendly_errors
 from bench.common import scratch_database
+from meterpay.cli.base import friendly_errors
 
 
 def build_site(session, rooms: int, seed: int = 7):
@@ -35,9 +35,8 @@ def build_site(session, rooms: int, seed: int = 7):
     from sqlalchemy import insert
 
     from core import ledger
+    from core.models import Account, Building, Floor, JournalEntry, LedgerAccount, Meter, Posting, Room, Site, Tenant
     from core.sites.managers import create_manager
-    from core.models import (Account, Building, Floor, JournalEntry, LedgerAccount, Meter, Posting, Room, Site,
-                             Tenant)
     rng = random.Random(seed)
     site = Site(name="基准广场", settings={})
     session.add(site)
@@ -125,8 +124,8 @@ def naive_cells(session, site):
     from sqlalchemy import select
 
     from admin import monitor_data as md
-    from core.models import Account, Meter
     from core.alarms.status import alarm_levels, fee_status
+    from core.models import Account, Meter
     cells = []
     for building in site.buildings:
         for floor in building.floors:

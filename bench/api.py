@@ -31,9 +31,9 @@ import time
 
 import click
 
-from meterpay.cli.base import friendly_errors
 from bench.common import scratch_database
 from bench.fixtures import one_room_account
+from meterpay.cli.base import friendly_errors
 
 
 def _free_port() -> int:
@@ -194,8 +194,8 @@ def _get_balance(port: int, path: str, token: str) -> str | None:
 def freshness_check(port: int, path: str, token: str, account_id: int, timeout: float = 5.0) -> dict:
     """After the load: a recharge committed here (another process than the server) must be what
     the server answers, on every worker, within ``timeout``. Returns how long it took to show."""
-    from core.ledger import cashdesk
     from core.db import session_scope
+    from core.ledger import cashdesk
     from core.ledger.money import format_fen
     with session_scope() as s:
         from core.ledger import account_balance

@@ -31,8 +31,8 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from meterpay.cli.base import friendly_errors
 from bench.common import scratch_database
+from meterpay.cli.base import friendly_errors
 
 PLANS = {
     "bench-flat": {"kind": "flat", "unit": "kWh", "price": "0.6"},
@@ -59,8 +59,7 @@ def _build_site(n_meters: int, seed: int) -> list[tuple[str, str, bool]]:
 
     from core import ledger
     from core.db import session_scope, utcnow
-    from core.models import (Account, Building, Floor, JournalEntry, LedgerAccount, Meter, Posting, Room, Site,
-                             Tenant)
+    from core.models import Account, Building, Floor, JournalEntry, LedgerAccount, Meter, Posting, Room, Site, Tenant
     from core.tariffs.store import add_plan
     rnd = random.Random(seed)
     out = []
@@ -183,7 +182,8 @@ def _restore_listeners(muted: dict) -> None:
 @click.option("--readings", "per_meter", type=click.IntRange(min=2), default=40, show_default=True,
               help="readings per meter")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=None,
-              help="rows per transaction (default METERPAY_IMPORT_CHUNK, else 250000 on PostgreSQL and 20000 on SQLite; a row with registers counts as three)")
+              help="rows per transaction (default METERPAY_IMPORT_CHUNK, else 250000 on PostgreSQL and 20000 on "
+                   "SQLite; a row with registers counts as three)")
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--listeners", "with_listeners", is_flag=True,
               help="also load the other areas' balance_changed listeners (alarms, supply control): one job per "

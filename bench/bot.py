@@ -15,8 +15,8 @@ import time
 
 import click
 
-from meterpay.cli.base import friendly_errors
 from bench.fixtures import one_room_account
+from meterpay.cli.base import friendly_errors
 
 LAUGHS = ("<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\">"
           + "".join(f"<!ENTITY lol{i} \"{('&lol' + (str(i - 1) if i > 1 else '') + ';') * 10}\">" for i in range(1, 10))

@@ -4,9 +4,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from typing import Callable
-
-
+from collections.abc import Callable
 
 
 def scratch_database(url: str, prefix: str = "bench") -> tuple[str, Callable[[], None]]:

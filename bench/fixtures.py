@@ -5,8 +5,8 @@ import itertools
 
 from sqlalchemy.orm import Session
 
-from core.sites.accounts import MeterSpec, OpenAccountRequest, open_account
 from core.models import Building, Floor, Room, Site
+from core.sites.accounts import MeterSpec, OpenAccountRequest, open_account
 
 _seq = itertools.count(1)
 

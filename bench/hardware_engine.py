@@ -116,8 +116,8 @@ def command_burst(commands: int = 1000, gateways: int = 100, baud: int = 9600, p
         wire_time(q, r, baud, turnaround_ms / 1000) for q, r in modbus_exchange_bytes(profile))
     bound = per_cmd * per_gateway
 
-    from core.supply import commands as outbox
     from core.models import Gateway, Meter, Site
+    from core.supply import commands as outbox
     from hardware import executor
 
     stamp = int(time.time())

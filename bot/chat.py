@@ -2,7 +2,8 @@
 
 Text from a manager bound by openid goes to the manager commands when it is one (managers may
 also use the tenant words); anything else to the tenant chat. Subscribe and scan events carrying
-a room scene start a binding, finished by the last four digits of the account's phone; menu clicks are tenant words by event key. Unknown input gets help.
+a room scene start a binding, finished by the last four digits of the account's phone; menu clicks
+are tenant words by event key. Unknown input gets help.
 """
 from __future__ import annotations
 

@@ -54,7 +54,7 @@ def deliver(notification_id: int) -> str:
         try:
             channel = channels.get(note.channel)()
             note.provider_ref = channel.send(note)
-        except Exception as exc:  # noqa: BLE001 - any failure is logged on the row and retried
+        except Exception as exc:
             if not isinstance(exc, channels.DeliveryError):
                 log.exception("channel %s raised", note.channel)
                 exc = channels.DeliveryError(f"{type(exc).__name__}: {exc}")

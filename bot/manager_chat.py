@@ -23,17 +23,16 @@ from sqlalchemy.orm import Session
 
 from bot import settings
 from core import audit, clock
-from core.ledger import cashdesk
-from core.supply import control as supply
+from core.alarms.status import alarm_levels, fee_status
 from core.errors import Forbidden, MeterpayError, NotFound, ValidationError
 from core.jobs import enqueue_after_commit
-from core.ledger import account_balance
-from core.sites.managers import can_access_site, role_at, site_ids_for
-from core.models import Account, AuditLog, BotConfirmation, Manager, Room, Site, SupplyControl, Tenant
+from core.ledger import account_balance, cashdesk
 from core.ledger.money import format_fen, parse_yuan
+from core.models import Account, AuditLog, BotConfirmation, Manager, Room, Site, SupplyControl, Tenant
+from core.sites.managers import can_access_site, role_at, site_ids_for
 from core.sites.room_lookup import find_room, open_account_at
 from core.sites.summary import accounts_needing_attention, day_totals, offline_meters
-from core.alarms.status import alarm_levels, fee_status
+from core.supply import control as supply
 
 ALIASES = {
     "房间": "status", "status": "status", "room": "status", "查": "status",
@@ -144,7 +143,9 @@ def room_status(session: Session, manager: Manager, room_text: str) -> str:
     ctl = session.scalar(select(SupplyControl).where(SupplyControl.account_id == account.id))
     if ctl is not None and ctl.state != "on":
         when = f"，{ctl.due_at:%m-%d %H:%M} UTC" if ctl.due_at else ""
-        lines.append(f"自动控制：{ {'cut': '已自动断电', 'deferred': '友好时段，延后断电', 'held': '保电中，暂不断电'}.get(ctl.state, ctl.state)}{when}")
+        shown = {"cut": "已自动断电", "deferred": "友好时段，延后断电", "held": "保电中，暂不断电"}.get(
+            ctl.state, ctl.state)
+        lines.append(f"自动控制：{shown}{when}")
     return "\n".join(lines)
 
 
@@ -253,14 +254,15 @@ def report(session: Session, manager: Manager, cmd: str) -> str:
         if not lines:
             return "没有告警或欠费的户。"
         return "告警和欠费户（余额从低到高）：\n" + "\n".join(
-            f"{l.room} {format_fen(l.balance_fen)} 元 {STATUS_TEXT.get(l.status, l.status)}" for l in lines)
+            f"{line.room} {format_fen(line.balance_fen)} 元 {STATUS_TEXT.get(line.status, line.status)}"
+            for line in lines)
     if cmd == "offline":
         rows = offline_meters(session, sites, limit=50)
         if not rows:
             return "所有表都在线。"
         return "离线表：\n" + "\n".join(
-            f"{number or '-'} 表 {m.serial} 最后通讯 "
-            f"{m.last_seen_at.astimezone(_zone()):%m-%d %H:%M}" if m.last_seen_at else f"{number or '-'} 表 {m.serial} 从未通讯"
+            (f"{number or '-'} 表 {m.serial} 最后通讯 {m.last_seen_at.astimezone(_zone()):%m-%d %H:%M}"
+             if m.last_seen_at else f"{number or '-'} 表 {m.serial} 从未通讯")
             for m, number in rows)
     if cmd == "daily":
         today = clock.now().astimezone(_zone()).date()

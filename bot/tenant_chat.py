@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session
 from bot import binding, settings
 from core import clock
 from core.alarms import notifications
-from core.config import get_settings
-from core.ledger import account_balance
-from core.models import Account, Meter, Room, Site, Tenant
-from core.ledger.money import format_fen
 from core.alarms.status import alarm_levels, fee_status
 from core.billing.usage_summary import meter_usage, recent_wallet_entries
+from core.config import get_settings
+from core.ledger import account_balance
+from core.ledger.money import format_fen
+from core.models import Account, Room, Site, Tenant
 
 STATUS_TEXT = {"normal": "正常", "alarm1": "余额偏低", "alarm2": "余额不足", "alarm3": "余额告急",
                "arrears": "已欠费", "keep_power": "保电中", "closed": "已销户"}

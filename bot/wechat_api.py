@@ -13,7 +13,7 @@ from wechatpy.session.memorystorage import MemoryStorage
 from bot import settings
 from core.config import get_settings
 
-_clients: dict[tuple, "MeterpayWeChatClient"] = {}
+_clients: dict[tuple, MeterpayWeChatClient] = {}
 _lock = threading.Lock()
 
 

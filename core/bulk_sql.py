@@ -5,6 +5,7 @@ Shared by the bulk ledger path (``core.ledger.bulk``) and the billing writer (``
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -21,11 +22,16 @@ def ids_in(session: Session, column, ids, *, strings: bool = False):
     return column.in_(ids)
 
 
+def _driver(session: Session) -> Any:
+    """The psycopg connection under the session's transaction (PostgreSQL only)."""
+    conn = session.connection().connection.driver_connection
+    assert conn is not None
+    return conn
 
 
 def copy_rows(session: Session, sql: str, rows) -> None:
     """COPY ``rows`` (tuples of Python values, adapted by psycopg) into the session's transaction."""
-    with session.connection().connection.driver_connection.cursor() as cur:
+    with _driver(session).cursor() as cur:
         with cur.copy(sql) as copy:
             for r in rows:
                 copy.write_row(r)
@@ -47,7 +53,7 @@ def copy_text(value) -> str:
 
 def copy_lines(session: Session, sql: str, lines) -> None:
     """COPY already formatted text lines (each ending in a newline), in blocks."""
-    with session.connection().connection.driver_connection.cursor() as cur:
+    with _driver(session).cursor() as cur:
         with cur.copy(sql) as copy:
             buf = []
             for line in lines:
@@ -61,7 +67,7 @@ def copy_lines(session: Session, sql: str, lines) -> None:
 
 def next_ids(session: Session, table: str, n: int) -> list[int]:
     """Take ``n`` ids from the table's sequence (PostgreSQL), as one text value (one row back, not n)."""
-    with session.connection().connection.driver_connection.cursor() as cur:
+    with _driver(session).cursor() as cur:
         return _take_ids(cur, table, n)
 
 

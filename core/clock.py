@@ -5,9 +5,9 @@ here lets a test jump to Saturday 03:00 without sleeping.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Iterator
 
 from core.db import utcnow
 

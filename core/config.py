@@ -19,11 +19,12 @@ key in the same registry, and the README lists them beside the variables.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from core.errors import ValidationError
 

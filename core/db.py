@@ -7,10 +7,11 @@ transaction has committed (follow-up work is published after commit, never befor
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TypeVar
 
 from sqlalchemy import BigInteger, DateTime, Integer, MetaData, create_engine, event, select
 from sqlalchemy.engine import Engine
@@ -42,18 +43,21 @@ class UTCDateTime(TypeDecorator):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTCDateTime column")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
     def process_result_value(self, value, dialect):
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
+
+
+_M = TypeVar("_M")
 
 
 class Base(DeclarativeBase):
@@ -131,7 +135,7 @@ def each_in_own_transaction(ids, fn: Callable[[Session, int], object], what: str
         try:
             with session_scope() as session:
                 fn(session, item)
-        except Exception:  # noqa: BLE001 - one failure does not stop the others
+        except Exception:
             log.exception("%s of account %s failed", what, item)
 
 
@@ -183,12 +187,13 @@ def insert_if_absent(session: Session, model, **values) -> int | None:
     """Insert ``model(**values)``; returns the new id, or None when a unique key was taken."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        stmt = pg_insert(model).values(**values).on_conflict_do_nothing().returning(model.id)
     elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        stmt = sqlite_insert(model).values(**values).on_conflict_do_nothing().returning(model.id)
     else:  # pragma: no cover - only PostgreSQL and SQLite are supported
         raise RuntimeError(f"unsupported database {dialect}")
-    stmt = insert(model).values(**values).on_conflict_do_nothing().returning(model.id)
     return session.execute(stmt).scalar()
 
 
@@ -204,4 +209,12 @@ def locked_row(session: Session, model, *, key: dict, defaults: dict):
     if row is None:
         insert_if_absent(session, model, **key, **defaults)
         row = session.scalar(query.execution_options(populate_existing=True))
+    return row
+
+
+def get_existing(session: Session, model: type[_M], ident: object) -> _M:
+    """``session.get`` for a row that must exist (a foreign key points at it); LookupError if not."""
+    row = session.get(model, ident)
+    if row is None:
+        raise LookupError(f"no {model.__name__} {ident!r}")
     return row

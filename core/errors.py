@@ -1,6 +1,8 @@
 """Domain errors. Fronts turn them into HTTP status codes, chat replies or CLI exit codes."""
 from __future__ import annotations
 
+from typing import Any
+
 
 class MeterpayError(Exception):
     """Base of every error a front may show to a person. ``code`` is stable for APIs."""
@@ -8,13 +10,13 @@ class MeterpayError(Exception):
     code = "error"
     http_status = 400
 
-    def __init__(self, message: str, *, field: str | None = None, **details):
+    def __init__(self, message: str, *, field: str | None = None, **details: Any) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
         self.details = details
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, str]:
         body = {"code": self.code, "message": self.message}
         if self.field:
             body["field"] = self.field

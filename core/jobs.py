@@ -21,9 +21,10 @@ import importlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from core.config import get_settings
 
@@ -33,7 +34,7 @@ QUEUES = ("default", "meters", "billing", "payments", "notify")
 
 _mode_lock = threading.Lock()
 _eager = False
-_runner: "InProcessRunner | None" = None
+_runner: InProcessRunner | None = None
 
 
 def set_eager(value: bool) -> None:
@@ -82,9 +83,13 @@ def enqueue(func: Callable | str, *args: Any, queue: str = "default", job_id: st
     return None
 
 
+def _enqueue_quietly(func: Callable | str, *args: Any, queue: str, **kwargs: Any) -> None:
+    enqueue(func, *args, queue=queue, **kwargs)
+
+
 def enqueue_after_commit(session, func: Callable | str, *args: Any, queue: str = "default", **kwargs: Any) -> None:
     from core.db import after_commit
-    after_commit(session, lambda: enqueue(func, *args, queue=queue, **kwargs))
+    after_commit(session, lambda: _enqueue_quietly(func, *args, queue=queue, **kwargs))
 
 
 def job(queue: str = "default", timeout: int = 600) -> Callable[[Callable], Callable]:
@@ -118,7 +123,7 @@ class InProcessRunner:
     def _run(self, path: str, args: tuple, kwargs: dict) -> None:
         try:
             resolve(path)(*args, **kwargs)
-        except Exception:  # noqa: BLE001 - a failed job is logged like RQ's failed registry
+        except Exception:
             log.exception("job %s failed", path)
         finally:
             with self._cv:

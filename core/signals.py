@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections import defaultdict
-from typing import Callable
+from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
@@ -94,13 +94,13 @@ def dispatch_many(event: str, payloads: list[dict]) -> None:
             if many is not None:
                 many(payloads)
                 continue
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("batch listener %s for %s failed", getattr(fn, "__name__", fn), event)
             continue
         for p in payloads:
             try:
                 fn(**p)
-            except Exception:  # noqa: BLE001 - a listener's failure is not the caller's
+            except Exception:
                 log.exception("listener %s for %s failed", getattr(fn, "__name__", fn), event)
 
 
@@ -108,7 +108,7 @@ def dispatch(event: str, **payload) -> None:
     for fn in list(_listeners[event]):
         try:
             fn(**payload)
-        except Exception:  # noqa: BLE001 - a listener's failure is not the caller's
+        except Exception:
             log.exception("listener %s for %s failed", getattr(fn, "__name__", fn), event)
 
 

@@ -1,7 +1,7 @@
 """Small helpers with no domain meaning."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from core.db import utcnow  # noqa: F401  (re-exported)
@@ -15,4 +15,4 @@ def site_tz(name: str | None = None) -> ZoneInfo:
 def aware(dt: datetime) -> datetime:
     if dt.tzinfo is None:
         raise ValueError("naive datetime: give a timezone")
-    return dt.astimezone(timezone.utc)
+    return dt.astimezone(UTC)

@@ -29,7 +29,7 @@ class BusBusy(CommError):
 _local_locks: dict[str, threading.Lock] = {}
 _local_guard = threading.Lock()
 # one asyncio Redis client per event loop (its connections belong to that loop); forgotten with it
-_redis_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, object]]" = weakref.WeakKeyDictionary()
+_redis_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, object]] = weakref.WeakKeyDictionary()
 
 
 def _local(key: str) -> threading.Lock:

@@ -31,10 +31,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from core.supply import commands as outbox
 from core.db import session_scope
 from core.jobs import enqueue_after_commit, job
 from core.models import Gateway, Meter, MeterCommand
+from core.supply import commands as outbox
 from core.utils import utcnow
 from hardware import aio, profiles, settings
 from hardware.availability import record_failure, record_success
@@ -104,7 +104,7 @@ def run_batch(command_ids: list[int]) -> tuple[list[str], dict[str, float]]:
 
 # --- claim --------------------------------------------------------------------------------
 
-def _claim(command_ids: list[int]) -> dict[int, "Snapshot | str"]:
+def _claim(command_ids: list[int]) -> dict[int, Snapshot | str]:
     out: dict[int, Snapshot | str] = {cid: "missing" for cid in command_ids}
     with session_scope() as s:
         now = utcnow()
@@ -198,7 +198,7 @@ async def _attempt_all(snaps: list[Snapshot]) -> dict[int, Outcome]:
             for snap in items:
                 try:
                     outcomes[snap.command_id] = await _attempt(snap, link)
-                except Exception as exc:  # noqa: BLE001 - a bug must not leave a command running forever
+                except Exception as exc:
                     log.exception("command %s attempt crashed", snap.command_id)
                     outcomes[snap.command_id] = Outcome("retry", f"internal error: {type(exc).__name__}: {exc}")
         finally:

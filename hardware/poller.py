@@ -16,7 +16,7 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
@@ -187,7 +187,7 @@ async def read_gateway(url: str, protocol: str, targets: list[Target], total: Li
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 BULK_FROM = 200  # readings in a round from which billing gets them in one ingest_batch call
@@ -197,12 +197,13 @@ def store(results: list[Result]) -> RoundReport:
     """Write a round's results in one transaction. Readings go to ``core.billing.ingest`` one by
     one, or, in rounds of BULK_FROM readings or more, to ``core.billing.ingest_batch`` in one call
     (the same rules, far fewer queries; ``reading_billed`` is published for every accepted reading
-    with ``signals.emit_many``: one job after commit for the round). If billing raises, the round is written again meter by meter with a
+    with ``signals.emit_many``: one job after commit for the round). If billing raises, the round is
+    written again meter by meter with a
     savepoint each, so one bad meter spoils nothing else."""
     readings = sum(1 for r in results if r.values is not None and r.values.total is not None)
     try:
         return _store(results, isolate=False, bulk=readings >= BULK_FROM)
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.warning("a poll round failed to store in one go; storing meter by meter", exc_info=True)
         return _store(results, isolate=True, bulk=False)
 
@@ -236,7 +237,7 @@ def _store(results: list[Result], *, isolate: bool, bulk: bool) -> RoundReport:
                     elif total is not None:
                         res = billing.ingest(s, meter.id, r.taken_at, total, r.values.periods, source="poll")
                         report.billing[getattr(res, "status", "stored")] += 1
-            except Exception:  # noqa: BLE001 - one meter's billing trouble must not stop the round
+            except Exception:
                 if not isolate:
                     raise
                 log.exception("storing the reading of meter %s failed", r.target.meter_id)

@@ -45,7 +45,7 @@ class LinkStats:
     refused: int = 0
     connect_failures: int = 0
 
-    def add(self, other: "LinkStats") -> None:
+    def add(self, other: LinkStats) -> None:
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
@@ -200,7 +200,7 @@ class FrameLink(Link):
         try:
             self._transport, self._proto = await asyncio.wait_for(
                 loop.create_connection(_Buffered, self.host, self.port), self.timeout)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             self.stats.connect_failures += 1
             self._transport = None
             raise GatewayDown(f"gateway {self.host}:{self.port} is not reachable") from None
@@ -253,7 +253,7 @@ class FrameLink(Link):
             proto.event.clear()
             try:
                 await asyncio.wait_for(proto.event.wait(), left)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def close(self) -> None:

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 
 def init_app(app) -> None:
-    from miniapp_api import api, callbacks
-    from miniapp_api import providers  # noqa: F401 - registers WeChat Pay and Alipay
+    from miniapp_api import (
+        api,
+        callbacks,
+        providers,  # noqa: F401 - registers WeChat Pay and Alipay
+    )
     app.register_blueprint(api.bp)
     app.register_blueprint(callbacks.bp)

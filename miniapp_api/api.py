@@ -4,10 +4,10 @@ from __future__ import annotations
 import pydantic
 from flask import Blueprint, Response, g, jsonify, request
 
-from core.sites import selfservice
 from core.db import new_session, session_scope
 from core.errors import NotFound, ValidationError
 from core.ledger.money import format_fen, parse_yuan
+from core.sites import selfservice
 from miniapp_api import auth, openapi, qr, recharge, schemas
 from miniapp_api import settings as cfg
 from miniapp_api.openapi import endpoint
@@ -163,8 +163,9 @@ def bills(account_id: int):
 
 def _bills(session, account_id: int) -> list[schemas.Bill]:
     """Bills come from the postpaid module when it is installed (core.models.Bill); none before."""
-    import core.models as models
     from sqlalchemy import select
+
+    import core.models as models
     Bill = getattr(models, "Bill", None)
     if Bill is None or not hasattr(Bill, "account_id"):
         return []

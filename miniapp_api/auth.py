@@ -80,9 +80,9 @@ def openid_from_token(token: str) -> str:
 
 def code_to_openid(code: str) -> str:
     """WeChat's jscode2session through wechatpy (no access token is needed for this call)."""
+    import requests
     from wechatpy import WeChatClient
     from wechatpy.exceptions import WeChatClientException
-    import requests
     s = cfg.wechat()
     client = WeChatClient(s.appid, s.secret, timeout=10)
     params = [("appid", s.appid), ("secret", s.secret), ("js_code", code), ("grant_type", "authorization_code")]

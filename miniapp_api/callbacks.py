@@ -11,9 +11,9 @@ import logging
 
 from flask import Blueprint, Response, jsonify, request
 
-from core.payments import orders as payments
 from core.db import session_scope
 from core.errors import NotFound
+from core.payments import orders as payments
 from core.payments.provider import BadNotification, PaymentReport, RefundReport, get_provider
 
 log = logging.getLogger(__name__)

@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from core.payments import orders as payments
 from core.config import get_settings
 from core.db import new_session, session_scope
 from core.jobs import job
 from core.models import PaymentOrder, PaymentRefund
+from core.payments import orders as payments
 from core.payments.provider import ProviderError, RefundReport, channels, get_provider
 from core.utils import utcnow
 from miniapp_api import providers as _providers  # noqa: F401 - registers the providers

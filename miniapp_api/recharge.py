@@ -9,9 +9,9 @@ import logging
 import threading
 import time
 
-from core.payments import orders as payments
 from core.db import session_scope
 from core.errors import MeterpayError
+from core.payments import orders as payments
 from core.payments.provider import ProviderError, get_provider
 from miniapp_api import settings as cfg
 

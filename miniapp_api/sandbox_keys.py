@@ -13,7 +13,6 @@ from functools import lru_cache
 from pathlib import Path
 
 from core import config
-
 from core.config import ROOT
 
 WECHAT_APPID = "wxsandbox00000001"
@@ -80,7 +79,7 @@ def _generate(d: Path) -> None:
 
     merchant, platform, app, alipay = new_key(), new_key(), new_key(), new_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "meterpay sandbox WeChat Pay platform")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(platform.public_key())
             .serial_number(int(WXPAY_CERT_SERIAL, 16) + 1).not_valid_before(now - dt.timedelta(days=1))
             .not_valid_after(now + dt.timedelta(days=3650)).sign(platform, hashes.SHA256()))

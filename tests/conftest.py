@@ -97,8 +97,8 @@ def database_url(tmp_path_factory):
 def _empty_all_tables() -> None:
     from sqlalchemy import text
 
-    from core.db import Base, get_engine
     import core.models  # noqa: F401
+    from core.db import Base, get_engine
     engine = get_engine()
     tables = [t.name for t in Base.metadata.sorted_tables]
     with engine.begin() as conn:

@@ -31,7 +31,8 @@ class Sms(Channel):
         d = note.data or {}
         params = {"room": str(d.get("room") or d.get("meter") or ""), "balance": str(d.get("balance") or ""),
                   "text": note.body[:200]}
-        body = post_json(url, {"PhoneNumbers": note.recipient, "SignName": settings.env("METERPAY_SMS_SIGN", "meterpay"),
+        body = post_json(url, {"PhoneNumbers": note.recipient,
+                               "SignName": settings.env("METERPAY_SMS_SIGN", "meterpay"),
                                "TemplateCode": settings.env("METERPAY_SMS_TEMPLATE", "SMS_BALANCE"),
                                "TemplateParam": json.dumps(params, ensure_ascii=False)},
                          headers={"Authorization": f"APPCODE {settings.env('METERPAY_SMS_KEY')}"})

@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session
 
 from core import clock, signals
 from core.alarms import device, notifications  # noqa: F401  (device: registers the device alarm listeners)
-from core.db import each_in_own_transaction, locked_row, session_scope
-from core.models import Account, AlarmState, LedgerAccount, Room, Site
-from core.ledger.money import format_fen
 from core.alarms.status import AlarmLevel, alarm_level_for, alarm_levels
+from core.db import each_in_own_transaction, get_existing, locked_row, session_scope
+from core.ledger.money import format_fen
+from core.models import Account, AlarmState, LedgerAccount, Room, Site
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def send_due_repeats(now: datetime | None = None) -> int:
             state = state_for(session, account_id)
             if state.next_notice_at is None or state.next_notice_at > now or state.level == 0:
                 continue
-            account = session.get(Account, account_id)
+            account = get_existing(session, Account, account_id)
             balance = _balance(session, account_id)
             levels = levels_of(session, account)
             if alarm_level_for(balance, levels) != state.level or account.status != "open":
@@ -137,7 +137,7 @@ def send_due_repeats(now: datetime | None = None) -> int:
 
 def _send_notice(session: Session, account: Account, state: AlarmState, levels: list[AlarmLevel],
                  balance: int, now: datetime) -> None:
-    lvl = next(l for l in levels if l.level == state.level)
+    lvl = next(level for level in levels if level.level == state.level)
     n = state.notices_sent + 1
     room = session.get(Room, account.room_id)
     subject, body = alarm_text(room.number if room else "?", lvl, balance)

@@ -49,7 +49,7 @@ def on_readings_billed(payloads: list[dict]) -> None:
     """A poll round's readings at once: one query finds the meters that can raise anything (commanded
     off or closed, or reporting tamper); only those are looked at, each in its own transaction."""
     ids = sorted({p["meter_id"] for p in payloads})
-    suspects = []
+    suspects: list[int] = []
     for k in range(0, len(ids), 5000):
         with session_scope() as session:
             rows = session.execute(select(Meter.id, Meter.commanded_state, Meter.live)
@@ -60,7 +60,7 @@ def on_readings_billed(payloads: list[dict]) -> None:
         try:
             with session_scope() as session:
                 check_reading(session, mid)
-        except Exception:  # noqa: BLE001 - one meter's trouble must not keep the others' alarms back
+        except Exception:
             log.exception("device alarms after a reading of meter %s failed", mid)
 
 

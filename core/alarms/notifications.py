@@ -13,9 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import config
-from core.db import utcnow
-from core.db import insert_if_absent
-
+from core.db import insert_if_absent, utcnow
 from core.jobs import enqueue_after_commit
 from core.models import Account, Manager, ManagerRole, Notification, Site, Tenant
 
@@ -74,7 +72,7 @@ def notify_account(session: Session, account: Account, *, cause: str, kind: str,
     for channel in channels:
         if channel not in TENANT_CHANNELS or (channel == "voice" and level < min_voice):
             continue
-        recipient = tenant_recipient(tenant, channel)
+        recipient = tenant_recipient(tenant, channel) if tenant is not None else None
         if not recipient:
             continue
         note = add(session, key=f"{cause}:{channel}", kind=kind, channel=channel, recipient=recipient,
@@ -100,7 +98,7 @@ def notify_site_managers(session: Session, site_id: int, *, cause: str, kind: st
     sent = []
     for manager in {m.id: m for m in rows}.values():
         note = add(session, key=f"{cause}:wechat_template:m{manager.id}", kind=kind, channel="wechat_template",
-                   recipient=manager.wechat_openid, subject=subject, body=body, data=data, site_id=site_id)
+                   recipient=manager.wechat_openid or "", subject=subject, body=body, data=data, site_id=site_id)
         if note is not None:
             sent.append(note)
     hook = site_webhook(site)

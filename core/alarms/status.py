@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 # Default three alarm levels (yuan 50, 20, 0) when neither the account nor its site sets them.
-DEFAULT_ALARM_LEVELS: tuple[dict, ...] = (
+DEFAULT_ALARM_LEVELS: tuple[dict[str, int], ...] = (
     {"amount_fen": 5000, "times": 1, "every_minutes": 0},
     {"amount_fen": 2000, "times": 2, "every_minutes": 360},
     {"amount_fen": 0, "times": 3, "every_minutes": 240},
@@ -20,7 +21,8 @@ class AlarmLevel:
     every_minutes: int  # spacing between repeated notifications
 
 
-def alarm_levels(account_levels: list | None, site_settings: dict | None) -> list[AlarmLevel]:
+def alarm_levels(account_levels: list[dict[str, Any]] | None,
+                 site_settings: dict[str, Any] | None) -> list[AlarmLevel]:
     """The account's own levels, else the site's (settings["alarm_levels"]), else the defaults."""
     raw = account_levels or (site_settings or {}).get("alarm_levels") or list(DEFAULT_ALARM_LEVELS)
     levels = [AlarmLevel(i + 1, int(r["amount_fen"]), int(r.get("times", 1)), int(r.get("every_minutes", 0)))
@@ -31,7 +33,7 @@ def alarm_levels(account_levels: list | None, site_settings: dict | None) -> lis
 def alarm_level_for(balance_fen: int, levels: list[AlarmLevel]) -> int:
     """0 when above every level, else the deepest level reached (levels sorted high to low)."""
     reached = 0
-    for lvl in sorted(levels, key=lambda l: -l.amount_fen):
+    for lvl in sorted(levels, key=lambda level: -level.amount_fen):
         if balance_fen <= lvl.amount_fen:
             reached = lvl.level
     return reached

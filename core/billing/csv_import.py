@@ -15,11 +15,11 @@ import operator
 import queue
 import re
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Callable, Iterator
 
 from sqlalchemy import select
 
@@ -28,8 +28,8 @@ from core.billing.ingest import RawReading, ingest_batch
 from core.bulk_sql import ids_in
 from core.db import session_scope
 from core.errors import MeterpayError, ValidationError
-from core.models import Meter, Site
 from core.ledger.money import format_fen
+from core.models import Meter, Site
 from core.tariffs.plan import PERIODS
 from core.tariffs.usage import MAX_REGISTER
 from core.tariffs.zones import zone
@@ -131,6 +131,7 @@ class _Parser:
         i_serial, i_at, i_total = self.i_serial, self.i_at, self.i_total
         if i_total is None:
             core_width = 1 << 30  # no total column: every row goes the long way (and fails)
+            i_total = 0  # never read: no row is that wide
         else:
             core_width = max(i_serial, i_at, i_total) + 1
         # row length -> (the period columns it has, a getter of their cells, those cells all empty)

@@ -17,32 +17,51 @@ and, for a prepaid-platform account, one consumption entry keyed ``usage:<meter>
 the reading that closes it, deducting round(cumulative exact amount) minus what was posted before.
 Postpaid rows wait for a bill; prepaid-meter rows record usage only. ``balance_changed`` is published
 for every account touched with ``signals.emit_many``: after commit, one job (queue "notify") runs
-the listeners for the whole batch (a batch touching one account dispatches in line); ``ingest`` (one reading) also emits ``reading_billed``.
+the listeners for the whole batch (a batch touching one account dispatches in line); ``ingest`` (one
+reading) also emits ``reading_billed``.
 """
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from sqlalchemy import select, text, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import ledger, signals
-from core.ledger.bulk import (ENTRIES_COPY, POSTINGS_COPY, Consumption, apply_wallet_deltas, entry_lines,
-                                      lock_wallets, post_consumptions, posting_lines)
 from core.billing.pricing import PricerCache
-from core.billing.store import (USAGE_COPY, IdReservation, ReadingWriter, aware, insert_events, insert_usage,
-                                update_states, usage_lines, use_copy)
+from core.billing.store import (
+    USAGE_COPY,
+    IdReservation,
+    ReadingWriter,
+    aware,
+    insert_events,
+    insert_usage,
+    update_states,
+    usage_lines,
+    use_copy,
+)
 from core.bulk_sql import ids_in, next_ids
 from core.db import is_postgres, utcnow
 from core.errors import NotFound, ValidationError
+from core.ledger.bulk import (
+    ENTRIES_COPY,
+    POSTINGS_COPY,
+    Consumption,
+    apply_wallet_deltas,
+    entry_lines,
+    lock_wallets,
+    post_consumptions,
+    posting_lines,
+)
+from core.ledger.money import to_fen
 from core.models import Account, LedgerAccount, Meter, Reading, Site
 from core.models.billing import MeterBillingState
-from core.ledger.money import to_fen
 from core.tariffs import Interval, State
 from core.tariffs.plan import PERIODS
 from core.tariffs.usage import parse_periods, parse_quantity
@@ -163,7 +182,7 @@ def ingest_batch(session: Session, rows: Sequence[RawReading], *, actor: str = "
 
 def _ingest_locked(session: Session, rows: list[RawReading], meters: dict, states: dict, *, full_check: bool,
                    actor: str, front: str, detail: bool = True,
-                   reserved: IdReservation | None = None) -> tuple[BatchResult, "_Billed"]:
+                   reserved: IdReservation | None = None) -> tuple[BatchResult, _Billed]:
     out = BatchResult()
     if full_check:
         existing = _existing(session, rows)
@@ -188,8 +207,8 @@ def _ingest_locked(session: Session, rows: list[RawReading], meters: dict, state
 
 
 def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, states: dict,
-                     by_meter: dict[int, list[int]], existing: set, ctx: "_BillContext", writer: ReadingWriter,
-                     out: BatchResult, *, actor: str, front: str, detail: bool) -> tuple[BatchResult, "_Billed"]:
+                     by_meter: dict[int, list[int]], existing: set, ctx: _BillContext, writer: ReadingWriter,
+                     out: BatchResult, *, actor: str, front: str, detail: bool) -> tuple[BatchResult, _Billed]:
     times = [r.taken_at for r in rows]
     new_rows: list[tuple] = []  # reading tuples to insert, handed to the writer a block at a time
     new_index: list[int] = []  # row index of every reading stored, in order
@@ -272,7 +291,7 @@ def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, sta
     if ctx.entry_ids is not None:
         # entries, postings and usage follow the readings through the same COPY stream, a block of
         # meters at a time as they are priced; the wallets were locked before the stream started
-        sink = _StreamedPosting(writer, ctx.entry_ids, actor=actor, front=front)
+        sink: _StreamedPosting | _ToPost = _StreamedPosting(writer, ctx.entry_ids, actor=actor, front=front)
     else:
         sink = _ToPost()
     try:
@@ -399,6 +418,7 @@ def _price_usage(ctx: _BillContext, rows: list[RawReading], meters: dict[int, _M
     usage: list[dict] = []
     consumptions: list[Consumption] = []
     pricers, wallets, revenue = ctx.pricers, ctx.wallets, ctx.revenue
+    assert pricers is not None  # loaded by _prepare
     for mid, idxs in billed_ok.items():
         if len(usage) >= _PRICE_BLOCK:
             sink.add(usage, consumptions)
@@ -425,7 +445,8 @@ def _price_usage(ctx: _BillContext, rows: list[RawReading], meters: dict[int, _M
         else:
             intervals = []
             ct = m.ct_ratio
-            prev_regs = {k: Decimal(v) for k, v in prev_periods.items()} if prev_periods else None
+            prev_regs: Mapping[str, Decimal] | None = (
+                {k: Decimal(v) for k, v in prev_periods.items()} if prev_periods else None)
             for i in idxs:
                 r = rows[i]
                 intervals.append(Interval(prev_at, r.taken_at, (r.total - prev_total) * ct,
@@ -446,6 +467,7 @@ def _price_usage(ctx: _BillContext, rows: list[RawReading], meters: dict[int, _M
         if fen > 0 and m.billing_mode == "prepaid-platform":
             code = f"revenue:{m.kind}"
             entry_key = f"usage:{mid}:{to_id}"
+            assert m.account_id is not None  # priced (fen > 0) only when the meter has an account
             consumptions.append(Consumption(entry_key, m.account_id, wallets[m.account_id], revenue[code], fen,
                                             memo=f"{m.kind} usage", meta={"meter_id": mid, "reading_id": to_id,
                                                                          "quantity": str(quantity)}))
@@ -524,6 +546,7 @@ def _lock_states(session: Session, meter_ids: list[int]) -> dict[int, dict]:
     """Create missing billing states, then lock them all in meter id order."""
     values = [{"meter_id": m, "cycle_used": Decimal(0), "exact_amount": Decimal(0), "billed_fen": 0,
                "closed": False, "updated_at": utcnow()} for m in meter_ids]
+    insert: Any
     if is_postgres(session):
         from sqlalchemy.dialects.postgresql import insert
     else:
@@ -582,4 +605,4 @@ def _wallets(session: Session, account_ids: set) -> dict[int, int]:
         return {}
     rows = session.execute(select(LedgerAccount.account_id, LedgerAccount.id)
                            .where(ids_in(session, LedgerAccount.account_id, account_ids)))
-    return {a: w for a, w in rows}
+    return {a: w for a, w in rows if a is not None}

@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any, overload
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -32,7 +33,7 @@ class IdReservation:
 
     def __init__(self, session: Session, table: str, n: int):
         bind = session.get_bind()
-        self.engine = getattr(bind, "engine", bind)
+        self.engine: Any = getattr(bind, "engine", bind)
         self.table, self.n = table, n
         self._ids: list[int] = []
         self._failed: list[BaseException] = []
@@ -154,7 +155,7 @@ class ReadingWriter:
                         if item is None or item[0] == "copy":
                             break
                         first, block = item
-                        buf = []
+                        buf: list[str] = []
                         add = buf.append
                         for rid, r in zip(ids[first:first + len(block)], block):
                             at = r[1]
@@ -250,8 +251,11 @@ def _copy_value(col: str, value):
     return value
 
 
+@overload
+def aware(value: datetime) -> datetime: ...
+@overload
+def aware(value: None) -> None: ...
 def aware(value: datetime | None) -> datetime | None:
-    from datetime import timezone
     if value is None or value.tzinfo is not None:
         return value
-    return value.replace(tzinfo=timezone.utc)
+    return value.replace(tzinfo=UTC)

@@ -32,8 +32,9 @@ class WalletLine:
 
 def _total_at(session: Session, meter_id: int, at: datetime) -> Decimal | None:
     """The register at ``at``: the last reading before it, else the first one after it."""
-    before = session.scalar(select(Reading.total).where(Reading.meter_id == meter_id, Reading.status == "ok",
-                                                        Reading.taken_at <= at).order_by(Reading.taken_at.desc()).limit(1))
+    before = session.scalar(select(Reading.total)
+                            .where(Reading.meter_id == meter_id, Reading.status == "ok", Reading.taken_at <= at)
+                            .order_by(Reading.taken_at.desc()).limit(1))
     if before is not None:
         return before
     return session.scalar(select(Reading.total).where(Reading.meter_id == meter_id, Reading.status == "ok",

@@ -12,8 +12,17 @@ Who may do what (``tests/core/test_layering.py`` enforces it):
 """
 from __future__ import annotations
 
-from core.ledger.journal import (SYSTEM_KINDS, PostResult, account_balance, balance_from_postings, create_wallet,
-                                 find_entry, new_key, system_account, wallet_of)
+from core.ledger.journal import (
+                                 SYSTEM_KINDS,
+                                 PostResult,
+                                 account_balance,
+                                 balance_from_postings,
+                                 create_wallet,
+                                 find_entry,
+                                 new_key,
+                                 system_account,
+                                 wallet_of,
+)
 
 __all__ = ["SYSTEM_KINDS", "PostResult", "account_balance", "balance_from_postings", "create_wallet", "find_entry",
            "new_key", "system_account", "wallet_of"]

@@ -36,7 +36,8 @@ import logging
 import os
 import threading
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from sqlalchemy import event, inspect, text
 from sqlalchemy.orm import Session, object_session
@@ -106,7 +107,9 @@ def _wallet_written(_mapper, connection, target) -> None:
 
 def _payloads(kind: str, ids: list[int]) -> list[str]:
     """``w12,13,14``: as few payloads as fit PostgreSQL's limit (under 8000 bytes each)."""
-    out, part, size = [], [], 1
+    out: list[str] = []
+    part: list[str] = []
+    size = 1
     for i in ids:
         s = str(i)
         if part and size + len(s) + 1 > _MAX_PAYLOAD:
@@ -126,11 +129,11 @@ def _invalidate_locally(kind: str, ids: list[int]) -> None:
 
 # --- the read side ------------------------------------------------------------------------
 
-_caches: dict[str, "BalanceCache"] = {}
+_caches: dict[str, BalanceCache] = {}
 _caches_lock = threading.Lock()
 
 
-def cache_for(key: str, connect_args: Callable[[], tuple[tuple, dict]]) -> "BalanceCache | None":
+def cache_for(key: str, connect_args: Callable[[], tuple[Any, Any]]) -> BalanceCache | None:
     """The cache of this process for one database (``key``: its URL; ``connect_args``: how the
     listener connects, asked once), started on first use; None when turned off."""
     if not enabled():

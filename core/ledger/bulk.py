@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from core.ledger import journal as ledger
-from core.ledger import balance_cache
 from core.bulk_sql import copy_lines, copy_text, next_ids
 from core.db import is_postgres, utcnow
 from core.errors import ValidationError
+from core.ledger import balance_cache
+from core.ledger import journal as ledger
 from core.ledger.journal import Leg
 from core.models import LedgerAccount
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from core import audit, signals
-from core.ledger import journal as ledger
+from core.db import get_existing
 from core.errors import ValidationError
+from core.ledger import journal as ledger
 from core.ledger.guards import check_amount, get_account
 from core.ledger.journal import Leg, PostResult
 from core.ledger.money import format_fen
@@ -113,7 +114,7 @@ def reverse_entry(session: Session, entry_id: int, *, actor: str = "system", fro
     """Undo an entry by posting its mirror image (nothing is edited or deleted)."""
     result = ledger.reverse(session, entry_id, actor=actor, front=front, memo=memo)
     from core.models import JournalEntry
-    entry = session.get(JournalEntry, result.entry_id)
+    entry = get_existing(session, JournalEntry, result.entry_id)
     if result.created:
         account_id = entry.account_id
         site_id = get_account(session, account_id, must_be_open=False).site_id if account_id else None
@@ -121,7 +122,7 @@ def reverse_entry(session: Session, entry_id: int, *, actor: str = "system", fro
                      account_id=account_id, reversed_entry=entry_id, entry_id=result.entry_id)
         if account_id:
             wallet = ledger.wallet_of(session, account_id)
-            delta = sum(p.amount_fen for p in entry.postings if p.ledger_account_id == wallet.id)
+            delta = sum(int(p.amount_fen) for p in entry.postings if p.ledger_account_id == wallet.id)
             _announce(session, account_id, "reversal", delta, result)
     return result
 

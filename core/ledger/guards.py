@@ -5,8 +5,8 @@ from sqlalchemy.orm import Session
 
 from core.config import get_settings
 from core.errors import AccountClosed, NotFound, ValidationError
-from core.models import Account
 from core.ledger.money import format_fen
+from core.models import Account
 
 
 def check_amount(amount_fen: int, *, field: str = "amount") -> int:

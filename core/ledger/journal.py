@@ -9,15 +9,15 @@ updates the cached wallet balances. Only wallets carry a cached balance; system 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.ledger import balance_cache
 from core.errors import ValidationError
+from core.ledger import balance_cache
 from core.models import JournalEntry, LedgerAccount, Posting
 from core.models.ledger import ENTRY_KINDS
 
@@ -54,8 +54,8 @@ def system_account(session: Session, code: str) -> LedgerAccount:
         with session.begin_nested():
             acct = LedgerAccount(code=code, kind=kind, balance_fen=0)
             session.add(acct)
-    except IntegrityError:
-        acct = session.scalar(select(LedgerAccount).where(LedgerAccount.code == code))
+    except IntegrityError:  # another transaction created it first
+        acct = session.scalars(select(LedgerAccount).where(LedgerAccount.code == code)).one()
     return acct
 
 

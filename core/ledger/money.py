@@ -25,7 +25,7 @@ def parse_yuan(text: str | int | Decimal, *, field: str = "amount", allow_zero: 
     More than two decimal places, floats, NaN and infinities are refused with a ValidationError
     naming ``field``.
     """
-    if isinstance(text, bool) or isinstance(text, float):
+    if isinstance(text, (bool, float)):
         raise ValidationError(f"{field}: give the amount as a decimal string, not a float", field=field)
     try:
         value = Decimal(str(text).strip())

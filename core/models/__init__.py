@@ -1,18 +1,18 @@
 """All tables. Import models from here: ``from core.models import Account, Meter``."""
 from core.db import Base
-from core.models.site import Building, Floor, Room, Site
-from core.models.tenant import Account, Tenant
-from core.models.tariff import TariffPlan, TariffVersion
-from core.models.meter import Gateway, Meter, MeterEvent, Reading
+from core.models.alarm import AlarmState, BotConfirmation, Notification, SupplyControl
+from core.models.audit import AuditLog
+from core.models.billing import BilledUsage, MeterBillingState
+from core.models.binding import TenantBinding
 from core.models.command import MeterCommand, MeterCommandEvent
 from core.models.ledger import JournalEntry, LedgerAccount, Posting
-from core.models.payment import PaymentOrder, PaymentReconciliation, PaymentRefund
-from core.models.binding import TenantBinding
 from core.models.manager import Manager, ManagerRole
-from core.models.audit import AuditLog
+from core.models.meter import Gateway, Meter, MeterEvent, Reading
+from core.models.payment import PaymentOrder, PaymentReconciliation, PaymentRefund
 from core.models.preset import AccountPreset
-from core.models.billing import BilledUsage, MeterBillingState
-from core.models.alarm import AlarmState, BotConfirmation, Notification, SupplyControl
+from core.models.site import Building, Floor, Room, Site
+from core.models.tariff import TariffPlan, TariffVersion
+from core.models.tenant import Account, Tenant
 
 __all__ = [
     "Base", "Site", "Building", "Floor", "Room", "Tenant", "Account", "TariffPlan", "TariffVersion",

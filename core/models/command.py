@@ -35,7 +35,7 @@ class MeterCommand(Base):
     front: Mapped[str] = mapped_column(String(20), default="system")
 
     meter = relationship("Meter")
-    events: Mapped[list["MeterCommandEvent"]] = relationship(order_by="MeterCommandEvent.id")
+    events: Mapped[list[MeterCommandEvent]] = relationship(order_by="MeterCommandEvent.id")
 
 
 class MeterCommandEvent(Base):

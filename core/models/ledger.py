@@ -41,7 +41,7 @@ class JournalEntry(Base):
     meta: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
-    postings: Mapped[list["Posting"]] = relationship(back_populates="entry", order_by="Posting.id")
+    postings: Mapped[list[Posting]] = relationship(back_populates="entry", order_by="Posting.id")
 
 
 class Posting(Base):

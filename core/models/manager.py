@@ -21,7 +21,7 @@ class Manager(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    roles: Mapped[list["ManagerRole"]] = relationship(back_populates="manager")
+    roles: Mapped[list[ManagerRole]] = relationship(back_populates="manager")
 
 
 class ManagerRole(Base):

@@ -21,7 +21,7 @@ class Site(Base):
     settings: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    buildings: Mapped[list["Building"]] = relationship(back_populates="site", order_by="Building.name")
+    buildings: Mapped[list[Building]] = relationship(back_populates="site", order_by="Building.name")
 
 
 class Building(Base):
@@ -32,7 +32,7 @@ class Building(Base):
     name: Mapped[str] = mapped_column(String(120))
 
     site: Mapped[Site] = relationship(back_populates="buildings")
-    floors: Mapped[list["Floor"]] = relationship(back_populates="building", order_by="Floor.name")
+    floors: Mapped[list[Floor]] = relationship(back_populates="building", order_by="Floor.name")
 
 
 class Floor(Base):
@@ -43,7 +43,7 @@ class Floor(Base):
     name: Mapped[str] = mapped_column(String(60))
 
     building: Mapped[Building] = relationship(back_populates="floors")
-    rooms: Mapped[list["Room"]] = relationship(back_populates="floor", order_by="Room.number")
+    rooms: Mapped[list[Room]] = relationship(back_populates="floor", order_by="Room.number")
 
 
 class Room(Base):

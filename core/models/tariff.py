@@ -17,7 +17,7 @@ class TariffPlan(Base):
     unit: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    versions: Mapped[list["TariffVersion"]] = relationship(
+    versions: Mapped[list[TariffVersion]] = relationship(
         back_populates="plan", order_by="TariffVersion.effective_from")
 
 

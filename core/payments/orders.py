@@ -23,13 +23,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import audit, signals
-from core.ledger import cashdesk
 from core.config import get_settings
+from core.db import get_existing
 from core.errors import Conflict, NotFound, ValidationError
-from core.ledger.guards import check_amount, get_account
 from core.jobs import enqueue_after_commit
-from core.models import JournalEntry, PaymentOrder, PaymentReconciliation, PaymentRefund
+from core.ledger import cashdesk
+from core.ledger.guards import check_amount, get_account
 from core.ledger.money import format_fen
+from core.models import JournalEntry, PaymentOrder, PaymentReconciliation, PaymentRefund
 from core.payments.provider import PaymentReport, RefundReport, StatementLine
 from core.utils import utcnow
 
@@ -149,6 +150,7 @@ def settle(session: Session, report: PaymentReport, *, expect_app_id: str | None
         flag(session, order, problem, actor=f"{report.channel}:{source}", front=front,
              detail={"txn_id": report.txn_id, "reported_amount_fen": report.amount_fen})
         return Settlement("flagged", order.order_no, order.state)
+    assert report.txn_id  # _mismatch refuses a paid report without one
 
     result = cashdesk.credit_payment(session, order.account_id, order.amount_fen, channel=order.channel,
                                      provider_txn_id=report.txn_id, order_no=order.order_no,
@@ -209,7 +211,7 @@ def apply_refund_report(session: Session, report: RefundReport, *, source: str =
     refund = lock_refund(session, report.refund_no)
     if refund.state in ("succeeded", "failed"):
         return refund.state
-    order = session.get(PaymentOrder, refund.order_id)
+    order = get_existing(session, PaymentOrder, refund.order_id)
     if report.provider_refund_id and not refund.provider_refund_id:
         refund.provider_refund_id = report.provider_refund_id
     refund.provider_data = {**(refund.provider_data or {}), "last_report": report.raw}

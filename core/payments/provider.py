@@ -7,9 +7,9 @@ payment service says happened, and ``core.payments.orders`` decides what that me
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Callable
 
 
 class ProviderError(Exception):

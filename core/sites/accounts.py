@@ -8,12 +8,12 @@ from sqlalchemy.orm import Session
 
 from core import audit, ledger, signals
 from core.errors import Conflict, NotFound, ValidationError
-from core.ledger.guards import check_amount, get_account
 from core.ledger import cashdesk
+from core.ledger.guards import check_amount, get_account
+from core.ledger.money import format_fen
 from core.models import Account, AccountPreset, Gateway, Meter, Room, Tenant
 from core.models.meter import METER_KINDS
 from core.models.tenant import BILLING_MODES
-from core.ledger.money import format_fen
 from core.utils import utcnow
 
 SETTLEMENTS = ("refund", "writeoff")
@@ -68,7 +68,7 @@ def find_or_create_gateway(session: Session, site_id: int, ref: str, *, profile:
     return gw
 
 
-def attach_meter(session: Session, site_id: int, room_id: int, account_id: int, spec: MeterSpec) -> Meter:
+def attach_meter(session: Session, site_id: int, room_id: int, account_id: int | None, spec: MeterSpec) -> Meter:
     if not spec.serial or not spec.serial.strip():
         raise ValidationError("meter_serial: must not be empty", field="meter_serial")
     if spec.kind not in METER_KINDS:
@@ -171,7 +171,7 @@ def close_account(session: Session, account_id: int, *, settlement: str = "refun
     audit.record(session, actor=actor, front=front, action="close_account", site_id=account.site_id,
                  account_id=account.id, settlement=settlement, settled=format_fen(balance))
     signals.emit(session, "account_closed", account_id=account.id)
-    if balance:
+    if settled is not None:
         signals.emit(session, "balance_changed", account_id=account.id, entry_kind="settlement", delta_fen=-balance,
                      entry_id=settled.entry_id)
     session.flush()

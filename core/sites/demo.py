@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from core import config
 from core.ledger import cashdesk
+from core.models import Building, Floor, Gateway, Manager, Room, Site
 from core.sites.accounts import MeterSpec, OpenAccountRequest, open_account
 from core.sites.managers import create_manager
-from core.models import Building, Floor, Gateway, Manager, Room, Site
 from core.tariffs.store import add_plan
 
 DEMO_SITE = "演示广场"
@@ -47,8 +47,8 @@ def seed(session: Session, *, if_empty: bool = False) -> DemoResult:
         if not if_empty:
             from core.errors import Conflict
             raise Conflict(f"the demo site {DEMO_SITE!r} exists already")
-        rooms = session.scalars(select(Room).where(Room.site_id == existing.id)).all()
-        return DemoResult(False, existing.id, len(rooms), 0, DEMO_MANAGER)
+        existing_rooms = session.scalars(select(Room).where(Room.site_id == existing.id)).all()
+        return DemoResult(False, existing.id, len(existing_rooms), 0, DEMO_MANAGER)
 
     rng = random.Random(20261127)
     site = Site(name=DEMO_SITE, timezone="Asia/Shanghai",

@@ -12,20 +12,21 @@ opening balance is posted once per account under the key ``opening:<account id>`
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.sites.accounts import MeterSpec, OpenAccountRequest, attach_meter, open_account
+from core.db import get_existing
 from core.errors import MeterpayError, NotFound, ValidationError
+from core.ledger.money import format_fen, parse_yuan
 from core.models import Account, Building, Floor, Meter, Room, Site, Tenant
 from core.models.meter import METER_KINDS
 from core.models.tenant import BILLING_MODES
-from core.ledger.money import format_fen, parse_yuan
+from core.sites.accounts import MeterSpec, OpenAccountRequest, attach_meter, open_account
 
 COLUMNS = ("building", "floor", "room", "area_m2", "tenant", "phone", "meter_serial", "meter_kind", "profile",
            "gateway", "address", "tariff", "billing_mode", "opening_balance")
@@ -218,12 +219,12 @@ def import_rows(session: Session, site_name: str, rows: Iterable[tuple[int, dict
         group.clear()
         group_errors.clear()
 
-    current = None
+    current: tuple[str | None, str | None, str | None] | None = None
     for line, raw in rows:
         report.rows += 1
         try:
             row = parse_row(line, raw)
-            room_key = (row.building, row.floor, row.room)
+            room_key: tuple[str | None, str | None, str | None] = (row.building, row.floor, row.room)
         except MeterpayError as exc:
             row, room_key = None, (raw.get("building"), raw.get("floor"), raw.get("room"))
             error = RowError(line, exc.message)
@@ -299,7 +300,8 @@ def _account_and_meters(session: Session, site: Site, room: Room, rows: list[Row
                         *, actor: str, front: str) -> None:
     first = rows[0]
     for r in rows[1:]:
-        if (r.tenant, r.phone, r.billing_mode, r.tariff) != (first.tenant, first.phone, first.billing_mode, first.tariff):
+        same = (first.tenant, first.phone, first.billing_mode, first.tariff)
+        if (r.tenant, r.phone, r.billing_mode, r.tariff) != same:
             raise ValidationError("rows of one room must name the same tenant, phone, tariff and billing_mode",
                                   line=r.line)
     # The room's opening balance may be repeated on each of its rows (one row per meter): it is
@@ -308,8 +310,9 @@ def _account_and_meters(session: Session, site: Site, room: Room, rows: list[Row
     if len(amounts) > 1:
         given = [r for r in rows if r.opening_balance_fen]
         other = next(r for r in given if r.opening_balance_fen != given[0].opening_balance_fen)
+        named = ", ".join(format_fen(a) for a in sorted(amounts))
         raise ValidationError(f"opening_balance: rows of room {first.room} name different opening balances "
-                              f"({', '.join(format_fen(a) for a in sorted(amounts))}); give it once or the same on each row",
+                              f"({named}); give it once or the same on each row",
                               field="opening_balance", line=other.line)
     opening = amounts.pop() if amounts else 0
     if not first.tenant:
@@ -325,7 +328,7 @@ def _account_and_meters(session: Session, site: Site, room: Room, rows: list[Row
         return
     account = session.scalar(select(Account).where(Account.room_id == room.id, Account.status == "open"))
     if account is not None:
-        tenant = session.get(Tenant, account.tenant_id)
+        tenant = get_existing(session, Tenant, account.tenant_id)
         if (tenant.name, tenant.phone) != (first.tenant, first.phone):
             raise ValidationError(f"room {room.number} already has an open account for {tenant.name}",
                                   field="tenant", line=first.line)

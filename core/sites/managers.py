@@ -45,7 +45,7 @@ def site_ids_for(session: Session, manager_id: int) -> set[int] | None:
     roles = session.scalars(select(ManagerRole).where(ManagerRole.manager_id == manager_id)).all()
     if any(r.site_id is None for r in roles):
         return None
-    return {r.site_id for r in roles}
+    return {r.site_id for r in roles if r.site_id is not None}
 
 
 def can_access_site(session: Session, manager_id: int, site_id: int) -> bool:

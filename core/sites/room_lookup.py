@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.errors import Conflict, NotFound, ValidationError
-from core.sites.managers import site_ids_for
 from core.models import Account, Room, Site
+from core.sites.managers import site_ids_for
 
 
 def find_room(session: Session, manager_id: int, text: str) -> Room:

@@ -10,6 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, bindparam, create_engine, select
@@ -18,11 +19,25 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from core import audit, ledger
-from core.ledger import balance_cache
 from core.alarms import status
+from core.db import get_existing
 from core.errors import Forbidden, NotFound, ValidationError
-from core.models import (Account, Building, Floor, JournalEntry, LedgerAccount, Meter, PaymentOrder, Posting,
-                         Reading, Room, Site, Tenant, TenantBinding)
+from core.ledger import balance_cache
+from core.models import (
+    Account,
+    Building,
+    Floor,
+    JournalEntry,
+    LedgerAccount,
+    Meter,
+    PaymentOrder,
+    Posting,
+    Reading,
+    Room,
+    Site,
+    Tenant,
+    TenantBinding,
+)
 
 MAX_DAYS = 366
 MAX_BIND_FAILURES = 5
@@ -40,7 +55,7 @@ def bind(session: Session, openid: str, room_id: int, phone_last4: str) -> Accou
                              .order_by(Account.id.desc()))
     if account is None:
         raise NotFound("this room has no open account")
-    tenant = session.get(Tenant, account.tenant_id)
+    tenant = get_existing(session, Tenant, account.tenant_id)
     phone = "".join(ch for ch in (tenant.phone or "") if ch.isdigit())
     _check_attempts(session, openid)
     if len(phone) < 4 or phone[-4:] != phone_last4:
@@ -74,7 +89,7 @@ def _check_attempts(session: Session, openid: str) -> None:
     failures = session.scalar(select(func.count()).select_from(AuditLog).where(
         AuditLog.actor == f"openid:{openid}", AuditLog.action == "binding_refused",
         AuditLog.at >= utcnow() - timedelta(hours=1)))
-    if failures >= MAX_BIND_FAILURES:
+    if (failures or 0) >= MAX_BIND_FAILURES:
         raise Forbidden("too many wrong phone digits; try again in an hour", field="phone_last4")
 
 
@@ -144,7 +159,7 @@ def _bound_balance_pg(engine: Engine, openid: str, account_id: int) -> tuple[int
     CPU a request). A connection that died is dropped and the read tried once on a fresh one.
     Returns (balance in fen, wallet id) or None."""
     for attempt in (1, 2):
-        conn = engine.raw_connection()
+        conn: Any = engine.raw_connection()
         try:
             with conn.cursor() as cur:
                 cur.execute(_BOUND_BALANCE_SQL, (openid, account_id), prepare=True)
@@ -197,10 +212,11 @@ def _read_engine_and_key() -> tuple[Engine, str]:
         engine = shared  # an SQLite engine is the shared one (one file, one pool)
     else:
         with _read_lock:
-            engine = _read_engines.get(key)
-            if engine is None:
-                engine = _read_engines[key] = create_engine(url, pool_size=5, max_overflow=10, pool_recycle=300,
+            cached = _read_engines.get(key)
+            if cached is None:
+                cached = _read_engines[key] = create_engine(url, pool_size=5, max_overflow=10, pool_recycle=300,
                                                             isolation_level="AUTOCOMMIT")
+            engine = cached
     _read_last = (shared, engine, key)
     return engine, key
 
@@ -314,7 +330,7 @@ def usage(session: Session, account: Account, granularity: str, start: date, end
             .order_by(Reading.taken_at)).all()
         last = before
         i = 0
-        for label, p0, p1 in periods:
+        for label, _p0, p1 in periods:
             end_at = at(p1)
             period_last = None
             while i < len(rows) and rows[i].taken_at < end_at:
@@ -328,7 +344,7 @@ def usage(session: Session, account: Account, granularity: str, start: date, end
     wallet = session.scalar(select(LedgerAccount.id).where(LedgerAccount.account_id == account.id))
     cost: dict[str, int] = defaultdict(int)
     if wallet is not None:
-        rows = session.execute(select(JournalEntry.created_at, Posting.amount_fen, JournalEntry.id)
+        entries = session.execute(select(JournalEntry.created_at, Posting.amount_fen, JournalEntry.id)
                                .join(Posting, Posting.entry_id == JournalEntry.id)
                                .where(Posting.ledger_account_id == wallet, JournalEntry.kind == "consumption",
                                       JournalEntry.created_at >= t0, JournalEntry.created_at < t1)).all()
@@ -337,8 +353,9 @@ def usage(session: Session, account: Account, granularity: str, start: date, end
             select(Posting.entry_id).join(JournalEntry, JournalEntry.id == Posting.entry_id)
             .where(Posting.ledger_account_id == revenue, JournalEntry.account_id == account.id,
                    JournalEntry.created_at >= t0, JournalEntry.created_at < t1)))
-        rows = [(c, a, e) for c, a, e in rows if e in of_kind]
-        for created, amount, _entry in rows:
+        for created, amount, entry_id in entries:
+            if entry_id not in of_kind:
+                continue
             local = created.astimezone(tz).date()
             key = local.isoformat() if granularity == "day" else local.strftime("%Y-%m")
             cost[key] += -int(amount)

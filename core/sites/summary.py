@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.models import Account, JournalEntry, LedgerAccount, Meter, Posting, Room, Site
 from core.alarms.status import alarm_levels, fee_status
+from core.models import Account, JournalEntry, LedgerAccount, Meter, Posting, Room, Site
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,8 @@ def day_totals(session: Session, site_ids: set[int] | None, day: date, tz: str =
     start = datetime.combine(day, time(0), zone)
     end = start + timedelta(days=1)
     query = _scoped(
-        select(JournalEntry.kind, func.count(func.distinct(JournalEntry.id)), func.coalesce(func.sum(Posting.amount_fen), 0))
+        select(JournalEntry.kind, func.count(func.distinct(JournalEntry.id)),
+               func.coalesce(func.sum(Posting.amount_fen), 0))
         .join(Posting, Posting.entry_id == JournalEntry.id)
         .join(LedgerAccount, LedgerAccount.id == Posting.ledger_account_id)
         .join(Account, Account.id == LedgerAccount.account_id)

@@ -28,15 +28,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import config
-from core import audit, clock, signals
-from core.supply import friendly_hours
+from core import audit, clock, config, signals
 from core.alarms import notifications
-from core.supply import control as supply
-from core.db import each_in_own_transaction, locked_row, session_scope
+from core.db import each_in_own_transaction, get_existing, locked_row, session_scope
 from core.errors import MeterpayError, ValidationError
-from core.models import Account, LedgerAccount, Meter, MeterCommand, Room, Site, SupplyControl
 from core.ledger.money import format_fen
+from core.models import Account, LedgerAccount, Meter, MeterCommand, Room, Site, SupplyControl
+from core.supply import control as supply
+from core.supply import friendly_hours
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +101,7 @@ def needing_evaluation(account_ids: list[int]) -> list[int]:
                     continue
                 if site_id not in policies:
                     try:
-                        policies[site_id] = policy_for(session.get(Site, site_id))
+                        policies[site_id] = policy_for(get_existing(session, Site, site_id))
                     except ValidationError:
                         todo.append(aid)  # evaluate reports it as the single listener would
                         continue
@@ -133,7 +132,7 @@ def evaluate(session: Session, account_id: int, *, now: datetime | None = None) 
     if account.status != "open":
         ctl.state, ctl.due_at = "on", None
         return "none"
-    site = session.get(Site, account.site_id)
+    site = get_existing(session, Site, account.site_id)
     pol = policy_for(site)
     balance = _balance(session, account_id)
     if balance <= pol.cut_at_fen:
@@ -219,7 +218,7 @@ def lost_commands(session: Session, now: datetime, window: timedelta = LOST_WIND
                            .where(MeterCommand.id.in_(latest), MeterCommand.requested_by == ACTOR,
                                   MeterCommand.state.in_(("failed", "expired")),
                                   Meter.account_id.is_not(None))).all()
-    return {account_id: command_id for account_id, command_id in rows}
+    return {account_id: command_id for account_id, command_id in rows if account_id is not None}
 
 
 def resend(session: Session, account_id: int, lost_command_id: int) -> str:
@@ -230,7 +229,7 @@ def resend(session: Session, account_id: int, lost_command_id: int) -> str:
     if account is None or lost is None or account.status != "open" or account.billing_mode != "prepaid-platform":
         return "none"
     ctl = control_for(session, account_id)
-    pol = policy_for(session.get(Site, account.site_id))
+    pol = policy_for(get_existing(session, Site, account.site_id))
     balance = _balance(session, account_id)
     key = f"auto-resend:{account.id}:{lost.id}"
     try:

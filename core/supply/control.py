@@ -9,10 +9,10 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from core import audit
-from core.supply import commands
 from core.errors import NotFound, ValidationError
 from core.ledger.guards import get_account
 from core.models import Meter, MeterCommand
+from core.supply import commands
 
 
 def _supply_kind(meter: Meter, on: bool) -> str:

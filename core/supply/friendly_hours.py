@@ -81,7 +81,7 @@ def _day_friendly(d: date, cfg: FriendlyHours) -> bool:
 
 
 def _in_night(t: time, cfg: FriendlyHours) -> bool:
-    if cfg.night_start is None:
+    if cfg.night_start is None or cfg.night_end is None:
         return False
     if cfg.night_start < cfg.night_end:
         return cfg.night_start <= t < cfg.night_end
@@ -102,6 +102,7 @@ def next_allowed(at: datetime, cfg: FriendlyHours, tz: str = "Asia/Shanghai") ->
             local = datetime.combine(local.date() + timedelta(days=1), time(0), zone)
             continue
         if _in_night(local.time().replace(tzinfo=None), cfg):
+            assert cfg.night_end is not None  # _in_night says there is a night
             end_day = local.date() if local.time().replace(tzinfo=None) < cfg.night_end else \
                 local.date() + timedelta(days=1)
             local = datetime.combine(end_day, cfg.night_end, zone)

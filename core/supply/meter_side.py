@@ -12,9 +12,9 @@ import logging
 from sqlalchemy import select
 
 from core import signals
-from core.supply import commands
 from core.db import session_scope
 from core.models import Account, Meter
+from core.supply import commands
 
 log = logging.getLogger(__name__)
 

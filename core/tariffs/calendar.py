@@ -47,7 +47,10 @@ def table_for(plan: Plan, day: date) -> str:
     for rule in plan.calendar:
         if _matches(rule, day) and (best is None or rule.rank < best.rank):
             best = rule
-    return best.table if best is not None else plan.default_table
+    if best is not None:
+        return best.table
+    assert plan.default_table is not None  # validation: a plan with day tables names its default
+    return plan.default_table
 
 
 @lru_cache(maxsize=1024)

@@ -11,10 +11,11 @@ carried from one call to the next, so pricing a series in parts equals pricing i
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from core.tariffs.calendar import day_pieces, table_for
@@ -158,7 +159,7 @@ class Pricer:
                             and not only.monthly_charge else None)
         # Many meters on one plan share their reading times (a poll round): the cuts and TOU pieces
         # of an interval are remembered per pricer (bounded: a pricer lives for one batch or quote).
-        self._chunk_memo: dict[tuple[datetime, datetime], list] = {}
+        self._chunk_memo: dict[tuple[datetime, datetime], tuple[list[Any], tuple[Any, ...] | None]] = {}
         self._piece_memo: dict[tuple, list] = {}
 
     @property
@@ -177,13 +178,13 @@ class Pricer:
         """Cut [start, end) at version changes and tier-cycle starts (local midnights)."""
         return self._span(start, end)[0]
 
-    def _span(self, start: datetime, end: datetime) -> tuple[list, tuple | None]:
+    def _span(self, start: datetime, end: datetime) -> tuple[list[Any], tuple[Any, ...] | None]:
         """(chunks, what joining needs: version, cycle and whether it is TOU; None if cut)."""
         key = (start, end)
-        found = self._chunk_memo.get(key)
+        found: tuple[list[Any], tuple[Any, ...] | None] | None = self._chunk_memo.get(key)
         if found is None:
             chunks = self._cut(start, end)
-            base = None
+            base: tuple[Any, ...] | None = None
             if len(chunks) == 1:
                 a, _, version = chunks[0]
                 plan = version.plan
@@ -227,7 +228,7 @@ class Pricer:
         out = []
         day = a.date()
         # microseconds of a and b after a's local midnight (wall clock, as meters keep time)
-        a_us = _micros(a - _local_midnight(day, a.tzinfo))
+        a_us = _micros(a - _local_midnight(day, a.tzinfo))  # type: ignore[arg-type]  # a is in the site's ZoneInfo
         b_us = a_us + _micros(b - a)
         base = 0
         while base < b_us:
@@ -246,8 +247,7 @@ class Pricer:
         if self._flat_price is not None:
             p = self._flat_price
             q = sum((iv.quantity for iv in intervals), ZERO)
-            lines = (Line(q, p, q * p),) if q else ()
-            return Priced(lines, q, q * p, state)
+            return Priced((Line(q, p, q * p),) if q else (), q, q * p, state)
         acc: dict[tuple, list] = {}
         quantity = ZERO
         for iv in self._coalesced(intervals):
@@ -274,7 +274,7 @@ class Pricer:
             key = self._coalesce_key(iv)
             if run is not None and key is not None and key == run_key and iv.start == run.end:
                 periods = None  # a plan without TOU never looks at registers
-                if key[2] is not None:
+                if key[2] is not None and run.periods is not None and iv.periods is not None:
                     periods = {p: run.periods[p] + iv.periods[p] for p in run.periods}
                 run = Interval(run.start, iv.end, run.quantity + iv.quantity, periods)
                 continue
@@ -321,7 +321,7 @@ class Pricer:
                     # chunks never cross a cycle start, so every piece is in the cycle of ``a``
                     pieces = [(a, p, q) for (_, p), q in zip(tp, parts)]
             else:
-                pieces = [(a, None, share)]
+                pieces = [(a, None, share)]  # type: ignore[list-item]  # a flat share has no period
             for at, period, qty in pieces:
                 state = self._price_piece(plan, at, period, qty, state, out)
         return state
@@ -343,6 +343,7 @@ class Pricer:
                      out: dict) -> State:
         if not plan.is_tiered:
             price = plan.price if period is None else plan.period_price(period)
+            assert price is not None  # a flat plan has its price; a TOU plan prices every period
             _add(out, (None, None, period, price), qty, qty * price)
             return state
         key = cycle_key(plan, at)
@@ -382,4 +383,4 @@ def merge_lines(lines: Iterable[Line]) -> list[Line]:
                                                          amount=prev.amount + ln.amount)
     first_seen = {k: i for i, k in enumerate(merged)}
     return sorted(merged.values(), key=lambda ln: (ln.charge is not None, ln.tier or 0,
-                                                   _PERIOD_ORDER.get(ln.period, -1), first_seen[ln.key]))
+                                                   _PERIOD_ORDER.get(ln.period or "", -1), first_seen[ln.key]))

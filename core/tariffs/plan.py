@@ -137,7 +137,7 @@ def _decimal(value, field: str, *, allow_negative: bool = False) -> Decimal:
 
 def _price(value, field: str) -> Decimal:
     d = _decimal(value, field)
-    if d.normalize().as_tuple().exponent < -4:
+    if int(d.normalize().as_tuple().exponent) < -4:
         _fail(field, f"{value!r} has more than 4 decimal places")
     return d
 
@@ -259,7 +259,7 @@ def _parse_tou(spec: dict) -> dict:
             _fail(where, "must be a non-empty list of [start, period]")
         if len(segments) > MAX_SEGMENTS:
             _fail(where, f"has {len(segments)} segments; at most {MAX_SEGMENTS}")
-        parsed_segments = []
+        parsed_segments: list[Segment] = []
         for i, seg in enumerate(segments):
             if not isinstance(seg, (list, tuple)) or len(seg) != 2:
                 _fail(f"{where}[{i}]", "must be [start, period]")

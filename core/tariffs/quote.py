@@ -4,7 +4,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 
 from core.ledger.money import format_fen, to_fen
-from core.tariffs.engine import Line, Pricer, Priced
+from core.tariffs.engine import Line, Priced, Pricer
 from core.tariffs.plan import parse_plan
 from core.tariffs.usage import intervals, parse_usage
 

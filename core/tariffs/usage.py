@@ -1,10 +1,10 @@
 """Usage as meters give it: cumulative register readings, and the intervals between them."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Mapping, Sequence
 
 from core.errors import ValidationError
 from core.tariffs.engine import Interval
@@ -34,7 +34,7 @@ def parse_quantity(value, field: str) -> Decimal:
         raise ValidationError(f"{field}: must not be negative (got {value})", field=field)
     if d >= MAX_REGISTER:
         raise ValidationError(f"{field}: {value} is too large for a register (below 10^12)", field=field)
-    if d.as_tuple().exponent < -MAX_PLACES and d != d.quantize(Decimal(1).scaleb(-MAX_PLACES)):
+    if int(d.as_tuple().exponent) < -MAX_PLACES and d != d.quantize(Decimal(1).scaleb(-MAX_PLACES)):
         raise ValidationError(f"{field}: {value!r} has more than {MAX_PLACES} decimal places", field=field)
     return d
 

@@ -8,6 +8,7 @@ frame and how many bytes it consumed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from hardware.codecs import FrameError, address_bytes, address_text, bcd_decode, bcd_encode
 
@@ -137,8 +138,7 @@ def broadcast_time_request(dt) -> bytes:
     return encode(BROADCAST, BROADCAST_TIME, time_bytes(dt))
 
 
-def bcd_value(data: bytes, decimals: int) -> "Decimal":
-    from decimal import Decimal
+def bcd_value(data: bytes, decimals: int) -> Decimal:
     return Decimal(bcd_decode(data)).scaleb(-decimals)
 
 

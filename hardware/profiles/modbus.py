@@ -62,7 +62,7 @@ class ModbusProfile(Profile):
         unit = unit_id(address)
         regs: dict[int, int] = {}
         for start, count in self.requests():
-            values = await retrying(lambda: link.read(unit, start, count))
+            values = await retrying(lambda start=start, count=count: link.read(unit, start, count))
             regs.update({start + i: v for i, v in enumerate(values)})
         out = {name: reg.decode(regs) for name, reg in self.fields.items()}
         if self.periods:

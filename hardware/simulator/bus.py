@@ -155,7 +155,7 @@ class SimGateway:
             return None, used
         return frame, used
 
-    def exchange(self, kind: str, request, conn: "_Conn", arrived: float) -> None:
+    def exchange(self, kind: str, request, conn: _Conn, arrived: float) -> None:
         """Answer one request. The bus is modelled by time rather than a lock: an exchange starts
         when its request reaches the gateway or when the bus frees up, whichever is later, and
         the reply is written when the wire would have delivered it (the simulator's own
@@ -340,7 +340,7 @@ class Simulator:
 
     # --- background thread (tests, benchmarks) ----------------------------------------
 
-    def start_in_thread(self) -> "Simulator":
+    def start_in_thread(self) -> Simulator:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="meter-simulator", daemon=True)
         self._thread.start()

@@ -19,9 +19,9 @@ def pay() -> None:
 @friendly_errors
 def refund(order_no: str, amount: str, reason: str, actor: str) -> None:
     """Refund AMOUNT yuan of a paid ORDER_NO to the payer (debits the wallet now)."""
-    from core.payments import orders as payments
     from core.db import session_scope
     from core.ledger.money import format_fen, parse_yuan
+    from core.payments import orders as payments
     from core.signals import load_listeners
     load_listeners()
     import re
@@ -77,8 +77,8 @@ def orders(state: str, limit: int) -> None:
     from sqlalchemy import select
 
     from core.db import new_session
-    from core.models import PaymentOrder
     from core.ledger.money import format_fen
+    from core.models import PaymentOrder
     with new_session() as session:
         for o in session.scalars(select(PaymentOrder).where(PaymentOrder.state == state)
                                  .order_by(PaymentOrder.id.desc()).limit(limit)):

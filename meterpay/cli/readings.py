@@ -17,7 +17,8 @@ def readings() -> None:
 @readings.command("import")
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--chunk-size", type=click.IntRange(min=1), default=None,
-              help="rows per transaction (default METERPAY_IMPORT_CHUNK, else 250000 on PostgreSQL and 20000 on SQLite; a row with registers counts as three)")
+              help="rows per transaction (default METERPAY_IMPORT_CHUNK, else 250000 on PostgreSQL and 20000 on "
+                   "SQLite; a row with registers counts as three)")
 @click.option("--strict", is_flag=True, help="exit 1 if any row was bad (the good rows still go in)")
 @friendly_errors
 def import_cmd(path: str, chunk_size: int | None, strict: bool) -> None:

@@ -20,14 +20,16 @@ import requests
 import rsa
 from alipay.aop.api.AlipayClientConfig import AlipayClientConfig
 from alipay.aop.api.DefaultAlipayClient import DefaultAlipayClient
-from alipay.aop.api.domain.AlipayDataDataserviceBillDownloadurlQueryModel import \
-    AlipayDataDataserviceBillDownloadurlQueryModel
+from alipay.aop.api.domain.AlipayDataDataserviceBillDownloadurlQueryModel import (
+    AlipayDataDataserviceBillDownloadurlQueryModel,
+)
 from alipay.aop.api.domain.AlipayTradeFastpayRefundQueryModel import AlipayTradeFastpayRefundQueryModel
 from alipay.aop.api.domain.AlipayTradePrecreateModel import AlipayTradePrecreateModel
 from alipay.aop.api.domain.AlipayTradeQueryModel import AlipayTradeQueryModel
 from alipay.aop.api.domain.AlipayTradeRefundModel import AlipayTradeRefundModel
-from alipay.aop.api.request.AlipayDataDataserviceBillDownloadurlQueryRequest import \
-    AlipayDataDataserviceBillDownloadurlQueryRequest
+from alipay.aop.api.request.AlipayDataDataserviceBillDownloadurlQueryRequest import (
+    AlipayDataDataserviceBillDownloadurlQueryRequest,
+)
 from alipay.aop.api.request.AlipayTradeFastpayRefundQueryRequest import AlipayTradeFastpayRefundQueryRequest
 from alipay.aop.api.request.AlipayTradePrecreateRequest import AlipayTradePrecreateRequest
 from alipay.aop.api.request.AlipayTradeQueryRequest import AlipayTradeQueryRequest
@@ -35,8 +37,14 @@ from alipay.aop.api.request.AlipayTradeRefundRequest import AlipayTradeRefundReq
 from alipay.aop.api.util.SignatureUtils import get_sign_content
 
 from core.ledger.money import format_fen, parse_yuan
-from core.payments.provider import (BadNotification, PaymentProvider, PaymentReport, ProviderError, RefundReport,
-                                   StatementLine)
+from core.payments.provider import (
+    BadNotification,
+    PaymentProvider,
+    PaymentReport,
+    ProviderError,
+    RefundReport,
+    StatementLine,
+)
 from miniapp_api import settings as cfg
 
 TRADE_STATES = {"TRADE_SUCCESS": "paid", "TRADE_FINISHED": "paid", "WAIT_BUYER_PAY": "pending",

@@ -16,9 +16,15 @@ from datetime import date, datetime
 from wechatpayv3 import WeChatPay, WeChatPayType
 from wechatpayv3.core import Core
 
-from core.payments.provider import (BadNotification, PaymentProvider, PaymentReport, ProviderError, RefundReport,
-                                   StatementLine)
 from core.ledger.money import parse_yuan
+from core.payments.provider import (
+    BadNotification,
+    PaymentProvider,
+    PaymentReport,
+    ProviderError,
+    RefundReport,
+    StatementLine,
+)
 from miniapp_api import settings as cfg
 
 SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
@@ -62,7 +68,7 @@ def client_for(s: cfg.WxPaySettings) -> WeChatPay:
     if pay is None:
         try:
             pay = _client(s)
-        except Exception as exc:  # noqa: BLE001 - the SDK raises bare Exception
+        except Exception as exc:
             raise ProviderError(f"WeChat Pay client: {exc}") from exc
         with _cache_lock:
             _cache[s] = pay
@@ -72,7 +78,7 @@ def client_for(s: cfg.WxPaySettings) -> WeChatPay:
 def _call(what: str, fn, *args, **kwargs) -> dict:
     try:
         code, body = fn(*args, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - network errors and signature failures
+    except Exception as exc:
         raise ProviderError(f"WeChat Pay {what}: {exc}") from exc
     if code not in range(200, 300):
         raise ProviderError(f"WeChat Pay {what}: HTTP {code} {str(body)[:200]}")
@@ -137,7 +143,7 @@ class WeChatPayProvider(PaymentProvider):
     def query_refund(self, order, refund) -> RefundReport | None:
         try:
             code, text = self.pay.query_refund(out_refund_no=refund.refund_no)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ProviderError(f"WeChat Pay refund query: {exc}") from exc
         if code == 404:
             return None
@@ -179,7 +185,8 @@ class WeChatPayProvider(PaymentProvider):
         raise BadNotification(f"unknown event type {event!r}")
 
     def statement(self, day: date) -> list[StatementLine]:
-        body = _call("trade bill", self.pay._core.request, f"/v3/bill/tradebill?bill_date={day.isoformat()}&bill_type=ALL")
+        body = _call("trade bill", self.pay._core.request,
+                     f"/v3/bill/tradebill?bill_date={day.isoformat()}&bill_type=ALL")
         url = body.get("download_url")
         if not url:
             raise ProviderError("WeChat Pay trade bill: no download_url")

@@ -6,8 +6,8 @@ import json
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from core.sites.managers import verify_password
 from core.models import Manager, ManagerRole
+from core.sites.managers import verify_password
 from meterpay.cli import cli
 
 

@@ -2,7 +2,6 @@
 (last - first) x CT ratio x price, whatever the chunks."""
 from __future__ import annotations
 
-import random
 from datetime import timedelta
 from decimal import Decimal
 
@@ -13,8 +12,8 @@ from sqlalchemy import select
 from core import ledger
 from core.billing import RawReading, ingest_batch
 from core.ledger.check import validate
-from core.models.billing import BilledUsage
 from core.ledger.money import to_fen
+from core.models.billing import BilledUsage
 from tests.billing.conftest import BEIJING_TIERS, at
 
 GD_TOU = {"kind": "tou", "unit": "kWh", "prices": {"peak": "1.02", "flat": "0.6", "valley": "0.228"},

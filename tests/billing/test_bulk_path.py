@@ -6,12 +6,10 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
-from core import ledger, signals
-from core.billing import RawReading, ingest_batch
-from core import bulk_sql
-from core.billing import store
-from core.ledger import bulk as ledger_bulk
+from core import bulk_sql, ledger, signals
+from core.billing import RawReading, ingest_batch, store
 from core.db import session_scope
+from core.ledger import bulk as ledger_bulk
 from core.ledger.check import validate
 from core.models import JournalEntry, Reading
 from tests.billing.conftest import at

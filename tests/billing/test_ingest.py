@@ -162,8 +162,9 @@ def test_a_reading_for_an_unknown_meter_is_refused(session):
 
 
 def test_a_naive_time_is_refused(session, billed_account):
-    import pytest
     from datetime import datetime
+
+    import pytest
 
     from core.errors import ValidationError
     acct, meter = billed_account()

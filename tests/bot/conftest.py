@@ -17,7 +17,7 @@ TOKEN = "meterpay-test-token"
 APPID = "wx0123456789abcdef"
 AES_KEY = base64.b64encode(hashlib.sha256(b"meterpay-test").digest()).decode().rstrip("=")  # 43 characters
 
-import core.alarms.balance  # noqa: E402,F401  (registers the balance and device alarm listeners)
+import core.alarms.balance  # noqa: E402  (registers the balance and device alarm listeners)
 import core.supply.auto  # noqa: E402,F401
 
 

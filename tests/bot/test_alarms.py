@@ -2,7 +2,7 @@
 `every_minutes`, cleared by a recharge, never sent twice for one crossing."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -11,7 +11,7 @@ from core.alarms import balance as alarms
 from core.ledger import cashdesk
 from core.models import AlarmState, Notification, Tenant
 
-T0 = datetime(2026, 11, 25, 2, 0, tzinfo=timezone.utc)  # a Wednesday, 10:00 in Shanghai
+T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # a Wednesday, 10:00 in Shanghai
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
@@ -12,7 +12,7 @@ from bot import channels, delivery
 from core.alarms import notifications
 from core.models import Notification
 
-T0 = datetime(2026, 11, 25, 4, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
 
 
 def _queue(session, channel, recipient, kind="balance_alarm", key=None, **data):

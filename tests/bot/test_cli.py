@@ -6,8 +6,8 @@ import json
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from core.sites.managers import create_manager
 from core.models import Manager
+from core.sites.managers import create_manager
 from meterpay.cli import cli
 
 

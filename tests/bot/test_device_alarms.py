@@ -1,17 +1,17 @@
 """Device alarms reach the site's managers: meter offline, consumption while tripped, tamper."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
 
 from core import signals
-from core.supply import commands
 from core.db import utcnow
-from core.sites.managers import create_manager
 from core.models import Meter, MeterCommand, MeterEvent, Reading
+from core.sites.managers import create_manager
+from core.supply import commands
 
 
 @pytest.fixture

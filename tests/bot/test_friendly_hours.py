@@ -1,7 +1,7 @@
 """Friendly hours as pure functions of a time and a config."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -40,8 +40,8 @@ def test_outside_friendly_hours_the_time_is_now():
 
 
 def test_the_answer_keeps_the_zone_it_was_given():
-    at = datetime(2026, 11, 25, 15, 0, tzinfo=timezone.utc)
-    assert next_allowed(at, ALL) == datetime(2026, 11, 25, 23, 0, tzinfo=timezone.utc)
+    at = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+    assert next_allowed(at, ALL) == datetime(2026, 11, 25, 23, 0, tzinfo=UTC)
 
 
 def test_nights_inside_one_day():

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from core import clock, ledger
-from core.sites.managers import create_manager
 from core.models import Account, AuditLog, MeterCommand
+from core.sites.managers import create_manager
 from tests.bot.helpers import WeChat
 
 
@@ -123,7 +123,7 @@ def test_bad_amounts_are_refused_before_any_code(client, sandbox, two_sites):
 
 
 def test_trip_and_restore_go_through_the_outbox(client, sandbox, session, two_sites):
-    wechat, a = WeChat(client), two_sites["a"]
+    wechat = WeChat(client)
     wechat.say("o-alice", "确认 " + _code(wechat.say("o-alice", "拉闸 A301")))
     wechat.say("o-alice", "confirm " + _code(wechat.say("o-alice", "restore A301")))
     session.expire_all()

@@ -3,16 +3,16 @@ hours or keep-power, cut later at the next allowed time, restore when a recharge
 balance. Asserted on the command rows the outbox receives; the clock is injected."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
 from core.ledger import cashdesk
-from core.supply import control as supply
-from core.supply import auto as supply_auto
 from core.models import AuditLog, MeterCommand, SupplyControl
+from core.supply import auto as supply_auto
+from core.supply import control as supply
 
-UTC = timezone.utc
+UTC = UTC
 WEDNESDAY_NOON = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)     # 12:00 Shanghai, a working day
 WEDNESDAY_23H = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)     # 23:00 Shanghai
 THURSDAY_0659 = datetime(2026, 11, 25, 22, 59, tzinfo=UTC)    # 06:59 Shanghai
@@ -210,9 +210,9 @@ def test_a_bulk_import_that_crosses_the_lines_still_cuts_and_alarms_with_one_job
     """Bulk billing publishes its balance changes as one job per chunk (run in line in eager test
     mode); the alarms and the cut still happen, and an account left above every line is untouched."""
     from core import jobs, signals
-    from core.sites.accounts import MeterSpec
     from core.billing.csv_import import import_text
     from core.models import AlarmState, Notification
+    from core.sites.accounts import MeterSpec
     from core.tariffs.store import add_plan
 
     clock_at(WEDNESDAY_NOON)

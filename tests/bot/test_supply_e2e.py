@@ -2,15 +2,15 @@
 relay (or valve) really opens on the simulated meter, and a recharge really closes it again."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
 from core.ledger import cashdesk
-from core.sites.accounts import MeterSpec
 from core.models import Meter, MeterCommand
+from core.sites.accounts import MeterSpec
 
-WEDNESDAY_NOON = datetime(2026, 11, 25, 4, 0, tzinfo=timezone.utc)
+WEDNESDAY_NOON = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
 
 
 def in_thread(fn):

@@ -1,12 +1,12 @@
 """Tenant chat: binding by the room's QR scene, balance, usage, recharge link, bills, alert channels."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from bot import binding
 from sqlalchemy import select
 
+from bot import binding
 from core.models import Reading, Tenant, TenantBinding
 from tests.bot.helpers import WeChat
 
@@ -65,10 +65,10 @@ def test_menu_clicks_answer_like_the_words(client, sandbox, factory, session):
 
 def test_usage_today_and_this_month(client, sandbox, factory, session, clock_at):
     wechat, account, _ = _bound(client, factory, session, openid="o-usage")
-    now = clock_at(datetime(2026, 11, 27, 6, 0, tzinfo=timezone.utc))  # 14:00 in Shanghai
+    now = clock_at(datetime(2026, 11, 27, 6, 0, tzinfo=UTC))  # 14:00 in Shanghai
     meter = account.meters[0]
-    for when, total in ((datetime(2026, 10, 31, 15, 0, tzinfo=timezone.utc), "100.00"),   # before Nov 1 local
-                        (datetime(2026, 11, 26, 15, 0, tzinfo=timezone.utc), "180.50"),   # 23:00 Nov 26 local
+    for when, total in ((datetime(2026, 10, 31, 15, 0, tzinfo=UTC), "100.00"),   # before Nov 1 local
+                        (datetime(2026, 11, 26, 15, 0, tzinfo=UTC), "180.50"),   # 23:00 Nov 26 local
                         (now - timedelta(hours=1), "185.75")):
         session.add(Reading(meter_id=meter.id, taken_at=when, total=Decimal(total)))
     session.commit()

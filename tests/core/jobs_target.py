@@ -4,8 +4,9 @@ CALLS: list = []
 
 def record(value):
     CALLS.append(value)
-    from core.config import get_settings
     from redis import Redis
+
+    from core.config import get_settings
     if get_settings().redis_url:
         Redis.from_url(get_settings().redis_url).rpush("meterpay:test:calls", str(value))
 

@@ -3,9 +3,9 @@ import pytest
 from sqlalchemy import func, select
 
 from core import ledger
-from core.sites.accounts import MeterSpec, OpenAccountRequest, open_account, save_preset
 from core.errors import Conflict, NotFound, ValidationError
 from core.models import Account, Meter
+from core.sites.accounts import MeterSpec, OpenAccountRequest, open_account, save_preset
 from core.tariffs.store import add_plan
 
 

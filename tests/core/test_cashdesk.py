@@ -3,11 +3,11 @@ import pytest
 from sqlalchemy import func, select
 
 from core import ledger
-from core.sites import accounts
+from core.errors import AccountClosed, InsufficientFunds, NotFound, ValidationError
 from core.ledger import cashdesk
 from core.ledger import check as ledger_check
-from core.errors import AccountClosed, InsufficientFunds, NotFound, ValidationError
 from core.models import AuditLog, JournalEntry
+from core.sites import accounts
 
 
 def entry_count(session):

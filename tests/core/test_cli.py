@@ -7,7 +7,6 @@ import sys
 from click.testing import CliRunner
 from sqlalchemy import update
 
-from core import ledger
 from core.models import LedgerAccount
 from meterpay.cli import cli
 

@@ -90,6 +90,7 @@ def test_a_failing_listener_does_not_fail_the_caller(session, factory):
 
 def test_work_registered_inside_a_rolled_back_savepoint_is_dropped(session):
     from sqlalchemy.exc import IntegrityError
+
     from core.db import after_commit
     calls = []
     try:
@@ -105,6 +106,7 @@ def test_work_registered_inside_a_rolled_back_savepoint_is_dropped(session):
 
 def test_releasing_a_savepoint_does_not_run_after_commit_work_early(session):
     from sqlalchemy import text
+
     from core.db import after_commit
     calls = []
     session.execute(text("SELECT 1"))

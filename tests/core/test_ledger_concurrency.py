@@ -2,9 +2,9 @@
 import threading
 
 from core import ledger
+from core.db import session_scope
 from core.ledger import cashdesk
 from core.ledger import check as ledger_check
-from core.db import session_scope
 
 
 def test_sixteen_threads_posting_to_one_wallet_end_exact(pg_only, session, factory):

@@ -2,10 +2,10 @@
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.ledger import journal as ledger
+from core.errors import InsufficientFunds, ValidationError
 from core.ledger import cashdesk
 from core.ledger import check as ledger_check
-from core.errors import InsufficientFunds, ValidationError
+from core.ledger import journal as ledger
 from core.models import JournalEntry
 
 amounts = st.integers(min_value=1, max_value=50_000)

@@ -1,5 +1,4 @@
 """Onboarding a site from a spreadsheet: all rooms in, idempotent, bad rows named by line."""
-import shutil
 
 import pytest
 from sqlalchemy import func, select
@@ -43,8 +42,9 @@ def test_importing_the_same_file_again_changes_nothing(session, plans):
 
 
 def test_xlsx_imports_like_csv(session, plans, tmp_path):
-    from openpyxl import Workbook
     import csv
+
+    from openpyxl import Workbook
     wb = Workbook()
     ws = wb.active
     with open(FIXTURE, encoding="utf-8") as fh:

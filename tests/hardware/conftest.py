@@ -39,8 +39,8 @@ def simulator():
 @pytest.fixture
 def wired_meter(factory, simulator, session):
     """An account whose meter hangs behind a simulated gateway: returns (meter row, sim meter, gateway)."""
-    from core.sites.accounts import MeterSpec
     from core.models import Meter
+    from core.sites.accounts import MeterSpec
 
     def make(profile: str = "acrel-ddsy1352", address: str = "1", protocol: str = "modbus-rtu",
              kind: str = "electricity", billing_mode: str = "prepaid-platform", site=None, balance_fen=10000,

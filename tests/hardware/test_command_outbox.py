@@ -5,8 +5,8 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from core.supply import commands
 from core.models import Meter, MeterCommand, MeterCommandEvent, MeterEvent
+from core.supply import commands
 from core.utils import utcnow
 from hardware import executor, poller
 

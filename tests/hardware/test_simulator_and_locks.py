@@ -8,8 +8,8 @@ import time
 import pytest
 from sqlalchemy import select
 
-from core.sites.accounts import MeterSpec
 from core.models import Gateway
+from core.sites.accounts import MeterSpec
 from hardware import field
 from hardware.buslock import BusBusy, bus_lock
 from hardware.simulator import Simulator, wire_time

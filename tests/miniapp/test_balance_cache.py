@@ -10,13 +10,11 @@ import time
 import pytest
 from sqlalchemy import text
 
-from core.ledger import balance_cache
-from core.ledger import cashdesk
-from core.sites import selfservice
-from core.ledger.bulk import Consumption, post_consumptions
 from core.db import session_scope
-from core.ledger import system_account, wallet_of
+from core.ledger import balance_cache, cashdesk, system_account, wallet_of
+from core.ledger.bulk import Consumption, post_consumptions
 from core.models import TenantBinding
+from core.sites import selfservice
 
 
 def poll(predicate, timeout: float = 5.0):

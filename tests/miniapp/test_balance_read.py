@@ -1,7 +1,7 @@
 """The hot balance read: right value for a bound openid, nothing for others, survives a dead connection."""
 from core.ledger import cashdesk
-from core.sites import selfservice
 from core.models import TenantBinding
+from core.sites import selfservice
 
 
 def test_bound_balance_is_read_for_the_bound_openid_only(session, factory):

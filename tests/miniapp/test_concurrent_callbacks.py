@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from miniapp_api import sandbox_sign as sign
 from tests.miniapp.conftest import balance_of, order_row

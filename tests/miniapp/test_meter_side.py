@@ -36,8 +36,8 @@ def test_a_paid_recharge_on_a_meter_side_account_queues_one_recharge_command(bou
 
 def test_platform_side_accounts_and_deductions_push_nothing_to_the_meter(factory, monkeypatch):
     monkeypatch.setattr("core.supply.commands.EXECUTOR", f"{__name__}.record_only")
-    from core.ledger import cashdesk
     from core.db import session_scope
+    from core.ledger import cashdesk
     platform = factory.account(billing_mode="prepaid-platform")
     meter_side = factory.account(billing_mode="prepaid-meter", balance_fen=1000)
     with session_scope() as s:
@@ -52,8 +52,8 @@ def test_platform_side_accounts_and_deductions_push_nothing_to_the_meter(factory
 def test_a_paid_recharge_restores_supply_that_ran_out_on_a_platform_billed_account(bound_tenant, pay_env,
                                                                                      monkeypatch):
     import core.supply.auto  # noqa: F401 - the bot/alarms area's listener: cut at zero, restore on recharge
-    from core.ledger import cashdesk
     from core.db import session_scope
+    from core.ledger import cashdesk
     monkeypatch.setattr("core.supply.commands.EXECUTOR", f"{__name__}.record_only")
     for name, value in (("METERPAY_FRIENDLY_NIGHTS", "off"), ("METERPAY_FRIENDLY_WEEKENDS", "0"),
                         ("METERPAY_FRIENDLY_HOLIDAYS", "0")):

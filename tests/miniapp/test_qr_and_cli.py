@@ -45,8 +45,8 @@ def test_pay_refund_cli_refuses_a_bad_amount_without_a_traceback(factory):
 
 
 def test_pay_orders_lists_flagged_orders_for_a_manager(factory):
-    from core.payments import orders as payments
     from core.db import session_scope
+    from core.payments import orders as payments
     account = factory.account()
     with session_scope() as s:
         order = payments.create_order(s, account.id, 5000, "wechat")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import requests
 
-from tests.miniapp.conftest import balance_of, order_row, wait_for
+from tests.miniapp.conftest import balance_of, order_row
 
 
 def test_wechat_recharge_is_credited_once_over_real_http(bound_tenant, pay_env):

@@ -16,8 +16,8 @@ def paid_order(tenant, account, channel, amount="50.00"):
 
 
 def refund(order_no, amount_fen, actor="manager:li"):
-    from core.payments import orders as payments
     from core.db import session_scope
+    from core.payments import orders as payments
     with session_scope() as s:
         return payments.start_refund(s, order_no, amount_fen, actor=actor, reason="moving out").refund_no
 
@@ -55,8 +55,8 @@ def test_refunds_cannot_exceed_the_order_or_the_balance_or_touch_unpaid_orders(b
     order_no = paid_order(tenant, account, "wechat", "30.00")
     with pytest.raises(ValidationError):
         refund(order_no, 3001)
-    from core.ledger import cashdesk
     from core.db import session_scope
+    from core.ledger import cashdesk
     with session_scope() as s:
         cashdesk.consume(s, account.id, 2500, key="usage:test")
     with pytest.raises(InsufficientFunds):

@@ -35,8 +35,8 @@ def test_usage_by_day_and_month_from_readings_and_consumption(factory, session, 
 
 
 def test_water_usage_is_counted_apart_in_cubic_metres(session, bound_tenant, pay_env):
-    from core.sites.accounts import MeterSpec
     from core.models import Meter, Reading
+    from core.sites.accounts import MeterSpec
     tenant, account = bound_tenant(meters=(MeterSpec(serial="E-USG"), MeterSpec(serial="W-USG", kind="water",
                                                                                 profile="cjt188-water")))
     water = session.scalar(select(Meter).where(Meter.serial == "W-USG"))
