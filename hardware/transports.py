@@ -82,7 +82,14 @@ def _quiet_pymodbus() -> None:
 
 
 class ModbusLink(Link):
-    """Modbus RTU framing over TCP (a transparent gateway) or Modbus TCP, via pymodbus's client."""
+    """Modbus RTU framing over TCP (a transparent gateway) or Modbus TCP, via pymodbus's client.
+
+    pymodbus (3.16) does not fail a pending request when the gateway closes the connection: it
+    waits out the timeout and says nothing was received. The link listens to the client's
+    connect trace instead and races each request against the connection going away, so a
+    gateway that hangs up is ``GatewayDown`` ("closed the connection") at once, as on the DL/T
+    645 and CJ/T 188 links.
+    """
 
     def __init__(self, url: str, protocol: str = "modbus-rtu", timeout: float | None = None):
         super().__init__(url, timeout)
@@ -91,9 +98,20 @@ class ModbusLink(Link):
         from pymodbus.client import AsyncModbusTcpClient
         self.protocol = protocol
         self._rx = bytearray()
+        self._lost: asyncio.Event | None = None  # made on first use, in the loop that uses the link
         self.client = AsyncModbusTcpClient(
             self.host, port=self.port, framer=FramerType.RTU if protocol == "modbus-rtu" else FramerType.SOCKET,
-            timeout=self.timeout, retries=0, reconnect_delay=0, trace_packet=self._trace)
+            timeout=self.timeout, retries=0, reconnect_delay=0, trace_packet=self._trace,
+            trace_connect=self._on_connect)
+
+    def _on_connect(self, connected: bool) -> None:
+        # pymodbus calls this from connection_made / connection_lost, in the link's event loop
+        if self._lost is None:
+            return
+        if connected:
+            self._lost.clear()
+        else:
+            self._lost.set()
 
     def _trace(self, sending: bool, data: bytes) -> bytes:
         # pymodbus skips a reply with a bad CRC or another unit id silently (and times out);
@@ -116,11 +134,35 @@ class ModbusLink(Link):
         return wrong, bad_crc
 
     async def _connected(self) -> None:
+        if self._lost is None:
+            self._lost = asyncio.Event()
         if self.client.connected:
             return
         if not await self.client.connect():
             self.stats.connect_failures += 1
             raise GatewayDown(f"gateway {self.host}:{self.port} is not reachable")
+        self._lost.clear()
+
+    def _closed(self) -> GatewayDown:
+        self.stats.connect_failures += 1
+        return GatewayDown(f"gateway {self.host}:{self.port} closed the connection")
+
+    async def _until_lost(self, coro):
+        """Await ``coro`` unless the connection goes away first (then GatewayDown at once)."""
+        assert self._lost is not None
+        task = asyncio.ensure_future(coro)
+        lost = asyncio.ensure_future(self._lost.wait())
+        try:
+            await asyncio.wait((task, lost), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        await asyncio.wait((task,))
+        if not task.cancelled():
+            task.exception()  # the request is abandoned; whatever it ended with is not the story
+        raise self._closed()
 
     async def _call(self, unit: int, coro_fn):
         from pymodbus.exceptions import ConnectionException, ModbusIOException
@@ -128,8 +170,10 @@ class ModbusLink(Link):
         self.stats.requests += 1
         self._rx = bytearray()
         try:
-            reply = await coro_fn()
+            reply = await self._until_lost(coro_fn())
         except ModbusIOException as exc:
+            if not self.client.connected:
+                raise self._closed() from None
             wrong_unit, bad_crc = self._diagnose(unit)
             if "device id" in str(exc) or wrong_unit:
                 self.stats.wrong_address += 1
@@ -144,7 +188,9 @@ class ModbusLink(Link):
             raise GatewayDown(f"gateway {self.host}:{self.port} dropped the connection") from None
         if reply.isError():
             self.stats.refused += 1
-            raise MeterRefused(f"unit {unit} refused: Modbus exception {getattr(reply, 'exception_code', '?')}")
+            code = getattr(reply, "exception_code", None)
+            raise MeterRefused(f"unit {unit} refused: Modbus exception {code if code is not None else '?'}",
+                               code=code)
         if reply.dev_id != unit:
             self.stats.wrong_address += 1
             raise WrongAddress(f"reply from unit {reply.dev_id}, asked unit {unit}")
@@ -275,7 +321,7 @@ class Dlt645Link(FrameLink):
             raise NoReply(f"meter {want} did not answer within {self.timeout:g}s") from None
         if frame.is_error:
             self.stats.refused += 1
-            raise MeterRefused(f"meter {want} refused: {frame.error_text()}")
+            raise MeterRefused(f"meter {want} refused: {frame.error_text()}", code=frame.error_code)
         return frame
 
     async def read(self, address: str, di: int) -> bytes:
@@ -295,9 +341,10 @@ class Cjt188Link(FrameLink):
     codec = cjt188
 
     async def request(self, address: str, request: bytes, di: int) -> cjt188.Frame:
+        """One CJ/T 188 exchange; the reply's DI may come in either byte order."""
         want = address.zfill(14)
         try:
-            frame = await self.exchange(request, lambda f: f.address == want and f.di == di)
+            frame = await self.exchange(request, lambda f: f.address == want and f.di_matches(di))
         except NoReply:
             raise NoReply(f"water meter {want} did not answer within {self.timeout:g}s") from None
         if frame.is_error:
