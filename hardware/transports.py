@@ -86,9 +86,9 @@ class ModbusLink(Link):
 
     pymodbus (3.16) does not fail a pending request when the gateway closes the connection: it
     waits out the timeout and says nothing was received. The link listens to the client's
-    connect trace instead and races each request against the connection going away, so a
-    gateway that hangs up is ``GatewayDown`` ("closed the connection") at once, as on the DL/T
-    645 and CJ/T 188 links.
+    connect trace instead and cancels the request waiting for its reply when the connection goes
+    away, so a gateway that hangs up is ``GatewayDown`` ("closed the connection") at once, as on
+    the DL/T 645 and CJ/T 188 links.
     """
 
     def __init__(self, url: str, protocol: str = "modbus-rtu", timeout: float | None = None):
@@ -98,20 +98,19 @@ class ModbusLink(Link):
         from pymodbus.client import AsyncModbusTcpClient
         self.protocol = protocol
         self._rx = bytearray()
-        self._lost: asyncio.Event | None = None  # made on first use, in the loop that uses the link
+        self._inflight: asyncio.Future | None = None  # the request waiting for its reply
+        self._hung_up = False
         self.client = AsyncModbusTcpClient(
             self.host, port=self.port, framer=FramerType.RTU if protocol == "modbus-rtu" else FramerType.SOCKET,
             timeout=self.timeout, retries=0, reconnect_delay=0, trace_packet=self._trace,
             trace_connect=self._on_connect)
 
     def _on_connect(self, connected: bool) -> None:
-        # pymodbus calls this from connection_made / connection_lost, in the link's event loop
-        if self._lost is None:
-            return
-        if connected:
-            self._lost.clear()
-        else:
-            self._lost.set()
+        # pymodbus calls this from connection_made / connection_lost, in the link's event loop:
+        # a request still waiting for its reply will not get one
+        if not connected and self._inflight is not None and not self._inflight.done():
+            self._hung_up = True
+            self._inflight.cancel()
 
     def _trace(self, sending: bool, data: bytes) -> bytes:
         # pymodbus skips a reply with a bad CRC or another unit id silently (and times out);
@@ -134,14 +133,11 @@ class ModbusLink(Link):
         return wrong, bad_crc
 
     async def _connected(self) -> None:
-        if self._lost is None:
-            self._lost = asyncio.Event()
         if self.client.connected:
             return
         if not await self.client.connect():
             self.stats.connect_failures += 1
             raise GatewayDown(f"gateway {self.host}:{self.port} is not reachable")
-        self._lost.clear()
 
     def _closed(self) -> GatewayDown:
         self.stats.connect_failures += 1
@@ -149,20 +145,17 @@ class ModbusLink(Link):
 
     async def _until_lost(self, coro):
         """Await ``coro`` unless the connection goes away first (then GatewayDown at once)."""
-        assert self._lost is not None
         task = asyncio.ensure_future(coro)
-        lost = asyncio.ensure_future(self._lost.wait())
+        self._inflight, self._hung_up = task, False
         try:
-            await asyncio.wait((task, lost), return_when=asyncio.FIRST_COMPLETED)
+            return await task
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if self._hung_up and (me is None or not me.cancelling()):
+                raise self._closed() from None
+            raise
         finally:
-            lost.cancel()
-        if task.done():
-            return task.result()
-        task.cancel()
-        await asyncio.wait((task,))
-        if not task.cancelled():
-            task.exception()  # the request is abandoned; whatever it ended with is not the story
-        raise self._closed()
+            self._inflight = None
 
     async def _call(self, unit: int, coro_fn):
         from pymodbus.exceptions import ConnectionException, ModbusIOException
