@@ -143,7 +143,7 @@ class ModbusLink(Link):
         self.stats.connect_failures += 1
         return GatewayDown(f"gateway {self.host}:{self.port} closed the connection")
 
-    async def _until_lost(self, coro):
+    async def _unless_hung_up(self, coro):
         """Await ``coro`` unless the connection goes away first (then GatewayDown at once)."""
         task = asyncio.ensure_future(coro)
         self._inflight, self._hung_up = task, False
@@ -163,7 +163,7 @@ class ModbusLink(Link):
         self.stats.requests += 1
         self._rx = bytearray()
         try:
-            reply = await self._until_lost(coro_fn())
+            reply = await self._unless_hung_up(coro_fn())
         except ModbusIOException as exc:
             if not self.client.connected:
                 raise self._closed() from None

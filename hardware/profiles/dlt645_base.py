@@ -54,13 +54,6 @@ def _remember_refused(key: tuple[str, str, str], di: int) -> None:
         _refused.setdefault(key, {})[di] = time.monotonic()
 
 
-def refused_identifiers(url: str, address: str) -> set[int]:
-    """The DIs this process remembers a meter refusing (any profile), for tests and diagnostics."""
-    with _memo_lock:
-        return {di for (_p, u, a), seen in _refused.items() if u == url and a == address.zfill(12)
-                for di in seen}
-
-
 def forget(url: str | None = None) -> None:
     """Forget what meters refused: all of it, or the meters behind one gateway URL."""
     with _memo_lock:
