@@ -36,7 +36,8 @@ def credit_meter(session: Session, account_id: int) -> Meter | None:
     """The meter that holds a prepaid-meter account's credit: its first active electricity meter,
     else its first active meter; None when it has none."""
     return pick_credit_meter(session.scalars(select(Meter).where(Meter.account_id == account_id,
-                                                                 Meter.status == "active").order_by(Meter.id)))
+                                                                 Meter.status == "active").order_by(Meter.id)
+                                             .execution_options(populate_existing=True)))
 
 
 def pick_credit_meter(meters: Iterable[Meter]) -> Meter | None:
