@@ -19,6 +19,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.alarms.status import AlarmLevel, fee_status
 from core.models import Account, LedgerAccount, Meter
 
 SOURCES = ("wallet", "meter")
@@ -53,12 +54,25 @@ def pick_credit_meter(meters: Iterable[Meter]) -> Meter | None:
 
 def shown_from(billing_mode: str, wallet_fen: int | None, meter: Meter | None) -> ShownBalance:
     """The shown balance from an account's mode, wallet balance and credit meter (pure)."""
-    wallet = int(wallet_fen or 0)
     if billing_mode != "prepaid-meter":
-        return ShownBalance(wallet)
-    if meter is None or meter.remaining_fen is None:
+        return ShownBalance(int(wallet_fen or 0))
+    return meter_shown(wallet_fen, meter.remaining_fen if meter else None, meter.remaining_read_at if meter else None)
+
+
+def meter_shown(wallet_fen: int | None, remaining_fen: int | None, read_at: datetime | None) -> ShownBalance:
+    """A prepaid-meter account's shown balance from its credit meter's last report (pure)."""
+    wallet = int(wallet_fen or 0)
+    if remaining_fen is None:
         return ShownBalance(None, "meter", None, wallet)
-    return ShownBalance(int(meter.remaining_fen), "meter", meter.remaining_read_at, wallet)
+    return ShownBalance(int(remaining_fen), "meter", read_at, wallet)
+
+
+def shown_fee_status(shown: ShownBalance, levels: list[AlarmLevel], *, keep_power: bool = False,
+                     closed: bool = False) -> str:
+    """``core.alarms.status.fee_status`` of the shown balance; ``unread`` for a prepaid meter never read."""
+    if shown.fen is None and not closed and not keep_power:
+        return "unread"
+    return fee_status(shown.fen or 0, levels, keep_power=keep_power, closed=closed)
 
 
 def shown_balance(session: Session, account: Account) -> ShownBalance:
