@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint bench clean
+.PHONY: install run test test-fast lint translations bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ run: install
 	$(BIN)/meterpay db upgrade
 	$(BIN)/meterpay demo seed --if-empty
 	$(BIN)/meterpay run --demo
+
+translations: install
+	$(BIN)/python -c 'from core.i18n import compile_catalogs; print(compile_catalogs() or "catalogs up to date")'
 
 lint: install
 	$(BIN)/ruff check .

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 from flask import redirect, request, url_for
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from admin import security
-from admin.web import bp, db, render, safe_next, sign_in, sign_out, t, visible_sites
+from admin.web import bp, db, render, safe_next, sign_in, sign_out, visible_sites
 from core.models import Manager
 from core.sites.managers import verify_password
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@security.limit_by_user
+@security.limit_by_address
 def login():
     error = None
     status = 200
@@ -18,21 +21,23 @@ def login():
     if request.method == "POST":
         username = (request.form.get("username") or "").strip()
         password = request.form.get("password") or ""
-        if security.login_blocked(username):
-            error = t("尝试次数过多，请稍后再试。", "Too many attempts; try again later.")
-            status = 429
-        else:
-            manager = db().scalar(select(Manager).where(Manager.username == username)) if username else None
-            if manager is not None and manager.active and verify_password(manager, password):
-                security.login_succeeded(username)
-                sign_in(manager)
-                return redirect(safe_next(request.args.get("next")))
-            security.login_failed(username)
-            error = t("用户名或密码错误。", "Wrong username or password.")
-            status = 401
+        manager = db().scalar(select(Manager).where(Manager.username == username)) if username else None
+        if manager is not None and manager.active and verify_password(manager, password):
+            security.login_succeeded()
+            sign_in(manager)
+            return redirect(safe_next(request.args.get("next")))
+        error = _("用户名或密码错误。")
+        status = 401
     elif request.args.get("expired"):
-        error = t("登录已过期，请重新登录。", "Your session expired; please sign in again.")
+        error = _("登录已过期，请重新登录。")
     return render("login.html", status, error=error, username=username)
+
+
+@bp.errorhandler(429)
+def too_many_attempts(_err):
+    """The sign-in limit (admin.security) was reached: the form again, with the reason."""
+    username = (request.form.get("username") or "").strip()
+    return render("login.html", 429, error=_("尝试次数过多，请稍后再试。"), username=username)
 
 
 @bp.post("/logout")

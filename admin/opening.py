@@ -7,10 +7,11 @@ import tempfile
 from pathlib import Path
 
 from flask import flash, redirect, request, url_for
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from admin import room_data as rd
-from admin.web import actor, bp, db, new_op, render, require_write, site_or_404, t
+from admin.web import actor, bp, db, new_op, render, require_write, site_or_404
 from core.alarms.status import DEFAULT_ALARM_LEVELS
 from core.errors import MeterpayError, NotFound, ValidationError
 from core.ledger.money import parse_yuan
@@ -61,7 +62,7 @@ def _levels(form) -> list | None:
             levels.append({"amount_fen": fen, "times": d["times"], "every_minutes": d["every_minutes"]})
     amounts = [lv["amount_fen"] for lv in levels]
     if amounts != sorted(amounts, reverse=True) or len(set(amounts)) != len(amounts):
-        raise ValidationError(t("报警金额须从一级到三级递减。", "Alarm amounts must go down from level 1 to 3."),
+        raise ValidationError(_("报警金额须从一级到三级递减。"),
                               field="alarm_levels")
     return levels or None
 
@@ -90,7 +91,7 @@ def open_account_submit(site_id: int):
         number = (form.get("room") or "").strip()
         room = session.scalar(select(Room).where(Room.site_id == site.id, Room.number == number))
         if room is None:
-            raise NotFound(t(f"没有房间 {number!r}", f"No room {number!r}"), field="room")
+            raise NotFound(_("没有房间 %(room)s", room=repr(number)), field="room")
         opening = (form.get("opening_balance") or "").strip()
         levels = _levels(form)
         preset = (form.get("preset") or "").strip() or None
@@ -111,7 +112,7 @@ def open_account_submit(site_id: int):
         session.rollback()
         return render("open_account.html", exc.http_status, error=exc.message,
                       **_form_context(site, dict(form)))
-    flash(t(f"已为 {room.number} 开户", f"Account opened at {room.number}"), "ok")
+    flash(_("已为 %(room)s 开户", room=room.number), "ok")
     return redirect(url_for("admin.room", room_id=room.id), code=303)
 
 
@@ -124,10 +125,10 @@ def import_sheet(site_id: int):
     upload = request.files.get("file")
     suffix = Path(upload.filename or "").suffix.lower() if upload else ""
     if upload is None or not upload.filename:
-        return render("import.html", 400, site=site, report=None, error=t("请选择文件。", "Choose a file."))
+        return render("import.html", 400, site=site, report=None, error=_("请选择文件。"))
     if suffix not in (".csv", ".xlsx"):
         return render("import.html", 400, site=site, report=None,
-                      error=t("请上传 .csv 或 .xlsx 文件。", "Upload a .csv or .xlsx file."))
+                      error=_("请上传 .csv 或 .xlsx 文件。"))
     from core.sites.importer import import_file
     fd, path = tempfile.mkstemp(suffix=suffix, prefix="meterpay-import-")
     os.close(fd)

@@ -5,9 +5,10 @@ without it the page asks first and nothing changes."""
 from __future__ import annotations
 
 from flask import abort, flash, jsonify, redirect, request, url_for
+from flask_babel import gettext as _
 
 from admin import room_data as rd
-from admin.web import actor, bp, db, new_op, op_key, render, require_write, room_or_404, t
+from admin.web import actor, bp, db, new_op, op_key, render, require_write, room_or_404
 from core.errors import MeterpayError, NotFound, ValidationError
 from core.ledger import cashdesk
 from core.ledger.money import format_fen, parse_yuan
@@ -64,7 +65,7 @@ def room_commands(room_id: int):
 def _account(room):
     account = rd.open_account_of(db(), room)
     if account is None:
-        raise ValidationError(t("该房间没有在用的电户。", "This room has no open account."))
+        raise ValidationError(_("该房间没有在用的电户。"))
     return account
 
 
@@ -72,10 +73,10 @@ def _meter(room) -> Meter:
     try:
         meter_id = int(request.form.get("meter_id", ""))
     except ValueError:
-        raise ValidationError(t("请选择表计。", "Choose a meter."), field="meter_id") from None
+        raise ValidationError(_("请选择表计。"), field="meter_id") from None
     meter = db().get(Meter, meter_id)
     if meter is None or meter.room_id != room.id:
-        raise NotFound(t("该房间没有这块表。", "No such meter in this room."), field="meter_id")
+        raise NotFound(_("该房间没有这块表。"), field="meter_id")
     return meter
 
 
@@ -94,14 +95,14 @@ def do_recharge(room):
     acct, amount = _account(room), _amount()
     cashdesk.desk_recharge(db(), acct.id, amount, key=op_key("recharge"), actor=actor(), front="admin",
                            memo=request.form.get("memo", "").strip()[:200])
-    return t(f"已充值 ¥{format_fen(amount)}", f"Recharged ¥{format_fen(amount)}")
+    return _("已充值 ¥%(amount)s", amount=format_fen(amount))
 
 
 def do_refund(room):
     acct, amount = _account(room), _amount()
     cashdesk.refund(db(), acct.id, amount, key=op_key("refund"), actor=actor(), front="admin",
                     memo=request.form.get("memo", "").strip()[:200])
-    return t(f"已退款 ¥{format_fen(amount)}", f"Refunded ¥{format_fen(amount)}")
+    return _("已退款 ¥%(amount)s", amount=format_fen(amount))
 
 
 def do_adjust(room):
@@ -109,37 +110,36 @@ def do_adjust(room):
     amount = parse_yuan(request.form.get("amount", ""), field="amount", allow_negative=True)
     cashdesk.adjust(db(), acct.id, amount, reason=request.form.get("reason", "")[:200], key=op_key("adjust"),
                     actor=actor(), front="admin")
-    return t(f"已调账 ¥{format_fen(amount)}", f"Adjusted by ¥{format_fen(amount)}")
+    return _("已调账 ¥%(amount)s", amount=format_fen(amount))
 
 
 def do_close(room):
     acct = _account(room)
     settlement = request.form.get("settlement", "refund")
     accounts.close_account(db(), acct.id, settlement=settlement, actor=actor(), front="admin")
-    return t(f"{room.number} 已销户", f"Account at {room.number} closed")
+    return _("%(room)s 已销户", room=room.number)
 
 
 def do_trip(room):
     cmds = supply.trip(db(), _account(room).id, actor=actor(), front="admin", key=op_key("trip"))
-    return t(f"已下发拉闸命令（{len(cmds)} 块表），等待表计确认", f"Cut sent to {len(cmds)} meter(s); waiting for the meter")
+    return _("已下发拉闸命令（%(n)s 块表），等待表计确认", n=len(cmds))
 
 
 def do_restore(room):
     cmds = supply.restore(db(), _account(room).id, actor=actor(), front="admin", key=op_key("restore"))
-    return t(f"已下发合闸命令（{len(cmds)} 块表），等待表计确认",
-             f"Restore sent to {len(cmds)} meter(s); waiting for the meter")
+    return _("已下发合闸命令（%(n)s 块表），等待表计确认", n=len(cmds))
 
 
 def do_switch(room):
     meter, on = _meter(room), _on()
     supply.switch_meter(db(), meter.id, on, actor=actor(), front="admin", key=op_key("switch"))
-    return t(f"已向 {meter.serial} 下发命令，等待表计确认", f"Command sent to {meter.serial}; waiting for the meter")
+    return _("已向 %(serial)s 下发命令，等待表计确认", serial=meter.serial)
 
 
 def do_keep_power(room):
     on = _on()
     supply.set_keep_power(db(), _account(room).id, on, actor=actor(), front="admin")
-    return t("已开启保电" if on else "已取消保电", "Keep-power on" if on else "Keep-power off")
+    return _("已开启保电") if on else _("已取消保电")
 
 
 def do_alarms(room):
@@ -156,15 +156,15 @@ def do_alarms(room):
         levels.append({"amount_fen": fen, "times": old.times if old else 1,
                        "every_minutes": old.every_minutes if old else 0})
     supply.set_alarm_levels(db(), acct.id, levels, actor=actor(), front="admin")
-    return t("报警金额已保存", "Alarm amounts saved")
+    return _("报警金额已保存")
 
 
 def do_tariff(room):
     name = request.form.get("tariff", "").strip()
     if not name:
-        raise ValidationError(t("请选择电价方案。", "Choose a tariff."), field="tariff")
+        raise ValidationError(_("请选择电价方案。"), field="tariff")
     accounts.change_tariff(db(), _account(room).id, name, actor=actor(), front="admin")
-    return t(f"电价已改为 {name}", f"Tariff changed to {name}")
+    return _("电价已改为 %(name)s", name=name)
 
 
 ACTIONS = {
@@ -184,12 +184,12 @@ def needs_confirm(name: str) -> bool:
 def confirm_text(name: str, room) -> str:
     amount = request.form.get("amount", "")
     texts = {
-        "recharge": t(f"确认给 {room.number} 充值 ¥{amount}？", f"Recharge ¥{amount} to {room.number}?"),
-        "refund": t(f"确认从 {room.number} 退款 ¥{amount}？", f"Refund ¥{amount} from {room.number}?"),
-        "adjust": t(f"确认给 {room.number} 调账 ¥{amount}？", f"Adjust {room.number} by ¥{amount}?"),
-        "close": t(f"确认给 {room.number} 销户并结清余额？", f"Close the account at {room.number} and settle its balance?"),
-        "trip": t(f"确认对 {room.number} 拉闸断电（断水）？", f"Cut supply to {room.number}?"),
-        "switch": t(f"确认断开 {room.number} 的这块表？", f"Cut this meter of {room.number}?"),
+        "recharge": _("确认给 %(room)s 充值 ¥%(amount)s？", room=room.number, amount=amount),
+        "refund": _("确认从 %(room)s 退款 ¥%(amount)s？", room=room.number, amount=amount),
+        "adjust": _("确认给 %(room)s 调账 ¥%(amount)s？", room=room.number, amount=amount),
+        "close": _("确认给 %(room)s 销户并结清余额？", room=room.number),
+        "trip": _("确认对 %(room)s 拉闸断电（断水）？", room=room.number),
+        "switch": _("确认断开 %(room)s 的这块表？", room=room.number),
     }
     return texts[name]
 

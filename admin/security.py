@@ -1,125 +1,87 @@
-"""Sign-in safety for the admin pages: CSRF tokens, login rate limiting, session expiry settings.
+"""Sign-in safety for the admin pages: CSRF (Flask-WTF) and login rate limiting (Flask-Limiter).
 
-CSRF: one random token per browser session, put in every form as ``csrf_token`` (or sent as the
-``X-CSRF-Token`` header by scripts) and checked on every POST to /admin. A missing or wrong token
-is refused with 400 and changes nothing.
+CSRF: Flask-WTF's ``CSRFProtect``, checked on every POST to /admin only (the mini-program API,
+the payment callbacks and the WeChat endpoint authenticate by token or signature instead). The
+token goes in every form as ``csrf_token`` (``{{ csrf_token() }}``) or, from scripts and htmx, in
+the ``X-CSRF-Token`` header. It is tied to the browser session and has no time limit of its own
+(sessions expire by themselves: ``METERPAY_ADMIN_IDLE_MINUTES``, ``METERPAY_ADMIN_SESSION_HOURS``).
+A missing or wrong token is refused with 400 and changes nothing.
 
-Rate limiting: failed sign-ins are counted per username and per client address in a sliding
-window; past the limit the sign-in is refused with 429 until the window passes. The counts live in
-Redis when METERPAY_REDIS_URL is set (shared by every web process), else in this process.
+Rate limiting: failed sign-ins are counted per username and per client address in a moving
+window (``METERPAY_ADMIN_LOGIN_ATTEMPTS`` within ``METERPAY_ADMIN_LOGIN_WINDOW`` seconds); past
+the limit the sign-in is refused with 429 until the window passes. Only failures count (a 401),
+and a successful sign-in clears its username's count (never its address's: one good password must
+not reset an address that guesses). Counts live in Redis when ``METERPAY_REDIS_URL`` is set
+(shared by every web process), with Flask-Limiter's in-memory fallback while Redis is down; in
+this process otherwise.
 """
 from __future__ import annotations
 
-import hmac
-import secrets
-import threading
-import time
-from collections import defaultdict, deque
+from flask import Flask, Response, request
+from flask_limiter import Limiter
+from flask_wtf.csrf import CSRFProtect
 
-from flask import abort, request, session
-
+from admin import settings
 from core.config import get_settings
 
-CSRF_FIELD = "csrf_token"
-CSRF_HEADER = "X-CSRF-Token"
+csrf = CSRFProtect()
 
 
-from admin.settings import idle_minutes, login_attempts, login_window_seconds, max_session_hours, secure_cookies  # noqa: E402,F401
+def _client_address() -> str:
+    # The peer address only: X-Forwarded-For is the client's to forge (behind a proxy, wrap the app
+    # in werkzeug's ProxyFix so remote_addr is the real client).
+    return f"ip:{request.remote_addr or '?'}"
 
-# --- CSRF --------------------------------------------------------------------------------
 
-def csrf_token() -> str:
-    token = session.get("_csrf")
-    if not token:
-        token = session["_csrf"] = secrets.token_urlsafe(32)
-    return token
+def _username() -> str:
+    return f"user:{(request.form.get('username') or '').strip().lower()}"
+
+
+limiter = Limiter(key_func=_client_address, strategy="moving-window", key_prefix="meterpay:admin-login")
+
+
+def _login_limit() -> str:
+    return f"{settings.login_attempts()} per {settings.login_window_seconds()} second"
+
+
+def _failed(response: Response) -> bool:
+    return response.status_code == 401
+
+
+# Decorators for the sign-in view: one count per username, one per address; only POSTs that fail.
+limit_by_user = limiter.limit(_login_limit, key_func=_username, methods=["POST"], deduct_when=_failed,
+                              scope="user")
+limit_by_address = limiter.limit(_login_limit, key_func=_client_address, methods=["POST"], deduct_when=_failed,
+                                  scope="address")
+
+
+def init_app(app: Flask) -> None:
+    app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)  # only /admin checks (admin.web before_request)
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
+    app.config.setdefault("WTF_CSRF_HEADERS", ["X-CSRF-Token", "X-CSRFToken"])
+    csrf.init_app(app)
+    redis_url = get_settings().redis_url
+    app.config["RATELIMIT_STORAGE_URI"] = redis_url or "memory://"
+    app.config["RATELIMIT_IN_MEMORY_FALLBACK_ENABLED"] = bool(redis_url)
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
+    limiter.init_app(app)
 
 
 def check_csrf() -> None:
     """Abort 400 unless the request carries this session's token."""
-    expected = session.get("_csrf")
-    given = request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER) or ""
-    if not expected or not hmac.compare_digest(str(expected), str(given)):
-        abort(400, description="csrf")
+    csrf.protect()
 
 
-# --- login rate limiting ----------------------------------------------------------------
-
-class _MemoryCounter:
-    def __init__(self):
-        self._hits: dict[str, deque] = defaultdict(deque)
-        self._lock = threading.Lock()
-
-    def count(self, key: str, window: int) -> int:
-        now = time.monotonic()
-        with self._lock:
-            hits = self._hits[key]
-            while hits and hits[0] <= now - window:
-                hits.popleft()
-            return len(hits)
-
-    def add(self, key: str, window: int) -> None:
-        with self._lock:
-            self._hits[key].append(time.monotonic())
-
-    def clear(self, key: str) -> None:
-        with self._lock:
-            self._hits.pop(key, None)
-
-
-class _RedisCounter:
-    def __init__(self, url: str):
-        from redis import Redis
-        self.redis = Redis.from_url(url)
-
-    def count(self, key: str, window: int) -> int:
-        now = time.time()
-        self.redis.zremrangebyscore(key, 0, now - window)
-        return int(self.redis.zcard(key))
-
-    def add(self, key: str, window: int) -> None:
-        now = time.time()
-        pipe = self.redis.pipeline()
-        pipe.zadd(key, {f"{now}:{secrets.token_hex(4)}": now})
-        pipe.expire(key, window)
-        pipe.execute()
-
-    def clear(self, key: str) -> None:
-        self.redis.delete(key)
-
-
-_memory = _MemoryCounter()
-
-
-def _counter():
-    url = get_settings().redis_url
-    return _RedisCounter(url) if url else _memory
-
-
-def _keys(username: str) -> list[str]:
-    # The peer address only: X-Forwarded-For is the client's to forge (behind a proxy, wrap the app
-    # in werkzeug's ProxyFix so remote_addr is the real client).
-    addr = request.remote_addr or "?"
-    return [f"meterpay:admin-login:user:{(username or '').strip().lower()}", f"meterpay:admin-login:ip:{addr}"]
-
-
-def login_blocked(username: str) -> bool:
-    counter, window = _counter(), login_window_seconds()
-    return any(counter.count(k, window) >= login_attempts() for k in _keys(username))
-
-
-def login_failed(username: str) -> None:
-    counter, window = _counter(), login_window_seconds()
-    for k in _keys(username):
-        counter.add(k, window)
-
-
-def login_succeeded(username: str) -> None:
-    # Only the username's count is cleared: one good password must not reset an address that guesses.
-    _counter().clear(_keys(username)[0])
+def login_succeeded() -> None:
+    """Forget the failures counted against this username (call within the sign-in request)."""
+    for current in limiter.current_limits:
+        if current.request_args and current.request_args[0].startswith("user:"):
+            limiter.limiter.clear(current.limit, *current.request_args)
 
 
 def reset_memory_counters() -> None:
-    """Forget in-process counts (tests)."""
-    _memory._hits.clear()
-
+    """Forget counts kept in this process (tests): the in-memory storage, or the fallback's."""
+    from limits.storage import MemoryStorage
+    for storage in (getattr(limiter, "_storage", None), getattr(limiter, "_fallback_storage", None)):
+        if isinstance(storage, MemoryStorage):
+            storage.reset()

@@ -6,9 +6,10 @@ import json
 from datetime import date, datetime, time, timedelta
 
 from flask import abort, flash, redirect, request, url_for
+from flask_babel import gettext as _
 from sqlalchemy import select
 
-from admin.web import bp, db, is_admin, render, t
+from admin.web import bp, db, is_admin, render
 from core.config import get_settings
 from core.errors import MeterpayError, ValidationError
 from core.models import TariffPlan
@@ -67,10 +68,10 @@ def _spec(text: str) -> dict:
     try:
         spec = json.loads(text or "")
     except json.JSONDecodeError as exc:
-        raise ValidationError(t(f"方案不是合法的 JSON：第 {exc.lineno} 行 {exc.msg}",
-                                f"plan: not valid JSON at line {exc.lineno}: {exc.msg}"), field="spec") from None
+        raise ValidationError(_("方案不是合法的 JSON：第 %(line)s 行 %(msg)s", line=exc.lineno, msg=exc.msg),
+                              field="spec") from None
     if not isinstance(spec, dict):
-        raise ValidationError(t("方案须是 JSON 对象。", "plan: must be a JSON object"), field="spec")
+        raise ValidationError(_("方案须是 JSON 对象。"), field="spec")
     return spec
 
 
@@ -78,8 +79,7 @@ def _date(text: str, field: str) -> date:
     try:
         return date.fromisoformat((text or "").strip())
     except ValueError:
-        raise ValidationError(t(f"{field}：日期格式应为 2026-01-31", f"{field}: give a date like 2026-01-31"),
-                              field=field) from None
+        raise ValidationError(_("%(field)s：日期格式应为 2026-01-31", field=field), field=field) from None
 
 
 @bp.post("/tariffs")
@@ -95,8 +95,7 @@ def tariff_save():
     except MeterpayError as exc:
         session.rollback()
         return _editor(exc.http_status, form=dict(form), error=exc.message)
-    flash(t(f"电价方案 {plan.name} 已保存", f"Tariff {plan.name} saved") if changed
-          else t("没有变化", "Nothing changed"), "ok")
+    flash(_("电价方案 %(name)s 已保存", name=plan.name) if changed else _("没有变化"), "ok")
     return redirect(url_for("admin.tariffs"), code=303)
 
 
@@ -123,7 +122,7 @@ def tariff_preview():
         start = _date(form.get("start", ""), "start")
         end = _date(form.get("end", ""), "end")
         if end <= start:
-            raise ValidationError(t("结束日期须晚于开始日期。", "end: must be after start"), field="end")
+            raise ValidationError(_("结束日期须晚于开始日期。"), field="end")
         periods = {p: form.get(f"usage_{p}", "").strip() for p in PERIODS if form.get(f"usage_{p}", "").strip()}
         total = (form.get("usage") or "").strip()
         result = quote(spec, usage_spec(start, end, total, periods, get_settings().timezone),

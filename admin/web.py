@@ -6,9 +6,12 @@ import uuid
 from datetime import UTC, datetime
 
 from flask import Blueprint, abort, g, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_wtf.csrf import generate_csrf
 from sqlalchemy.orm import Session
 
-from admin import security
+from admin import security, settings
+from core import i18n
 from core.db import new_session
 from core.models import Manager, Room, Site
 from core.sites.managers import role_at, site_ids_for
@@ -17,7 +20,7 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 PUBLIC_ENDPOINTS = {"admin.login", "admin.set_lang"}
 WRITE_ROLES = ("admin", "operator")
-LANGS = ("zh", "en")
+LANGS = i18n.LANGS
 
 
 def db() -> Session:
@@ -37,11 +40,6 @@ def _close_db(_exc):
 def lang() -> str:
     value = session.get("lang") or request.cookies.get("lang") or "zh"
     return value if value in LANGS else "zh"
-
-
-def t(zh: str, en: str) -> str:
-    """Chinese first; English when the manager switched."""
-    return en if lang() == "en" else zh
 
 
 def actor() -> str:
@@ -73,7 +71,7 @@ def sign_in(manager: Manager) -> None:
     session.permanent = True
     session["mid"] = manager.id
     session["login_at"] = session["seen_at"] = _now_ts()
-    security.csrf_token()
+    generate_csrf()
 
 
 def sign_out() -> None:
@@ -92,8 +90,8 @@ def _guard():
     mid = session.get("mid")
     now = _now_ts()
     expired = (mid is None
-               or now - session.get("seen_at", 0) > security.idle_minutes() * 60
-               or now - session.get("login_at", 0) > security.max_session_hours() * 3600)
+               or now - session.get("seen_at", 0) > settings.idle_minutes() * 60
+               or now - session.get("login_at", 0) > settings.max_session_hours() * 3600)
     manager = db().get(Manager, mid) if not expired else None
     if manager is None or not manager.active:
         was_signed_in = mid is not None
@@ -149,16 +147,17 @@ def render(template: str, status: int = 200, **ctx):
     return render_template(f"admin/{template}", **ctx), status
 
 
-@bp.app_template_global("t")
-def _t(zh: str, en: str) -> str:
-    return t(zh, en)
+@bp.app_template_filter("entry_kind")
+def _entry_kind(kind: str) -> str:
+    """A ledger entry kind in the manager's language (the catalog the bot uses too)."""
+    return i18n.entry_kind_label(kind, lang())
 
 
 @bp.app_context_processor
 def _ctx():
     if not request.path.startswith("/admin"):
         return {}
-    return {"csrf_token": security.csrf_token, "lang": lang(), "manager": g.get("manager"),
+    return {"csrf_token": generate_csrf, "lang": lang(), "manager": g.get("manager"),
             "can_write": can_write}
 
 
@@ -202,17 +201,17 @@ def _localtime(at, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 
 ERRORS = {
-    400: ("表单已过期或无效，请返回刷新页面后重试。", "The form expired or was not valid; go back, reload the page and try again."),
-    403: ("您没有权限执行此操作。", "You are not allowed to do this."),
-    404: ("没有找到该页面，或您无权查看。", "Not found, or not yours to see."),
+    400: "表单已过期或无效，请返回刷新页面后重试。",
+    403: "您没有权限执行此操作。",
+    404: "没有找到该页面，或您无权查看。",
 }
 
 
 def _error_page(err):
-    zh, en = ERRORS[err.code]
+    message = _(ERRORS[err.code])
     if request.path.endswith(".json") or request.headers.get("HX-Request"):
-        return {"code": err.name.lower().replace(" ", "_"), "message": t(zh, en)}, err.code
-    return render("error.html", err.code, message=t(zh, en), code=err.code)
+        return {"code": err.name.lower().replace(" ", "_"), "message": message}, err.code
+    return render("error.html", err.code, message=message, code=err.code)
 
 
 for _code in ERRORS:

@@ -10,7 +10,7 @@ from html import escape
 from sqlalchemy.orm import Session
 
 from bot import binding, settings
-from core import clock
+from core import clock, i18n
 from core.alarms import notifications
 from core.alarms.status import alarm_levels, fee_status
 from core.billing.usage_summary import meter_usage, recent_wallet_entries
@@ -21,8 +21,6 @@ from core.models import Account, Room, Site, Tenant
 
 STATUS_TEXT = {"normal": "正常", "alarm1": "余额偏低", "alarm2": "余额不足", "alarm3": "余额告急",
                "arrears": "已欠费", "keep_power": "保电中", "closed": "已销户"}
-KIND_TEXT = {"recharge": "充值", "consumption": "扣费", "refund": "退费", "opening": "开户", "adjustment": "调整",
-             "reversal": "冲正", "settlement": "结清", "charge": "收费", "apportionment": "公摊", "payment": "缴费"}
 CHANNEL_WORDS = {"微信": "wechat_template", "wechat": "wechat_template", "小程序": "miniapp_subscribe",
                  "短信": "sms", "sms": "sms", "邮件": "email", "email": "email", "语音": "voice", "voice": "voice"}
 CHANNEL_NAMES = {"wechat_template": "微信", "miniapp_subscribe": "小程序", "sms": "短信", "email": "邮件",
@@ -97,7 +95,7 @@ def bills(session: Session, openid: str, _args: list[str]) -> str:
         entries = recent_wallet_entries(session, a.id)
         for e in entries:
             sign = "+" if e.amount_fen > 0 else "-"
-            lines.append(f"  {e.at.astimezone(clock_zone()):%m-%d %H:%M} {KIND_TEXT.get(e.kind, e.kind)} "
+            lines.append(f"  {e.at.astimezone(clock_zone()):%m-%d %H:%M} {i18n.entry_kind_label(e.kind, chat=True)} "
                          f"{sign}{format_fen(abs(e.amount_fen))}")
         if not entries:
             lines.append("  暂无记录")

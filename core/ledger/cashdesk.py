@@ -1,9 +1,21 @@
-"""Money services at the desk: recharge, refund, adjustment, reversal; meter credit for prepaid meters.
+"""The money verbs every front uses: recharge, credited payment, refund, adjustment, reversal,
+consumption, opening balance, settlement, and meter credit for prepaid meters.
 
-One function per operation, used by every front (admin page, chat command, CLI, batch job).
-Each takes the ``key`` of its cause (a form token, a chat confirmation code, a batch item id):
-calling twice with one key moves money once. Each writes the audit log in the same transaction
-and announces ``balance_changed`` after commit.
+The contract they share:
+
+- One function per operation, used by every front (admin page, chat command, CLI, batch job).
+- Each posts one balanced entry through ``journal.post`` inside the caller's transaction and
+  commits nothing; the caller commits. Each writes the audit log in that same transaction (the
+  verbs a person starts) and announces ``balance_changed`` after commit, only when it moved money.
+- Each takes the ``key`` of its cause (a form token, a chat confirmation code, a provider
+  transaction id, a batch item id): calling twice with one key moves money once and returns
+  ``PostResult(created=False)`` the second time. Without a key a fresh one is made, so only call
+  keyless from a cause that cannot repeat.
+- None of them talks to a meter or a payment provider, so none has an unknown outcome: the entry is
+  in the transaction, or an exception says why not and nothing was written.
+- Raised: ValidationError (amount not positive integer fen, above ``METERPAY_MAX_AMOUNT``, bad
+  target or reason), NotFound (no such account), AccountClosed (the account is closed, where it
+  must be open), InsufficientFunds (a refund larger than the balance).
 """
 from __future__ import annotations
 
@@ -29,7 +41,9 @@ def _announce(session: Session, account_id: int, kind: str, delta_fen: int, resu
 def desk_recharge(session: Session, account_id: int, amount_fen: int, *, key: str | None = None,
                   actor: str = "system", front: str = "system", method: str = "cash",
                   memo: str = "") -> PostResult:
-    """Cash (or card at the desk) into the tenant's wallet."""
+    """Cash (or card at the desk, ``method``) into the tenant's wallet: ``cash:<method>`` -> wallet.
+
+    Returns the PostResult (``created=False`` for a repeated ``key``). Raises as the module says."""
     account = get_account(session, account_id)
     check_amount(amount_fen)
     wallet = ledger.wallet_of(session, account.id)
@@ -47,7 +61,10 @@ def desk_recharge(session: Session, account_id: int, amount_fen: int, *, key: st
 
 def credit_payment(session: Session, account_id: int, amount_fen: int, *, channel: str, provider_txn_id: str,
                    order_no: str, actor: str = "system", front: str = "system") -> PostResult:
-    """A provider's confirmed payment into the wallet; keyed by the provider's transaction id."""
+    """A provider's CONFIRMED payment into the wallet: ``clearing:<channel>`` -> wallet, key
+    ``pay:<channel>:<provider txn id>``, so a callback and a query reporting one payment credit it
+    once. Call it only for an outcome the provider confirmed (``core.payments.orders.settle`` does);
+    a pending or unknown payment is never credited."""
     account = get_account(session, account_id, must_be_open=False)
     if amount_fen <= 0:
         raise ValidationError("payment amount must be positive")
@@ -69,7 +86,10 @@ def credit_payment(session: Session, account_id: int, amount_fen: int, *, channe
 def refund(session: Session, account_id: int, amount_fen: int, *, key: str | None = None,
            actor: str = "system", front: str = "system", to: str = "cash:desk", memo: str = "",
            allow_closed: bool = False) -> PostResult:
-    """Money out of the wallet back to the tenant; never more than the balance."""
+    """Money out of the wallet back to the tenant: wallet -> ``to`` (one of REFUND_TARGETS); never
+    more than the balance (InsufficientFunds, nothing written). For an online refund this is the
+    debit made when the refund is requested; the provider's outcome is tracked by
+    ``core.payments.orders``, which reverses the debit only on a definite refusal."""
     if to not in REFUND_TARGETS:
         raise ValidationError(f"refund target must be one of {', '.join(REFUND_TARGETS)}", field="to")
     account = get_account(session, account_id, must_be_open=not allow_closed)
@@ -89,7 +109,8 @@ def refund(session: Session, account_id: int, amount_fen: int, *, key: str | Non
 
 def adjust(session: Session, account_id: int, amount_fen: int, *, reason: str, key: str | None = None,
            actor: str = "system", front: str = "system") -> PostResult:
-    """A manager's correction, up (positive) or down (negative), with a reason."""
+    """A manager's correction, up (positive) or down (negative), against ``equity:adjustments``,
+    with a reason (required); may take the wallet below zero."""
     account = get_account(session, account_id)
     if not reason or not reason.strip():
         raise ValidationError("an adjustment needs a reason", field="reason")
@@ -111,7 +132,8 @@ def adjust(session: Session, account_id: int, amount_fen: int, *, reason: str, k
 
 def reverse_entry(session: Session, entry_id: int, *, actor: str = "system", front: str = "system",
                   memo: str = "") -> PostResult:
-    """Undo an entry by posting its mirror image (nothing is edited or deleted)."""
+    """Undo an entry by posting its mirror image under key ``reversal:<entry id>`` (nothing is edited
+    or deleted); a second reversal of the same entry returns the first (``created=False``)."""
     result = ledger.reverse(session, entry_id, actor=actor, front=front, memo=memo)
     from core.models import JournalEntry
     entry = get_existing(session, JournalEntry, result.entry_id)
@@ -160,7 +182,9 @@ def meter_credit(session: Session, account_id: int, amount_fen: int, *, command_
 
 def consume(session: Session, account_id: int, amount_fen: int, *, key: str, kind: str = "electricity",
             memo: str = "", meta: dict | None = None, actor: str = "system", front: str = "job") -> PostResult:
-    """Deduct priced usage (or a custom charge) from the wallet. May take it below zero (arrears)."""
+    """Deduct priced usage (or a custom charge) from the wallet into ``revenue:<kind>``, under the
+    caller's ``key`` (its cause: ``usage:<meter>:<reading>``, ``charge:...``). May take the wallet below
+    zero (arrears): alarms and supply control act on the balance afterwards."""
     if not isinstance(amount_fen, int) or amount_fen <= 0:
         raise ValidationError("consumption amount must be positive integer fen")
     wallet = ledger.wallet_of(session, account_id)

@@ -90,10 +90,24 @@ def lock_wallets(session: Session, ids: Iterable[int]) -> dict[int, int]:
 def post(session: Session, *, key: str, kind: str, legs: Sequence[Leg], account_id: int | None = None,
          memo: str = "", actor: str = "system", front: str = "system", meta: dict | None = None,
          reverses_id: int | None = None, min_balance_fen: dict[int, int] | None = None) -> PostResult:
-    """Post one balanced entry, exactly once per ``key``.
+    """Post one balanced entry, exactly once per ``key``: the one place money moves.
 
-    ``min_balance_fen`` maps a wallet id to the lowest balance this entry may leave it at
-    (a refund may not overdraw); breaking it raises InsufficientFunds and posts nothing.
+    May: insert one ``JournalEntry`` and its ``Posting`` rows inside the caller's transaction, lock
+    the wallets among ``legs`` (``SELECT .. FOR UPDATE`` in wallet id order, so two posts never
+    deadlock), update their cached balances and tell the balance cache. It commits nothing, sends
+    nothing and announces nothing: the caller commits, and the cashdesk verbs announce
+    ``balance_changed`` after commit.
+
+    Returns ``PostResult(entry_id, created=True)`` for a new entry; ``created=False`` with the
+    existing entry's id when ``key`` was posted before (looked up again under the wallet locks, and
+    once more after a unique-key race with a concurrent transaction): a duplicate cause is "already
+    done", never an error and never a second movement. There is no unknown outcome: either the
+    entry is in this transaction or an exception says why not.
+
+    Raises ValidationError (empty or over-long key, unknown ``kind``, fewer than two legs, legs that
+    do not sum to zero, a non-integer amount), and InsufficientFunds when a wallet in
+    ``min_balance_fen`` (wallet id -> the lowest balance this entry may leave it at; a refund may not
+    overdraw) would end below it. Nothing is written when it raises.
     """
     _validate(key, kind, legs)
     existing = find_entry(session, key)

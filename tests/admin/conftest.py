@@ -66,8 +66,8 @@ class Manage:
         return m
 
     def csrf(self) -> str:
-        with self.client.session_transaction() as s:
-            return s["_csrf"]
+        """The token a page of this session carries (Flask-WTF signs the session's raw token)."""
+        return csrf_of(self.client.get("/admin/login").text)
 
     def post(self, url: str, data: dict | None = None, **kw):
         body = {"csrf_token": self.csrf(), **(data or {})}

@@ -68,7 +68,8 @@ def test_the_limit_is_configurable(manage, monkeypatch):
     assert manage.sign_in("alice", PASSWORD).status_code == 429
 
 
-def test_the_limit_counts_in_redis_when_redis_is_configured(manage, redis_url):
+def test_the_limit_counts_in_redis_when_redis_is_configured(redis_url, manage):
+    # Redis first: the web app picks its rate-limit storage when it starts (admin.security.init_app).
     manage.manager("alice", all_sites=True)
     for _ in range(5):
         manage.sign_in("alice", "guess")

@@ -17,7 +17,7 @@ FRONTS = ("admin", "bot", "miniapp_api", "hardware", "meterpay")
 FORBIDDEN = ("flask", "wechatpy", "wechatpayv3", "alipay", "pymodbus", "miniapp_api", "bot", "admin", "hardware",
              "meterpay")
 
-FOUNDATION = {"config", "errors", "db", "bulk_sql", "utils", "clock", "jobs", "signals", "audit", "migrate",
+FOUNDATION = {"config", "errors", "db", "bulk_sql", "utils", "clock", "jobs", "signals", "audit", "migrate", "i18n",
               "models"}
 # package -> the core packages it may import (besides the foundation). Nothing else, and no cycles.
 ALLOWED = {
