@@ -158,7 +158,9 @@ def bound_balance(openid: str, account_id: int) -> ShownBalance | None:
                 if found[1] != "prepaid-meter":
                     return ShownBalance(int(found[0]))
                 meter = conn.execute(_CREDIT_METER, {"account_id": account_id}).first()
-                return meter_shown(int(found[0]), *(tuple(meter) if meter else (None, None)))
+                if meter is None:
+                    return meter_shown(int(found[0]), None, None)
+                return meter_shown(int(found[0]), meter[0], meter[1])
         except DBAPIError as exc:
             if attempt == 2 or not exc.connection_invalidated:
                 raise
