@@ -36,16 +36,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, create_engine, or_, select, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from core.db import session_scope
+from core.db import get_engine, session_scope
 from core.jobs import enqueue_after_commit, job
 from core.models import Gateway, Meter, MeterCommand
 from core.supply import commands as outbox
@@ -261,15 +264,63 @@ def _renew(tokens: set[str]) -> int:
 
 def _fence(snap: Snapshot) -> bool:
     """Right before a send: is the command still this attempt's (running, this attempt number,
-    this lease token)? If so the lease is renewed and True returned; else nothing may be sent."""
-    with session_scope() as s:
-        won = s.scalar(update(MeterCommand)
-                       .where(MeterCommand.id == snap.command_id, MeterCommand.state == "running",
-                              MeterCommand.lease_owner == snap.token, MeterCommand.attempts == snap.attempt)
-                       .values(lease_until=utcnow() + _lease())
-                       .returning(MeterCommand.id)
-                       .execution_options(synchronize_session=False))
-        return won is not None
+    this lease token)? If so the lease is renewed and True returned; else nothing may be sent.
+
+    One statement, its own transaction (autocommit). It runs before every send, so on PostgreSQL
+    it is a server-side prepared statement on a connection of its own pool (no ORM session, no
+    checkout ping): about 0.1 ms of CPU instead of about 0.9 ms (1,000 relay commands: see
+    docs/hardware.md)."""
+    until = utcnow() + _lease()
+    engine = _fence_engine()
+    if engine.dialect.name == "postgresql":
+        return _pg_fence(engine, (until, snap.command_id, snap.token, snap.attempt))
+    with engine.begin() as conn:
+        won = conn.execute(update(MeterCommand)
+                           .where(MeterCommand.id == snap.command_id, MeterCommand.state == "running",
+                                  MeterCommand.lease_owner == snap.token, MeterCommand.attempts == snap.attempt)
+                           .values(lease_until=until)
+                           .returning(MeterCommand.id)).scalar()
+    return won is not None
+
+
+_FENCE_SQL = ("UPDATE meter_commands SET lease_until = %s WHERE id = %s AND state = 'running' "
+              "AND lease_owner = %s AND attempts = %s RETURNING id")
+_fence_engines: dict[int, Engine] = {}
+_fence_lock = threading.Lock()
+
+
+def _fence_engine() -> Engine:
+    """An autocommit engine beside the shared one (PostgreSQL; SQLite uses the shared engine)."""
+    shared = get_engine()
+    if shared.dialect.name != "postgresql":
+        return shared
+    with _fence_lock:
+        engine = _fence_engines.get(id(shared))
+        if engine is None:
+            _fence_engines.clear()  # the shared engine was replaced (tests switch databases)
+            engine = _fence_engines[id(shared)] = create_engine(
+                shared.url, isolation_level="AUTOCOMMIT", pool_size=4, max_overflow=8, pool_recycle=300)
+        return engine
+
+
+def _pg_fence(engine: Engine, params: tuple) -> bool:
+    """The fence as a prepared statement; a connection that died is dropped and the fence tried once more."""
+    import psycopg
+    for attempt in (1, 2):
+        conn: Any = engine.raw_connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(_FENCE_SQL, params, prepare=True)
+                row = cur.fetchone()
+        except psycopg.OperationalError as exc:
+            conn.invalidate(exc)
+            if attempt == 2:
+                raise
+            continue
+        finally:
+            conn.close()
+        return row is not None
+    return False
 
 
 def _fenced(snap: Snapshot, when: str) -> Outcome:
