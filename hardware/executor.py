@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 import uuid
@@ -285,21 +286,26 @@ def _fence(snap: Snapshot) -> bool:
 
 _FENCE_SQL = ("UPDATE meter_commands SET lease_until = %s WHERE id = %s AND state = 'running' "
               "AND lease_owner = %s AND attempts = %s RETURNING id")
-_fence_engines: dict[int, Engine] = {}
+_fence_engine_of: tuple[Engine, int, Engine] | None = None  # (shared engine, pid, fence engine)
 _fence_lock = threading.Lock()
 
 
 def _fence_engine() -> Engine:
-    """An autocommit engine beside the shared one (PostgreSQL; SQLite uses the shared engine)."""
+    """An autocommit engine beside the shared one (PostgreSQL; SQLite uses the shared engine), made
+    again when the shared engine is replaced (tests switch databases) or in a forked process."""
+    global _fence_engine_of
     shared = get_engine()
     if shared.dialect.name != "postgresql":
         return shared
     with _fence_lock:
-        engine = _fence_engines.get(id(shared))
-        if engine is None:
-            _fence_engines.clear()  # the shared engine was replaced (tests switch databases)
-            engine = _fence_engines[id(shared)] = create_engine(
-                shared.url, isolation_level="AUTOCOMMIT", pool_size=4, max_overflow=8, pool_recycle=300)
+        known = _fence_engine_of
+        if known is not None and known[0] is shared and known[1] == os.getpid():
+            return known[2]
+        if known is not None:
+            known[2].dispose(close=False)  # never close a socket a parent process may still use
+        engine = create_engine(shared.url, isolation_level="AUTOCOMMIT", pool_size=4, max_overflow=8,
+                               pool_recycle=300)
+        _fence_engine_of = (shared, os.getpid(), engine)
         return engine
 
 
