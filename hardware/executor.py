@@ -46,10 +46,12 @@ from typing import Any
 
 from sqlalchemy import and_, create_engine, or_, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from core.db import get_engine, session_scope
+from core.errors import MeterpayError
 from core.jobs import enqueue_after_commit, job
 from core.models import Gateway, Meter, MeterCommand
 from core.supply import commands as outbox
@@ -329,9 +331,9 @@ def _pg_fence(engine: Engine, params: tuple) -> bool:
     return False
 
 
-def _fenced(snap: Snapshot, when: str) -> Outcome:
+def _fenced(snap: Snapshot, when: str, *, answered: bool) -> Outcome:
     log.warning("command %s attempt %s is no longer its own %s; nothing sent", snap.command_id, snap.attempt, when)
-    return Outcome("fenced", f"attempt {snap.attempt} lost its lease {when}; nothing sent", answered=True)
+    return Outcome("fenced", f"attempt {snap.attempt} lost its lease {when}; nothing sent", answered=answered)
 
 
 async def _attempt(snap: Snapshot, link) -> Outcome:
@@ -355,7 +357,7 @@ async def _attempt(snap: Snapshot, link) -> Outcome:
 async def _send_and_verify(profile, link, snap: Snapshot) -> Outcome:
     sent_error = None
     if not await asyncio.to_thread(_fence, snap):
-        return _fenced(snap, "before the send")
+        return _fenced(snap, "before the send", answered=False)
     try:
         await profile.send(link, snap.address, snap.kind, snap.params)
     except CommError as exc:
@@ -374,13 +376,13 @@ async def _recharge(profile, link, snap: Snapshot) -> Outcome:
     # earlier attempt's stored base always wins over what this one just read.
     base = await asyncio.to_thread(_record_base, snap, count, remaining)
     if base is None:
-        return _fenced(snap, "before recording the base purchase count")
+        return _fenced(snap, "before recording the base purchase count", answered=True)
     snap.result["base_count"] = base
     result = {"base_count": base, "purchase_count": count}
     if count > base:
         return _recharge_confirmed(profile, snap, count, remaining, result, "found applied on a retry")
     if not await asyncio.to_thread(_fence, snap):
-        return _fenced(snap, "before the recharge send")
+        return _fenced(snap, "before the recharge send", answered=True)
     refused = None
     try:
         await profile.send_recharge(link, snap.address, amount, base + 1)
@@ -448,7 +450,12 @@ def _finish(snaps: list[Snapshot], outcomes: dict[int, Outcome]) -> dict[int, st
                      and cmds[x.command_id].kind == "recharge"]
         for cmd, _account in sorted(((c, meter_side.account_of(s, c)) for c in confirmed),
                                     key=lambda pair: (pair[1] or 0, pair[0].id)):
-            meter_side.credit_confirmed(s, cmd)
+            try:
+                with s.begin_nested():
+                    meter_side.credit_confirmed(s, cmd)
+            except (MeterpayError, SQLAlchemyError):
+                # the confirmation stands (the meter has the money); the meter-side sweep posts it later
+                log.exception("meter credit of confirmed command %s failed", cmd.id)
     return out
 
 

@@ -32,7 +32,7 @@ from core.alarms.shown import shown_balance, shown_balances
 from core.alarms.status import AlarmLevel, alarm_level_for, alarm_levels
 from core.db import each_in_own_transaction, get_existing, locked_row, session_scope
 from core.ledger.money import format_fen
-from core.models import Account, AlarmState, Room, Site
+from core.models import Account, AlarmState, LedgerAccount, Room, Site
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +61,18 @@ def needing_evaluation(account_ids: list[int]) -> list[int]:
             part = account_ids[k:k + 5000]
             rows = session.execute(
                 select(Account.id, Account.status, Account.billing_mode, Account.alarm_levels, Site.settings,
-                       AlarmState.level)
+                       LedgerAccount.balance_fen, AlarmState.level)
                 .outerjoin(Site, Site.id == Account.site_id)
+                .outerjoin(LedgerAccount, LedgerAccount.account_id == Account.id)
                 .outerjoin(AlarmState, AlarmState.account_id == Account.id)
                 .where(Account.id.in_(part))).all()
-            shown = shown_balances(session, [r[0] for r in rows])
-            for aid, status, mode, own_levels, site_settings, level in rows:
+            # a prepaid-meter account shows its meter's remaining amount (one more query, for those only)
+            meter_side = shown_balances(session, [r[0] for r in rows if r[2] == "prepaid-meter" and r[1] == "open"])
+            for aid, status, mode, own_levels, site_settings, balance, level in rows:
                 if status != "open" or mode not in ALARMED_MODES:
                     want = 0
                 else:
-                    fen = shown[aid].fen
+                    fen = meter_side[aid].fen if aid in meter_side else (balance or 0)
                     if fen is None:  # a prepaid meter never read: nothing to alarm on or clear
                         continue
                     want = alarm_level_for(fen, alarm_levels(own_levels, site_settings))

@@ -47,16 +47,18 @@ def push_recharge_to_meter(account_id: int, entry_kind: str, delta_fen: int, ent
         push_entry(session, account_id, entry_id, int(delta_fen))
 
 
-def push_entry(session: Session, account_id: int, entry_id: int, amount_fen: int) -> MeterCommand | None:
+def push_entry(session: Session, account_id: int, entry_id: int, amount_fen: int, *,
+               warn: bool = True) -> MeterCommand | None:
     """Queue the recharge command that puts ``amount_fen`` of entry ``entry_id`` on the account's
     credit meter (key ``meter-recharge:<entry id>``: once, however often called). None when the
-    account is not billed on the meter or has no active meter."""
+    account is not billed on the meter, is closed (its wallet was settled) or has no active meter."""
     account = session.get(Account, account_id)
-    if account is None or account.billing_mode != "prepaid-meter":
+    if account is None or account.billing_mode != "prepaid-meter" or account.status != "open":
         return None
     meter = credit_meter(session, account_id)
     if meter is None:
-        log.warning("meter-side account %s has no active meter; recharge %s not pushed", account_id, entry_id)
+        if warn:
+            log.warning("meter-side account %s has no active meter; recharge %s not pushed", account_id, entry_id)
         return None
     return commands.request(session, meter.id, "recharge", {"amount_fen": int(amount_fen)},
                             key=f"{PUSH_PREFIX}{entry_id}", actor="meter-side", front="system")
@@ -99,7 +101,7 @@ def sweep(window: timedelta = SWEEP_WINDOW) -> dict[str, int]:
     for entry_id, account_id, amount in missing:
         try:
             with session_scope() as session:
-                cmd = push_entry(session, account_id, entry_id, int(amount))
+                cmd = push_entry(session, account_id, entry_id, int(amount), warn=False)
             counts["pushed" if cmd is not None else "no_meter"] += 1
         except Exception:
             log.exception("pushing recharge entry %s to the meter failed", entry_id)
@@ -124,7 +126,7 @@ def _missing_pushes(since):
             .join(LedgerAccount, LedgerAccount.account_id == Account.id)
             .join(Posting, and_(Posting.entry_id == JournalEntry.id, Posting.ledger_account_id == LedgerAccount.id))
             .where(JournalEntry.kind.in_(PUSHED_KINDS), JournalEntry.created_at >= since,
-                   Account.billing_mode == "prepaid-meter", Posting.amount_fen > 0,
+                   Account.billing_mode == "prepaid-meter", Account.status == "open", Posting.amount_fen > 0,
                    ~exists().where(reversal.reverses_id == JournalEntry.id),
                    ~exists().where(MeterCommand.idempotency_key == push_key))
             .order_by(JournalEntry.id).limit(SWEEP_BATCH))
