@@ -51,11 +51,12 @@ def balance(session: Session, openid: str, _args: list[str]) -> str:
 
 
 def balance_words(shown: ShownBalance, status: str, site: Site | None) -> str:
-    """"50.00 元（正常）"; a prepaid meter: "190.11 元（电表 11-27 14:05 读数，正常）", and money paid in
-    that the meter has not confirmed yet; a meter never read: "未知（电表尚未读数）"."""
+    """"50.00 元（正常）"; a prepaid meter: "190.11 元（电表 11-27 14:05 读数，正常）", and the wallet money
+    not on the meter (a recharge on its way, or money never pushed such as an opening balance);
+    a meter never read: "未知（电表尚未读数）"."""
     if shown.source == "wallet":
         return f"{format_fen(shown.fen or 0)} 元（{status}）"
-    pending = f"；另有 {format_fen(shown.pending_fen)} 元待写入电表" if shown.pending_fen > 0 else ""
+    pending = f"；另有 {format_fen(shown.pending_fen)} 元未写入电表" if shown.pending_fen > 0 else ""
     if shown.fen is None:
         return f"未知（电表尚未读数{pending}）"
     when = ""
