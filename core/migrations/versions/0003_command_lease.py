@@ -4,16 +4,16 @@ meter's remaining amount was read (what a prepaid-meter account shows).
 Commands left running by a worker before this revision have no lease; the retry job frees them
 by ``last_attempt_at`` as before.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0003
+Revises: 0002
 """
 from alembic import op
 import sqlalchemy as sa
 import core.db
 
 
-revision = '0004'
-down_revision = '0003'
+revision = '0003'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 
