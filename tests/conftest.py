@@ -20,7 +20,7 @@ PG_ADMIN_URL = os.environ.get("METERPAY_TEST_PG_URL", "postgresql+psycopg://post
 REDIS_BASE = os.environ.get("METERPAY_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 
 # Settings the app reads must be in place before anything imports core.config's cache.
-os.environ.setdefault("METERPAY_SECRET_KEY", "test-secret-key")
+os.environ.setdefault("METERPAY_SECRET_KEY", "test-secret-key-of-48-characters-for-serve-01234")
 os.environ["METERPAY_ENV_FILE"] = os.devnull
 os.environ.pop("METERPAY_REDIS_URL", None)
 
