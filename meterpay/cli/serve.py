@@ -109,6 +109,15 @@ SANDBOX_ENV = {
 }
 
 
+def apply_sandbox_env(port: int | None = None) -> None:
+    """Point this process at the local sandbox (`meterpay sandbox` on METERPAY_SANDBOX_PORT), as the
+    demo does; variables set explicitly are kept."""
+    port = port or config.get("METERPAY_SANDBOX_PORT")
+    for k, v in SANDBOX_ENV.items():
+        os.environ.setdefault(k, v.format(port=port))
+    config.reset_settings()
+
+
 @cli.command()
 @click.option("--demo/--no-demo", default=False, help="also start the meter simulator and the payment sandbox")
 @click.option("--host", default=None, help="bind address (METERPAY_HOST, default 127.0.0.1)")
@@ -127,10 +136,7 @@ def run(demo: bool, host: str | None) -> None:
     sandbox_port = config.get("METERPAY_SANDBOX_PORT")
     exe = [sys.executable, "-m", "meterpay.cli.__main__"]
     if demo:
-        for k, v in SANDBOX_ENV.items():
-            os.environ.setdefault(k, v.format(port=sandbox_port))
-        from core.config import reset_settings
-        reset_settings()
+        apply_sandbox_env(sandbox_port)
         children.append(subprocess.Popen(exe + ["sandbox", "--port", str(sandbox_port)]))
         children.append(subprocess.Popen(exe + ["simulate", "--from-db"]))
     settings = _settings()
