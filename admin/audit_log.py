@@ -62,5 +62,6 @@ def audit():
     next_url = url_for("admin.audit", **keep, page=page + 1) if more else None
     here, zone = lang(), get_settings().timezone
     shown = {r.id: (labels.action_label(r.action, here), labels.describe(r.detail, here, zone)) for r in rows}
-    return render("audit.html", rows=rows, shown=shown, rooms=rooms, sites=sites, site_names={s.id: s.name for s in sites},
-                  fronts=FRONTS, args=args, prev_url=prev_url, next_url=next_url)
+    return render("audit.html", rows=rows, shown=shown, rooms=rooms, sites=sites,
+                  site_names={s.id: s.name for s in sites}, fronts=FRONTS, args=args, prev_url=prev_url,
+                  next_url=next_url)
