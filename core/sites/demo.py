@@ -167,7 +167,7 @@ def history(meter: tuple[int, str, str], tz: ZoneInfo, now: datetime, days: int)
     Deterministic per serial. Electricity: a starting total of 800-6000 kWh, 3-20 kWh a day shaped
     by HOURLY_LOAD, each hour booked into its TOU register (Guangdong: peak 10-12 and 14-19, valley
     0-8, sharp 11-12 and 15-17 in July-September, flat otherwise); the total is the registers' sum.
-    Water: 10-400 m³ to start, 0.1-0.6 m³ a day.
+    Water: 10-400 m³ to start, 0.1-0.6 m³ a day. Registers to 0.01, as the demo's meters report them.
     """
     meter_id, serial, kind = meter
     rng = random.Random(f"demo-history:{serial}")
@@ -175,7 +175,7 @@ def history(meter: tuple[int, str, str], tz: ZoneInfo, now: datetime, days: int)
     daily = rng.uniform(0.1, 0.6) if water else rng.uniform(3, 20)
     start = rng.uniform(10, 400) if water else rng.uniform(800, 6000)
     registers = {"total": start} if water else {p: start * s for p, s in zip(REGISTERS, REGISTER_SPLIT)}
-    step = Decimal("0.001") if water else Decimal("0.01")
+    step = Decimal("0.01")  # what the demo's meters resolve (CJ/T 188 water meters too), so a poll continues it
     first_day = now.astimezone(tz).date() - timedelta(days=days)
     day_share = sum(HOURLY_LOAD)
     day: date = first_day

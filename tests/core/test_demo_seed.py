@@ -3,6 +3,7 @@ chart has data, the ledger and the billed usage agree, nobody is cut by the back
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
@@ -36,6 +37,10 @@ def every_meter_has_thirty_days_of_plain_readings(demo, session):
         assert last - first >= timedelta(days=29), serial
         assert n >= 29 * 4, serial
     assert set(session.scalars(select(Reading.status).distinct())) == {"ok"}
+    # to the meters' own resolution (CJ/T 188 water meters report 0.01 m³), so the first poll continues it
+    water = session.scalars(select(Reading.total).join(Meter, Meter.id == Reading.meter_id)
+                            .where(Meter.kind == "water").limit(200)).all()
+    assert water and all(t == t.quantize(Decimal("0.01")) for t in water)
     assert session.scalar(select(func.count()).select_from(MeterEvent)) == 0
 
 
