@@ -114,12 +114,14 @@ def test_every_action_the_code_records_has_a_label():
                 "refund_": [f"refund_{s}" for s in REFUND_STATES]}
     root = Path(__file__).resolve().parents[2]
     found: set[str] = set()
+    keys: set[str] = set()
     for area in ("core", "bot", "admin", "miniapp_api", "hardware", "meterpay"):
         for path in (root / area).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                         and node.func.attr == "record"):
                     continue
+                keys.update(kw.arg for kw in node.keywords if kw.arg)
                 for kw in node.keywords:
                     if kw.arg != "action":
                         continue
@@ -137,3 +139,6 @@ def test_every_action_the_code_records_has_a_label():
     assert unlabelled == []
     untranslated = sorted(a for a in found if labels.action_label(a, "en") == labels.action_label(a, "zh"))
     assert untranslated == []
+    details = keys - {"actor", "front", "action", "site_id", "account_id"}
+    assert {"reason", "amount", "params"} <= details
+    assert sorted(details - set(labels.DETAIL_KEYS)) == []
