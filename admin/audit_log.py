@@ -7,7 +7,8 @@ from zoneinfo import ZoneInfo
 from flask import g, request, url_for
 from sqlalchemy import select
 
-from admin.web import bp, db, render, visible_sites
+from admin import labels
+from admin.web import bp, db, lang, render, visible_sites
 from core.audit import FRONTS
 from core.config import get_settings
 from core.models import Account, AuditLog, Room
@@ -59,5 +60,8 @@ def audit():
     keep = {k: v for k, v in args.items() if k != "page" and v}
     prev_url = url_for("admin.audit", **keep, page=page - 1) if page > 1 else None
     next_url = url_for("admin.audit", **keep, page=page + 1) if more else None
-    return render("audit.html", rows=rows, rooms=rooms, sites=sites, site_names={s.id: s.name for s in sites},
-                  fronts=FRONTS, args=args, prev_url=prev_url, next_url=next_url)
+    here, zone = lang(), get_settings().timezone
+    shown = {r.id: (labels.action_label(r.action, here), labels.describe(r.detail, here, zone)) for r in rows}
+    return render("audit.html", rows=rows, shown=shown, rooms=rooms, sites=sites,
+                  site_names={s.id: s.name for s in sites}, fronts=FRONTS, args=args, prev_url=prev_url,
+                  next_url=next_url)

@@ -24,6 +24,12 @@ METER_ROWS = 3
 PROFILES = ("acrel-ddsy1352", "acrel-dtsy1352", "dlt645-2007", "cjt188-water")
 
 
+def known_profiles() -> dict[str, str]:
+    """Meter profile name -> meter kind, from the hardware registry (the importer checks rows with it)."""
+    from hardware import profiles
+    return {name: profiles.get(name).kind for name in profiles.names()}
+
+
 def _form_context(site, form=None, **extra):
     session = db()
     vacant = list(session.scalars(
@@ -135,7 +141,8 @@ def import_sheet(site_id: int):
     session = db()
     try:
         upload.save(path)
-        report = import_file(session, site.name, path, actor=actor(), front="admin", create_site=False)
+        report = import_file(session, site.name, path, actor=actor(), front="admin", create_site=False,
+                             profiles=known_profiles())
         session.commit()
     except MeterpayError as exc:
         session.rollback()

@@ -117,14 +117,33 @@ def daily_usage(session: Session, meters: list[Meter], site: Site, days: int = D
     return {"days": [d.strftime("%m-%d") for d in day_list], "series": series}
 
 
-def entries_of(session: Session, account: Account, limit: int = 20) -> list[tuple[JournalEntry, int]]:
-    """Latest ledger entries of the account with what each did to its wallet (fen)."""
+@dataclass(frozen=True)
+class EntryView:
+    """A ledger entry as the room page shows it: the memo in the manager's language."""
+
+    id: int
+    created_at: datetime
+    kind: str
+    memo: str
+    actor: str
+
+
+def entries_of(session: Session, account: Account, limit: int = 20,
+               lang: str | None = None) -> list[tuple[EntryView, int]]:
+    """Latest ledger entries of the account with what each did to its wallet (fen); memos the code
+    wrote ("desk recharge (cash)") in ``lang`` (default: the manager's), typed ones as typed."""
+    from admin import labels
+    if lang is None:
+        from admin.web import lang as current
+        lang = current()
     wallet = ledger.wallet_of(session, account.id)
     rows = session.execute(
-        select(JournalEntry, Posting.amount_fen)
+        select(JournalEntry.id, JournalEntry.created_at, JournalEntry.kind, JournalEntry.memo, JournalEntry.actor,
+               Posting.amount_fen)
         .join(Posting, and_(Posting.entry_id == JournalEntry.id, Posting.ledger_account_id == wallet.id))
         .order_by(JournalEntry.id.desc()).limit(limit))
-    return [(e, int(a)) for e, a in rows]
+    return [(EntryView(i, at, kind, labels.memo_text(memo, lang), actor), int(a))
+            for i, at, kind, memo, actor, a in rows]
 
 
 def commands_of(session: Session, meter_ids: list[int], limit: int = 20) -> list[MeterCommand]:

@@ -254,8 +254,13 @@ def bench_api(concurrency: int, seconds: float, workers: int, threads: int | Non
     elif tool == "wrk" and not shutil.which("wrk"):
         raise ValidationError("wrk is not installed (apt-get install wrk), or use --tool python")
     load = load_wrk if tool == "wrk" else load_python
-    from core.config import get_settings, reset_settings
+    from core.config import get_settings, raw, reset_settings, secret_key_problem
     from core.db import reset_engine
+    if secret_key_problem(raw("METERPAY_SECRET_KEY")):
+        # `serve` refuses a weak key; the benchmark's server and tokens are throwaway, so use a random one
+        import secrets
+        os.environ["METERPAY_SECRET_KEY"] = secrets.token_urlsafe(48)
+        reset_settings()
     url, drop = scratch_database(get_settings().database_url, "bench_api")
     saved_url = os.environ.get("METERPAY_DATABASE_URL")
     proc = None

@@ -30,6 +30,8 @@ from core.errors import ValidationError
 
 ROOT = Path(__file__).resolve().parent.parent
 
+DEFAULT_SECRET_KEY = "dev-insecure-change-me"  # the documented default: fine for tests and the demo, never served
+MIN_SECRET_KEY = 32
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off")
 KINDS = ("str", "int", "float", "bool", "yuan", "url", "path", "choice", "list")
@@ -279,8 +281,9 @@ declare(
         default_doc="`sqlite:///<project>/var/meterpay.db`"),
     Var("METERPAY_REDIS_URL", "url", None,
         "unset: jobs run in-process; set (`redis://127.0.0.1:6379/0`): jobs go to RQ"),
-    Var("METERPAY_SECRET_KEY", "str", "dev-insecure-change-me",
-        "signs sessions, tenant tokens and QR binding tokens; set a long random value in production", secret=True),
+    Var("METERPAY_SECRET_KEY", "str", DEFAULT_SECRET_KEY,
+        "signs sessions, tenant tokens and QR binding tokens; required, 32+ random characters: `serve` and `run` "
+        "refuse to start without it (`run --demo` only warns)", secret=True),
     Var("METERPAY_PORT", "int", "5000", "web port for `serve` and `run`", minimum=1),
     Var("METERPAY_TIMEZONE", "str", "Asia/Shanghai",
         "default timezone of sites (tariff periods, cycles, friendly hours)"),
@@ -374,7 +377,7 @@ declare_site(
 class Settings:
     database_url: str = field(default_factory=lambda: f"sqlite:///{ROOT / 'var' / 'meterpay.db'}")
     redis_url: str | None = None
-    secret_key: str = "dev-insecure-change-me"
+    secret_key: str = DEFAULT_SECRET_KEY
     port: int = 5000
     timezone: str = "Asia/Shanghai"
     max_amount_fen: int = 5_000_000  # largest single money movement a front may ask for, in fen
@@ -412,6 +415,32 @@ def reset_settings() -> None:
 
 def sandbox() -> bool:
     return bool(get("METERPAY_SANDBOX"))
+
+
+def secret_key_problem(key: str | None) -> str | None:
+    """Why ``key`` must not sign cookies and tokens of a served app (None when it may): unset or
+    empty, the documented default (anyone can forge a manager's session with it), or shorter than
+    32 characters."""
+    if key is None or not key.strip():
+        return "METERPAY_SECRET_KEY is not set"
+    if key.strip() == DEFAULT_SECRET_KEY:
+        return f"METERPAY_SECRET_KEY is the documented default {DEFAULT_SECRET_KEY!r}"
+    if len(key.strip()) < MIN_SECRET_KEY:
+        return f"METERPAY_SECRET_KEY is {len(key.strip())} characters long, shorter than {MIN_SECRET_KEY}"
+    return None
+
+
+def secret_key_advice() -> str:
+    return (f"set it to {MIN_SECRET_KEY}+ random characters, e.g. "
+            "export METERPAY_SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')")
+
+
+@cross_check
+def _secret_key_is_strong() -> list[str]:
+    problem = secret_key_problem(raw("METERPAY_SECRET_KEY"))
+    if problem is None:
+        return []
+    return [f"{problem}: `serve` and `run` refuse to start with it (`run --demo` only warns); {secret_key_advice()}"]
 
 
 def miniapp_vars() -> tuple[str, str]:

@@ -60,6 +60,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     import miniapp_api
     for front in (miniapp_api, bot, admin):
         front.init_app(app)
+    from miniapp_api import landing  # where a room's QR code points outside WeChat: /m/bind?token=...
+    app.register_blueprint(landing.bp)
 
     @app.errorhandler(MeterpayError)
     def _domain_error(err: MeterpayError):

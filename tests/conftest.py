@@ -4,7 +4,8 @@ Every test session gets its own database: a fresh PostgreSQL database on 127.0.0
 reachable (always under CI=true, which fails loudly otherwise), else an SQLite file. It is
 migrated with Alembic once, and every table is emptied after each test. Jobs run eagerly
 (synchronously) unless a test says otherwise. Redis, when reachable, gets a database number of
-its own for the session (``redis_url`` fixture).
+its own for the session (``redis_url`` fixture). ``METERPAY_TEST_DB=sqlite`` forces SQLite and no
+Redis (the demo's default path), CI or not.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ PG_ADMIN_URL = os.environ.get("METERPAY_TEST_PG_URL", "postgresql+psycopg://post
 REDIS_BASE = os.environ.get("METERPAY_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 
 # Settings the app reads must be in place before anything imports core.config's cache.
-os.environ.setdefault("METERPAY_SECRET_KEY", "test-secret-key")
+os.environ.setdefault("METERPAY_SECRET_KEY", "test-secret-key-of-48-characters-for-serve-01234")
 os.environ["METERPAY_ENV_FILE"] = os.devnull
 os.environ.pop("METERPAY_REDIS_URL", None)
 
@@ -47,9 +48,12 @@ def _pg_available() -> bool:
         return False
 
 
-PG = _pg_available()
-REDIS = _port_open("127.0.0.1", 6379)
-if CI and not (PG and REDIS):
+# METERPAY_TEST_DB=sqlite: the default path of `make run` (SQLite, in-process jobs, no Redis), even
+# where PostgreSQL and Redis answer (and under CI=true: .ci/run runs the fast tests once this way).
+SQLITE_ONLY = os.environ.get("METERPAY_TEST_DB", "").lower() == "sqlite"
+PG = not SQLITE_ONLY and _pg_available()
+REDIS = not SQLITE_ONLY and _port_open("127.0.0.1", 6379)
+if CI and not SQLITE_ONLY and not (PG and REDIS):
     raise pytest.UsageError(
         f"CI=true but PostgreSQL reachable={PG} and Redis reachable={REDIS} on 127.0.0.1: "
         "the suite must run against both under CI; start them (see .ci/run)")
@@ -61,7 +65,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_report_header(config):
-    return [f"meterpay: database={'postgresql' if PG else 'sqlite'}, redis={'yes' if REDIS else 'no'}, CI={CI}"]
+    forced = " (METERPAY_TEST_DB=sqlite)" if SQLITE_ONLY else ""
+    return [f"meterpay: database={'postgresql' if PG else 'sqlite'}{forced}, redis={'yes' if REDIS else 'no'}, "
+            f"CI={CI}"]
 
 
 @pytest.fixture(scope="session", autouse=True)

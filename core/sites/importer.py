@@ -3,6 +3,14 @@
 Columns: building,floor,room,area_m2,tenant,phone,meter_serial,meter_kind,profile,gateway,
 address,tariff,billing_mode,opening_balance (opening_balance in yuan).
 
+The whole file is read and every row checked before anything is written: a file that cannot be
+read (missing, not UTF-8, a text file named ``.xlsx``, a wrong header) raises ``ValidationError``
+and leaves nothing behind, not even the site. A row is refused with ``line N: reason`` for an
+empty required cell, a bad number or amount, a phone that is not a mainland mobile number, a
+gateway URL without host or port, a profile the caller does not know (``profiles``: name -> meter
+kind, passed in by the fronts because core does not import hardware) or a meter kind that does not
+fit its profile.
+
 One row is one meter. Rows of the same room (and tenant) make one account with several meters.
 Each room is imported in its own savepoint: a bad row is reported with its line number and the
 reason, and nothing of that room is left behind; the other rooms still go in. Re-importing the
@@ -12,10 +20,13 @@ opening balance is posted once per account under the key ``opening:<account id>`
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterable, Iterator
+import re
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from urllib.parse import urlparse
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -83,6 +94,8 @@ def read_table(path: str | Path) -> Iterator[tuple[int, dict[str, str]]]:
     path = Path(path)
     if not path.exists():
         raise ValidationError(f"{path}: no such file")
+    if path.is_dir():
+        raise ValidationError(f"{path}: is a folder; give a .csv or .xlsx file")
     if path.suffix.lower() in (".xlsx", ".xlsm"):
         yield from _read_xlsx(path)
     elif path.suffix.lower() in (".csv", ".txt", ""):
@@ -103,6 +116,15 @@ def _check_header(header: list[str]) -> list[str]:
 
 
 def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    try:
+        yield from _csv_rows(path)
+    except UnicodeDecodeError:
+        raise ValidationError(f"{path.name}: not UTF-8 text (save the sheet as CSV UTF-8, or as .xlsx)") from None
+    except csv.Error as exc:
+        raise ValidationError(f"{path.name}: not a readable CSV file ({exc})") from None
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         try:
@@ -120,7 +142,11 @@ def _read_csv(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
 
 def _read_xlsx(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     from openpyxl import load_workbook
-    wb = load_workbook(path, read_only=True, data_only=True)
+    from openpyxl.utils.exceptions import InvalidFileException
+    try:
+        wb = load_workbook(path, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, InvalidFileException, KeyError):
+        raise ValidationError(f"{path.name}: not an .xlsx workbook") from None
     try:
         ws = wb.worksheets[0]
         rows = ws.iter_rows(values_only=True)
@@ -149,7 +175,45 @@ def _cell_text(value) -> str:
 
 # --- parsing rows ----------------------------------------------------------------------
 
-def parse_row(line: int, raw: dict[str, str]) -> Row:
+PHONE = re.compile(r"1[3-9]\d{9}")
+GATEWAY_SCHEMES = ("tcp", "rtu+tcp")
+
+
+def normalise_phone(text: str) -> str:
+    """A mainland mobile number as 11 digits (spaces, dashes and a +86/0086 prefix dropped), or ""
+    for an empty cell; ValidationError for anything else."""
+    phone = re.sub(r"[\s\-()]", "", text or "")
+    for prefix in ("+86", "0086"):
+        if phone.startswith(prefix):
+            phone = phone[len(prefix):]
+    if not phone:
+        return ""
+    if not PHONE.fullmatch(phone):
+        raise ValidationError(f"phone: {text.strip()!r} is not a mainland mobile number (11 digits, 1[3-9]...)",
+                              field="phone")
+    return phone
+
+
+def check_gateway(ref: str) -> str:
+    """A gateway cell: a gateway name, or a URL ``tcp://HOST:PORT`` / ``rtu+tcp://HOST:PORT`` with a
+    host and a port 1-65535 (checked here, so a bad URL is refused at import, not at the first poll)."""
+    ref = ref.strip()
+    if "://" not in ref:
+        return ref
+    parsed = urlparse(ref)
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if parsed.scheme not in GATEWAY_SCHEMES or not parsed.hostname or not port or parsed.path not in ("", "/"):
+        raise ValidationError(f"gateway: {ref!r} must look like tcp://HOST:PORT (port 1-65535), or name a "
+                              "known gateway", field="gateway")
+    return ref
+
+
+def parse_row(line: int, raw: dict[str, str], profiles: Mapping[str, str] | None = None) -> Row:
+    """One row, checked. ``profiles`` (meter profile name -> its meter kind) is what the fronts know
+    of the hardware; with it an unknown profile or a kind that does not fit the profile is refused."""
     if "__error__" in raw:
         raise ValidationError(raw["__error__"])
     for col in REQUIRED:
@@ -163,7 +227,11 @@ def parse_row(line: int, raw: dict[str, str]) -> Row:
             raise ValidationError(f"area_m2: {raw['area_m2']!r} is not a number", field="area_m2") from None
         if not area.is_finite() or area <= 0:
             raise ValidationError(f"area_m2: must be positive (got {raw['area_m2']})", field="area_m2")
-    kind = raw.get("meter_kind") or "electricity"
+    profile_given = raw.get("profile") or ""
+    if profiles is not None and profile_given and profile_given not in profiles:
+        raise ValidationError(f"profile: unknown {profile_given!r}; known: {', '.join(sorted(profiles))}",
+                              field="profile")
+    kind = raw.get("meter_kind") or (profiles[profile_given] if profiles and profile_given else "electricity")
     if kind not in METER_KINDS:
         raise ValidationError(f"meter_kind: must be one of {', '.join(METER_KINDS)} (got {kind!r})",
                               field="meter_kind")
@@ -175,33 +243,46 @@ def parse_row(line: int, raw: dict[str, str]) -> Row:
     if raw.get("opening_balance"):
         opening = parse_yuan(raw["opening_balance"], field="opening_balance", allow_zero=True)
     address = raw.get("address") or "1"
-    profile = raw.get("profile") or ("cjt188-water" if kind == "water" else "acrel-ddsy1352")
+    profile = profile_given or ("cjt188-water" if kind == "water" else "acrel-ddsy1352")
+    if profiles is not None and profile in profiles and profiles[profile] != kind:
+        raise ValidationError(f"meter_kind: {kind!r} does not fit profile {profile!r} "
+                              f"({profiles[profile]} meters)", field="meter_kind")
+    phone = normalise_phone(raw.get("phone") or "")
+    gateway = check_gateway(raw["gateway"]) if raw.get("gateway") else None
     tenant = raw.get("tenant") or ""
-    if not tenant and (opening or raw.get("phone")):
+    if not tenant and (opening or phone):
         raise ValidationError("tenant: a phone or opening balance needs a tenant name", field="tenant")
     return Row(line=line, building=raw["building"], floor=raw["floor"], room=raw["room"], area_m2=area,
-               tenant=tenant, phone=raw.get("phone") or "",
+               tenant=tenant, phone=phone,
                meter=MeterSpec(serial=raw["meter_serial"], kind=kind, profile=profile,
-                               gateway=raw.get("gateway") or None, address=address),
+                               gateway=gateway, address=address),
                tariff=raw.get("tariff") or None, billing_mode=mode, opening_balance_fen=opening)
 
 
 # --- applying rows ---------------------------------------------------------------------
 
 def import_file(session: Session, site_name: str, path: str | Path, *, actor: str = "system", front: str = "cli",
-                progress: Callable[[int], None] | None = None, create_site: bool = True) -> ImportReport:
+                progress: Callable[[int], None] | None = None, create_site: bool = True,
+                profiles: Mapping[str, str] | None = None) -> ImportReport:
+    """Import a CSV or .xlsx file (see the module docstring). Raises ValidationError for a file
+    that cannot be read, before anything is written; bad rows are in the report."""
     return import_rows(session, site_name, read_table(path), actor=actor, front=front, progress=progress,
-                       create_site=create_site)
+                       create_site=create_site, profiles=profiles)
 
 
 def import_rows(session: Session, site_name: str, rows: Iterable[tuple[int, dict[str, str]]], *,
                 actor: str = "system", front: str = "cli", progress: Callable[[int], None] | None = None,
-                create_site: bool = True) -> ImportReport:
-    """Import rows grouped by room; each room is all-or-nothing. Commits as it goes."""
-    import itertools
-    iterator = iter(rows)
-    head = list(itertools.islice(iterator, 1))  # reads and checks the header before anything is written
-    rows = itertools.chain(head, iterator)
+                create_site: bool = True, profiles: Mapping[str, str] | None = None) -> ImportReport:
+    """Import rows grouped by room; each room is all-or-nothing. Commits as it goes.
+
+    Every row is read and parsed first: a file-level error (raised by ``rows`` while it is read)
+    leaves nothing written, not even the site."""
+    parsed: list[tuple[dict[str, str], Row | RowError]] = []
+    for line, raw in rows:
+        try:
+            parsed.append((raw, parse_row(line, raw, profiles)))
+        except MeterpayError as exc:
+            parsed.append((raw, RowError(line, exc.message)))
     site = session.scalar(select(Site).where(Site.name == site_name))
     if site is None:
         if not create_site:
@@ -220,19 +301,16 @@ def import_rows(session: Session, site_name: str, rows: Iterable[tuple[int, dict
         group_errors.clear()
 
     current: tuple[str | None, str | None, str | None] | None = None
-    for line, raw in rows:
+    for raw, row in parsed:
         report.rows += 1
-        try:
-            row = parse_row(line, raw)
-            room_key: tuple[str | None, str | None, str | None] = (row.building, row.floor, row.room)
-        except MeterpayError as exc:
-            row, room_key = None, (raw.get("building"), raw.get("floor"), raw.get("room"))
-            error = RowError(line, exc.message)
+        room_key: tuple[str | None, str | None, str | None] = (
+            (row.building, row.floor, row.room) if isinstance(row, Row)
+            else (raw.get("building"), raw.get("floor"), raw.get("room")))
         if room_key != current:
             flush_group()
             current = room_key
-        if row is None:
-            group_errors.append(error)
+        if isinstance(row, RowError):
+            group_errors.append(row)
         else:
             group.append(row)
         if progress:

@@ -19,11 +19,27 @@ def _settings():
     return get_settings()
 
 
+def _check_secret_key(*, demo: bool) -> None:
+    """Refuse to serve with a secret key anyone could know (unset, the documented default, short):
+    it signs the managers' session cookies. The demo (`run --demo`) only warns."""
+    problem = config.secret_key_problem(config.raw("METERPAY_SECRET_KEY"))
+    if problem is None:
+        return
+    if not demo:
+        fail(f"{problem}; {config.secret_key_advice()} (only `meterpay run --demo` starts without it)")
+    click.echo(f"warning: {problem}: fine for the local demo, never for a site people use; "
+               f"{config.secret_key_advice()}", err=True)
+
+
 @cli.command()
 @click.option("--workers", type=int, default=None, help="gunicorn workers (METERPAY_WEB_WORKERS, default 2)")
 @click.option("--host", default=None, help="bind address (METERPAY_HOST, default 127.0.0.1)")
 def serve(workers: int | None, host: str | None) -> None:
-    """The web app alone, production style (gunicorn) on METERPAY_PORT."""
+    """The web app alone, production style (gunicorn) on METERPAY_PORT.
+
+    Refuses to start (exit 2) when METERPAY_SECRET_KEY is unset, the documented default or shorter
+    than 32 characters."""
+    _check_secret_key(demo=False)
     settings = _settings()
     workers = workers or config.get("METERPAY_WEB_WORKERS")
     host = host or config.get("METERPAY_HOST")
@@ -87,7 +103,19 @@ SANDBOX_ENV = {
     "METERPAY_WECHAT_API_BASE": "http://127.0.0.1:{port}",
     "METERPAY_WXPAY_API_BASE": "http://127.0.0.1:{port}",
     "METERPAY_ALIPAY_GATEWAY": "http://127.0.0.1:{port}/gateway.do",
+    # the sandbox's SMS and voice stand-ins (bot/sandbox.py), so the demo's alarms are delivered
+    "METERPAY_SMS_URL": "http://127.0.0.1:{port}/sandbox/sms/send",
+    "METERPAY_VOICE_URL": "http://127.0.0.1:{port}/sandbox/voice/call",
 }
+
+
+def apply_sandbox_env(port: int | None = None) -> None:
+    """Point this process at the local sandbox (`meterpay sandbox` on METERPAY_SANDBOX_PORT), as the
+    demo does; variables set explicitly are kept."""
+    port = port or config.get("METERPAY_SANDBOX_PORT")
+    for k, v in SANDBOX_ENV.items():
+        os.environ.setdefault(k, v.format(port=port))
+    config.reset_settings()
 
 
 @cli.command()
@@ -96,17 +124,19 @@ SANDBOX_ENV = {
 def run(demo: bool, host: str | None) -> None:
     """Everything in the foreground: web app, job runner, periodic jobs (and with --demo the meter
     simulator and the sandbox). Without Redis the jobs run in this process; with Redis this starts
-    an RQ worker and the scheduler as child processes."""
+    an RQ worker and the scheduler as child processes.
+
+    Without --demo it refuses to start (exit 2) when METERPAY_SECRET_KEY is unset, the documented
+    default or shorter than 32 characters; with --demo it warns and goes on."""
     from core.signals import load_listeners
+
+    _check_secret_key(demo=demo)
 
     children: list[subprocess.Popen] = []
     sandbox_port = config.get("METERPAY_SANDBOX_PORT")
     exe = [sys.executable, "-m", "meterpay.cli.__main__"]
     if demo:
-        for k, v in SANDBOX_ENV.items():
-            os.environ.setdefault(k, v.format(port=sandbox_port))
-        from core.config import reset_settings
-        reset_settings()
+        apply_sandbox_env(sandbox_port)
         children.append(subprocess.Popen(exe + ["sandbox", "--port", str(sandbox_port)]))
         children.append(subprocess.Popen(exe + ["simulate", "--from-db"]))
     settings = _settings()

@@ -20,9 +20,15 @@ def _count_rows(path: str) -> int | None:
     return None
 
 
+def known_profiles() -> dict[str, str]:
+    """Meter profile name -> meter kind, from the hardware registry (core does not import hardware)."""
+    from hardware import profiles
+    return {name: profiles.get(name).kind for name in profiles.names()}
+
+
 @sites.command("import")
 @click.option("--site", "site_name", required=True, help="site name (created if new)")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.argument("path", type=click.Path())  # checked by the importer: `error: ...: no such file`, exit 2
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @friendly_errors
 def import_(site_name: str, path: str, as_json: bool) -> None:
@@ -30,17 +36,21 @@ def import_(site_name: str, path: str, as_json: bool) -> None:
 
     Columns: building,floor,room,area_m2,tenant,phone,meter_serial,meter_kind,profile,gateway,
     address,tariff,billing_mode,opening_balance (yuan). Re-importing the same file changes nothing.
-    Exit status 1 when any row was rejected (the good rooms are still imported).
+    Exit status 1 when any row was rejected (`line N: reason`; the good rooms are still imported),
+    2 when the file cannot be read (missing, not UTF-8, not a workbook, wrong header): then nothing
+    is written.
     """
     from core.db import session_scope
     from core.sites.importer import import_file
     show_bar = sys.stderr.isatty() and not as_json
+    profiles = known_profiles()
     with session_scope() as session:
         if show_bar:
             with click.progressbar(length=_count_rows(path) or 0, label="importing", file=sys.stderr) as bar:
-                report = import_file(session, site_name, path, progress=bar.update, actor="cli", front="cli")
+                report = import_file(session, site_name, path, progress=bar.update, actor="cli", front="cli",
+                                     profiles=profiles)
         else:
-            report = import_file(session, site_name, path, actor="cli", front="cli")
+            report = import_file(session, site_name, path, actor="cli", front="cli", profiles=profiles)
     if as_json:
         print_json(report.to_dict())
     else:

@@ -81,3 +81,19 @@ def test_the_preview_needs_the_csrf_token(manage):
     manage.as_manager("root", all_sites=True, role="admin")
     resp = manage.client.post("/admin/tariffs/preview", data={"spec": json.dumps(BEIJING)})
     assert resp.status_code == 400
+
+
+def test_a_water_plan_reads_as_a_water_price(manage, session):
+    from core.tariffs.store import add_plan
+    add_plan(session, "商业水价", {"kind": "flat", "unit": "m3", "price": "5.0"})
+    add_plan(session, "商业电价", {"kind": "flat", "unit": "kWh", "price": "1.0"})
+    session.commit()
+    manage.as_manager("root", all_sites=True, role="admin")
+    html = manage.client.get("/admin/tariffs").text
+    water = html[html.index("商业水价"):].split("</tr>", 1)[0]
+    power = html[html.index("商业电价"):].split("</tr>", 1)[0]
+    assert "单一水价" in water and "单一电价" not in water
+    assert "单一电价" in power
+    manage.client.get("/admin/lang/en")
+    html = manage.client.get("/admin/tariffs").text
+    assert "flat (water)" in html[html.index("商业水价"):].split("</tr>", 1)[0]

@@ -1,8 +1,8 @@
 """Jobs run once, after commit; periodic slots run once across schedulers; signals fire after commit only."""
 import pytest
 
-from core import jobs, signals
-from core.db import session_scope
+from core import jobs, ledger, signals
+from core.db import new_session, session_scope
 from tests.core import jobs_target
 
 
@@ -75,17 +75,31 @@ def test_signal_listeners_hear_only_committed_changes(session, factory):
         signals.disconnect("balance_changed", listener)
 
 
-def test_a_failing_listener_does_not_fail_the_caller(session, factory):
+def test_a_failing_listener_does_not_fail_the_caller(session, factory, caplog):
+    heard = []
+
     def broken(**_):
         raise RuntimeError("listener bug")
+
+    def good(**payload):
+        heard.append(payload)
     signals.on("balance_changed")(broken)
+    signals.on("balance_changed")(good)  # after the broken one: it still hears the change
     try:
         acct = factory.account()
+        before = ledger.account_balance(session, acct.id)
         from core.ledger import cashdesk
-        cashdesk.desk_recharge(session, acct.id, 100)
-        session.commit()
+        with caplog.at_level("ERROR", logger="core.signals"):
+            cashdesk.desk_recharge(session, acct.id, 100)
+            session.commit()
     finally:
         signals.disconnect("balance_changed", broken)
+        signals.disconnect("balance_changed", good)
+    assert [(h["account_id"], h["delta_fen"]) for h in heard] == [(acct.id, 100)]
+    with new_session() as fresh:
+        assert ledger.account_balance(fresh, acct.id) == before + 100
+    assert any("listener broken for balance_changed failed" in r.getMessage() and r.exc_info
+               for r in caplog.records)
 
 
 def test_work_registered_inside_a_rolled_back_savepoint_is_dropped(session):

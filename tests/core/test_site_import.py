@@ -60,14 +60,14 @@ def test_xlsx_imports_like_csv(session, plans, tmp_path):
 def test_bad_rows_are_reported_by_line_and_leave_no_partial_room(session, plans, tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text(HEADER +
-                    "A,1F,A101,45,Wang,138,EA101,electricity,acrel-ddsy1352,tcp://127.0.0.1:1,1,商业电价,prepaid-platform,10\n"
-                    "A,1F,A102,45,Li,139,EA102,electricity,acrel-ddsy1352,tcp://127.0.0.1:1,2,商业电价,prepaid-platform,10\n"
-                    "A,1F,A102,45,Li,139,WA102,gas,,tcp://127.0.0.1:1,3,商业电价,prepaid-platform,\n"
-                    "A,1F,A103,-4,Zhao,137,EA103,electricity,,tcp://127.0.0.1:1,4,,,\n"
-                    "A,1F,A104,20,Qian,136,EA104,electricity,,tcp://127.0.0.1:1,5,,prepaid-platform,-5\n"
-                    "A,1F,A105,20,Sun,135,EA105,electricity,,tcp://127.0.0.1:1,6,no-such-tariff,,\n"
-                    "A,1F,A106,20,Zhou,134,EA101,electricity,,tcp://127.0.0.1:1,7,,,\n"
-                    "A,1F,A107,20,Wu,133,EA107,electricity,,tcp://127.0.0.1:1,8,,,1.234\n",
+                    "A,1F,A101,45,Wang,13800001111,EA101,electricity,acrel-ddsy1352,tcp://127.0.0.1:1,1,商业电价,prepaid-platform,10\n"
+                    "A,1F,A102,45,Li,13900001111,EA102,electricity,acrel-ddsy1352,tcp://127.0.0.1:1,2,商业电价,prepaid-platform,10\n"
+                    "A,1F,A102,45,Li,13900001111,WA102,gas,,tcp://127.0.0.1:1,3,商业电价,prepaid-platform,\n"
+                    "A,1F,A103,-4,Zhao,13700001111,EA103,electricity,,tcp://127.0.0.1:1,4,,,\n"
+                    "A,1F,A104,20,Qian,13600001111,EA104,electricity,,tcp://127.0.0.1:1,5,,prepaid-platform,-5\n"
+                    "A,1F,A105,20,Sun,13500001111,EA105,electricity,,tcp://127.0.0.1:1,6,no-such-tariff,,\n"
+                    "A,1F,A106,20,Zhou,13400001111,EA101,electricity,,tcp://127.0.0.1:1,7,,,\n"
+                    "A,1F,A107,20,Wu,13300001111,EA107,electricity,,tcp://127.0.0.1:1,8,,,1.234\n",
                     encoding="utf-8")
     report = import_file(session, "Plaza", path)
     by_line = {e.line: e.reason for e in report.errors}
@@ -103,10 +103,10 @@ def test_a_missing_file_is_a_clear_error(session):
 def test_an_opening_balance_repeated_on_each_meter_row_is_posted_once(session, plans, tmp_path):
     path = tmp_path / "repeated.csv"
     path.write_text(HEADER +
-                    "A,1F,A101,45,Wang,138,EA101,electricity,acrel-ddsy1352,tcp://127.0.0.1:1,1,商业电价,prepaid-platform,100.00\n"
-                    "A,1F,A101,45,Wang,138,WA101,water,cjt188-water,tcp://127.0.0.1:1,00000000000001,商业电价,prepaid-platform,100\n"
-                    "A,1F,A102,45,Li,139,EA102,electricity,acrel-ddsy1352,tcp://127.0.0.1:1,2,商业电价,prepaid-platform,100\n"
-                    "A,1F,A102,45,Li,139,WA102,water,cjt188-water,tcp://127.0.0.1:1,00000000000002,商业电价,prepaid-platform,50\n",
+                    "A,1F,A101,45,Wang,13800001111,EA101,electricity,acrel-ddsy1352,tcp://127.0.0.1:1,1,商业电价,prepaid-platform,100.00\n"
+                    "A,1F,A101,45,Wang,13800001111,WA101,water,cjt188-water,tcp://127.0.0.1:1,00000000000001,商业电价,prepaid-platform,100\n"
+                    "A,1F,A102,45,Li,13900001111,EA102,electricity,acrel-ddsy1352,tcp://127.0.0.1:1,2,商业电价,prepaid-platform,100\n"
+                    "A,1F,A102,45,Li,13900001111,WA102,water,cjt188-water,tcp://127.0.0.1:1,00000000000002,商业电价,prepaid-platform,50\n",
                     encoding="utf-8")
     report = import_file(session, "Plaza", path)
     a101 = session.scalars(select(Account).join(Room).where(Room.number == "A101")).one()
@@ -114,3 +114,90 @@ def test_an_opening_balance_repeated_on_each_meter_row_is_posted_once(session, p
     by_line = {e.line: e.reason for e in report.errors}
     assert "opening_balance" in by_line[5] and "100.00" in by_line[5] and "50.00" in by_line[5]
     assert set(session.scalars(select(Room.number))) == {"A101"}
+
+
+# --- refused up front (issue 14, item 7) ----------------------------------------------------
+
+GOOD_A101 = "A,1F,A101,45,Wang,13800001111,EA101,electricity,acrel-ddsy1352,tcp://127.0.0.1:17100,1,,prepaid-platform,10\n"
+
+
+def known_profiles():
+    from meterpay.cli.sites import known_profiles
+    return known_profiles()
+
+
+@pytest.mark.parametrize("bad_row, reason", [
+    ("A,1F,A102,30,Li,13900001111,EA102,electricity,nosuch-profile,tcp://127.0.0.1:17100,2,,,",
+     "line 3: profile: unknown 'nosuch-profile'; known: acrel-ddsy1352"),
+    ("A,1F,A102,30,Li,1390000111,EA102,electricity,acrel-ddsy1352,tcp://127.0.0.1:17100,2,,,",
+     "line 3: phone: '1390000111' is not a mainland mobile number"),
+    ("A,1F,A102,30,Li,12900001111,EA102,electricity,acrel-ddsy1352,tcp://127.0.0.1:17100,2,,,",
+     "line 3: phone:"),
+    ("A,1F,A102,30,Li,13900001111,EA102,electricity,acrel-ddsy1352,tcp://127.0.0.1,2,,,",
+     "line 3: gateway: 'tcp://127.0.0.1' must look like tcp://HOST:PORT"),
+    ("A,1F,A102,30,Li,13900001111,EA102,electricity,acrel-ddsy1352,tcp://127.0.0.1:70000,2,,,",
+     "line 3: gateway:"),
+    ("A,1F,A102,30,Li,13900001111,EA102,electricity,acrel-ddsy1352,http://127.0.0.1:80,2,,,",
+     "line 3: gateway:"),
+    ("A,1F,A102,30,Li,13900001111,WA102,water,acrel-ddsy1352,tcp://127.0.0.1:17110,00000000000102,,,",
+     "line 3: meter_kind: 'water' does not fit profile 'acrel-ddsy1352' (electricity meters)"),
+])
+def test_a_bad_profile_phone_gateway_or_kind_is_refused_by_line_and_leaves_nothing_of_its_room(
+        session, tmp_path, bad_row, reason):
+    path = tmp_path / "bad.csv"
+    path.write_text(HEADER + GOOD_A101 + bad_row + "\n", encoding="utf-8")
+    report = import_file(session, "Plaza", path, profiles=known_profiles())
+    assert [str(e) for e in report.errors] == [str(report.errors[0])] and str(report.errors[0]).startswith(reason)
+    assert set(session.scalars(select(Room.number))) == {"A101"}
+    assert set(session.scalars(select(Meter.serial))) == {"EA101"}
+
+
+def test_a_phone_is_stored_as_eleven_digits_and_a_profile_names_the_kind(session, tmp_path):
+    from core.models import Tenant
+    path = tmp_path / "ok.csv"
+    path.write_text(HEADER +
+                    "A,1F,A101,45,Wang,+86 138-0000-1111,EA101,,acrel-ddsy1352,tcp://127.0.0.1:17100,1,,,\n"
+                    "A,1F,A101,45,Wang,+86 138-0000-1111,WA101,,cjt188-water,tcp://127.0.0.1:17110,"
+                    "00000000000101,,,\n", encoding="utf-8")
+    report = import_file(session, "Plaza", path, profiles=known_profiles())
+    assert report.errors == []
+    assert session.scalars(select(Tenant.phone)).one() == "13800001111"
+    assert dict(session.execute(select(Meter.serial, Meter.kind)).all()) == {"EA101": "electricity", "WA101": "water"}
+
+
+def test_a_text_file_named_xlsx_is_refused_whole(session, tmp_path):
+    from core.models import Site
+    path = tmp_path / "x.xlsx"
+    path.write_text(HEADER + GOOD_A101, encoding="utf-8")
+    with pytest.raises(ValidationError, match=r"x.xlsx: not an .xlsx workbook"):
+        import_file(session, "Plaza", path)
+    assert count(session, Site) == 0
+
+
+def test_a_csv_that_is_not_utf8_is_refused_whole_even_after_good_lines(session, tmp_path):
+    from core.models import Site
+    path = tmp_path / "gbk.csv"
+    good = [GOOD_A101,
+            "A,1F,A102,30,Li,13900001111,EA102,electricity,acrel-ddsy1352,tcp://127.0.0.1:17100,2,,,\n"]
+    path.write_bytes((HEADER + "".join(good)).encode() + "A,1F,A103,30,王,,EA103,,,,3,,,\n".encode("gbk"))
+    with pytest.raises(ValidationError, match="gbk.csv: not UTF-8 text"):
+        import_file(session, "Plaza", path)
+    assert count(session, Site) == 0 and count(session, Room) == 0
+
+
+def test_the_command_line_says_error_for_a_file_it_cannot_read_and_exits_2(session, tmp_path):
+    from click.testing import CliRunner
+
+    from meterpay.cli.base import cli
+    missing = CliRunner().invoke(cli, ["sites", "import", "--site", "Plaza", str(tmp_path / "missing.csv")])
+    assert missing.exit_code == 2
+    assert missing.stderr.startswith("error: ") and "no such file" in missing.stderr
+    assert "Invalid value" not in missing.output
+    fake = tmp_path / "x.xlsx"
+    fake.write_text("not a workbook\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["sites", "import", "--site", "Plaza", str(fake)])
+    assert result.exit_code == 2 and result.stderr == "error: x.xlsx: not an .xlsx workbook\n"
+    bad = tmp_path / "bad.csv"
+    bad.write_text(HEADER + GOOD_A101.replace("acrel-ddsy1352", "nosuch-profile"), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["sites", "import", "--site", "Plaza", str(bad)])
+    assert result.exit_code == 1 and f"{bad}: line 2: profile: unknown 'nosuch-profile'" in result.stderr

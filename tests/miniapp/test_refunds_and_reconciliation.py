@@ -41,7 +41,7 @@ def test_a_manager_refund_debits_the_wallet_and_is_confirmed_by_the_provider(bou
     assert wait_for(lambda: refund_row(refund_no).state == "succeeded")
     assert order_row(order_no).state == "paid" and order_row(order_no).refunded_fen == 2000
     # the refund notification (also arriving later, maybe twice) changes nothing more
-    wait_for(lambda: any(n["kind"].endswith("refund") for n in requests.get(
+    assert wait_for(lambda: any(n["kind"].endswith("refund") for n in requests.get(
         f"{pay_env['fake']}/_sandbox/notifications", timeout=5).json()["sent"]))
     assert balance_of(account.id) == 4000
     refund(order_no, 3000)
