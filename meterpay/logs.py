@@ -34,6 +34,18 @@ class _RoleFilter(logging.Filter):
         return True
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record."""
 
@@ -69,7 +81,7 @@ def configure(role: str, level: str | None = None) -> None:
     root = logging.getLogger()
     for h in [h for h in root.handlers if getattr(h, "_meterpay", False)]:
         root.removeHandler(h)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler._meterpay = True  # type: ignore[attr-defined]
     handler.addFilter(_RoleFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))

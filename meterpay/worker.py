@@ -26,7 +26,9 @@ import threading
 import time
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, SimpleWorker, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -150,16 +152,30 @@ class MeterpayForkWorker(_Observed, Worker):
         return super().main_work_horse(job, queue)
 
 
+_quieted = False
+
+
 def _quiet_rq_connection_noise() -> None:
-    """RQ logs every failed reconnect while it waits for a job; the outage is logged once by us."""
+    """RQ logs every failed reconnect while it waits for a job, and a traceback when Redis breaks
+    off its bookkeeping; the outage is logged once by ``core.jobs.redis_outage`` instead."""
+    global _quieted
+    if _quieted:
+        return
+    _quieted = True
+
     class Filter(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
             if "could not connect to Redis" in str(record.msg):
                 exc = record.args[1] if isinstance(record.args, tuple) and len(record.args) > 1 else "connection error"
                 corejobs.redis_outage.down(str(exc))
                 return False
+            exc_info = record.exc_info
+            if exc_info and isinstance(exc_info[1], RedisConnectionError | RedisTimeoutError):
+                corejobs.redis_outage.down(exc_info[1])
+                return False
             return True
-    logging.getLogger("rq.worker").addFilter(Filter())
+    for name in ("rq.worker", "rq.worker.base"):
+        logging.getLogger(name).addFilter(Filter())
 
 
 def _requeue_interrupted(job_id: str, queue_name: str) -> None:
@@ -178,13 +194,14 @@ def _requeue_interrupted(job_id: str, queue_name: str) -> None:
 
 
 def run_worker(queues: list[str], *, burst: bool = False, stop: threading.Event | None = None,
-               name: str | None = None) -> None:
-    """Work ``queues`` until SIGTERM/SIGINT (or ``stop``), through Redis and database outages."""
+               name: str | None = None, handle_signals: bool = True) -> None:
+    """Work ``queues`` until SIGTERM/SIGINT (or ``stop``), through Redis and database outages;
+    ``burst``: until the queues are empty."""
     stop = stop or threading.Event()
     _quiet_rq_connection_noise()
     fork = config.get("METERPAY_RQ_FORK")
     cls = MeterpayForkWorker if fork else MeterpaySimpleWorker
-    if threading.current_thread() is threading.main_thread():
+    if handle_signals and threading.current_thread() is threading.main_thread():
         def on_signal(signum, frame):
             stop.set()
             if current is not None:
