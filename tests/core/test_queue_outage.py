@@ -5,12 +5,14 @@ started; the meter is the project's simulator over TCP."""
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 from sqlalchemy import select
 
 from core import jobs
 from core.models import MeterCommand
+from tests.bot.conftest import sandbox, sandbox_base  # noqa: F401 - the bot's sandbox fixtures
 from tests.core.throwaway import ThrowawayRedis
 
 pytestmark = pytest.mark.slow
@@ -84,3 +86,42 @@ def test_an_enqueue_after_commit_that_cannot_reach_redis_keeps_the_commit_and_ra
     down_redis.start()
     jobs.enqueue("tests.core.jobs_target.record", "back")
     assert not jobs.redis_outage.is_down
+
+
+@pytest.mark.usefixtures("sandbox")
+def test_a_trip_by_chat_during_a_redis_outage_is_answered_and_queued(down_redis, client, session, factory):
+    """The bot's path: message dedupe falls back to the process while Redis is away, the confirmed
+    trip is committed and answered, its command waits for the sweep."""
+    from core.sites.managers import create_manager
+    from tests.bot.helpers import WeChat
+    site = factory.site("Chat Site")
+    account = factory.account(room=factory.room(site, "C101"), balance_fen=10000)
+    alice = create_manager(session, "alice", "password123", sites=["Chat Site"])
+    alice.wechat_openid = "o-alice"
+    session.commit()
+    down_redis.stop()
+    wechat = WeChat(client)
+    asked = wechat.say("o-alice", "拉闸 C101")
+    code = re.search(r"确认 (\d{4})", asked)
+    assert code, asked
+    reply = wechat.say("o-alice", f"确认 {code.group(1)}")
+    assert "未执行" not in reply and "C101" in reply, reply
+    cmd = session.scalar(select(MeterCommand).where(MeterCommand.meter_id == account.meters[0].id))
+    assert (cmd.kind, cmd.state) == ("relay_off", "pending")
+
+
+def test_a_notification_committed_while_redis_was_down_is_delivered_by_the_sweep(down_redis, session, factory):
+    from datetime import timedelta
+
+    from bot import delivery
+    from core.alarms import notifications
+    from core.models import Notification
+    account = factory.account()
+    down_redis.stop()
+    note = notifications.add(session, key="outage:note:1", kind="chat", channel="webhook",
+                             recipient="http://127.0.0.1:9/hook", body="hello", account_id=account.id)
+    session.commit()
+    assert session.get(Notification, note.id).status == "pending"
+    down_redis.start()
+    assert delivery.retry_due() == 0                      # not yet: it may still be on its way
+    assert delivery.retry_due(now=note.created_at + timedelta(minutes=3)) == 1   # stuck: queued again
