@@ -79,7 +79,7 @@ def _configured_base() -> Path | None:
     path = config.get("METERPAY_METRICS_DIR")
     if path:
         return Path(path)
-    env = os.environ.get("METERPAY_METRICS_BASE") or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    env = os.environ.get("PROMETHEUS_MULTIPROC_BASE") or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     return Path(env) if env else None
 
 
@@ -124,7 +124,7 @@ def configure(role: str, *, fresh: bool = False) -> Path | None:
     if fresh and own.exists():
         shutil.rmtree(own, ignore_errors=True)
     own.mkdir(parents=True, exist_ok=True)
-    os.environ["METERPAY_METRICS_BASE"] = str(base)
+    os.environ["PROMETHEUS_MULTIPROC_BASE"] = str(base)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(own)
     _base, _own_dir = base, own
     return own
