@@ -68,9 +68,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
-def configure(role: str, level: str | None = None) -> None:
+def configure(role: str, level: str | None = None, *, force: bool = False) -> None:
     """Set up the root logger for this process (``role``: web, worker, scheduler, cli). Idempotent:
-    called again it replaces its own handler, never adds a second one."""
+    called again it replaces its own handler, never adds a second one. When something else already
+    handles the root logger (a test runner's capture), it is left alone unless ``force``."""
     global _role
     _role = role
     try:
@@ -79,14 +80,17 @@ def configure(role: str, level: str | None = None) -> None:
         fmt = "text"
     level = level or config.get_settings().log_level
     root = logging.getLogger()
+    foreign = [h for h in root.handlers if not getattr(h, "_meterpay", False) and type(h) is not logging.StreamHandler]
+    if foreign and not force:
+        return
     for h in [h for h in root.handlers if getattr(h, "_meterpay", False)]:
         root.removeHandler(h)
     handler = _Stderr()
     handler._meterpay = True  # type: ignore[attr-defined]
     handler.addFilter(_RoleFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
-    # A handler someone else installed (pytest's capture, gunicorn's) stays; basicConfig's default goes.
-    for h in [h for h in root.handlers if type(h) is logging.StreamHandler and not getattr(h, "_meterpay", False)]:
+    # basicConfig's default handler goes (ours replaces it)
+    for h in [h for h in root.handlers if type(h) is logging.StreamHandler]:
         root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(level)

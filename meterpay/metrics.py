@@ -46,6 +46,7 @@ import os
 import shutil
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -250,23 +251,28 @@ def _alarm(mm: SimpleNamespace, notification_id: Any, status: Any) -> None:
     mm.alarms.labels(channel, kind, str(status)).inc()
 
 
-def _on_command_finished(command_id: int, state: str, **_: Any) -> None:
+def _on_command_finished(command_id: int, state: str, kind: str | None = None, requested_at=None,
+                         finished_at=None, **_: Any) -> None:
+    """Counts a finished command. The event names only the command; its kind and times are read
+    with one query unless the event carries them (``kind``, ``requested_at``, ``finished_at``)."""
     if not _counting():
         return
-    from sqlalchemy import select
+    if kind is None:
+        from sqlalchemy import select
 
-    from core.db import session_scope
-    from core.models import MeterCommand
-    with session_scope() as s:
-        row = s.execute(select(MeterCommand.kind, MeterCommand.created_at, MeterCommand.finished_at)
-                        .where(MeterCommand.id == command_id)).one_or_none()
-    if row is None:
-        return
-    kind, created, finished = row
+        from core.db import session_scope
+        from core.models import MeterCommand
+        with session_scope() as s:
+            row = s.execute(select(MeterCommand.kind, MeterCommand.created_at, MeterCommand.finished_at)
+                            .where(MeterCommand.id == command_id)).one_or_none()
+        if row is None:
+            return
+        kind, requested_at, finished_at = row
     mm = m()
     mm.commands.labels(kind, state).inc()
-    if created is not None and finished is not None:
-        mm.command_seconds.labels(kind, state).observe(max((finished - created).total_seconds(), 0.0))
+    if requested_at is not None:
+        end = finished_at or datetime.now(UTC)
+        mm.command_seconds.labels(kind, state).observe(max((end - requested_at).total_seconds(), 0.0))
 
 
 def _on_payment_settled(order_id: int, **_: Any) -> None:

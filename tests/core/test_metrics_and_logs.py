@@ -155,7 +155,7 @@ def test_json_logs_are_one_object_per_line(settings_env, capsys):
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
     try:
-        logs.configure("worker", "INFO")
+        logs.configure("worker", "INFO", force=True)
         try:
             raise ValueError("boom")
         except ValueError:
@@ -179,3 +179,17 @@ def test_proxy_hops_take_the_client_address_and_scheme_from_the_proxy(settings_e
     assert seen(create_app({"TESTING": True})) == "127.0.0.1 http localhost"
     settings_env(METERPAY_PROXY_HOPS="1")
     assert seen(create_app({"TESTING": True})) == "203.0.113.5 https pay.example.cn"
+
+
+def test_a_command_event_that_carries_its_kind_and_times_is_counted_without_a_query(client):
+    from datetime import UTC, datetime, timedelta
+
+    from meterpay import metrics
+    metrics.install()
+    before = sample(client.get("/metrics").text, "meterpay_command_seconds_count", kind="recharge", state="confirmed")
+    now = datetime.now(UTC)
+    signals.dispatch("command_finished", command_id=-1, state="confirmed", kind="recharge",
+                     requested_at=now - timedelta(seconds=42), finished_at=now)
+    text = client.get("/metrics").text
+    assert sample(text, "meterpay_command_seconds_count", kind="recharge", state="confirmed") == before + 1
+    assert sample(text, "meterpay_command_seconds_bucket", kind="recharge", state="confirmed", le="60.0") >= 1
