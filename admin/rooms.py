@@ -26,8 +26,8 @@ def _page_context(room):
            "commands": rd.commands_of(session, [v.meter.id for v in meters]),
            "tariffs": rd.tariff_names(session), "presets": rd.presets_for(session, site), "op": new_op()}
     if account is not None:
-        balance, fee, levels = rd.account_fee(session, account, site)
-        ctx.update(balance=balance, fee=fee, levels=levels, entries=rd.entries_of(session, account),
+        balance, fee, levels, shown = rd.account_fee(session, account, site)
+        ctx.update(balance=balance, fee=fee, levels=levels, shown=shown, entries=rd.entries_of(session, account),
                    cost_today=rd.cost_today_fen(session, account, site))
     return ctx
 
