@@ -1,7 +1,8 @@
 """WeChat delivers a message again when we were slow; run each one once.
 
 Redis ``SET NX`` with a TTL when ``METERPAY_REDIS_URL`` is set (every web process shares it),
-else an in-process map. WeChat retries three times within about 15 seconds, so 5 minutes is ample.
+else an in-process map (also while Redis is unreachable: a message is then answered rather than
+refused). WeChat retries three times within about 15 seconds, so 5 minutes is ample.
 """
 from __future__ import annotations
 
@@ -17,8 +18,13 @@ _lock = threading.Lock()
 
 def first_time(key: str) -> bool:
     if get_settings().redis_url:
-        from core.jobs import redis_connection
-        return bool(redis_connection().set(f"meterpay:wechat:seen:{key}", "1", nx=True, ex=TTL))
+        from redis.exceptions import RedisError
+
+        from core.jobs import redis_connection, redis_outage
+        try:
+            return bool(redis_connection().set(f"meterpay:wechat:seen:{key}", "1", nx=True, ex=TTL))
+        except (RedisError, OSError) as exc:
+            redis_outage.down(exc)
     now = time.monotonic()
     with _lock:
         if len(_seen) > 10000:

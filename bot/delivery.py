@@ -3,14 +3,17 @@
 ``deliver(id)`` locks the row (a second worker skips it), sends it through its channel and
 logs the outcome on the row: ``sent`` with the provider's reference, ``retrying`` with the
 error and the next attempt time, ``failed`` after ``MAX_ATTEMPTS`` or a permanent error.
-``retry_due()`` is the periodic job that enqueues the retries whose time has come.
+``retry_due()`` is the periodic job that enqueues the retries whose time has come, and any
+notification still ``pending`` after ``STUCK_AFTER`` (its job was never queued, e.g. Redis was down
+when it was committed, or a dead worker lost it): the row lock and status check make a second
+delivery of one notification a no-op.
 """
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from bot import channels
 from core import clock
@@ -22,6 +25,7 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 BASE_DELAY = timedelta(seconds=30)
+STUCK_AFTER = timedelta(minutes=2)
 
 
 _warned: set[tuple[str, str]] = set()
@@ -71,11 +75,13 @@ def deliver(notification_id: int) -> str:
 
 
 def retry_due(now: datetime | None = None) -> int:
-    """Periodic job: enqueue every notification whose retry time has come. Returns how many."""
+    """Periodic job: enqueue every notification whose retry time has come, and those left pending
+    for longer than STUCK_AFTER (never queued). Returns how many."""
     now = now or clock.now()
     with session_scope() as session:
-        ids = session.scalars(select(Notification.id).where(Notification.status == "retrying",
-                                                            Notification.next_attempt_at <= now)
+        ids = session.scalars(select(Notification.id).where(or_(
+            and_(Notification.status == "retrying", Notification.next_attempt_at <= now),
+            and_(Notification.status == "pending", Notification.created_at <= now - STUCK_AFTER)))
                               .order_by(Notification.id).limit(1000)).all()
     for nid in ids:
         enqueue(deliver, nid, queue="notify")

@@ -64,6 +64,7 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+CONNECT_TIMEOUT = 5  # seconds to reach PostgreSQL
 _lock = threading.Lock()
 _engine: Engine | None = None
 _sessionmaker: sessionmaker | None = None
@@ -87,7 +88,10 @@ def _make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    return create_engine(url, pool_size=10, max_overflow=30, pool_pre_ping=True)
+    # An unreachable server is an error in seconds (a 503, a job that waits), never a hang;
+    # a connect_timeout in the URL wins.
+    args = {} if "connect_timeout=" in url else {"connect_timeout": CONNECT_TIMEOUT}
+    return create_engine(url, pool_size=10, max_overflow=30, pool_pre_ping=True, pool_timeout=10, connect_args=args)
 
 
 def get_engine() -> Engine:

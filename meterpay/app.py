@@ -4,9 +4,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from flask.sessions import SecureCookieSessionInterface
 
+from core import config
 from core.config import get_settings
 from core.errors import MeterpayError
 
@@ -48,12 +49,21 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.session_interface = SessionInterface()
     if test_config:
         app.config.update(test_config)
-    logging.basicConfig(level=settings.log_level)
+    from meterpay import logs, metrics
+    metrics.configure("run")  # a no-op under `meterpay serve` (gunicorn's master chose "web")
+    logs.configure("web", settings.log_level)
+    hops = config.get("METERPAY_PROXY_HOPS")
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops,  # type: ignore
+                                x_prefix=hops)
     from core.signals import load_listeners
     load_listeners()
 
     from meterpay import health
     app.register_blueprint(health.bp)
+    metrics.init_app(app)
+    _outage_answers(app)
 
     import admin
     import bot
@@ -68,3 +78,46 @@ def create_app(test_config: dict | None = None) -> Flask:
         return jsonify(err.to_dict()), err.http_status
 
     return app
+
+
+UNAVAILABLE = {"code": "unavailable",
+               "message": "服务暂时不可用，请稍后再试 (temporarily unavailable, try again shortly)"}
+
+
+def _outage_answers(app: Flask) -> None:
+    """The database or Redis went away mid-request: a quick 503 with Retry-After, never a 500
+    traceback. Nothing was committed by such a request (a commit that succeeded is never undone by
+    a failed enqueue after it: core.jobs swallows that and the sweeps deliver the work)."""
+    from redis.exceptions import RedisError
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    log = logging.getLogger("meterpay.web")
+
+    def unavailable(what: str, exc: BaseException):
+        log.warning("%s unavailable during %s %s: %s", what, request.method, request.path,
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        if request.path.startswith("/admin") and request.accept_mimetypes.accept_html:
+            resp = app.response_class(
+                f"<!doctype html><meta charset=utf-8><title>503</title><p>{UNAVAILABLE['message']}</p>"
+                f"<p><a href=\"{request.path}\">↻</a></p>", status=503, mimetype="text/html")
+        else:
+            resp = jsonify({**UNAVAILABLE, "unavailable": what})
+            resp.status_code = 503
+        resp.headers["Retry-After"] = "5"
+        return resp
+
+    @app.errorhandler(DBAPIError)
+    def _database_error(exc: DBAPIError):
+        from meterpay.worker import is_disconnect
+        if not is_disconnect(exc):
+            raise exc
+        return unavailable("database", exc)
+
+    @app.errorhandler(PoolTimeout)
+    def _pool_timeout(exc: PoolTimeout):
+        return unavailable("database", exc)
+
+    @app.errorhandler(RedisError)
+    def _redis_error(exc: RedisError):
+        return unavailable("redis", exc)

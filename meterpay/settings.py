@@ -29,6 +29,26 @@ config.declare(
     Var("METERPAY_RQ_FORK", "bool", "0",
         "`1`: RQ forks a child per job (isolation); default: jobs run in the worker process (speed)"),
     Var("METERPAY_SANDBOX_PORT", "int", "5055", "port of `meterpay sandbox` under `make run`", minimum=1),
+    Var("METERPAY_PROXY_HOPS", "int", "0",
+        "proxies in front of the web (nginx: `1`): the client address, scheme and host are taken from that many "
+        "`X-Forwarded-*` hops (werkzeug's ProxyFix); `0` trusts none", minimum=0),
+    Var("METERPAY_LOG_FORMAT", "choice", "text",
+        "`json`: one JSON object per log line (time, level, logger, message, process, exception) for a log "
+        "collector; `text`: plain lines", choices=("text", "json")),
+    Var("METERPAY_JOB_DB_WAIT", "int", "600",
+        "seconds a job that lost its database connection waits for PostgreSQL and runs again before it fails "
+        "(then RQ retries it)", minimum=0),
+    Var("METERPAY_SCHEDULER_HEARTBEAT", "int", "10",
+        "seconds between `meterpay scheduler` heartbeats; `/healthz` calls the scheduler stale after two",
+        minimum=1),
+    Var("METERPAY_HEALTH_QUEUE_MAX", "int", "5000",
+        "`/healthz` says 503 when a queue holds more jobs than this", minimum=1),
+    Var("METERPAY_HEALTH_COMMAND_LAG", "int", "300",
+        "`/healthz` says 503 when a pending meter command is this many seconds past its attempt time", minimum=1),
+    Var("METERPAY_METRICS_DIR", "path", None,
+        "directory for `prometheus_client`'s multiprocess files (gunicorn workers, RQ workers and the scheduler on "
+        "one machine share it; `PROMETHEUS_MULTIPROC_DIR` is used when this is unset); unset and without it, "
+        "`/metrics` shows the serving process only", default_doc="`$PROMETHEUS_MULTIPROC_DIR`"),
 )
 
 

@@ -53,21 +53,32 @@ def serve(workers: int | None, host: str | None) -> None:
 @cli.command()
 @click.option("--queues", default="meters,payments,billing,notify,default", show_default=True)
 @click.option("--burst", is_flag=True, help="exit when the queues are empty")
+@click.option("--name", default=None, help="worker name prefix (default: RQ's host.pid)")
 @friendly_errors
-def worker(queues: str, burst: bool) -> None:
-    """Run jobs from Redis (RQ). Start several on several machines to scale out."""
+def worker(queues: str, burst: bool, name: str | None) -> None:
+    """Run jobs from Redis (RQ). Start several on several machines to scale out.
+
+    Rides out Redis and PostgreSQL outages of any length (meterpay/worker.py says how); SIGTERM
+    stops it after the running job. Run it under a supervisor all the same (deploy/)."""
     settings = _settings()
     if not settings.redis_url:
         fail("METERPAY_REDIS_URL is not set: without Redis, jobs run inside `meterpay run`")
-    from rq import Queue, SimpleWorker, Worker
-
-    from core.jobs import redis_connection
+    from core.jobs import QUEUES
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = [q for q in names if q not in QUEUES]
+    if unknown or not names:
+        fail(f"unknown queue(s) {', '.join(unknown) or '(none given)'}; the queues are {', '.join(QUEUES)}")
+    from meterpay import logs, metrics
+    logs.configure("worker")
+    metrics.configure("worker")
     from core.signals import load_listeners
+    from meterpay.worker import run_worker
     load_listeners()
-    conn = redis_connection()
-    cls = Worker if config.get("METERPAY_RQ_FORK") else SimpleWorker
-    w = cls([Queue(q.strip(), connection=conn) for q in queues.split(",") if q.strip()], connection=conn)
-    w.work(burst=burst, with_scheduler=False)
+    metrics.install()
+    try:
+        run_worker(names, burst=burst, name=name)
+    finally:
+        metrics.process_exit()
 
 
 @cli.command()
@@ -75,14 +86,22 @@ def worker(queues: str, burst: bool) -> None:
 def scheduler() -> None:
     """Enqueue the periodic jobs (meterpay/periodic.py) on Redis with RQ's CronScheduler.
 
-    Running two is harmless: each job slot runs once (a Redis key per slot decides).
+    Running two is harmless: each job slot runs once (a Redis key per slot decides). Rides out
+    Redis outages of any length, logging the outage once when it starts and once when it ends;
+    writes a heartbeat every METERPAY_SCHEDULER_HEARTBEAT seconds (`/healthz`, `meterpay status`).
     """
     settings = _settings()
     if not settings.redis_url:
         fail("METERPAY_REDIS_URL is not set: without Redis, periodic jobs run inside `meterpay run`")
-    from core.jobs import start_rq_cron
+    from meterpay import logs, metrics
+    logs.configure("scheduler")
+    metrics.configure("scheduler")
+    from core.jobs import run_cron
     from meterpay.periodic import periodic_jobs
-    start_rq_cron(periodic_jobs())
+    try:
+        run_cron(periodic_jobs(), heartbeat=config.get("METERPAY_SCHEDULER_HEARTBEAT"))
+    finally:
+        metrics.process_exit()
 
 
 @cli.command()
