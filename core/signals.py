@@ -30,7 +30,7 @@ EVENTS = (
     "account_closed",      # account_id
     "reading_billed",      # meter_id, account_id
     "meter_online_changed",  # meter_id, online
-    "command_finished",    # command_id, state
+    "command_finished",    # command_id, state, kind, requested_at, finished_at
     "payment_settled",     # order_id
 )
 

@@ -94,4 +94,5 @@ def transition(session: Session, cmd: MeterCommand, state: str, detail: str = ""
         cmd.last_error = detail or cmd.last_error
     session.add(MeterCommandEvent(command_id=cmd.id, state=state, at=now, detail=detail[:2000]))
     if state in FINAL_STATES:
-        signals.emit(session, "command_finished", command_id=cmd.id, state=state)
+        signals.emit(session, "command_finished", command_id=cmd.id, state=state, kind=cmd.kind,
+                     requested_at=cmd.created_at, finished_at=cmd.finished_at)
