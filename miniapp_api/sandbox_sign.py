@@ -13,6 +13,7 @@ import secrets
 import time
 from urllib.parse import urlencode
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -92,7 +93,7 @@ def verify_sha256(public_key, message: str, sign: str) -> bool:
     try:
         public_key.verify(base64.b64decode(sign), message.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
         return True
-    except Exception:  # noqa: BLE001
+    except (InvalidSignature, ValueError, TypeError):  # a wrong signature, not base64, or none at all
         return False
 
 

@@ -165,7 +165,7 @@ class AlipayProvider(PaymentProvider):
     def _report(self, r: dict, raw: dict) -> PaymentReport:
         try:
             amount = parse_yuan(r["total_amount"]) if r.get("total_amount") else None
-        except Exception:  # noqa: BLE001 - a garbled amount is a mismatch, not a crash
+        except (ValidationError, TypeError, ValueError):  # a garbled amount is a mismatch, not a crash
             amount = -1
         return PaymentReport(channel="alipay", order_no=r.get("out_trade_no", ""),
                              state=TRADE_STATES.get(r.get("trade_status", ""), "unknown"), txn_id=r.get("trade_no"),
