@@ -132,6 +132,20 @@ def _lease() -> timedelta:
 
 
 def _claim(command_ids: list[int]) -> dict[int, Snapshot | str]:
+    """Take the due commands among ``command_ids`` for one attempt each, in one short transaction.
+
+    May: lock the command rows (SKIP LOCKED: a row another worker holds is "taken", never waited
+    for), move each due one to ``running`` with ``attempts + 1``, a fresh lease token shared by this
+    batch and ``lease_until = now + METERPAY_COMMAND_LEASE`` (renewed by the batch's heartbeat and by
+    every fence), and expire the ones past their deadline. It sends nothing.
+
+    Returns, per id, a Snapshot of what the attempt may do, or why it may not: "missing", "taken"
+    (locked elsewhere, or already running), "not-due", "waiting" (an older command of the same meter
+    goes first), or the final state it was moved to ("expired", "failed"). A running command whose
+    lease ran out (its worker died or stalled) is put back to pending by ``retry_due`` and claimed
+    again; the attempt that lost it is stopped by ``_fence`` before its next send, so one command
+    never reaches a meter twice.
+    """
     out: dict[int, Snapshot | str] = {cid: "missing" for cid in command_ids}
     token = uuid.uuid4().hex
     with session_scope() as s:

@@ -32,10 +32,19 @@ WATER_ONLY = ("valve_close", "valve_open")
 def request(session: Session, meter_id: int, kind: str, params: dict | None = None, *, key: str | None = None,
             actor: str = "system", front: str = "system", ttl: timedelta = DEFAULT_TTL,
             enqueue: bool = True) -> MeterCommand:
-    """Queue a command for a meter. The same ``key`` again returns the first command unchanged,
-    also when two transactions ask at once: the one that loses the insert race waits for the
-    other's commit and returns its command (only the inserting call records the event, the audit
-    record and the enqueue). Raises ValidationError, NotFound or Conflict for a bad request."""
+    """Queue a command for a meter (the outbox): a row in the caller's transaction, nothing sent.
+
+    May: insert one ``MeterCommand`` (state pending, deadline ``now + ttl``) with its first event and
+    audit record, and enqueue ``hardware.executor.execute_command`` after commit (when ``enqueue``;
+    if the queue is down the commit stands and ``retry_due`` picks the command up later). It never
+    talks to the meter, so it has no unknown outcome: what the meter did is the command's later
+    state (confirmed, failed, expired), reached through the executor's fenced attempts.
+
+    The same ``key`` again returns the first command unchanged, also when two transactions ask at
+    once: the one that loses the insert race waits for the other's commit and returns its command
+    (only the inserting call records the event, the audit record and the enqueue). Raises
+    ValidationError (unknown kind, a kind the meter cannot do, a recharge without a positive
+    ``amount_fen``), NotFound (no such meter) or Conflict (meter out of service)."""
     if kind not in COMMAND_KINDS:
         raise ValidationError(f"unknown command {kind!r}; one of {', '.join(COMMAND_KINDS)}", field="kind")
     key = key or new_key(f"cmd:{kind}")
