@@ -53,6 +53,7 @@ AUDIT_ACTIONS = {
     "supply_cut_held": _("保电中，暂不断电"), "supply_cut_deferred": _("友好时段，推迟断电"),
     "supply_cut_cancelled": _("取消断电"),
     "refund_stuck": _("退款久未完成"), "refund_abnormal_resolved": _("退款异常已处理"),
+    "meter_credit": _("写入电表"),
     # a state added later reads as its code until it has words (a test lists what the code records)
     **{f"refund_{state}": REFUND_STATE_WORDS[state] for state in REFUND_STATES if state in REFUND_STATE_WORDS},
 }
