@@ -155,7 +155,7 @@ def import_template():
             "1号楼,1,101,45,王记便利店,13800000001,E0001,electricity,acrel-ddsy1352,,1,商业电价,"
             "prepaid-platform,200",
             "1号楼,1,101,45,王记便利店,13800000001,W0001,water,cjt188-water,,00000000000001,"
-            "商业电价,prepaid-platform,200"]
+            "商业水价,prepaid-platform,200"]
     body = "\ufeff" + "\r\n".join(rows) + "\r\n"  # BOM: Excel opens it as UTF-8
     return Response(body, mimetype="text/csv",
                     headers={"Content-Disposition": "attachment; filename=meterpay-import-template.csv"})

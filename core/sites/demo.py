@@ -55,8 +55,8 @@ def seed(session: Session, *, if_empty: bool = False) -> DemoResult:
                 settings={"poll_interval_minutes": 1, "emergency_credit_fen": 0})
     session.add(site)
     session.flush()
-    add_plan(session, ELECTRICITY_PLAN[0], ELECTRICITY_PLAN[1])
-    add_plan(session, WATER_PLAN[0], WATER_PLAN[1])
+    add_plan(session, ELECTRICITY_PLAN[0], ELECTRICITY_PLAN[1], site_id=site.id)
+    add_plan(session, WATER_PLAN[0], WATER_PLAN[1], site_id=site.id)
     base = port_base()
     water_gateways = {}
     for b_idx, b_name in enumerate(BUILDINGS):
@@ -107,7 +107,8 @@ def seed(session: Session, *, if_empty: bool = False) -> DemoResult:
                 acct = open_account(session, OpenAccountRequest(
                     room_id=room.id, tenant_name=f"{rng.choice(SURNAMES)}记{rng.choice(SHOPS)}",
                     tenant_phone=f"138{rng.randint(10000000, 99999999)}", meters=tuple(meters),
-                    tariff=ELECTRICITY_PLAN[0], billing_mode=mode,
+                    tariffs={spec.kind: ELECTRICITY_PLAN[0] if spec.kind == "electricity" else WATER_PLAN[0]
+                             for spec in meters}, billing_mode=mode,
                     opening_balance_fen=None if mode == "postpaid" else balance_yuan * 100),
                     actor="demo", front="cli")
                 accounts += 1

@@ -140,7 +140,7 @@ def test_keep_power_alarm_amounts_and_tariff_are_set_from_the_page(manage, shop,
     acct = session.get(Account, account.id)
     assert acct.keep_power is True
     assert [lv["amount_fen"] for lv in acct.alarm_levels] == [8000, 3000, 500]
-    assert acct.tariff_plan.name == "商业电价"
+    assert acct.electricity_plan.name == "商业电价"
     actions = set(session.scalars(select(AuditLog.action).where(AuditLog.front == "admin")))
     assert {"keep_power_on", "set_alarm_levels", "change_tariff"} <= actions
     html = manage.client.get(f"/admin/rooms/{account.room_id}").text

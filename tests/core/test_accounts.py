@@ -32,7 +32,7 @@ def test_a_preset_fills_in_tariff_mode_levels_and_balance(session, factory):
     acct = open_account(session, OpenAccountRequest(room_id=room.id, tenant_name="Wang", preset="small shop",
                                                     meters=(MeterSpec("E9"),)))
     session.commit()
-    assert acct.tariff_plan.name == "shop"
+    assert acct.electricity_plan.name == "shop"
     assert acct.alarm_levels[0]["amount_fen"] == 3000
     assert ledger.account_balance(session, acct.id) == 5000
 

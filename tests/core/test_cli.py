@@ -49,6 +49,9 @@ def test_sites_import_reports_rows_and_exits_nonzero_on_rejects(tmp_path, sessio
     plan = tmp_path / "p.json"
     plan.write_text('{"kind":"flat","unit":"kWh","price":"1.0"}')
     run("tariff", "add", "商业电价", "--plan", str(plan))
+    water = tmp_path / "w.json"
+    water.write_text('{"kind":"flat","unit":"m3","price":"5.0"}')
+    run("tariff", "add", "商业水价", "--plan", str(water))
     r = run("sites", "import", "--site", "Plaza", "tests/fixtures/site_small.csv", "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["accounts_opened"] == 3

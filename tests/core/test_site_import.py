@@ -20,6 +20,7 @@ def count(session, model):
 @pytest.fixture
 def plans(session):
     add_plan(session, "商业电价", {"kind": "flat", "unit": "kWh", "price": "1.0"})
+    add_plan(session, "商业水价", {"kind": "flat", "unit": "m3", "price": "5.0"})
     session.commit()
 
 
@@ -104,9 +105,9 @@ def test_an_opening_balance_repeated_on_each_meter_row_is_posted_once(session, p
     path = tmp_path / "repeated.csv"
     path.write_text(HEADER +
                     "A,1F,A101,45,Wang,138,EA101,electricity,acrel-ddsy1352,tcp://127.0.0.1:1,1,商业电价,prepaid-platform,100.00\n"
-                    "A,1F,A101,45,Wang,138,WA101,water,cjt188-water,tcp://127.0.0.1:1,00000000000001,商业电价,prepaid-platform,100\n"
+                    "A,1F,A101,45,Wang,138,WA101,water,cjt188-water,tcp://127.0.0.1:1,00000000000001,商业水价,prepaid-platform,100\n"
                     "A,1F,A102,45,Li,139,EA102,electricity,acrel-ddsy1352,tcp://127.0.0.1:1,2,商业电价,prepaid-platform,100\n"
-                    "A,1F,A102,45,Li,139,WA102,water,cjt188-water,tcp://127.0.0.1:1,00000000000002,商业电价,prepaid-platform,50\n",
+                    "A,1F,A102,45,Li,139,WA102,water,cjt188-water,tcp://127.0.0.1:1,00000000000002,商业水价,prepaid-platform,50\n",
                     encoding="utf-8")
     report = import_file(session, "Plaza", path)
     a101 = session.scalars(select(Account).join(Room).where(Room.number == "A101")).one()
