@@ -616,9 +616,9 @@ def _lock_states(session: Session, meters: dict[int, _Meter]) -> dict[int, dict]
         states[st["meter_id"]] = st
     q2 = (select(Meter.id, Meter.account_id, Account.billing_mode, _plan_column().label("plan_id"))
           .outerjoin(Account, Account.id == Meter.account_id).where(ids_in(session, Meter.id, meter_ids)))
-    for r in session.execute(q2):
-        m = meters[r.id]
-        m.account_id, m.billing_mode, m.plan_id, m.has_state = r.account_id, r.billing_mode, r.plan_id, True
+    for mid, account_id, billing_mode, plan_id in session.execute(q2):
+        m = meters[mid]
+        m.account_id, m.billing_mode, m.plan_id, m.has_state = account_id, billing_mode, plan_id, True
     return states
 
 

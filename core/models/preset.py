@@ -1,4 +1,5 @@
-"""Account presets: a named bundle (a plan per utility, billing mode, alarm levels, opening balance) for one-click opening."""
+"""Account presets: a named bundle (a plan per utility, billing mode, alarm levels, opening balance)
+for one-click opening."""
 from __future__ import annotations
 
 from sqlalchemy import JSON, BigInteger, ForeignKey, String

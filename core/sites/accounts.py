@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import audit, billing, ledger, signals
+from core.db import get_existing
 from core.errors import Conflict, NotFound, ValidationError
 from core.ledger import cashdesk
 from core.ledger.guards import check_amount, get_account
@@ -134,6 +135,15 @@ def open_account(session: Session, req: OpenAccountRequest, *, actor: str = "sys
     if opening:
         check_amount(opening, field="opening_balance")
     named = _named_tariffs(session, room.site_id, req.tariff, req.tariffs)
+    # The kinds the account will have (a meter that exists keeps its kind): each plan named must
+    # price one of them, in its unit. Checked before anything is written.
+    kinds = {session.scalar(select(Meter.kind).where(Meter.serial == spec.serial.strip())) or spec.kind
+             for spec in req.meters if spec.serial and spec.serial.strip()}
+    for utility, name in named.items():
+        if utility not in kinds:
+            raise ValidationError(f"tariff: {name!r} prices {utility}, and the account has no {utility} meter",
+                                  field="tariff")
+        plans.check_unit(plans.find_plan(session, name, room.site_id), utility, name=name)
     existing = session.scalar(select(Account).where(Account.room_id == room.id, Account.status == "open"))
     if existing is not None:
         raise Conflict(f"room {room.number} already has open account {existing.id}", field="room")
@@ -154,9 +164,6 @@ def open_account(session: Session, req: OpenAccountRequest, *, actor: str = "sys
     attached = [attach_meter(session, room.site_id, room.id, account.id, spec) for spec in req.meters]
     kinds = {m.kind for m in attached}
     for utility, name in named.items():
-        if utility not in kinds:
-            raise ValidationError(f"tariff: {name!r} prices {utility}, and the account has no {utility} meter",
-                                  field="tariff")
         plan = plans.plan_for(session, name, site_id=room.site_id, utility=utility, actor=actor, front=front)
         _set_plan(account, utility, plan.id)
     if preset is not None:
@@ -173,7 +180,7 @@ def open_account(session: Session, req: OpenAccountRequest, *, actor: str = "sys
         opened = cashdesk.opening_balance(session, account.id, opening, actor=actor, front=front)
     audit.record(session, actor=actor, front=front, action="open_account", site_id=room.site_id,
                  account_id=account.id, room=room.number, tenant=tenant.name,
-                 meters=[m.serial for m in req.meters], opening_balance=format_fen(opening or 0))
+                 meters=[m.serial for m in req.meters], opening_balance=format_fen(opening or 0), tariffs=named)
     signals.emit(session, "account_opened", account_id=account.id)
     if opening:
         signals.emit(session, "balance_changed", account_id=account.id, entry_kind="opening", delta_fen=opening,
@@ -265,7 +272,7 @@ def close_account(session: Session, account_id: int, *, settlement: str = "refun
 def _closing_readings(session: Session, account: Account, meters: list[Meter], states: dict[int, dict],
                       totals: dict[str, Decimal], at: datetime) -> list[billing.RawReading]:
     """The closing readings to bill (entered ones), after checking every meter can be closed."""
-    tz = site_tz(session.get(Site, account.site_id).timezone if account.site_id else None)
+    tz = site_tz(get_existing(session, Site, account.site_id).timezone)
     rows = []
     for m in meters:
         st = states[m.id]

@@ -115,3 +115,72 @@ def test_an_opening_balance_repeated_on_each_meter_row_is_posted_once(session, p
     by_line = {e.line: e.reason for e in report.errors}
     assert "opening_balance" in by_line[5] and "100.00" in by_line[5] and "50.00" in by_line[5]
     assert set(session.scalars(select(Room.number))) == {"A101"}
+
+
+def _plans_of(session, serial):
+    from core.models import TariffPlan
+    meter = session.scalars(select(Meter).where(Meter.serial == serial)).one()
+    acct = session.get(Account, meter.account_id) if meter.account_id else None
+    name = {p.id: p.name for p in session.scalars(select(TariffPlan))}
+    if acct is None:
+        return name.get(meter.tariff_plan_id)
+    return name.get(acct.electricity_plan_id), name.get(acct.water_plan_id)
+
+
+def test_rows_of_one_room_may_name_a_tariff_per_meter_kind(session, plans, tmp_path):
+    path = tmp_path / "per-kind.csv"
+    path.write_text(HEADER +
+                    "A,1F,A101,45,Wang,138,EA101,electricity,,,1,商业电价,prepaid-platform,10\n"
+                    "A,1F,A101,45,Wang,138,WA101,water,,,00000000000001,商业水价,prepaid-platform,\n"
+                    "A,1F,A102,45,Li,139,EA102,electricity,,,2,商业电价,postpaid,\n"
+                    "A,1F,A102,45,Li,139,WA102,water,,,00000000000002,,postpaid,\n"
+                    "A,1F,A102,45,Li,139,WA103,water,,,00000000000003,商业水价,postpaid,\n",
+                    encoding="utf-8")
+    report = import_file(session, "Plaza", path)
+    assert report.errors == [] and report.accounts_opened == 2
+    assert _plans_of(session, "EA101") == ("商业电价", "商业水价")
+    assert _plans_of(session, "WA102") == ("商业电价", "商业水价")  # a blank cell takes the room's other rows'
+    assert import_file(session, "Plaza", path).unchanged_rows == 5
+
+
+def test_two_water_rows_of_a_room_naming_different_tariffs_are_refused(session, plans, tmp_path):
+    add_plan(session, "居民水价", {"kind": "flat", "unit": "m3", "price": "3.5"})
+    session.commit()
+    path = tmp_path / "two-water.csv"
+    path.write_text(HEADER +
+                    "A,1F,A101,45,Wang,138,EA101,electricity,,,1,商业电价,prepaid-platform,\n"
+                    "A,1F,A101,45,Wang,138,WA101,water,,,00000000000001,商业水价,prepaid-platform,\n"
+                    "A,1F,A101,45,Wang,138,WA102,water,,,00000000000002,居民水价,prepaid-platform,\n"
+                    "A,1F,A102,45,Li,139,WA201,water,,,00000000000003,商业电价,prepaid-platform,\n",
+                    encoding="utf-8")
+    report = import_file(session, "Plaza", path)
+    by_line = {e.line: e.reason for e in report.errors}
+    assert "different tariffs for its water meters" in by_line[4]
+    assert by_line[2].startswith("not imported") and by_line[3].startswith("not imported")
+    assert by_line[5] == "tariff: '商业电价' is priced in kWh; a water meter needs m3"
+    assert session.scalar(select(func.count()).select_from(Account)) == 0
+
+
+def test_a_rows_tenant_and_phone_must_still_agree(session, plans, tmp_path):
+    path = tmp_path / "phones.csv"
+    path.write_text(HEADER +
+                    "A,1F,A101,45,Wang,138,EA101,electricity,,,1,商业电价,prepaid-platform,\n"
+                    "A,1F,A101,45,Wang,139,WA101,water,,,00000000000001,商业水价,prepaid-platform,\n",
+                    encoding="utf-8")
+    report = import_file(session, "Plaza", path)
+    assert {e.line: e.reason for e in report.errors}[3] == \
+        "rows of one room must name the same tenant, phone and billing_mode"
+
+
+def test_a_tenantless_rows_tariff_is_its_meters_own_plan(session, plans, tmp_path):
+    path = tmp_path / "common.csv"
+    path.write_text(HEADER +
+                    "A,B1,公区,,,,EM01,electricity,,,1,商业电价,,\n"
+                    "A,B1,公区,,,,WM01,water,,,00000000000009,商业水价,,\n"
+                    "A,B1,水泵房,,,,WM02,water,,,00000000000010,商业电价,,\n",
+                    encoding="utf-8")
+    report = import_file(session, "Plaza", path)
+    assert _plans_of(session, "EM01") == "商业电价" and _plans_of(session, "WM01") == "商业水价"
+    assert [(e.line, e.reason) for e in report.errors] == [
+        (4, "tariff: '商业电价' is priced in kWh; a water meter needs m3")]
+    assert session.scalar(select(func.count()).select_from(Meter)) == 2
