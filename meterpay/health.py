@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
+from redis.exceptions import RedisError
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from core.config import get_settings
 from core.db import get_engine
@@ -18,7 +20,7 @@ def healthz():
         with get_engine().connect() as conn:
             conn.execute(text("SELECT 1"))
         body["database"] = {"status": "ok", "dialect": get_engine().dialect.name}
-    except Exception as exc:  # noqa: BLE001
+    except (SQLAlchemyError, OSError) as exc:
         body["database"] = {"status": "error", "error": type(exc).__name__}
         body["status"] = "error"
     if settings.redis_url:
@@ -29,7 +31,7 @@ def healthz():
             from rq import Queue
             body["queue"] = {"status": "ok", "backend": "rq",
                              "queued": {q: Queue(q, connection=conn).count for q in QUEUES}}
-        except Exception as exc:  # noqa: BLE001
+        except (RedisError, OSError) as exc:
             body["queue"] = {"status": "error", "backend": "rq", "error": type(exc).__name__}
             body["status"] = "error"
     else:

@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import psycopg
 from sqlalchemy import event, inspect, text
 from sqlalchemy.orm import Session, object_session
 
@@ -268,7 +269,6 @@ class BalanceCache:
             self._thread.join(timeout=WAKE_SECONDS + 6)
 
     def _connect(self):
-        import psycopg
         args, kwargs = self._connect_args
         kwargs = {**kwargs, "autocommit": True}
         kwargs.setdefault("connect_timeout", 5)
@@ -300,7 +300,7 @@ class BalanceCache:
                     if time.monotonic() - pinged >= PING_SECONDS and not self._stopping.is_set():
                         conn.execute("SELECT 1")  # a dead connection shows up here at the latest
                         pinged = time.monotonic()
-            except Exception as exc:  # noqa: BLE001 - any failure: off, empty, reconnect
+            except (psycopg.Error, OSError, ValueError) as exc:  # connection lost or a garbled payload: reconnect
                 if not self._stopping.is_set():
                     failures += 1
                     (log.warning if failures == 1 else log.debug)(
@@ -312,7 +312,7 @@ class BalanceCache:
                 if conn is not None:
                     try:
                         conn.close()
-                    except Exception:  # noqa: BLE001
+                    except (psycopg.Error, OSError):
                         pass
             self._stopping.wait(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)

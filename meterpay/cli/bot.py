@@ -47,6 +47,9 @@ def bind_manager(username: str, openid: str) -> None:
 @friendly_errors
 def room_qr(room: str, site_name: str | None) -> None:
     """Create ROOM's official-account QR code (subscribing by it binds the tenant); prints its URL."""
+    from requests import RequestException
+    from wechatpy.exceptions import WeChatException
+
     from bot import binding
     from core.db import new_session
     from core.errors import ValidationError
@@ -56,7 +59,7 @@ def room_qr(room: str, site_name: str | None) -> None:
         room_id, number = found.id, found.number
     try:
         result = binding.create_qr(room_id)
-    except Exception as exc:  # noqa: BLE001 - WeChat or network errors become one line
+    except (WeChatException, RequestException) as exc:  # WeChat's refusal or the network: one line
         raise ValidationError(f"WeChat refused the QR code: {exc}") from None
     print_json({"room": number, "site": site, "scene": binding.scene_for(room_id), "ticket": result.get("ticket"),
                 "url": result.get("url")})

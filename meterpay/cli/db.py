@@ -24,7 +24,8 @@ def upgrade() -> None:
 
 def _safe(url: str) -> str:
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001
+    except (ArgumentError, ValueError):
         return "(database)"
