@@ -122,3 +122,23 @@ def test_sites_check_lists_unpriced_meters_and_exits_nonzero(session, factory):
     assert unknown.exit_code not in (0, 1) and "no site named" in unknown.output
     as_json = json.loads(run("sites", "check", "--json").output)
     assert as_json["ok"] is False and [m["serial"] for m in as_json["unpriced"]] == ["W1"]
+
+
+def test_tariff_add_per_site_as_a_manager_and_copy_a_template(tmp_path, session, factory):
+    from core.sites.managers import create_manager
+    own, _other = factory.site("东区"), factory.site("西区")
+    create_manager(session, "alice", "password1", sites=[own.name], role="admin")
+    session.commit()
+    plan = tmp_path / "flat.json"
+    plan.write_text('{"kind":"flat","unit":"kWh","price":"0.6"}')
+    assert "template" in run("tariff", "add", "居民", "--plan", str(plan)).output
+    r = run("tariff", "add", "商业", "--plan", str(plan), "--site", "东区", "--as", "alice")
+    assert r.exit_code == 0 and "site 东区" in r.output
+    denied = CliRunner().invoke(cli, ["tariff", "add", "商业", "--plan", str(plan), "--site", "西区", "--as", "alice"])
+    assert denied.exit_code == 1 and "not allowed" in denied.output
+    denied = CliRunner().invoke(cli, ["tariff", "add", "居民", "--plan", str(plan), "--as", "alice"])
+    assert denied.exit_code == 1 and "not allowed" in denied.output
+    assert run("tariff", "copy", "居民", "--site", "东区", "--as", "alice").exit_code == 0
+    listed = run("tariff", "list", "--site", "东区").output.splitlines()
+    assert [line.split("\t")[:2] for line in listed] == [["居民", "template"], ["商业", "东区"], ["居民", "东区"]]
+    assert "西区" not in run("tariff", "list").output
