@@ -29,7 +29,8 @@ def import_(site_name: str, path: str, as_json: bool) -> None:
     """Create buildings, floors, rooms, tenants, accounts and meters from PATH.
 
     Columns: building,floor,room,area_m2,tenant,phone,meter_serial,meter_kind,profile,gateway,
-    address,tariff,billing_mode,opening_balance (yuan). Re-importing the same file changes nothing.
+    address,tariff,billing_mode,opening_balance (yuan). ``tariff`` is the plan of the row's meter kind (a
+    kWh plan for electricity, an m3 plan for water). Re-importing the same file changes nothing.
     Exit status 1 when any row was rejected (the good rooms are still imported).
     """
     from core.db import session_scope
