@@ -16,10 +16,6 @@ config.declare(
     Var("METERPAY_WECHAT_TEMPLATE_DEVICE", "str", None, "template id for device alarms", default_doc="balance's"),
     Var("METERPAY_WECHAT_TEMPLATE_SUPPLY", "str", None, "template id for cut/restore notices",
         default_doc="balance's"),
-    Var("METERPAY_MINIAPP_APPID", "str", None, "mini-program app id (subscribe messages, recharge links)",
-        default_doc="`METERPAY_WECHAT_APPID`"),
-    Var("METERPAY_MINIAPP_SECRET", "str", None, "mini-program secret", secret=True,
-        default_doc="`METERPAY_WECHAT_SECRET`"),
     Var("METERPAY_MINIAPP_TEMPLATE_BALANCE", "str", None, "subscribe-message template id for balance alarms"),
     Var("METERPAY_MINIAPP_TEMPLATE_SUPPLY", "str", None, "subscribe-message template id for supply notices",
         default_doc="balance's"),
@@ -53,6 +49,8 @@ SANDBOX_DEFAULTS = {
     "METERPAY_WECHAT_TEMPLATE_BALANCE": "sandbox-tpl-balance",
     "METERPAY_WECHAT_TEMPLATE_DEVICE": "sandbox-tpl-device",
     "METERPAY_WECHAT_TEMPLATE_SUPPLY": "sandbox-tpl-supply",
+    "METERPAY_MINIAPP_APPID": "wxsandboxmini0001",
+    "METERPAY_MINIAPP_SECRET": "sandbox-mini-secret",
     "METERPAY_MINIAPP_TEMPLATE_BALANCE": "sandbox-sub-balance",
     "METERPAY_SMS_URL": "{base}/sandbox/sms/send",
     "METERPAY_SMS_KEY": "sandbox",
@@ -86,6 +84,7 @@ def wechat_aes_key() -> str:
 
 
 def wechat_appid() -> str:
+    """The official account's app id (the bot, template messages)."""
     return env("METERPAY_WECHAT_APPID")
 
 
@@ -98,6 +97,9 @@ def wechat_api_base() -> str:
 
 
 def miniapp_appid() -> str:
+    """The mini-program's app id, for links in template messages and for subscribe messages. Only
+    METERPAY_MINIAPP_APPID (or the sandbox's): a template message never links to the official account's id.
+    (Subscribe messages fall back to the METERPAY_WECHAT_* pair while no METERPAY_MINIAPP_* is set, as before.)"""
     return env("METERPAY_MINIAPP_APPID")
 
 

@@ -55,7 +55,7 @@ class Var:
     doc: str = ""
     area: str = "core"
     secret: bool = False         # masked by `config list`
-    minimum: float | None = None
+    minimum: float | None = None  # for kind "yuan": in fen
     choices: tuple[str, ...] = ()
     default_doc: str | None = None  # how the README shows a derived default ("METERPAY_PUBLIC_URL", ...)
 
@@ -73,11 +73,14 @@ class Var:
                     raise ConfigError(self.name, f"must be 1 or 0 (true/false, yes/no, on/off), got {text!r}")
                 return low in TRUE
             elif kind == "yuan":
-                from core.ledger.money import parse_yuan  # a leaf module: text -> fen, nothing else
+                from core.ledger.money import format_fen, parse_yuan  # a leaf module: text <-> fen, nothing else
                 try:
-                    return parse_yuan(text, field=self.name, allow_zero=True)
+                    fen = parse_yuan(text, field=self.name, allow_zero=True)
                 except ValidationError as exc:
                     raise ConfigError(self.name, exc.message.split(": ", 1)[-1]) from None
+                if self.minimum is not None and fen < self.minimum:  # a yuan variable's minimum is in fen
+                    raise ConfigError(self.name, f"must be at least {format_fen(int(self.minimum))} yuan, got {text!r}")
+                return fen
             elif kind == "url":
                 if "://" not in text:
                     raise ConfigError(self.name, f"must be a URL (scheme://...), got {text!r}")
@@ -122,6 +125,7 @@ class SiteKey:
 _VARS: dict[str, Var] = {}
 _SITE_KEYS: dict[str, SiteKey] = {}
 _CHECKS: list[Callable[[], list[str]]] = []
+_WARNINGS: list[Callable[[], list[str]]] = []
 _dotenv_loaded = False
 
 
@@ -145,6 +149,12 @@ def declare_site(area: str, *keys: SiteKey) -> None:
 def cross_check(fn: Callable[[], list[str]]) -> Callable[[], list[str]]:
     """Register a check of several variables together (returns problems as text)."""
     _CHECKS.append(fn)
+    return fn
+
+
+def warning_check(fn: Callable[[], list[str]]) -> Callable[[], list[str]]:
+    """Register a check whose findings work but deserve a change (`config check` prints them, exits 0)."""
+    _WARNINGS.append(fn)
     return fn
 
 
@@ -210,6 +220,14 @@ def problems() -> list[str]:
     return found
 
 
+def warnings() -> list[str]:
+    """What works but should change (a deprecated configuration), one line each."""
+    found: list[str] = []
+    for check in _WARNINGS:
+        found.extend(check())
+    return found
+
+
 def shown_value(var: Var) -> str:
     """The value as `config list` prints it: secrets masked, unset shown as such."""
     text = raw(var.name)
@@ -267,7 +285,7 @@ declare(
     Var("METERPAY_TIMEZONE", "str", "Asia/Shanghai",
         "default timezone of sites (tariff periods, cycles, friendly hours)"),
     Var("METERPAY_MAX_AMOUNT", "yuan", "50000",
-        "largest single recharge, refund or adjustment in yuan; above it is refused"),
+        "largest single recharge, refund or adjustment in yuan; above it is refused", minimum=1),
     Var("METERPAY_PUBLIC_URL", "url", None,
         "the address tenants and WeChat reach us at (links, QR codes, callbacks)",
         default_doc="`http://127.0.0.1:$METERPAY_PORT`"),
@@ -309,9 +327,21 @@ declare(
 declare(
     "wechat",
     Var("METERPAY_WECHAT_APPID", "str", None,
-        "WeChat app id: mini-program login and WeChat Pay `appid`; the bot's too unless set apart"),
-    Var("METERPAY_WECHAT_SECRET", "str", None, "its app secret (code2session, access tokens)", secret=True),
+        "official-account app id: the bot, template messages, official-account JSAPI pay"),
+    Var("METERPAY_WECHAT_SECRET", "str", None, "official-account app secret (access tokens)", secret=True),
+    Var("METERPAY_MINIAPP_APPID", "str", None,
+        "mini-program app id: login (code2session), its WeChat Pay orders, subscribe messages, recharge links",
+        default_doc="`METERPAY_WECHAT_APPID` for login, pay and subscribe messages while no "
+                    "`METERPAY_MINIAPP_*` is set (the old one-app configuration; `config check` warns)"),
+    Var("METERPAY_MINIAPP_SECRET", "str", None, "mini-program app secret (code2session, access tokens)",
+        secret=True, default_doc="`METERPAY_WECHAT_SECRET`, as the app id"),
     Var("METERPAY_WECHAT_API_BASE", "url", "https://api.weixin.qq.com", "WeChat API base (mini-program and bot)"),
+)
+declare(
+    "miniapp",
+    Var("METERPAY_REFUND_STUCK_HOURS", "float", "24",
+        "a refund whose outcome is still unknown (or pending) after this many hours is audited as "
+        "`refund_stuck` for a manager, once; it is never reversed for that", minimum=0),
 )
 declare(
     "sites",
@@ -382,6 +412,38 @@ def reset_settings() -> None:
 
 def sandbox() -> bool:
     return bool(get("METERPAY_SANDBOX"))
+
+
+def miniapp_vars() -> tuple[str, str]:
+    """The two variables that hold the mini-program's app id and secret.
+
+    ``METERPAY_MINIAPP_APPID`` / ``_SECRET``. Before the mini-program and the official account were
+    configured apart, ``METERPAY_WECHAT_APPID`` / ``_SECRET`` served both; a configuration that sets
+    neither ``METERPAY_MINIAPP_*`` but sets ``METERPAY_WECHAT_APPID`` keeps working that way (the
+    mini-program's login and pay use the ``WECHAT`` pair) and ``config check`` warns.
+    """
+    if not is_set("METERPAY_MINIAPP_APPID") and not is_set("METERPAY_MINIAPP_SECRET") \
+            and is_set("METERPAY_WECHAT_APPID"):
+        return "METERPAY_WECHAT_APPID", "METERPAY_WECHAT_SECRET"
+    return "METERPAY_MINIAPP_APPID", "METERPAY_MINIAPP_SECRET"
+
+
+@cross_check
+def _miniapp_secret_has_its_app() -> list[str]:
+    if is_set("METERPAY_MINIAPP_SECRET") and not is_set("METERPAY_MINIAPP_APPID"):
+        return ["METERPAY_MINIAPP_SECRET: set without METERPAY_MINIAPP_APPID (the mini-program's app id)"]
+    return []
+
+
+@warning_check
+def _wechat_apps_apart() -> list[str]:
+    if miniapp_vars()[0] == "METERPAY_WECHAT_APPID":
+        return ["METERPAY_WECHAT_APPID also serves the mini-program's login and pay (METERPAY_MINIAPP_APPID/_SECRET "
+                "are unset): set METERPAY_MINIAPP_APPID and METERPAY_MINIAPP_SECRET to the mini-program's and keep "
+                "METERPAY_WECHAT_APPID/_SECRET for the official account"]
+    if is_set("METERPAY_MINIAPP_APPID") and not is_set("METERPAY_MINIAPP_SECRET"):
+        return ["METERPAY_MINIAPP_APPID is set without METERPAY_MINIAPP_SECRET: mini-program login is refused"]
+    return []
 
 
 @cross_check

@@ -33,7 +33,16 @@ class WrongAddress(CommError):
 
 
 class MeterRefused(HardwareError):
-    """The meter answered with an error/exception reply."""
+    """The meter answered with an error/exception reply.
+
+    ``code`` is the protocol's error code when the reply carried one: the DL/T 645 error status
+    (the ERR byte of a refused read or write, the two-byte SERR word of a refused 03H recharge),
+    or the Modbus exception code. Callers classify by it, never by the message text.
+    """
+
+    def __init__(self, message: str, *, code: int | None = None):
+        super().__init__(message)
+        self.code = code
 
 
 class Unsupported(HardwareError):

@@ -82,7 +82,14 @@ def _quiet_pymodbus() -> None:
 
 
 class ModbusLink(Link):
-    """Modbus RTU framing over TCP (a transparent gateway) or Modbus TCP, via pymodbus's client."""
+    """Modbus RTU framing over TCP (a transparent gateway) or Modbus TCP, via pymodbus's client.
+
+    pymodbus (3.16) does not fail a pending request when the gateway closes the connection: it
+    waits out the timeout and says nothing was received. The link listens to the client's
+    connect trace instead and cancels the request waiting for its reply when the connection goes
+    away, so a gateway that hangs up is ``GatewayDown`` ("closed the connection") at once, as on
+    the DL/T 645 and CJ/T 188 links.
+    """
 
     def __init__(self, url: str, protocol: str = "modbus-rtu", timeout: float | None = None):
         super().__init__(url, timeout)
@@ -91,9 +98,19 @@ class ModbusLink(Link):
         from pymodbus.client import AsyncModbusTcpClient
         self.protocol = protocol
         self._rx = bytearray()
+        self._inflight: asyncio.Future | None = None  # the request waiting for its reply
+        self._hung_up = False
         self.client = AsyncModbusTcpClient(
             self.host, port=self.port, framer=FramerType.RTU if protocol == "modbus-rtu" else FramerType.SOCKET,
-            timeout=self.timeout, retries=0, reconnect_delay=0, trace_packet=self._trace)
+            timeout=self.timeout, retries=0, reconnect_delay=0, trace_packet=self._trace,
+            trace_connect=self._on_connect)
+
+    def _on_connect(self, connected: bool) -> None:
+        # pymodbus calls this from connection_made / connection_lost, in the link's event loop:
+        # a request still waiting for its reply will not get one
+        if not connected and self._inflight is not None and not self._inflight.done():
+            self._hung_up = True
+            self._inflight.cancel()
 
     def _trace(self, sending: bool, data: bytes) -> bytes:
         # pymodbus skips a reply with a bad CRC or another unit id silently (and times out);
@@ -122,14 +139,34 @@ class ModbusLink(Link):
             self.stats.connect_failures += 1
             raise GatewayDown(f"gateway {self.host}:{self.port} is not reachable")
 
+    def _closed(self) -> GatewayDown:
+        self.stats.connect_failures += 1
+        return GatewayDown(f"gateway {self.host}:{self.port} closed the connection")
+
+    async def _unless_hung_up(self, coro):
+        """Await ``coro`` unless the connection goes away first (then GatewayDown at once)."""
+        task = asyncio.ensure_future(coro)
+        self._inflight, self._hung_up = task, False
+        try:
+            return await task
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if self._hung_up and (me is None or not me.cancelling()):
+                raise self._closed() from None
+            raise
+        finally:
+            self._inflight = None
+
     async def _call(self, unit: int, coro_fn):
         from pymodbus.exceptions import ConnectionException, ModbusIOException
         await self._connected()
         self.stats.requests += 1
         self._rx = bytearray()
         try:
-            reply = await coro_fn()
+            reply = await self._unless_hung_up(coro_fn())
         except ModbusIOException as exc:
+            if not self.client.connected:
+                raise self._closed() from None
             wrong_unit, bad_crc = self._diagnose(unit)
             if "device id" in str(exc) or wrong_unit:
                 self.stats.wrong_address += 1
@@ -144,7 +181,9 @@ class ModbusLink(Link):
             raise GatewayDown(f"gateway {self.host}:{self.port} dropped the connection") from None
         if reply.isError():
             self.stats.refused += 1
-            raise MeterRefused(f"unit {unit} refused: Modbus exception {getattr(reply, 'exception_code', '?')}")
+            code = getattr(reply, "exception_code", None)
+            raise MeterRefused(f"unit {unit} refused: Modbus exception {code if code is not None else '?'}",
+                               code=code)
         if reply.dev_id != unit:
             self.stats.wrong_address += 1
             raise WrongAddress(f"reply from unit {reply.dev_id}, asked unit {unit}")
@@ -275,7 +314,7 @@ class Dlt645Link(FrameLink):
             raise NoReply(f"meter {want} did not answer within {self.timeout:g}s") from None
         if frame.is_error:
             self.stats.refused += 1
-            raise MeterRefused(f"meter {want} refused: {frame.error_text()}")
+            raise MeterRefused(f"meter {want} refused: {frame.error_text()}", code=frame.error_code)
         return frame
 
     async def read(self, address: str, di: int) -> bytes:
@@ -295,9 +334,10 @@ class Cjt188Link(FrameLink):
     codec = cjt188
 
     async def request(self, address: str, request: bytes, di: int) -> cjt188.Frame:
+        """One CJ/T 188 exchange; the reply's DI may come in either byte order."""
         want = address.zfill(14)
         try:
-            frame = await self.exchange(request, lambda f: f.address == want and f.di == di)
+            frame = await self.exchange(request, lambda f: f.address == want and f.di_matches(di))
         except NoReply:
             raise NoReply(f"water meter {want} did not answer within {self.timeout:g}s") from None
         if frame.is_error:

@@ -83,7 +83,7 @@ def code_to_openid(code: str) -> str:
     import requests
     from wechatpy import WeChatClient
     from wechatpy.exceptions import WeChatClientException
-    s = cfg.wechat()
+    s = cfg.miniapp()
     client = WeChatClient(s.appid, s.secret, timeout=10)
     params = [("appid", s.appid), ("secret", s.secret), ("js_code", code), ("grant_type", "authorization_code")]
     try:

@@ -1,4 +1,4 @@
-"""Payment jobs: query orders whose callback got lost, send refunds, reconcile each day.
+"""Payment jobs: query orders whose callback got lost, send refunds and settle their outcome, reconcile each day.
 
 Periodic rows in meterpay/periodic.py: ``payments-query-pending`` (every minute) and
 ``payments-reconcile`` (daily, yesterday's statements; re-running a day replaces its report).
@@ -15,6 +15,7 @@ from core.config import get_settings
 from core.db import new_session, session_scope
 from core.jobs import job
 from core.models import PaymentOrder, PaymentRefund
+from core.models.payment import OPEN_REFUND_STATES
 from core.payments import orders as payments
 from core.payments.provider import ProviderError, RefundReport, channels, get_provider
 from core.utils import utcnow
@@ -27,12 +28,14 @@ log = logging.getLogger(__name__)
 
 @job("payments")
 def query_pending(older_than_seconds: int | None = None) -> dict:
-    """Ask the provider about every order still pending after a few minutes; settle what it says."""
+    """Ask the provider about every order still pending after a few minutes, and every refund still open
+    (requested, pending, unknown, abnormal); apply what it says."""
     older = timedelta(seconds=cfg.pending_after_seconds() if older_than_seconds is None else older_than_seconds)
     with new_session() as session:
         order_nos = payments.pending_orders(session, older_than=older)
         refund_nos = list(session.scalars(select(PaymentRefund.refund_no).where(
-            PaymentRefund.state.in_(("requested", "pending")), PaymentRefund.created_at <= utcnow() - older)))
+            PaymentRefund.state.in_(OPEN_REFUND_STATES), PaymentRefund.created_at <= utcnow() - older)
+            .order_by(PaymentRefund.id)))
     outcomes: dict[str, int] = {}
     for no in order_nos:
         outcome = settle_by_query(no)
@@ -59,47 +62,83 @@ def settle_by_query(order_no: str) -> str:
                                expect_merchant_id=provider.merchant_id, source="query").outcome
 
 
-def refund_by_query(refund_no: str) -> str:
+def _load(refund_no: str) -> tuple[PaymentRefund | None, PaymentOrder | None]:
     with new_session() as session:
         refund = session.scalar(select(PaymentRefund).where(PaymentRefund.refund_no == refund_no))
-        order = session.get(PaymentOrder, refund.order_id)
+        order = session.get(PaymentOrder, refund.order_id) if refund else None
+    return refund, order
+
+
+def _apply(report: RefundReport, source: str) -> str:
+    with session_scope() as session:
+        return payments.apply_refund_report(session, report, source=source)
+
+
+def _unknown(order: PaymentOrder, refund_no: str, exc: ProviderError) -> RefundReport:
+    return RefundReport(channel=order.channel, refund_no=refund_no, state="unknown", order_no=order.order_no,
+                        raw=exc.as_dict())
+
+
+def refund_by_query(refund_no: str) -> str:
+    """Ask the provider what became of an open refund and apply it. The provider never heard of it: send it
+    again under the same refund number (never for an abnormal one). The query fails: the outcome stays
+    unknown (an attempt is counted); nothing is reversed."""
+    refund, order = _load(refund_no)
+    if refund is None or order is None:
+        return "missing"
     try:
         provider = get_provider(order.channel)
         report = provider.query_refund(order, refund)
-    except (ProviderError, NotConfigured) as exc:
+    except NotConfigured as exc:
+        log.warning("refund query %s: %s", refund_no, exc)
+        return refund.state
+    except ProviderError as exc:
         log.warning("refund query %s failed: %s", refund_no, exc)
-        return "error"
-    if report is None:  # the provider never heard of it: send it (again, same refund number)
+        return _apply(_unknown(order, refund_no, exc), "query")
+    if report is None:
+        if refund.state == "abnormal":
+            return refund.state
         return send_refund(refund_no)
-    with session_scope() as session:
-        return payments.apply_refund_report(session, report, source="query")
+    return _apply(report, "query")
 
 
 @job("payments")
 def send_refund(refund_no: str) -> str:
-    """Ask the provider to pay a requested refund back; its answer (or later callback) settles it."""
-    with new_session() as session:
-        refund = session.scalar(select(PaymentRefund).where(PaymentRefund.refund_no == refund_no))
-        if refund is None or refund.state not in ("requested", "pending"):
-            return refund.state if refund else "missing"
-        order = session.get(PaymentOrder, refund.order_id)
+    """Ask the provider to pay a refund back under its refund number (the provider's idempotency key, so a
+    second send never pays twice); apply its answer. Returns the refund's state.
+
+    No answer, 5xx, 429, Alipay 20000/ACQ.SYSTEM_ERROR: ``unknown`` (the query job asks again; nothing is
+    reversed). A definitive refusal: ``failed`` and the debit is reversed -- but for a refund sent before
+    whose outcome was unknown, the provider is asked first, since the earlier send may have gone through.
+    Not configured: stays as it is. Abnormal or final refunds are not sent.
+    """
+    refund, order = _load(refund_no)
+    if refund is None or order is None:
+        return "missing"
+    if refund.state not in ("requested", "pending", "unknown"):
+        return refund.state
+    sent_before = refund.state != "requested" or (refund.attempts or 0) > 0
     try:
-        report = get_provider(order.channel).refund(order, refund)
-    except (ProviderError, NotConfigured) as exc:
-        # Unknown outcome (network) or a refusal: the query job asks again before anything is reversed.
+        provider = get_provider(order.channel)
+        report = provider.refund(order, refund)
+    except NotConfigured as exc:
         log.warning("refund %s: %s", refund_no, exc)
-        if _definitely_refused(exc):
-            report = RefundReport(channel=order.channel, refund_no=refund_no, state="failed",
-                                  raw={"error": str(exc)[:300]})
+        return refund.state
+    except ProviderError as exc:
+        log.warning("refund %s: %s", refund_no, exc)
+        if exc.retryable:
+            report = _unknown(order, refund_no, exc)
         else:
-            return "requested"
-    with session_scope() as session:
-        return payments.apply_refund_report(session, report, source="refund-call")
-
-
-def _definitely_refused(exc: Exception) -> bool:
-    text = str(exc)
-    return "HTTP 400" in text or "HTTP 403" in text or "HTTP 404" in text
+            report = RefundReport(channel=order.channel, refund_no=refund_no, state="failed",
+                                  order_no=order.order_no, raw=exc.as_dict())
+    if report.state == "failed" and sent_before:
+        try:
+            found = provider.query_refund(order, refund)
+        except ProviderError as exc:
+            return _apply(_unknown(order, refund_no, exc), "refund-call")
+        if found is not None:
+            report = found
+    return _apply(report, "refund-call")
 
 
 @job("payments", timeout=1800)

@@ -23,11 +23,19 @@ class ProviderUnavailable(MeterpayError):
     http_status = 502
 
 
-def start(account_id: int, amount_fen: int, channel: str, *, openid: str, client_ip: str | None = None) -> dict:
-    """Create the order and prepare it with the provider; returns the order view and the pay parameters."""
+def start(account_id: int, amount_fen: int, channel: str, *, openid: str, client_ip: str | None = None,
+          front: str = "miniapp") -> dict:
+    """Create the order and prepare it with the provider; returns the order view and the pay parameters.
+
+    ``front``: where the tenant pays ("miniapp", or "official_account" for JSAPI pay inside the official
+    account; ``openid`` must be the payer's openid in that same app). The order is made with that front's
+    app id (``provider.app_id_for``), and a callback naming another app id is flagged, not credited.
+    """
     provider = get_provider(channel)  # NotConfigured (503) before any row is written
+    app_id = provider.app_id_for(front)  # likewise, naming the missing app id variable
     with session_scope() as session:
-        order = payments.create_order(session, account_id, amount_fen, channel, openid=openid)
+        order = payments.create_order(session, account_id, amount_fen, channel, openid=openid, front=front,
+                                      app_id=app_id)
         order_no = order.order_no
     try:
         params = provider.prepare(order, openid=openid, client_ip=client_ip)

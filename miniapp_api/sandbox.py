@@ -6,6 +6,11 @@ and notifications with its own sandbox keys, and sends notifications to the ``no
 gave it. A person (or a test) "pays" an order with ``POST /_sandbox/pay/<order no>``; add
 ``?notify=0`` to lose the callback. Never point production at it.
 
+It can misbehave the way the real services do: ``inject(api, *faults)`` (or ``POST /_sandbox/faults
+{"api": ..., "faults": [...]}``) queues faults that the next calls of that API consume, one per call
+(``FAULT_MODES`` lists them). ``CALLS`` records every login and refund request (with its app id and
+refund number), so a test can see what was asked and how often.
+
 Paths are the real ones relative to each base URL: ``/sns/jscode2session`` (WeChat),
 ``/v3/...`` (WeChat Pay), ``/gateway.do`` (Alipay).
 """
@@ -20,11 +25,12 @@ import threading
 import time
 import zipfile
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 
 import requests
 from flask import Blueprint, Response, jsonify, request
 
+from core.errors import ValidationError
+from core.ledger.money import format_fen, parse_yuan
 from miniapp_api import sandbox_keys
 from miniapp_api import sandbox_sign as sign
 
@@ -37,13 +43,71 @@ WX_REFUNDS: dict[str, dict] = {}
 ALI_ORDERS: dict[str, dict] = {}
 ALI_REFUNDS: dict[str, dict] = {}
 SENT: list[dict] = []  # every notification sent: url, status, kind
+CALLS: list[dict] = []  # every login and refund request: api, app id, refund number, the fault it met
+FAULTS: dict[str, list[str]] = {}  # api -> faults still queued, one consumed per call
+
+# api -> fault -> what the sandbox does instead of answering normally
+FAULT_MODES: dict[str, dict[str, str]] = {
+    "alipay.trade.refund": {
+        "system_error": "20000 ACQ.SYSTEM_ERROR, nothing applied",
+        "system_error_after": "the refund is applied, then 20000 ACQ.SYSTEM_ERROR",
+        "fund_change_n": "the refund is applied, then 10000 with fund_change N",
+        "timeout": "the refund is applied, the answer comes after TIMEOUT_DELAY seconds",
+        "refused": "40004 ACQ.TRADE_STATUS_ERROR, nothing applied",
+        "http_502": "HTTP 502 without a body, nothing applied",
+    },
+    "alipay.trade.fastpay.refund.query": {
+        "system_error": "20000 ACQ.SYSTEM_ERROR",
+        "no_data": "10000 without the refund's data (as if never received)",
+    },
+    "wechat.refund": {
+        "http_500": "500 SYSTEM_ERROR, nothing applied",
+        "http_500_after": "the refund succeeds (its notification is lost), then 500 SYSTEM_ERROR",
+        "timeout": "the refund succeeds (its notification is lost), the answer comes after TIMEOUT_DELAY seconds",
+        "abnormal": "status ABNORMAL, and a REFUND.ABNORMAL notification",
+        "closed": "status CLOSED, and a REFUND.CLOSED notification",
+        "processing": "PROCESSING without a notification; the first query still says PROCESSING, the next SUCCESS",
+        "frequency_limited": "429 FREQUENCY_LIMITED, nothing applied",
+    },
+    "wechat.refund_query": {
+        "http_500": "500 SYSTEM_ERROR",
+    },
+}
+TIMEOUT_DELAY = 2.0  # seconds a "timeout" fault holds its answer (set METERPAY_PAY_TIMEOUT below it)
 
 
 def reset() -> None:
+    global TIMEOUT_DELAY
     with _lock:
         for d in (WX_ORDERS, WX_REFUNDS, ALI_ORDERS, ALI_REFUNDS):
             d.clear()
         SENT.clear()
+        CALLS.clear()
+        FAULTS.clear()
+        TIMEOUT_DELAY = 2.0
+
+
+def inject(api: str, *faults: str) -> None:
+    """Queue faults for the next calls of ``api`` (one per call, in order); ValueError for unknown ones."""
+    known = FAULT_MODES.get(api)
+    if known is None:
+        raise ValueError(f"unknown api {api!r}; one of {', '.join(FAULT_MODES)}")
+    bad = [f for f in faults if f not in known]
+    if bad:
+        raise ValueError(f"unknown fault(s) {', '.join(bad)} for {api}; one of {', '.join(known)}")
+    with _lock:
+        FAULTS.setdefault(api, []).extend(faults)
+
+
+def _fault(api: str) -> str | None:
+    with _lock:
+        queued = FAULTS.get(api)
+        return queued.pop(0) if queued else None
+
+
+def _called(api: str, **detail) -> None:
+    with _lock:
+        CALLS.append({"api": api, "at": time.time(), **detail})
 
 
 def _now_text() -> str:
@@ -65,8 +129,10 @@ def _post(url: str, body, headers: dict, kind: str) -> int:
 
 @bp.get("/sns/jscode2session")
 def jscode2session():
+    """The mini-program's login: only the mini-program's app id and secret are accepted."""
     args = request.args
-    if args.get("appid") != sign.wx_appid() or args.get("secret") != sign.wx_secret():
+    _called("wechat.jscode2session", appid=args.get("appid"))
+    if args.get("appid") != sign.miniapp_appid() or args.get("secret") != sign.miniapp_secret():
         return jsonify({"errcode": 40125, "errmsg": "invalid appsecret (sandbox)"})
     code = args.get("js_code", "")
     if not code or code.startswith("bad"):
@@ -103,7 +169,7 @@ def _wx_check_signature():
 def wx_jsapi():
     data = request.get_json(force=True, silent=True) or {}
     no = data.get("out_trade_no")
-    if data.get("appid") != sign.wx_appid() or data.get("mchid") != sign.wx_mchid():
+    if data.get("appid") not in sign.wx_appids() or data.get("mchid") != sign.wx_mchid():
         return _wx_error(400, "PARAM_ERROR", "appid and mchid do not match (sandbox)")
     total = (data.get("amount") or {}).get("total")
     if not no or not isinstance(total, int) or total <= 0 or not (data.get("payer") or {}).get("openid"):
@@ -112,6 +178,7 @@ def wx_jsapi():
         order = WX_ORDERS.get(no)
         if order is None:
             order = WX_ORDERS[no] = {"out_trade_no": no, "amount": total, "notify_url": data.get("notify_url"),
+                                     "appid": data["appid"],
                                      "openid": data["payer"]["openid"], "state": "NOTPAY",
                                      "prepay_id": "wx" + secrets.token_hex(14), "transaction_id": None,
                                      "success_time": None, "refunded": 0,
@@ -124,7 +191,7 @@ def wx_jsapi():
 
 
 def _wx_transaction(order: dict) -> dict:
-    out = {"appid": sign.wx_appid(), "mchid": sign.wx_mchid(), "out_trade_no": order["out_trade_no"],
+    out = {"appid": order["appid"], "mchid": sign.wx_mchid(), "out_trade_no": order["out_trade_no"],
            "trade_state": order["state"], "trade_state_desc": order["state"].lower(), "trade_type": "JSAPI",
            "payer": {"openid": order["openid"]},
            "amount": {"total": order["amount"], "currency": "CNY"}}
@@ -166,11 +233,17 @@ def _wx_refund_body(r: dict) -> dict:
 def wx_refund():
     data = request.get_json(force=True, silent=True) or {}
     amount = data.get("amount") or {}
+    no = data.get("out_refund_no")
+    fault = _fault("wechat.refund")
+    _called("wechat.refund", refund_no=no, order_no=data.get("out_trade_no"), fault=fault)
+    if fault == "http_500":
+        return _wx_error(500, "SYSTEM_ERROR", "system error, try again with the same out_refund_no (sandbox)")
+    if fault == "frequency_limited":
+        return _wx_error(429, "FREQUENCY_LIMITED", "too many requests (sandbox)")
     with _lock:
         order = WX_ORDERS.get(data.get("out_trade_no") or "")
         if order is None or order["state"] not in ("SUCCESS", "REFUND"):
             return _wx_error(400, "INVALID_REQUEST", "order is not paid (sandbox)")
-        no = data.get("out_refund_no")
         if no in WX_REFUNDS:
             return _wx_answer(_wx_refund_body(WX_REFUNDS[no]))
         refund = amount.get("refund")
@@ -182,11 +255,43 @@ def wx_refund():
                               "transaction_id": order["transaction_id"], "out_trade_no": order["out_trade_no"],
                               "status": "PROCESSING", "create_time": _now_text(), "amount": refund,
                               "total": order["amount"], "notify_url": data.get("notify_url"),
-                              "pk_mode": order["pk_mode"]}
+                              "pk_mode": order["pk_mode"], "then_success": False, "queries_processing": 0}
+        if fault in ("http_500_after", "timeout"):  # done, but the notification is lost
+            r["status"], r["success_time"] = "SUCCESS", _now_text()
+        elif fault == "abnormal":
+            r["status"] = "ABNORMAL"
+        elif fault == "closed":
+            r["status"] = "CLOSED"
+            order["refunded"] -= refund
+        elif fault == "processing":
+            r["then_success"], r["queries_processing"] = True, 1
         answer = _wx_refund_body(r)
-    if r["notify_url"] and request.args.get("notify", "1") != "0":
+    if fault == "http_500_after":
+        return _wx_error(500, "SYSTEM_ERROR", "system error, try again with the same out_refund_no (sandbox)")
+    if fault == "timeout":
+        time.sleep(TIMEOUT_DELAY)
+        return _wx_answer(answer)
+    if fault in ("abnormal", "closed"):
+        _wx_notify_refund(no)
+    elif fault is None and r["notify_url"] and request.args.get("notify", "1") != "0":
         threading.Thread(target=_wx_finish_refund, args=(no,), daemon=True).start()
     return _wx_answer(answer)
+
+
+def _wx_notify_refund(no: str) -> int:
+    """Tell our refund notify_url the refund's current status (REFUND.SUCCESS / .ABNORMAL / .CLOSED)."""
+    with _lock:
+        r = WX_REFUNDS[no]
+        resource = {"mchid": sign.wx_mchid(), "out_trade_no": r["out_trade_no"],
+                    "transaction_id": r["transaction_id"], "out_refund_no": no, "refund_id": r["refund_id"],
+                    "refund_status": r["status"], "success_time": r.get("success_time"),
+                    "user_received_account": "sandbox bank card",
+                    "amount": {"total": r["total"], "refund": r["amount"], "payer_total": r["total"],
+                               "payer_refund": r["amount"]}}
+    if not r["notify_url"]:
+        return 0
+    headers, body = sign.wx_notification(f"REFUND.{r['status']}", resource, public_key_mode=r["pk_mode"])
+    return _post(r["notify_url"], body, headers, "wechat-refund")
 
 
 def _wx_finish_refund(no: str, delay: float = 0.05) -> None:
@@ -194,21 +299,44 @@ def _wx_finish_refund(no: str, delay: float = 0.05) -> None:
     with _lock:
         r = WX_REFUNDS[no]
         r["status"], r["success_time"] = "SUCCESS", _now_text()
-        resource = {"mchid": sign.wx_mchid(), "out_trade_no": r["out_trade_no"],
-                    "transaction_id": r["transaction_id"], "out_refund_no": no, "refund_id": r["refund_id"],
-                    "refund_status": "SUCCESS", "success_time": r["success_time"],
-                    "amount": {"total": r["total"], "refund": r["amount"], "payer_total": r["total"],
-                               "payer_refund": r["amount"]}}
-    headers, body = sign.wx_notification("REFUND.SUCCESS", resource, public_key_mode=r["pk_mode"])
-    _post(r["notify_url"], body, headers, "wechat-refund")
+    _wx_notify_refund(no)
+
+
+def wx_settle_abnormal(no: str, status: str = "SUCCESS") -> int:
+    """The merchant settles an ABNORMAL refund in the merchant platform: SUCCESS (paid to the payer's
+    balance) or CLOSED (the money went back to the merchant); WeChat Pay notifies. Returns the HTTP status
+    of our notify endpoint's answer."""
+    if status not in ("SUCCESS", "CLOSED"):
+        raise ValueError("status: SUCCESS or CLOSED")
+    with _lock:
+        r = WX_REFUNDS[no]
+        if r["status"] != "ABNORMAL":
+            raise ValueError(f"refund {no} is {r['status']}, not ABNORMAL")
+        r["status"] = status
+        if status == "SUCCESS":
+            r["success_time"] = _now_text()
+        else:
+            WX_ORDERS[r["out_trade_no"]]["refunded"] -= r["amount"]
+    return _wx_notify_refund(no)
 
 
 @bp.get("/v3/refund/domestic/refunds/<no>")
 def wx_refund_query(no):
-    r = WX_REFUNDS.get(no)
-    if r is None:
-        return _wx_error(404, "RESOURCE_NOT_EXISTS", "no such refund (sandbox)")
-    return _wx_answer(_wx_refund_body(r))
+    fault = _fault("wechat.refund_query")
+    _called("wechat.refund_query", refund_no=no, fault=fault)
+    if fault == "http_500":
+        return _wx_error(500, "SYSTEM_ERROR", "system error (sandbox)")
+    with _lock:
+        r = WX_REFUNDS.get(no)
+        if r is None:
+            return _wx_error(404, "RESOURCE_NOT_EXISTS", "no such refund (sandbox)")
+        if r["status"] == "PROCESSING" and r.get("then_success"):  # the "processing" fault:
+            if r["queries_processing"] > 0:
+                r["queries_processing"] -= 1  # this query still says PROCESSING ...
+            else:
+                r["status"], r["success_time"] = "SUCCESS", _now_text()  # ... the next one SUCCESS
+        answer = _wx_refund_body(r)
+    return _wx_answer(answer)
 
 
 @bp.get("/v3/certificates")
@@ -240,13 +368,14 @@ def wx_bill_download():
     with _lock:
         for o in WX_ORDERS.values():
             if o["transaction_id"] and o["success_time"][:10] == day:
-                row(o["success_time"], sign.wx_appid(), sign.wx_mchid(), 0, "", o["transaction_id"],
+                row(o["success_time"], o["appid"], sign.wx_mchid(), 0, "", o["transaction_id"],
                     o["out_trade_no"], o["openid"], "JSAPI", "SUCCESS", "OTHERS", "CNY", _yuan(o["amount"]),
                     "0.00", 0, 0, "0.00", "0.00", "", "", "recharge", "", "0.00", "0.60%", _yuan(o["amount"]),
                     "0.00", "")
         for r in WX_REFUNDS.values():
             if r["status"] == "SUCCESS" and (r.get("success_time") or "")[:10] == day:
-                row(r["success_time"], sign.wx_appid(), sign.wx_mchid(), 0, "", r["transaction_id"],
+                row(r["success_time"], WX_ORDERS[r["out_trade_no"]]["appid"], sign.wx_mchid(), 0, "",
+                    r["transaction_id"],
                     r["out_trade_no"], "", "JSAPI", "REFUND", "OTHERS", "CNY", "0.00", "0.00", r["refund_id"],
                     r["out_refund_no"], _yuan(r["amount"]), "0.00", "ORIGINAL", "SUCCESS", "recharge", "",
                     "0.00", "0.60%", _yuan(r["total"]), _yuan(r["amount"]), "")
@@ -255,7 +384,7 @@ def wx_bill_download():
 
 
 def _yuan(fen: int) -> str:
-    return str((Decimal(fen) / 100).quantize(Decimal("0.01")))
+    return format_fen(fen)
 
 
 def wx_pay(no: str, *, notify: bool = True, amount_fen: int | None = None) -> dict:
@@ -295,22 +424,24 @@ def alipay_gateway():
     handler = ALIPAY_METHODS.get(method)
     if handler is None:
         return _ali(method, {"code": "40002", "msg": "Invalid Arguments", "sub_code": "isv.invalid-method"})
-    return _ali(method, handler(biz, params))
+    answer = handler(biz, params)
+    return answer if isinstance(answer, Response) else _ali(method, answer)
 
 
 def _ali(method: str, payload: dict) -> Response:
     return Response(sign.ali_response(method, payload), mimetype="application/json;charset=utf-8")
 
 
-def _fen(text: str) -> int:
-    return int(Decimal(text) * 100)
+def _fen(text) -> int:
+    """An amount in yuan as Alipay takes it (at most two decimals); ValidationError otherwise."""
+    return parse_yuan(str(text), field="amount", allow_zero=True)
 
 
 def _ali_precreate(biz: dict, params: dict) -> dict:
     no = biz.get("out_trade_no")
     try:
         amount = _fen(biz.get("total_amount", ""))
-    except Exception:  # noqa: BLE001
+    except ValidationError:
         return {"code": "40002", "msg": "Invalid Arguments", "sub_code": "isv.invalid-total-amount"}
     with _lock:
         ALI_ORDERS.setdefault(no, {"out_trade_no": no, "amount": amount, "notify_url": params.get("notify_url"),
@@ -337,14 +468,31 @@ def _ali_query(biz: dict, params: dict) -> dict:
     return _ali_trade(order)
 
 
-def _ali_refund(biz: dict, params: dict) -> dict:
+ALI_SYSTEM_ERROR = {"code": "20000", "msg": "Service Currently Unavailable", "sub_code": "ACQ.SYSTEM_ERROR",
+                    "sub_msg": "system error, try again with the same out_request_no (sandbox)"}
+
+
+def _ali_refund(biz: dict, params: dict):
+    no = biz.get("out_request_no") or biz.get("out_trade_no")
+    fault = _fault("alipay.trade.refund")
+    _called("alipay.trade.refund", appid=params.get("app_id"), refund_no=no, order_no=biz.get("out_trade_no"),
+            fault=fault)
+    if fault == "system_error":
+        return dict(ALI_SYSTEM_ERROR)
+    if fault == "http_502":
+        return Response("", status=502)
+    if fault == "refused":
+        return {"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.TRADE_STATUS_ERROR",
+                "sub_msg": "trade status does not allow a refund (sandbox)"}
     with _lock:
         order = ALI_ORDERS.get(biz.get("out_trade_no") or "")
         if order is None or order["state"] != "TRADE_SUCCESS":
             return {"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.TRADE_STATUS_ERROR"}
-        no = biz.get("out_request_no") or biz["out_trade_no"]
         if no not in ALI_REFUNDS:
-            amount = _fen(biz.get("refund_amount", "0"))
+            try:
+                amount = _fen(biz.get("refund_amount", "0"))
+            except ValidationError:
+                amount = 0
             if amount <= 0 or amount > order["amount"] - order["refunded"]:
                 return {"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL"}
             order["refunded"] += amount
@@ -352,27 +500,45 @@ def _ali_refund(biz: dict, params: dict) -> dict:
                                "trade_no": order["trade_no"],
                                "gmt_refund": datetime.now(CHINA).strftime("%Y-%m-%d %H:%M:%S")}
             notify = order["notify_url"]
+            fund_change = "Y"
         else:
             notify = None
+            fund_change = "N"  # already refunded under this out_request_no: no money moves now
     if notify:
         body = sign.ali_notification({"trade_no": order["trade_no"], "out_trade_no": order["out_trade_no"],
                                       "out_biz_no": no, "trade_status": "TRADE_SUCCESS",
                                       "total_amount": _yuan(order["amount"]),
                                       "refund_fee": _yuan(order["refunded"]),
                                       "gmt_refund": ALI_REFUNDS[no]["gmt_refund"]})
-        threading.Thread(target=_post, args=(notify, body, {"Content-Type": "application/x-www-form-urlencoded"},
-                                             "alipay-refund"), daemon=True).start()
+        if fault is None:
+            threading.Thread(target=_post, args=(notify, body, {"Content-Type": "application/x-www-form-urlencoded"},
+                                                 "alipay-refund"), daemon=True).start()
+        # with a fault the refund notification is lost: only a query finds the refund
+    if fault == "system_error_after":
+        return dict(ALI_SYSTEM_ERROR)
+    if fault == "fund_change_n":
+        fund_change = "N"
+    if fault == "timeout":
+        time.sleep(TIMEOUT_DELAY)
     return {"code": "10000", "msg": "Success", "trade_no": order["trade_no"], "out_trade_no": order["out_trade_no"],
-            "fund_change": "Y", "refund_fee": _yuan(order["refunded"])}
+            "fund_change": fund_change, "refund_fee": _yuan(order["refunded"])}
 
 
 def _ali_refund_query(biz: dict, params: dict) -> dict:
-    r = ALI_REFUNDS.get(biz.get("out_request_no") or "")
-    if r is None:
+    no = biz.get("out_request_no") or ""
+    fault = _fault("alipay.trade.fastpay.refund.query")
+    _called("alipay.trade.fastpay.refund.query", appid=params.get("app_id"), refund_no=no, fault=fault)
+    if fault == "system_error":
+        return dict(ALI_SYSTEM_ERROR)
+    r = ALI_REFUNDS.get(no)
+    if r is None or fault == "no_data":
         return {"code": "10000", "msg": "Success"}
-    return {"code": "10000", "msg": "Success", "out_trade_no": r["out_trade_no"], "out_request_no":
-            r["out_request_no"], "trade_no": r["trade_no"], "refund_amount": _yuan(r["amount"]),
-            "refund_status": "REFUND_SUCCESS"}
+    out = {"code": "10000", "msg": "Success", "out_trade_no": r["out_trade_no"], "out_request_no":
+           r["out_request_no"], "trade_no": r["trade_no"], "refund_amount": _yuan(r["amount"]),
+           "total_amount": _yuan(ALI_ORDERS[r["out_trade_no"]]["amount"]), "refund_status": "REFUND_SUCCESS"}
+    if "gmt_refund_pay" in (biz.get("query_options") or []):
+        out["gmt_refund_pay"] = r["gmt_refund"]
+    return out
 
 
 def _ali_bill_url(biz: dict, params: dict) -> dict:
@@ -449,6 +615,36 @@ def sandbox_pay(no):
     notify = request.args.get("notify", "1") != "0"
     result = wx_pay(no, notify=notify) if no in WX_ORDERS else alipay_pay(no, notify=notify)
     return jsonify({"sandbox": True, **result})
+
+
+@bp.post("/_sandbox/faults")
+def sandbox_faults():
+    """Queue faults: ``{"api": "wechat.refund", "faults": ["http_500_after"]}``; GET lists the modes."""
+    data = request.get_json(force=True, silent=True) or {}
+    faults = data.get("faults")
+    if isinstance(faults, str):
+        faults = [faults]
+    if not isinstance(faults, list) or not all(isinstance(f, str) for f in faults):
+        return jsonify({"error": "faults: a list of fault names"}), 400
+    try:
+        inject(str(data.get("api") or ""), *faults)
+    except ValueError as exc:
+        return jsonify({"error": str(exc)}), 400
+    with _lock:
+        return jsonify({"sandbox": True, "queued": {k: list(v) for k, v in FAULTS.items() if v}})
+
+
+@bp.get("/_sandbox/faults")
+def sandbox_fault_modes():
+    with _lock:
+        return jsonify({"sandbox": True, "modes": FAULT_MODES, "queued": {k: list(v) for k, v in FAULTS.items() if v},
+                        "timeout_delay": TIMEOUT_DELAY})
+
+
+@bp.get("/_sandbox/calls")
+def sandbox_calls():
+    with _lock:
+        return jsonify({"sandbox": True, "calls": list(CALLS)})
 
 
 @bp.get("/_sandbox/notifications")

@@ -15,8 +15,10 @@ from pathlib import Path
 from core import config
 from core.config import ROOT
 
-WECHAT_APPID = "wxsandbox00000001"
+WECHAT_APPID = "wxsandbox00000001"  # the official account
 WECHAT_SECRET = "sandbox-secret"
+MINIAPP_APPID = "wxsandboxmini0001"  # the mini-program
+MINIAPP_SECRET = "sandbox-mini-secret"
 WXPAY_MCHID = "1900000109"
 WXPAY_APIV3_KEY = "SANDBOXsandboxSANDBOXsandbox0032"  # 32 bytes, as APIv3 keys are
 WXPAY_CERT_SERIAL = "5A4D1B0E000000000000000000000000000000A1"  # our merchant certificate (any hex)

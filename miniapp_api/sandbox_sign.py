@@ -29,11 +29,33 @@ def _env(name: str, default: str) -> str:
 
 
 def wx_appid() -> str:
+    """The official account's app id."""
     return _env("METERPAY_WECHAT_APPID", sandbox_keys.WECHAT_APPID)
 
 
 def wx_secret() -> str:
     return _env("METERPAY_WECHAT_SECRET", sandbox_keys.WECHAT_SECRET)
+
+
+def _miniapp_pair() -> tuple[str, str]:
+    appid_var, secret_var = config.miniapp_vars()
+    if appid_var == "METERPAY_WECHAT_APPID":  # a configuration from before the two apps were apart
+        return wx_appid(), wx_secret()
+    return (_env(appid_var, sandbox_keys.MINIAPP_APPID), _env(secret_var, sandbox_keys.MINIAPP_SECRET))
+
+
+def miniapp_appid() -> str:
+    """The mini-program's app id."""
+    return _miniapp_pair()[0]
+
+
+def miniapp_secret() -> str:
+    return _miniapp_pair()[1]
+
+
+def wx_appids() -> set[str]:
+    """The app ids bound to the sandbox merchant: the mini-program's and the official account's."""
+    return {miniapp_appid(), wx_appid()}
 
 
 def wx_mchid() -> str:

@@ -1,17 +1,25 @@
 """Settings of the mini-program API and the payment providers, read from the environment each call.
 
-Every variable is listed in docs/miniapp.md. With ``METERPAY_SANDBOX=1`` any credential left
-unset falls back to the locally generated sandbox keys and ids (miniapp_api/sandbox_keys.py),
-so the demo runs with no real account; the API then labels its answers ``"sandbox": true``.
+Every variable is declared in the settings registry (the README's generated table). The two WeChat
+apps are apart: ``METERPAY_MINIAPP_APPID``/``_SECRET`` is the mini-program (login, its WeChat Pay
+orders), ``METERPAY_WECHAT_APPID``/``_SECRET`` the official account (its JSAPI pay; the bot); see
+``core.config.miniapp_vars`` for a configuration from before they were apart.
+
+With ``METERPAY_SANDBOX=1`` any credential left unset falls back to the locally generated sandbox
+keys and ids (miniapp_api/sandbox_keys.py), so the demo runs with no real account; the API then
+labels its answers ``"sandbox": true``.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from core import config
 from core.config import Var, get_settings
-from core.errors import MeterpayError
+from core.errors import MeterpayError, ValidationError
+
+log = logging.getLogger(__name__)
 
 config.declare(
     "miniapp",
@@ -36,6 +44,9 @@ config.declare(
     Var("METERPAY_PAY_POLL_QUERY_AFTER", "float", "5",
         "a tenant polling `GET /orders/{no}` on a pending order older than this makes us ask the provider "
         "(at most once per this many seconds per order)", minimum=0),
+    Var("METERPAY_PAY_TIMEOUT", "float", "15",
+        "seconds to wait for a payment provider's answer; no answer in time leaves a refund's outcome unknown "
+        "(it is queried and sent again under the same refund number)", minimum=0.1),
     Var("METERPAY_MINIAPP_TOKEN_TTL", "int", "7200", "seconds a mini-program login token is valid"),
     Var("METERPAY_SANDBOX_KEY_DIR", "path", None,
         "where sandbox keys are generated and shared with `meterpay sandbox`", default_doc="`var/sandbox-keys`"),
@@ -110,24 +121,60 @@ def pending_after_seconds() -> int:
     return config.get("METERPAY_PAY_PENDING_AFTER")
 
 
+def pay_timeout() -> float:
+    return config.get("METERPAY_PAY_TIMEOUT")
+
+
+_legacy_warned = False
+
+
+def _miniapp_vars() -> tuple[str, str, str]:
+    """(app id variable, secret variable, sandbox_keys prefix) of the mini-program (see core.config.miniapp_vars)."""
+    global _legacy_warned
+    appid_var, secret_var = config.miniapp_vars()
+    if appid_var == "METERPAY_WECHAT_APPID":
+        if not _legacy_warned:
+            _legacy_warned = True
+            log.warning("METERPAY_MINIAPP_APPID/_SECRET are unset: the mini-program uses METERPAY_WECHAT_APPID/_SECRET "
+                        "(the configuration from before they were apart); set them to the mini-program's")
+        return appid_var, secret_var, "WECHAT"
+    return appid_var, secret_var, "MINIAPP"
+
+
 @dataclass(frozen=True)
-class WechatSettings:
+class MiniappSettings:
+    """The mini-program's WeChat app (login through code2session)."""
+
     appid: str
     secret: str
     api_base: str
 
 
-def wechat() -> WechatSettings:
-    appid = _sandbox_default("METERPAY_WECHAT_APPID", "WECHAT_APPID")
-    secret = _sandbox_default("METERPAY_WECHAT_SECRET", "WECHAT_SECRET")
+def miniapp() -> MiniappSettings:
+    appid_var, secret_var, prefix = _miniapp_vars()
+    appid = _sandbox_default(appid_var, f"{prefix}_APPID")
+    secret = _sandbox_default(secret_var, f"{prefix}_SECRET")
     if not appid or not secret:
-        raise NotConfigured("WeChat login is not configured (METERPAY_WECHAT_APPID, METERPAY_WECHAT_SECRET)")
-    return WechatSettings(appid, secret, env("METERPAY_WECHAT_API_BASE", "https://api.weixin.qq.com").rstrip("/"))
+        missing = ", ".join(name for name, value in ((appid_var, appid), (secret_var, secret)) if not value)
+        raise NotConfigured(f"mini-program login is not configured ({missing})")
+    return MiniappSettings(appid, secret, config.get("METERPAY_WECHAT_API_BASE").rstrip("/"))
+
+
+def miniapp_appid() -> str | None:
+    """The mini-program's app id (its WeChat Pay orders), or None when it is not configured."""
+    appid_var, _, prefix = _miniapp_vars()
+    return _sandbox_default(appid_var, f"{prefix}_APPID")
+
+
+def official_account_appid() -> str | None:
+    """The official account's app id (its JSAPI pay), or None when it is not configured."""
+    return _sandbox_default("METERPAY_WECHAT_APPID", "WECHAT_APPID")
 
 
 @dataclass(frozen=True)
 class WxPaySettings:
-    appid: str
+    miniapp_appid: str | None   # orders paid in the mini-program
+    oa_appid: str | None        # orders paid in the official account (JSAPI); at least one of the two is set
     mchid: str
     apiv3_key: str
     private_key: str
@@ -137,14 +184,27 @@ class WxPaySettings:
     api_base: str
     notify_url: str
     refund_notify_url: str
+    timeout: float = 15.0
 
     @property
     def mode(self) -> str:
         return "public-key" if self.public_key else "platform-certificate"
 
+    def app_id_for(self, front: str) -> str:
+        """The app id of an order paid from ``front``; NotConfigured naming the variable when it is unset."""
+        if front == "miniapp":
+            if not self.miniapp_appid:
+                raise NotConfigured("WeChat Pay in the mini-program needs METERPAY_MINIAPP_APPID")
+            return self.miniapp_appid
+        if front == "official_account":
+            if not self.oa_appid:
+                raise NotConfigured("WeChat Pay in the official account needs METERPAY_WECHAT_APPID")
+            return self.oa_appid
+        raise ValidationError("front: must be miniapp or official_account", field="front")
+
 
 def wxpay() -> WxPaySettings:
-    appid = _sandbox_default("METERPAY_WECHAT_APPID", "WECHAT_APPID")
+    mini, oa = miniapp_appid(), official_account_appid()
     mchid = _sandbox_default("METERPAY_WXPAY_MCHID", "WXPAY_MCHID")
     key = _sandbox_default("METERPAY_WXPAY_APIV3_KEY", "WXPAY_APIV3_KEY")
     serial = _sandbox_default("METERPAY_WXPAY_CERT_SERIAL", "WXPAY_CERT_SERIAL")
@@ -161,13 +221,14 @@ def wxpay() -> WxPaySettings:
                             "METERPAY_WXPAY_PUBLIC_KEY_ID")
     else:
         public_key = None
-    if not (appid and mchid and key and serial and private_key):
+    if not ((mini or oa) and mchid and key and serial and private_key):
         raise NotConfigured("WeChat Pay is not configured (METERPAY_WXPAY_MCHID, METERPAY_WXPAY_APIV3_KEY, "
-                            "METERPAY_WXPAY_PRIVATE_KEY_FILE, METERPAY_WXPAY_CERT_SERIAL, METERPAY_WECHAT_APPID)")
+                            "METERPAY_WXPAY_PRIVATE_KEY_FILE, METERPAY_WXPAY_CERT_SERIAL, and "
+                            "METERPAY_MINIAPP_APPID or METERPAY_WECHAT_APPID)")
     base = notify_base()
-    return WxPaySettings(appid, mchid, key, private_key, serial, public_key, public_key_id,
+    return WxPaySettings(mini, oa, mchid, key, private_key, serial, public_key, public_key_id,
                          env("METERPAY_WXPAY_API_BASE", "https://api.mch.weixin.qq.com").rstrip("/"),
-                         f"{base}/pay/wechat/notify", f"{base}/pay/wechat/refund-notify")
+                         f"{base}/pay/wechat/notify", f"{base}/pay/wechat/refund-notify", pay_timeout())
 
 
 @dataclass(frozen=True)
@@ -177,6 +238,7 @@ class AlipaySettings:
     public_key: str
     gateway: str
     notify_url: str
+    timeout: float = 15.0
 
 
 def alipay() -> AlipaySettings:
@@ -188,4 +250,4 @@ def alipay() -> AlipaySettings:
                             "METERPAY_ALIPAY_PUBLIC_KEY_FILE)")
     return AlipaySettings(appid, private_key, public_key,
                           env("METERPAY_ALIPAY_GATEWAY", "https://openapi.alipay.com/gateway.do"),
-                          f"{notify_base()}/pay/alipay/notify")
+                          f"{notify_base()}/pay/alipay/notify", pay_timeout())

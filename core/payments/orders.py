@@ -8,9 +8,16 @@ callback, the pending-order query job, a late or duplicated callback — ends in
 of the same payment finds the order paid (and the ledger key taken) and changes nothing. A
 report that disagrees with the order flags it for a manager and credits nothing.
 
+A WeChat Pay order is made with the app id of the front the tenant pays from (the mini-program's or
+the official account's, ``create_order(front=, app_id=)``); a report of it must name that app id, or the
+order is flagged and nothing is credited.
+
 Refunds are started by a manager (``start_refund``): the wallet is debited at once under
 ``refund:<channel>:<refund no>`` so the money cannot be spent meanwhile; the provider is then
-asked to pay it back, and a failed refund is reversed in the ledger (never edited).
+asked to pay it back (``apply_refund_report`` records each answer). A provider's answer has three
+values, and unknown is never taken for refused: only a definitive refusal (or CLOSED) reverses the
+debit in the ledger; an unknown outcome is queried and sent again under the same refund number until
+the provider says; WeChat's ABNORMAL waits for a manager (``resolve_abnormal_refund``).
 """
 from __future__ import annotations
 
@@ -19,10 +26,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
 
-from core import audit, signals
+from core import audit, config, signals
 from core.config import get_settings
 from core.db import get_existing
 from core.errors import Conflict, NotFound, ValidationError
@@ -31,6 +38,7 @@ from core.ledger import cashdesk
 from core.ledger.guards import check_amount, get_account
 from core.ledger.money import format_fen
 from core.models import JournalEntry, PaymentOrder, PaymentReconciliation, PaymentRefund
+from core.models.payment import OPEN_REFUND_STATES, PAY_FRONTS
 from core.payments.provider import PaymentReport, RefundReport, StatementLine
 from core.utils import utcnow
 
@@ -57,15 +65,22 @@ def new_order_no(prefix: str = "MP") -> str:
 
 
 def create_order(session: Session, account_id: int, amount_fen: int, channel: str, *,
-                 tenant_id: int | None = None, openid: str | None = None) -> PaymentOrder:
-    """A recharge order in state ``created``; nothing is owed or credited yet."""
+                 tenant_id: int | None = None, openid: str | None = None, front: str = "miniapp",
+                 app_id: str | None = None) -> PaymentOrder:
+    """A recharge order in state ``created``; nothing is owed or credited yet.
+
+    ``front``: where the tenant pays from ("miniapp" | "official_account"); ``app_id``: the provider app
+    id the order is made with (``provider.app_id_for(front)``), which every report of it must name.
+    """
     if channel not in CHANNELS:
         raise ValidationError(f"channel: must be one of {', '.join(CHANNELS)}", field="channel")
+    if front not in PAY_FRONTS:
+        raise ValidationError(f"front: must be one of {', '.join(PAY_FRONTS)}", field="front")
     account = get_account(session, account_id)
     check_amount(amount_fen)
     order = PaymentOrder(order_no=new_order_no(), account_id=account.id, tenant_id=tenant_id or account.tenant_id,
                          openid=openid, channel=channel, amount_fen=amount_fen, currency="CNY", state="created",
-                         refunded_fen=0, provider_data={})
+                         refunded_fen=0, provider_data={}, front=front, app_id=app_id)
     session.add(order)
     session.flush()
     return order
@@ -117,8 +132,9 @@ def _mismatch(order: PaymentOrder, report: PaymentReport, expect_app_id: str | N
         return f"amount {got} does not match order amount {format_fen(order.amount_fen)}"
     if (report.currency or "CNY") != order.currency:
         return f"currency {report.currency} does not match {order.currency}"
-    if expect_app_id and report.app_id != expect_app_id:
-        return f"app id {report.app_id} is not ours"
+    expected_app_id = order.app_id or expect_app_id  # an order from before app ids were recorded: the provider's
+    if expected_app_id and report.app_id != expected_app_id:
+        return f"app id {report.app_id} does not match the order's app id {expected_app_id}"
     if expect_merchant_id and report.merchant_id != expect_merchant_id:
         return f"merchant {report.merchant_id} is not ours"
     if not report.txn_id:
@@ -128,7 +144,12 @@ def _mismatch(order: PaymentOrder, report: PaymentReport, expect_app_id: str | N
 
 def settle(session: Session, report: PaymentReport, *, expect_app_id: str | None = None,
            expect_merchant_id: str | None = None, source: str = "callback") -> Settlement:
-    """Apply a provider's report of an order, exactly once. Call inside one transaction."""
+    """Apply a provider's report of an order, exactly once. Call inside one transaction.
+
+    A paid report is credited only when it agrees with the order: amount, currency, merchant, and the
+    app id the order was made with (``expect_app_id`` only for orders that recorded none); otherwise
+    the order is flagged for a manager and nothing is credited.
+    """
     order = lock_order(session, report.order_no)
     front = "api" if source == "callback" else "job"
     if report.state != "paid":
@@ -206,43 +227,123 @@ def lock_refund(session: Session, refund_no: str) -> PaymentRefund:
     return _lock(session, PaymentRefund.refund_no, refund_no, "refund")
 
 
+def stuck_after() -> timedelta:
+    return timedelta(hours=config.get("METERPAY_REFUND_STUCK_HOURS"))
+
+
 def apply_refund_report(session: Session, report: RefundReport, *, source: str = "callback") -> str:
-    """Record what the provider says about a refund, once. Returns the refund's state."""
+    """Record what the provider says about a refund, once. Returns the refund's state. Call inside one
+    transaction.
+
+    - succeeded: final; the debit stands.
+    - failed (a definitive refusal, CLOSED): final; the wallet debit is reversed (a new entry) -- the only
+      report that gives money back.
+    - pending / unknown: the state is set (never over ``abnormal``); unknown counts an attempt and keeps the
+      error. Nothing moves. Still open after METERPAY_REFUND_STUCK_HOURS: one ``refund_stuck`` audit record.
+    - abnormal (WeChat ABNORMAL): set aside for a manager (audit ``refund_abnormal``); the order stays
+      ``refunding``; nothing moves until the provider reports SUCCESS/CLOSED or a manager resolves it.
+    A report about a refund already final changes nothing.
+    """
     refund = lock_refund(session, report.refund_no)
     if refund.state in ("succeeded", "failed"):
         return refund.state
     order = get_existing(session, PaymentOrder, refund.order_id)
+    actor = f"{report.channel}:{source}"
     if report.provider_refund_id and not refund.provider_refund_id:
         refund.provider_refund_id = report.provider_refund_id
     refund.provider_data = {**(refund.provider_data or {}), "last_report": report.raw}
-    if report.state == "pending":
-        refund.state = "pending"
+    if report.state in ("pending", "unknown"):
+        if refund.state != "abnormal":
+            refund.state = report.state
+        if report.state == "unknown":
+            refund.attempts = (refund.attempts or 0) + 1
+            refund.last_error = str((report.raw or {}).get("error") or "outcome unknown")[:2000]
+        _audit_if_stuck(session, refund, order)
+        return refund.state
+    if report.state == "abnormal":
+        if refund.state != "abnormal":
+            refund.state = "abnormal"
+            audit.record(session, actor=actor, front="job", action="refund_abnormal", account_id=order.account_id,
+                         order_no=order.order_no, refund_no=refund.refund_no, amount=format_fen(refund.amount_fen))
         return refund.state
     order = lock_order(session, order.order_no)
     if report.state == "succeeded":
         if report.amount_fen is not None and report.amount_fen != refund.amount_fen:
             flag(session, order, f"refund {refund.refund_no} reported {format_fen(report.amount_fen)}, "
-                                 f"asked {format_fen(refund.amount_fen)}", actor=f"{report.channel}:{source}")
-        refund.state = "succeeded"
+                                 f"asked {format_fen(refund.amount_fen)}", actor=actor)
+        _finish_refund(session, refund, order, "succeeded", actor=actor, front="job")
+    elif report.state == "failed":
+        _finish_refund(session, refund, order, "failed", actor=actor, front="job",
+                       memo=f"refund {refund.refund_no} failed at {report.channel}")
     else:
-        refund.state = "failed"
+        raise ValueError(f"unknown refund report state {report.state!r}")
+    return refund.state
+
+
+def _audit_if_stuck(session: Session, refund: PaymentRefund, order: PaymentOrder) -> None:
+    """Once per refund: still open after METERPAY_REFUND_STUCK_HOURS -> an audit record for a manager."""
+    if (refund.provider_data or {}).get("stuck_reported") or utcnow() - refund.created_at < stuck_after():
+        return
+    refund.provider_data = {**(refund.provider_data or {}), "stuck_reported": utcnow().isoformat()}
+    audit.record(session, actor="system", front="job", action="refund_stuck", account_id=order.account_id,
+                 order_no=order.order_no, refund_no=refund.refund_no, state=refund.state,
+                 attempts=refund.attempts, last_error=refund.last_error)
+
+
+def _finish_refund(session: Session, refund: PaymentRefund, order: PaymentOrder, state: str, *, actor: str,
+                   front: str, memo: str = "", **detail) -> None:
+    """succeeded or failed, for good; failed reverses the wallet debit. ``order`` is locked by the caller."""
+    refund.state = state
+    if state == "failed":
         if refund.entry_id:
-            cashdesk.reverse_entry(session, refund.entry_id, actor=f"{report.channel}:{source}", front="job",
-                                   memo=f"refund {refund.refund_no} failed at {report.channel}")
+            cashdesk.reverse_entry(session, refund.entry_id, actor=actor, front=front, memo=memo)
         order.refunded_fen -= refund.amount_fen
     refund.finished_at = utcnow()
     if order.state != "flagged":
         still_open = session.scalar(select(PaymentRefund.id).where(
-            PaymentRefund.order_id == order.id, PaymentRefund.state.in_(("requested", "pending")),
+            PaymentRefund.order_id == order.id, PaymentRefund.state.in_(OPEN_REFUND_STATES),
             PaymentRefund.id != refund.id).limit(1))
         if still_open:
             order.state = "refunding"
         else:
             order.state = "refunded" if order.refunded_fen >= order.amount_fen else "paid"
-    audit.record(session, actor=f"{report.channel}:{source}", front="job", action=f"refund_{refund.state}",
+    audit.record(session, actor=actor, front=front, action=f"refund_{refund.state}",
                  account_id=order.account_id, order_no=order.order_no, refund_no=refund.refund_no,
+                 amount=format_fen(refund.amount_fen), **detail)
+
+
+RESOLUTIONS = ("refunded-elsewhere", "recredit")
+
+
+def resolve_abnormal_refund(session: Session, refund_no: str, outcome: str, *, actor: str, front: str = "cli",
+                            note: str = "") -> PaymentRefund:
+    """A manager settles an ABNORMAL refund (the money could not reach the payer's card) after deciding in
+    the merchant platform. Call inside one transaction.
+
+    - "refunded-elsewhere": the payer got the money another way (the platform's retry to their balance, a
+      transfer, cash): the refund counts as succeeded; the debit stands.
+    - "recredit": the money stays with us: the refund fails and the wallet debit is reversed, once.
+    Raises Conflict unless the refund is ``abnormal`` (so a second call changes nothing), ValidationError
+    for another outcome. Audited as ``refund_abnormal_resolved``.
+    """
+    if outcome not in RESOLUTIONS:
+        raise ValidationError(f"outcome: must be one of {', '.join(RESOLUTIONS)}", field="outcome")
+    refund = lock_refund(session, refund_no)
+    if refund.state != "abnormal":
+        raise Conflict(f"refund {refund_no} is {refund.state}; only an abnormal refund is resolved by hand")
+    order = lock_order(session, get_existing(session, PaymentOrder, refund.order_id).order_no)
+    audit.record(session, actor=actor, front=front, action="refund_abnormal_resolved", account_id=order.account_id,
+                 order_no=order.order_no, refund_no=refund.refund_no, outcome=outcome, note=(note or "")[:500],
                  amount=format_fen(refund.amount_fen))
-    return refund.state
+    refund.provider_data = {**(refund.provider_data or {}),
+                            "resolved": {"outcome": outcome, "by": actor, "note": (note or "")[:500]}}
+    if outcome == "recredit":
+        _finish_refund(session, refund, order, "failed", actor=actor, front=front,
+                       memo=f"refund {refund.refund_no} abnormal, re-credited by {actor}")
+    else:
+        _finish_refund(session, refund, order, "succeeded", actor=actor, front=front)
+    session.flush()
+    return refund
 
 
 # --- reconciliation ---------------------------------------------------------------------
@@ -254,13 +355,20 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
 
 
 def reconcile(session: Session, channel: str, day: date, lines: list[StatementLine]) -> PaymentReconciliation:
-    """Compare a provider's statement of ``day`` with the ledger; store and return the mismatches."""
+    """Compare a provider's statement of ``day`` with the ledger; store and return the mismatches.
+
+    The ledger's side of the day is chosen by the provider's paid time (``PaymentOrder.paid_at``, from the
+    notification or query), not by when we credited it: a payment at 23:59 credited after midnight belongs
+    to the day it was paid, as in the provider's statement.
+    """
     start, end = day_bounds(day)
     prefix = f"pay:{channel}:"
-    ledger_rows = session.execute(select(JournalEntry.idempotency_key, JournalEntry.meta).where(
-        JournalEntry.idempotency_key.like(prefix + "%"), JournalEntry.created_at >= start,
-        JournalEntry.created_at < end)).all()
-    ledger_day = {key[len(prefix):]: meta for key, meta in ledger_rows}
+    ledger_rows = session.execute(
+        select(PaymentOrder.provider_txn_id, PaymentOrder.order_no)
+        .join(JournalEntry, JournalEntry.idempotency_key == literal(prefix) + PaymentOrder.provider_txn_id)
+        .where(PaymentOrder.channel == channel, PaymentOrder.provider_txn_id.is_not(None),
+               PaymentOrder.paid_at >= start, PaymentOrder.paid_at < end)).all()
+    ledger_day = {txn_id: {"order_no": order_no} for txn_id, order_no in ledger_rows}
     mismatches: list[dict] = []
     seen: set[str] = set()
     for line in lines:
@@ -278,7 +386,7 @@ def reconcile(session: Session, channel: str, day: date, lines: list[StatementLi
                                    "ledger_amount": format_fen(order.amount_fen) if order else None})
         else:
             refund = session.scalar(select(PaymentRefund).where(PaymentRefund.provider_refund_id == line.txn_id))
-            if refund is None or refund.state not in ("succeeded", "pending", "requested"):
+            if refund is None or refund.state == "failed":  # failed: reversed in the ledger, yet paid out
                 mismatches.append({"kind": "refund_missing_in_ledger", "txn_id": line.txn_id,
                                    "order_no": line.order_no, "amount": format_fen(line.amount_fen)})
             elif refund.amount_fen != line.amount_fen:

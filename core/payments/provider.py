@@ -13,7 +13,33 @@ from datetime import date, datetime
 
 
 class ProviderError(Exception):
-    """The provider could not be reached or refused the request (network, HTTP, signature)."""
+    """The provider could not be reached, answered with an error, or its answer could not be believed.
+
+    Classified by fields, never by its text:
+
+    - ``status``: the HTTP status of the answer; None when there was no answer (network error, timeout)
+      or the answer was a 200 whose business code says no (Alipay).
+    - ``code``: the provider's error code (WeChat Pay ``code``, Alipay ``sub_code`` or ``code``).
+    - ``retryable``: False only when the provider surely did nothing and never will for this request
+      (HTTP 4xx other than 429, an Alipay business refusal); True for network errors, timeouts, 5xx, 429,
+      answers that do not verify, and Alipay 20000 / ACQ.SYSTEM_ERROR. A retryable error on a verb that
+      moves money means the outcome is unknown: ask again (same refund number), never assume a refusal.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
+                 retryable: bool = True):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.retryable = retryable
+
+    @classmethod
+    def from_http(cls, message: str, status: int, code: str | None = None) -> ProviderError:
+        """An HTTP error answer: retryable when 5xx or 429 (the provider may have done it, or will)."""
+        return cls(message, status=status, code=code, retryable=status >= 500 or status == 429)
+
+    def as_dict(self) -> dict:
+        return {"status": self.status, "code": self.code, "retryable": self.retryable, "error": str(self)[:300]}
 
 
 class BadNotification(Exception):
@@ -42,7 +68,13 @@ class PaymentReport:
 
 @dataclass(frozen=True)
 class RefundReport:
-    """What a provider says about one refund. state: "succeeded" | "pending" | "failed"."""
+    """What a provider says about one refund.
+
+    state: "succeeded" (paid back) | "pending" (accepted, being paid) | "unknown" (no definite answer:
+    ask again) | "abnormal" (WeChat ABNORMAL: the money could not reach the payer; a manager decides) |
+    "failed" (a definitive refusal or CLOSED: nothing was or will be paid back). Only "failed" lets the
+    ledger reverse the wallet debit.
+    """
 
     channel: str
     refund_no: str
@@ -72,6 +104,10 @@ class PaymentProvider:
     app_id: str | None = None
     merchant_id: str | None = None
 
+    def app_id_for(self, front: str) -> str | None:
+        """The app id an order paid from ``front`` ("miniapp" | "official_account") is made with."""
+        return self.app_id
+
     def prepare(self, order, *, openid: str | None = None, client_ip: str | None = None) -> dict:
         """Register the order with the provider; return what the payer's client needs. Moves no money."""
         raise NotImplementedError
@@ -81,11 +117,17 @@ class PaymentProvider:
         raise NotImplementedError
 
     def refund(self, order, refund) -> RefundReport:
-        """Ask the provider to pay ``refund.amount_fen`` of ``order`` back to the payer."""
+        """Ask the provider to pay ``refund.amount_fen`` of ``order`` back to the payer, under
+        ``refund.refund_no`` (the provider's idempotency key: sending it again never pays twice).
+
+        Returns what the provider answered, "unknown" when the answer does not settle it. Raises
+        ProviderError when there was no usable answer (``retryable`` False only for a definitive refusal).
+        """
         raise NotImplementedError
 
     def query_refund(self, order, refund) -> RefundReport | None:
-        """What became of a refund; None when the provider never received it."""
+        """What became of a refund; None when the provider never received it (send it again, same number).
+        Raises ProviderError when the provider cannot tell now."""
         raise NotImplementedError
 
     def parse_notification(self, headers: dict, body: bytes) -> PaymentReport | RefundReport:

@@ -1,9 +1,10 @@
 """DL/T 645-2007 framing: ``FE*4 68 A0..A5 68 C L DATA CS 16``.
 
 Address is 6 BCD bytes low byte first; every data byte is sent +0x33; CS is the byte sum mod 256
-from the first 68 to the end of DATA. A reply sets bit 7 of C; bit 6 set means an error reply
-(one error-status byte). ``decode`` skips leading garbage and wake-up bytes and returns the
-frame and how many bytes it consumed.
+from the first 68 to the end of DATA. A reply sets bit 7 of C; bit 6 set means an error reply:
+one error-status byte ERR (``ERRORS``), except a refused 03H (prepaid) frame, which carries
+the two-byte security error word SERR, low byte first (``SERR``). ``decode`` skips leading
+garbage and wake-up bytes and returns the frame and how many bytes it consumed.
 """
 from __future__ import annotations
 
@@ -28,10 +29,17 @@ CLOSE = 0x1C
 KEEP_POWER = 0x3A
 KEEP_POWER_RELEASE = 0x3B
 
-# Error status byte bits of a D1/D4/DC reply
+# Error status byte ERR of a D1/D4/DC/... reply (DL/T 645-2007 7.4)
 ERRORS = {0x01: "other error", 0x02: "no data requested", 0x04: "password error or not authorised",
           0x08: "baud rate cannot change", 0x10: "annual time zone count exceeded",
           0x20: "daily period count exceeded", 0x40: "rate count exceeded"}
+NO_DATA = 0x02
+# Security error word SERR of a refused 03H (C3) reply, two bytes low first. A purchase count equal
+# to the meter's is "repeated recharge" (already applied); any other count but the next one is
+# "purchase count error".
+SERR = {0x0001: "other error", 0x0002: "repeated recharge", 0x0004: "ESAM verification failed",
+        0x0008: "identity authentication failed", 0x0010: "customer number mismatch",
+        0x0020: "purchase count error", 0x0040: "purchase exceeds the hoarding limit"}
 
 
 @dataclass(frozen=True)
@@ -52,10 +60,20 @@ class Frame:
     def function(self) -> int:
         return self.control & 0x1F
 
+    @property
+    def error_code(self) -> int:
+        """The error status of an error reply: SERR (two bytes) for 03H, else the ERR byte (0 if absent)."""
+        if self.function == PREPAID:
+            return int.from_bytes(self.data[:2], "little")
+        return self.data[0] if self.data else 0
+
     def error_text(self) -> str:
-        code = self.data[0] if self.data else 0
-        names = [text for bit, text in ERRORS.items() if code & bit]
-        return ", ".join(names) or f"error status {code:#04x}"
+        code = self.error_code
+        table = SERR if self.function == PREPAID else ERRORS
+        names = [text for bit, text in table.items() if code & bit]
+        if names:
+            return ", ".join(names)
+        return f"error status {code:#06x}" if self.function == PREPAID else f"error status {code:#04x}"
 
 
 def checksum(body: bytes) -> int:

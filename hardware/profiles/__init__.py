@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import threading
 
 from hardware.profiles.base import Profile
 
@@ -35,13 +36,22 @@ def names() -> list[str]:
 
 
 _loaded = False
+_load_lock = threading.RLock()
+_HELPERS = ("base", "modbus", "dlt645_base", "cjt188_base")
 
 
 def _load() -> None:
+    """Import every profile module once. Gateways are worked in parallel threads, so the first
+    callers of a fresh process may arrive together: one imports under the lock while the others
+    wait, and the registry counts as loaded only once every module is in (a failed import leaves
+    it unloaded and raises, so the next caller tries again rather than seeing a partial list)."""
     global _loaded
     if _loaded:
         return
-    _loaded = True
-    for info in pkgutil.iter_modules(__path__):
-        if info.name not in ("base", "modbus", "dlt645_base", "cjt188_base"):
-            importlib.import_module(f"{__name__}.{info.name}")
+    with _load_lock:
+        if _loaded:
+            return
+        for info in pkgutil.iter_modules(__path__):
+            if info.name not in _HELPERS:
+                importlib.import_module(f"{__name__}.{info.name}")
+        _loaded = True

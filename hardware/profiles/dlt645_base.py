@@ -1,15 +1,64 @@
-"""DL/T 645-2007 meters described as data identifiers (DI), with their commands."""
+"""DL/T 645-2007 meters described as data identifiers (DI), with their commands.
+
+Reading is tolerant of what the standard lets a meter refuse ("no data requested" and the like):
+
+- Energy: the block ``0000FF00`` (total + rates 1-4) first. A meter that refuses it is read by
+  the single identifiers ``00000000`` (total, required) and ``00000100``..``00000400`` (rates
+  1-4; the periods are left out unless all four answer), and remembered, so later reads go
+  straight to the single identifiers.
+- Live values (``items``: voltage, current, power, power factor) are optional: a refused one is
+  absent from the values (None), not a failed read, and is not asked again.
+- Status word 3 (relay), remaining amount and purchase count stay required.
+
+A comm error (no reply, bad frame) still fails the read: only a meter that answered "no" is
+remembered. The memo is per process, keyed by (profile, gateway URL, address), and forgotten
+after ``REPROBE_SECONDS`` so a replaced meter or new firmware is asked again. Relay and
+keep-power commands are confirmed through the same read.
+"""
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from hardware.codecs import FrameError, bcd_decode, dlt645
-from hardware.errors import BadFrame, Unsupported
+from hardware.errors import BadFrame, MeterRefused, Unsupported
 from hardware.profiles.base import Profile, retrying
 from hardware.values import PERIODS, MeterValues
+
+log = logging.getLogger(__name__)
+
+REPROBE_SECONDS = 24 * 3600
+_memo_lock = threading.Lock()
+_refused: dict[tuple[str, str, str], dict[int, float]] = {}  # (profile, url, address) -> {DI: when refused}
+
+
+def _is_refused(key: tuple[str, str, str], di: int) -> bool:
+    with _memo_lock:
+        seen = _refused.get(key, {})
+        at = seen.get(di)
+        if at is None:
+            return False
+        if time.monotonic() - at > REPROBE_SECONDS:
+            del seen[di]
+            return False
+        return True
+
+
+def _remember_refused(key: tuple[str, str, str], di: int) -> None:
+    with _memo_lock:
+        _refused.setdefault(key, {})[di] = time.monotonic()
+
+
+def forget(url: str | None = None) -> None:
+    """Forget what meters refused: all of it, or the meters behind one gateway URL."""
+    with _memo_lock:
+        for key in [k for k in _refused if url is None or k[1] == url]:
+            del _refused[key]
 
 
 @dataclass(frozen=True)
@@ -20,9 +69,14 @@ class Item:
     signed: bool = False      # DL/T 645 signs live values with the top bit of the top byte
 
 
+ENERGY_NBYTES, ENERGY_DECIMALS = 4, 2   # XXXXXX.XX kWh
+
+
 @dataclass(frozen=True)
 class Dlt645Profile(Profile):
     energy_block: int = 0x0000FF00                       # total + rates 1-4, 4 bytes each
+    # the same registers one by one, for meters that refuse the block: total, rates 1-4
+    energy_items: tuple[int, ...] = (0x00000000, 0x00000100, 0x00000200, 0x00000300, 0x00000400)
     items: dict[str, Item] = field(default_factory=dict)  # MeterValues field -> item
     status_word3: int = 0x04000503
     relay_off_bit: int = 4
@@ -39,14 +93,46 @@ class Dlt645Profile(Profile):
     async def _read(self, link, address, di):
         return await retrying(lambda: link.read(address, di))
 
+    def _memo_key(self, link, address: str) -> tuple[str, str, str]:
+        return self.name, getattr(link, "url", ""), address.zfill(12)
+
+    async def _optional(self, link, address: str, di: int) -> bytes | None:
+        """Read a DI the meter may refuse: None if it does (now or before, as remembered)."""
+        key = self._memo_key(link, address)
+        if _is_refused(key, di):
+            return None
+        try:
+            return await self._read(link, address, di)
+        except MeterRefused as exc:
+            _remember_refused(key, di)
+            log.info("meter %s at %s refuses DI %08X (%s); reading on without it", key[2], key[1], di, exc)
+            return None
+
+    async def read_energy(self, link, address: str) -> tuple[Decimal, dict[str, Decimal] | None]:
+        """(total kWh, periods or None): the block, or the single identifiers if the meter refuses it."""
+        block = await self._optional(link, address, self.energy_block)
+        if block is not None:
+            if len(block) < 20 or len(block) % 4:
+                raise BadFrame(f"energy block of {len(block)} bytes")
+            energies = [dlt645.bcd_value(block[i:i + 4], ENERGY_DECIMALS) for i in range(0, 20, 4)]
+            return energies[0], dict(zip(PERIODS, energies[1:5]))
+        total_di, *rate_dis = self.energy_items
+        total = _decode(await self._read(link, address, total_di), Item(total_di, ENERGY_NBYTES, ENERGY_DECIMALS))
+        rates: list[Decimal] = []
+        for di in rate_dis:
+            data = await self._optional(link, address, di)
+            if data is None:
+                return total, None  # periods only when every rate register answers
+            rates.append(_decode(data, Item(di, ENERGY_NBYTES, ENERGY_DECIMALS)))
+        return total, dict(zip(PERIODS, rates))
+
     async def read(self, link, address: str) -> MeterValues:
-        block = await self._read(link, address, self.energy_block)
-        if len(block) < 20 or len(block) % 4:
-            raise BadFrame(f"energy block of {len(block)} bytes")
-        energies = [dlt645.bcd_value(block[i:i + 4], 2) for i in range(0, 20, 4)]
-        out: dict = {"total_kwh": energies[0], "periods": dict(zip(PERIODS, energies[1:5]))}
+        total, periods = await self.read_energy(link, address)
+        out: dict = {"total_kwh": total, "periods": periods}
         for name, item in self.items.items():
-            out[name] = _decode(await self._read(link, address, item.di), item)
+            data = await self._optional(link, address, item.di)
+            if data is not None:
+                out[name] = _decode(data, item)
         status = await self._read(link, address, self.status_word3)
         word = int.from_bytes(status[:2], "little")
         out["relay"] = "off" if word >> self.relay_off_bit & 1 else "on"

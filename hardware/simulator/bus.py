@@ -12,8 +12,14 @@ with ``fault_rate``:
 - ``garbage``: random bytes instead of a reply
 - ``wrong_address``: a well-formed reply that claims another meter's address
 - ``slow``: the reply comes ``slow_seconds`` late
+- ``hang_up``: the gateway closes the client's TCP connection instead of sending the reply (the
+  meter got the request and may have acted on it), as some gateways and DTUs do
 - ``ok``: (in a script) this request goes through untouched
 - gateway down: ``gateway.set_down(True)`` refuses and drops TCP connections
+
+Faults that belong to a meter are attributes of the meter (``hardware.simulator.meters``):
+``wake_up`` (FE bytes it needs before a request, else it does not hear it), DL/T 645
+``refuses`` (DIs it answers "no data requested"), CJ/T 188 ``di_order`` / ``reply_di_order``.
 """
 from __future__ import annotations
 
@@ -155,14 +161,14 @@ class SimGateway:
             return None, used
         return frame, used
 
-    def exchange(self, kind: str, request, conn: _Conn, arrived: float) -> None:
+    def exchange(self, kind: str, request, conn: _Conn, arrived: float, wake: int = 0) -> None:
         """Answer one request. The bus is modelled by time rather than a lock: an exchange starts
         when its request reaches the gateway or when the bus frees up, whichever is later, and
         the reply is written when the wire would have delivered it (the simulator's own
         processing hides inside that time, as a meter's does)."""
         loop = asyncio.get_running_loop()
         start = max(arrived, self._bus_free_at)
-        request_len, reply = self._answer(kind, request)
+        request_len, reply = self._answer(kind, request, wake)
         fault = None
         meter = self._last_meter
         if meter is not None and meter.script:
@@ -170,7 +176,7 @@ class SimGateway:
             fault = None if fault == "ok" else fault
         elif self.fault_rate and self.rng.random() < self.fault_rate:
             fault = self.rng.choice(RANDOM_FAULTS)
-        if fault in ("no_reply", "lost_reply"):
+        if fault in ("no_reply", "lost_reply", "hang_up"):
             reply = None
         elif reply is not None and fault is not None:
             reply = self._spoil(kind, reply, fault)
@@ -182,6 +188,8 @@ class SimGateway:
         self._bus_free_at = start + wait
         if reply is not None:
             loop.call_at(self._bus_free_at, conn.reply, reply)
+        elif fault == "hang_up":
+            loop.call_at(self._bus_free_at, conn.hang_up)
         if self.fault_rate and self.rng.random() < self.fault_rate / 50:
             loop.create_task(self.outage(3.0))
 
@@ -190,8 +198,9 @@ class SimGateway:
         await asyncio.sleep(seconds)
         await self._set_down(False)
 
-    def _answer(self, kind: str, request) -> tuple[int, bytes | None]:
-        """Let the addressed meter handle the request; (request bytes on the wire, reply bytes)."""
+    def _answer(self, kind: str, request, wake: int = 0) -> tuple[int, bytes | None]:
+        """Let the addressed meter handle the request; (request bytes on the wire, reply bytes).
+        ``wake``: the FE bytes that came right before a DL/T 645 / CJ/T 188 frame."""
         self._last_meter = None
         family = FAMILY_OF_PROTOCOL[kind]
         meters = self._by_family.get(family, {})
@@ -212,15 +221,15 @@ class SimGateway:
                 return wire, request[:4] + (len(body)).to_bytes(2, "big") + body
             return wire, body + crc16(body)
         wire = len(dlt645.encode(request.address, request.control, b"")) + len(request.data) if family == "dlt645" \
-            else 13 + 3 + len(request.data)
+            else wake + 13 + 3 + len(request.data)
         if family == "dlt645" and request.address == dlt645.BROADCAST:
             for m in meters.values():
-                if not m.offline:
+                if not m.offline and wake >= m.wake_up:
                     m.handle(request)
             return wire, None
         meter = meters.get(request.address)
-        if meter is None or meter.offline:
-            return wire, None
+        if meter is None or meter.offline or wake < meter.wake_up:
+            return wire, None  # absent, dead, or asleep: a battery meter hears nothing without wake-up bytes
         self._last_meter = meter
         if meter.script and meter.script[0] == "no_reply":
             return wire, None
@@ -269,6 +278,11 @@ class _Conn(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         self.gateway._conns.discard(self)
 
+    def hang_up(self) -> None:
+        self.buf = b""
+        if not self.transport.is_closing():
+            self.transport.close()
+
     def data_received(self, data: bytes) -> None:
         gw = self.gateway
         if gw.down:
@@ -281,13 +295,21 @@ class _Conn(asyncio.Protocol):
             kind, request, used = gw._frame(self.buf)
             if not used:
                 break
+            wake = _wake_bytes(self.buf[:used]) if kind in ("dlt645", "cjt188") else 0
             self.buf = self.buf[used:]
             if request is not None:
-                gw.exchange(kind, request, self, arrived)
+                gw.exchange(kind, request, self, arrived, wake)
 
     def reply(self, data: bytes) -> None:
         if not self.gateway.down and not self.transport.is_closing():
             self.transport.write(data)
+
+
+def _wake_bytes(raw: bytes) -> int:
+    """How many FE bytes came right before the frame's first 68."""
+    start = raw.find(b"\x68")
+    head = raw[:start] if start >= 0 else b""
+    return len(head) - len(head.rstrip(b"\xFE"))
 
 
 def _modbus_pdu(meter, pdu: bytes) -> bytes:

@@ -3,6 +3,19 @@
 
 A meter answers decoded requests (``handle_*``) with reply bytes, or None for no reply. The
 bus (``hardware.simulator.bus``) does framing, timing and faults around it.
+
+Meters can misbehave the way real ones do (set the attribute on the meter):
+
+- ``wake_up`` (DL/T 645, CJ/T 188): FE bytes a battery meter needs before a request; with fewer
+  it does not hear the request at all;
+- ``refuses`` (DL/T 645): DIs answered with an error reply (``refusal_code``, default 02 "no data
+  requested"), e.g. ``{0x0000FF00}`` for a meter without the energy block or ``{0x02020100}``
+  for one without a current register;
+- ``di_order`` (CJ/T 188): the DI byte order the meter understands ("low-first" or
+  "high-first"; a request in the other order is answered with an error), ``reply_di_order``:
+  the order its replies use (default: ``di_order``).
+
+``resume(...)`` puts a meter back where the database last saw it (``build.from_database``).
 """
 from __future__ import annotations
 
@@ -10,7 +23,7 @@ import random
 import time
 from collections import deque
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 
 from hardware.codecs import bcd_decode, bcd_encode, cjt188, dlt645
 from hardware.simulator import load
@@ -45,7 +58,12 @@ class SimMeter:
         self.script: deque[str] = deque()  # scripted faults, one per request
         self.requests = 0
         self.applied: list[str] = []   # what changed the meter, for tests ("recharge 5000 #3")
+        self.wake_up = 0               # FE bytes needed before a request (battery meters)
         self._last = clock.now()
+
+    def resume(self, **state) -> None:
+        """Carry on from a stored state (registers, relay/valve, balance); see each meter class."""
+        raise NotImplementedError
 
     def elapsed_hours(self) -> tuple[float, datetime]:
         now = self.clock.now()
@@ -69,6 +87,17 @@ class SimElectric(SimMeter):
     def total_kwh(self) -> float:
         return sum(self.kwh.values())
 
+    def resume(self, *, total: Decimal | None = None, periods: dict[str, Decimal] | None = None,
+               relay_on: bool | None = None) -> None:
+        """Registers from a stored reading (kWh; periods missing: the total split 5/33/37/25 with the
+        rounding on flat) and the relay from the last confirmed command. Each register reads back
+        exactly the stored value (to 0.01 kWh), never less, so billing sees no step backwards."""
+        if total is not None or periods:
+            self.kwh = {p: float(v) + KWH_EPSILON for p, v in _split_registers(total, periods).items()}
+        if relay_on is not None:
+            self.relay_on = relay_on
+        self._last = self.clock.now()
+
     def advance(self) -> None:
         hours, now = self.elapsed_hours()
         if not self.relay_on:
@@ -87,6 +116,30 @@ class SimElectric(SimMeter):
         pf = 0.95 if self.power_kw else 1.0
         current = self.power_kw * 1000 / (voltage * pf) if self.power_kw else 0.0
         return voltage, current, pf
+
+
+# A register resumes a tenth of its last digit above the stored value: the float it becomes
+# then never reads back below it (int(x * 100) for kWh), and four of them stay under one digit.
+KWH_EPSILON = 0.001
+M3_EPSILON = 0.0001
+RESUME_SPLIT = {"sharp": Decimal("0.05"), "peak": Decimal("0.33"), "flat": Decimal("0.37"), "valley": Decimal("0.25")}
+
+
+def _split_registers(total: Decimal | None, periods: dict[str, Decimal] | None) -> dict[str, Decimal]:
+    """Four rate registers (0.01 kWh) that sum to at least ``total``."""
+    cent = Decimal("0.01")
+    if periods and all(periods.get(p) is not None for p in PERIODS):
+        regs = {p: Decimal(periods[p]) for p in PERIODS}
+        short = (Decimal(total) - sum(regs.values())) if total is not None else Decimal(0)
+        if short > 0:
+            regs["flat"] += short  # a total above its rates (other registers): keep the total
+        return regs
+    if total is None:
+        total = sum(Decimal(v) for v in (periods or {}).values() if v is not None)
+    total = Decimal(total)
+    regs = {p: (total * RESUME_SPLIT[p]).quantize(cent, rounding=ROUND_FLOOR) for p in PERIODS}
+    regs["flat"] += total - sum(regs.values())
+    return regs
 
 
 # --- Modbus -------------------------------------------------------------------------------
@@ -153,6 +206,14 @@ class ModbusWaterSim(SimMeter):
         if self.valve_open:
             self.m3 += self.peak_m3h * load.factor(now.hour) * hours
 
+    def resume(self, *, m3: Decimal | None = None, valve_open: bool | None = None) -> None:
+        """Volume from a stored reading (reads back to the stored 0.001 m3) and the valve."""
+        if m3 is not None:
+            self.m3 = float(m3) + M3_EPSILON
+        if valve_open is not None:
+            self.valve_open = valve_open
+        self._last = self.clock.now()
+
     def registers(self) -> dict[int, int]:
         self.advance()
         milli = int(self.m3 * 1000)
@@ -189,6 +250,25 @@ class Dlt645Sim(SimElectric):
         self.tou = bytes([4, 0, 0]) * 14
         self.clock_offset = timedelta(seconds=self.rng.randrange(-300, 300))
         self._fen_residue = Decimal(0)
+        self.refuses: set[int] = set()      # DIs answered with an error reply (refusal_code)
+        self.refusal_code = dlt645.NO_DATA
+
+    def resume(self, *, balance_fen: int | None = None, purchase_count: int | None = None,
+               keep_power: bool | None = None, **electric) -> None:
+        """Registers and relay as ``SimElectric.resume``, plus the meter-side balance, purchase count
+        and keep-power. With no credit left and no keep-power the meter stays cut, as it cut itself."""
+        super().resume(**electric)
+        if balance_fen is not None:
+            self.balance_fen = balance_fen
+            self._fen_residue = Decimal(0)
+        if purchase_count is not None:
+            self.purchase_count = purchase_count
+        if keep_power is not None:
+            self.keep_power = keep_power
+        self.tripped_by_credit = False
+        if self.balance_fen <= 0 and not self.keep_power:
+            self.relay_on = False
+            self.tripped_by_credit = True
 
     def consumed(self, kwh: float, now: datetime) -> None:
         cost = Decimal(str(round(kwh, 6))) * self.prices[load.period_of(now.hour, now.month)] * 100
@@ -207,12 +287,17 @@ class Dlt645Sim(SimElectric):
     def read(self, di: int) -> bytes | None:
         self.advance()
         v, i, pf = self.live()
-        if di == 0x0000FF00:
-            return b"".join(bcd_encode(int(x * 100), 4) for x in (self.total_kwh, *(self.kwh[p] for p in PERIODS)))
-        if di == 0x00000000:
-            return bcd_encode(int(self.total_kwh * 100), 4)
-        if 0x00010000 <= di <= 0x00040000 and di & 0xFFFF == 0:
-            return bcd_encode(int(self.kwh[PERIODS[(di >> 16) - 1]] * 100), 4)
+        if di >> 16 in (0x0000, 0x0001) and di & 0xFF == 0:
+            # 0000xx00 combined / 0001xx00 forward active energy (the same here: nothing exported);
+            # DI1 = FF the block (total + rates 1-4), 00 the total, 01-04 rate 1-4 (sharp..valley)
+            rate = di >> 8 & 0xFF
+            if rate == 0xFF:
+                return b"".join(bcd_encode(int(x * 100), 4) for x in (self.total_kwh, *(self.kwh[p] for p in PERIODS)))
+            if rate == 0:
+                return bcd_encode(int(self.total_kwh * 100), 4)
+            if 1 <= rate <= 4:
+                return bcd_encode(int(self.kwh[PERIODS[rate - 1]] * 100), 4)
+            return None
         if di == 0x02010100:
             return bcd_encode(int(v * 10), 2)
         if di == 0x02020100:
@@ -282,10 +367,22 @@ class Dlt645Sim(SimElectric):
         self.applied.append(f"control {n1:02X}")
         return True
 
+    def purchase_error(self, amount_fen: int, count: int) -> int:
+        """The SERR word a purchase gets (0: accepted). DL/T 645-2007: the meter's count equal to the
+        command's is "repeated recharge" (already done); anything but the next count is "purchase
+        count error"."""
+        if count == self.purchase_count:
+            return 0x0002
+        if count != self.purchase_count + 1:
+            return 0x0020
+        if amount_fen <= 0:
+            return 0x0001
+        return 0
+
     def recharge(self, amount_fen: int, count: int) -> bool:
         """Accept a purchase only with the next count: a repeated command is refused, not doubled."""
         self.advance()
-        if count != self.purchase_count + 1 or amount_fen <= 0:
+        if self.purchase_error(amount_fen, count):
             return False
         self.purchase_count = count
         self.balance_fen += amount_fen
@@ -302,7 +399,10 @@ class Dlt645Sim(SimElectric):
     def handle(self, frame: dlt645.Frame) -> bytes | None:
         fn, data = frame.function, frame.data
         if fn == dlt645.READ and len(data) >= 4:
-            value = self.read(int.from_bytes(data[:4], "little"))
+            di = int.from_bytes(data[:4], "little")
+            if di in self.refuses:
+                return dlt645.encode(self.address, 0xD1, bytes([self.refusal_code]))
+            value = self.read(di)
             if value is None:
                 return dlt645.encode(self.address, 0xD1, b"\x02")
             return dlt645.encode(self.address, 0x91, data[:4] + value)
@@ -313,11 +413,14 @@ class Dlt645Sim(SimElectric):
             ok = self.control(data[8])
             return dlt645.encode(self.address, 0x9C if ok else 0xDC, b"" if ok else b"\x01")
         if fn == dlt645.PREPAID and len(data) == 30 and data[:4] == dlt645.di_bytes(0x070102FF):
-            ok = self.recharge(int.from_bytes(data[8:12], "little"), int.from_bytes(data[12:16], "little"))
-            if ok:
+            amount, count = int.from_bytes(data[8:12], "little"), int.from_bytes(data[12:16], "little")
+            serr = self.purchase_error(amount, count)
+            if not serr and self.recharge(amount, count):
                 return dlt645.encode(self.address, 0x83, data[:4] + bcd_encode(max(self.balance_fen, 0), 4)
                                      + self.purchase_count.to_bytes(4, "little"))
-            return dlt645.encode(self.address, 0xC3, b"\x01")
+            return dlt645.encode(self.address, 0xC3, (serr or 0x0001).to_bytes(2, "little"))
+        if fn == dlt645.PREPAID:
+            return dlt645.encode(self.address, 0xC3, (0x0001).to_bytes(2, "little"))
         if fn == dlt645.BROADCAST_TIME and len(data) == 6:
             self.set_time(dlt645.parse_time(data))
             return None
@@ -335,28 +438,44 @@ class Cjt188Sim(SimMeter):
         self.settled_m3 = self.m3
         self.peak_m3h = self.rng.uniform(0.05, 0.4)
         self.valve_open = True
+        self.di_order = "low-first"            # the DI byte order this meter understands
+        self.reply_di_order: str | None = None  # the order its replies use (None: di_order)
 
     def advance(self) -> None:
         hours, now = self.elapsed_hours()
         if self.valve_open:
             self.m3 += self.peak_m3h * load.factor(now.hour) * hours
 
+    def resume(self, *, m3: Decimal | None = None, valve_open: bool | None = None) -> None:
+        """Volume from a stored reading (reads back to the stored 0.01 m3) and the valve."""
+        if m3 is not None:
+            self.m3 = self.settled_m3 = float(m3) + M3_EPSILON
+        if valve_open is not None:
+            self.valve_open = valve_open
+        self._last = self.clock.now()
+
     def status(self) -> bytes:
         return bytes([0b00 if self.valve_open else 0b01, 0])
 
+    def _encode(self, control: int, di: int, data: bytes, ser: int) -> bytes:
+        return cjt188.encode(self.address, control, di, data, ser=ser, di_order=self.reply_di_order or self.di_order)
+
     def handle(self, frame: cjt188.Frame) -> bytes | None:
         self.advance()
-        if frame.control == cjt188.READ and frame.di == cjt188.DI_READ_DATA:
+        # frame.di is the wire read low byte first; a high-first meter reads the same bytes the other way
+        di = frame.di if self.di_order == "low-first" else cjt188.swap_di(frame.di)
+        if frame.control == cjt188.READ and di == cjt188.DI_READ_DATA:
             t = self.clock.now()
             now = bytes(bcd_encode(x, 1)[0] for x in (t.second, t.minute, t.hour, t.day, t.month)) + bcd_encode(
                 t.year, 2)
             data = (bcd_encode(int(self.m3 * 100), 4) + bytes([cjt188.UNIT_M3]) + bcd_encode(
                 int(self.settled_m3 * 100), 4) + bytes([cjt188.UNIT_M3]) + now + self.status())
-            return cjt188.encode(self.address, 0x81, frame.di, data, ser=frame.ser)
-        if frame.control == cjt188.WRITE and frame.di == cjt188.DI_VALVE and frame.data[:1] in (b"\x55", b"\x99"):
+            return self._encode(0x81, di, data, frame.ser)
+        if frame.control == cjt188.WRITE and di == cjt188.DI_VALVE and frame.data[:1] in (b"\x55", b"\x99"):
             self.valve_open = frame.data[0] == cjt188.VALVE_OPEN
             self.applied.append(f"valve {'open' if self.valve_open else 'closed'}")
-            return cjt188.encode(self.address, 0x84, frame.di, self.status(), ser=frame.ser)
+            return self._encode(0x84, di, self.status(), frame.ser)
+        # not understood (e.g. a DI in the other byte order): an error reply echoing the DI as it came
         return cjt188.encode(self.address, 0xC0 | frame.control, frame.di, b"\x01", ser=frame.ser)
 
 
@@ -365,15 +484,39 @@ SIMS = {"acrel-ddsy1352": AcrelSim, "acrel-dtsy1352": AcrelSim, "modbus-valve-wa
 FAMILY_OF_PROTOCOL = {"modbus-rtu": "modbus", "modbus-tcp": "modbus", "dlt645": "dlt645", "cjt188": "cjt188"}
 
 
-def make_meter(profile: str, address: str, clock: SimClock, seed: int = 0) -> SimMeter:
+def sim_class(profile: str) -> type[SimMeter] | None:
+    """The simulated meter for a profile: its own, or for a registered DL/T 645 / CJ/T 188 variant
+    (a profile file made with ``replace(...)``) the meter of its protocol family."""
+    if profile in SIMS:
+        return SIMS[profile]
+    from hardware import profiles
+    from hardware.profiles.cjt188_water import Cjt188Profile
+    from hardware.profiles.dlt645_base import Dlt645Profile
     try:
-        cls = SIMS[profile]
-    except KeyError:
-        raise ValueError(f"the simulator has no meter for profile {profile!r}; known: {', '.join(SIMS)}") from None
+        prof = profiles.get(profile)
+    except ValueError:
+        return None
+    if isinstance(prof, Cjt188Profile):
+        return Cjt188Sim
+    if isinstance(prof, Dlt645Profile):
+        return Dlt645Sim
+    return None
+
+
+def make_meter(profile: str, address: str, clock: SimClock, seed: int = 0) -> SimMeter:
+    cls = sim_class(profile)
+    if cls is None:
+        raise ValueError(f"the simulator has no meter for profile {profile!r}; known: {', '.join(SIMS)} "
+                         "and DL/T 645 / CJ/T 188 profile variants")
     if cls.family == "dlt645":
         address = address.zfill(12)
     elif cls.family == "cjt188":
         address = address.zfill(14)
     else:
         address = str(int(address))
-    return cls(address, profile, clock, seed)
+    meter = cls(address, profile, clock, seed)
+    if isinstance(meter, Cjt188Sim) and profile not in SIMS:
+        from hardware import profiles
+        prof = profiles.get(profile)
+        meter.di_order, meter.wake_up = prof.di_order, prof.wake_up  # type: ignore[attr-defined]
+    return meter

@@ -22,11 +22,14 @@ def _registry():
 
 @config_group.command("check")
 def config_check() -> None:
-    """Validate every variable at once; print each problem (exit 2 when there is any)."""
+    """Validate every variable at once; print each problem (exit 2 when there is any) and each warning
+    (a configuration that works but should change; exit 0)."""
     config = _registry()
     found = config.problems()
     for problem in found:
         click.echo(f"error: {problem}", err=True)
+    for warning in config.warnings():
+        click.echo(f"warning: {warning}", err=True)
     if found:
         sys.exit(2)
     click.echo(f"ok: {len(config.variables())} variables checked")

@@ -1,4 +1,5 @@
-"""``meterpay ledger check``: verify every entry balances and every cached balance is exact."""
+"""``meterpay ledger check``: verify every entry balances and every cached balance is exact, and the
+payments invariants (no refund reversed while its outcome is unknown; every failed refund reversed)."""
 from __future__ import annotations
 
 import sys
@@ -23,8 +24,9 @@ def check(as_json: bool) -> None:
     from core.db import session_scope
     from core.ledger.check import validate
     from core.models import JournalEntry, LedgerAccount
+    from core.payments import checks as payment_checks
     with session_scope() as session:
-        problems = validate(session)
+        problems = validate(session) + payment_checks.validate(session)
         entries = session.scalar(select(func.count()).select_from(JournalEntry))
         wallets = session.scalar(select(func.count()).select_from(LedgerAccount).where(LedgerAccount.kind == "wallet"))
     if as_json:

@@ -16,7 +16,8 @@ from meterpay.cli.base import cli, fail, friendly_errors
 @click.option("--faults", type=float, default=0.0, show_default=True,
               help="share of requests that go wrong (no reply, bad checksum, slow, garbage, gateway down)")
 @click.option("--from-db", "from_db", is_flag=True,
-              help="serve exactly the gateways and meters of METERPAY_DATABASE_URL, each on its gateway's port")
+              help="serve exactly the gateways and meters of METERPAY_DATABASE_URL, each on its gateway's port, "
+                   "each meter resumed from its last stored reading and last confirmed command")
 @click.option("--protocol", default="mixed", show_default=True,
               type=click.Choice(["mixed", "modbus-rtu", "modbus-tcp", "dlt645", "cjt188"]),
               help="generated gateways' protocol; mixed: K Acrel Modbus + K DL/T 645 + K CJ/T 188 meters per bus")

@@ -36,6 +36,7 @@ from alipay.aop.api.request.AlipayTradeQueryRequest import AlipayTradeQueryReque
 from alipay.aop.api.request.AlipayTradeRefundRequest import AlipayTradeRefundRequest
 from alipay.aop.api.util.SignatureUtils import get_sign_content
 
+from core.errors import ValidationError
 from core.ledger.money import format_fen, parse_yuan
 from core.payments.provider import (
     BadNotification,
@@ -50,6 +51,11 @@ from miniapp_api import settings as cfg
 TRADE_STATES = {"TRADE_SUCCESS": "paid", "TRADE_FINISHED": "paid", "WAIT_BUYER_PAY": "pending",
                 "TRADE_CLOSED": "closed"}
 CHINA = ZoneInfo("Asia/Shanghai")
+
+
+def _system_error(r: dict) -> bool:
+    """Alipay 20000 (service unavailable) or ACQ.SYSTEM_ERROR: it does not know; ask again, same request."""
+    return r.get("code") == "20000" or r.get("sub_code") == "ACQ.SYSTEM_ERROR"
 
 
 def pkcs1_private_key(pem: str) -> str:
@@ -109,23 +115,30 @@ class AlipayProvider(PaymentProvider):
         self.alipay_key = _public_key(self.s.public_key)
 
     def _execute(self, request, method: str) -> dict:
+        """POST the signed request; the verified business answer (``code``, ``sub_code``, ...).
+
+        No answer (network error, timeout), an HTTP error or an answer that does not verify raise
+        ProviderError: retryable unless the HTTP status is a 4xx other than 429. (Alipay signs its error
+        answers only sometimes: an unsigned answer is not believed, so it stays retryable.)
+        """
         query = self.client.sdk_execute(request)
         try:
-            resp = requests.post(self.s.gateway, data=query, timeout=(5, 15),
+            resp = requests.post(self.s.gateway, data=query, timeout=(min(5.0, self.s.timeout), self.s.timeout),
                                  headers={"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"})
         except requests.RequestException as exc:
-            raise ProviderError(f"Alipay {method}: {exc}") from exc
+            raise ProviderError(f"Alipay {method}: {type(exc).__name__}: {exc}", status=None) from exc
         if resp.status_code != 200:
-            raise ProviderError(f"Alipay {method}: HTTP {resp.status_code}")
-        text = resp.content.decode("utf-8")
+            raise ProviderError.from_http(f"Alipay {method}: HTTP {resp.status_code}", resp.status_code)
+        text = resp.content.decode("utf-8", "replace")
         key = method.replace(".", "_") + "_response"
         try:
             signed, value = _signed_part(text, key)
             sign = json.loads(text).get("sign")
         except (ValueError, ProviderError) as exc:
-            raise ProviderError(f"Alipay {method}: unreadable answer") from exc
+            raise ProviderError(f"Alipay {method}: unreadable answer", status=200) from exc
         if not sign or not verify_rsa2(self.alipay_key, signed.encode("utf-8"), sign):
-            raise ProviderError(f"Alipay {method}: answer signature does not verify")
+            raise ProviderError(f"Alipay {method}: answer signature does not verify", status=200,
+                                code=value.get("sub_code") or value.get("code"))
         return value
 
     def prepare(self, order, *, openid=None, client_ip=None) -> dict:
@@ -136,7 +149,8 @@ class AlipayProvider(PaymentProvider):
         request.notify_url = self.s.notify_url
         r = self._execute(request, "alipay.trade.precreate")
         if r.get("code") != "10000" or not r.get("qr_code"):
-            raise ProviderError(f"Alipay precreate: {r.get('sub_msg') or r.get('msg') or 'refused'}")
+            raise ProviderError(f"Alipay precreate: {r.get('sub_msg') or r.get('msg') or 'refused'}",
+                                code=r.get("sub_code") or r.get("code"), retryable=_system_error(r))
         return {"qr_code": r["qr_code"]}
 
     def query(self, order) -> PaymentReport:
@@ -159,26 +173,65 @@ class AlipayProvider(PaymentProvider):
                              paid_at=_parse_time(r.get("gmt_payment") or r.get("send_pay_date")), raw=raw)
 
     def refund(self, order, refund) -> RefundReport:
+        """alipay.trade.refund under ``out_request_no`` = our refund number (Alipay's idempotency key).
+
+        - ``code`` 10000 with ``fund_change`` Y: refunded now -> succeeded.
+        - 10000 with ``fund_change`` N: no money moved by this call (refunded before under this number, or
+          not yet) -> ask alipay.trade.fastpay.refund.query at once; unless it says REFUND_SUCCESS -> unknown.
+        - 20000 or ``sub_code`` ACQ.SYSTEM_ERROR: Alipay does not know -> unknown (query it, then send again
+          with the same ``out_request_no``, as Alipay asks).
+        - any other code (40004 ACQ.TRADE_STATUS_ERROR, ...): a definitive refusal -> failed, ``sub_code`` in raw.
+        Raises ProviderError when there is no usable answer (see ``_execute``).
+        """
         model = AlipayTradeRefundModel()
         model.out_trade_no, model.refund_amount = order.order_no, format_fen(refund.amount_fen)
         model.out_request_no, model.refund_reason = refund.refund_no, refund.reason or "refund"
         r = self._execute(AlipayTradeRefundRequest(biz_model=model), "alipay.trade.refund")
-        ok = r.get("code") == "10000" and r.get("fund_change", "Y") == "Y"
-        return RefundReport(channel="alipay", refund_no=refund.refund_no, state="succeeded" if ok else "failed",
-                            order_no=order.order_no, provider_refund_id=f"{r.get('trade_no')}:{refund.refund_no}"
-                            if ok else None, amount_fen=refund.amount_fen if ok else None, raw=r)
+        code, sub_code = r.get("code"), r.get("sub_code")
+
+        def report(state: str, raw: dict, **kw) -> RefundReport:
+            return RefundReport(channel="alipay", refund_no=refund.refund_no, state=state, order_no=order.order_no,
+                                raw=raw, **kw)
+        if code == "10000" and r.get("fund_change") == "Y":
+            return report("succeeded", r, provider_refund_id=f"{r.get('trade_no')}:{refund.refund_no}",
+                          amount_fen=refund.amount_fen)
+        if code == "10000":
+            try:
+                found = self.query_refund(order, refund)
+            except ProviderError as exc:
+                return report("unknown", {**r, "query": exc.as_dict()})
+            if found is not None and found.state == "succeeded":
+                return found
+            return report("unknown", {**r, "query": found.raw if found else "not received",
+                                      "error": "fund_change N and the query does not confirm the refund"})
+        if _system_error(r):
+            return report("unknown", {**r, "error": f"Alipay {code} {sub_code or ''}".strip()})
+        return report("failed", {**r, "error": f"Alipay refused: {code} {sub_code or ''} {r.get('sub_msg') or ''}"
+                                 .strip()})
 
     def query_refund(self, order, refund) -> RefundReport | None:
+        """alipay.trade.fastpay.refund.query: REFUND_SUCCESS -> succeeded; an answer without the refund's data
+        -> None (never received: send it again with the same ``out_request_no``); data without
+        REFUND_SUCCESS -> pending. 20000 / ACQ.SYSTEM_ERROR raise a retryable ProviderError, other refusals
+        of the query a definitive one (which still says nothing about the refund)."""
         model = AlipayTradeFastpayRefundQueryModel()
         model.out_trade_no, model.out_request_no = order.order_no, refund.refund_no
+        model.query_options = ["gmt_refund_pay"]
         r = self._execute(AlipayTradeFastpayRefundQueryRequest(biz_model=model), "alipay.trade.fastpay.refund.query")
         if r.get("code") != "10000":
-            raise ProviderError(f"Alipay refund query: {r.get('sub_msg') or r.get('msg')}")
-        if r.get("refund_status") != "REFUND_SUCCESS":
+            raise ProviderError(f"Alipay refund query: {r.get('code')} {r.get('sub_code') or ''} "
+                                f"{r.get('sub_msg') or r.get('msg') or ''}".strip(),
+                                code=r.get("sub_code") or r.get("code"), retryable=_system_error(r))
+        if not r.get("out_request_no") and not r.get("refund_amount"):
             return None
-        return RefundReport(channel="alipay", refund_no=refund.refund_no, state="succeeded", order_no=order.order_no,
-                            provider_refund_id=f"{r.get('trade_no')}:{refund.refund_no}",
-                            amount_fen=parse_yuan(r["refund_amount"]) if r.get("refund_amount") else None, raw=r)
+        state = "succeeded" if r.get("refund_status") == "REFUND_SUCCESS" else "pending"
+        try:
+            amount = parse_yuan(r["refund_amount"]) if r.get("refund_amount") else None
+        except ValidationError:
+            amount = -1  # garbled: a mismatch for a manager, never a crash
+        return RefundReport(channel="alipay", refund_no=refund.refund_no, state=state, order_no=order.order_no,
+                            provider_refund_id=f"{r.get('trade_no')}:{refund.refund_no}"
+                            if state == "succeeded" else None, amount_fen=amount, raw=r)
 
     def parse_notification(self, headers, body: bytes):
         try:
@@ -205,7 +258,9 @@ class AlipayProvider(PaymentProvider):
                           "alipay.data.dataservice.bill.downloadurl.query")
         url = r.get("bill_download_url")
         if r.get("code") != "10000" or not url:
-            raise ProviderError(f"Alipay bill: {r.get('sub_msg') or r.get('msg') or 'no download url'}")
+            raise ProviderError(f"Alipay bill: {r.get('sub_msg') or r.get('msg') or 'no download url'}",
+                                code=r.get("sub_code") or r.get("code"),
+                                retryable=_system_error(r) or r.get("code") == "10000")
         try:
             content = requests.get(url, timeout=(5, 30)).content
         except requests.RequestException as exc:

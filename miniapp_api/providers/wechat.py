@@ -31,7 +31,8 @@ SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
 MAX_SKEW_SECONDS = 300
 TRADE_STATES = {"SUCCESS": "paid", "NOTPAY": "pending", "USERPAYING": "pending", "CLOSED": "closed",
                 "REVOKED": "closed", "PAYERROR": "failed", "REFUND": "paid"}
-REFUND_STATES = {"SUCCESS": "succeeded", "PROCESSING": "pending", "ABNORMAL": "failed", "CLOSED": "failed"}
+# A refund's status (answer, query, notification): anything else is "unknown" (asked again, never reversed).
+REFUND_STATES = {"SUCCESS": "succeeded", "PROCESSING": "pending", "ABNORMAL": "abnormal", "CLOSED": "failed"}
 
 
 class _GatewayCore(Core):
@@ -49,10 +50,10 @@ class _GatewayCore(Core):
 
 def _client(s: cfg.WxPaySettings) -> WeChatPay:
     pay = WeChatPay.__new__(WeChatPay)
-    pay._type, pay._mchid, pay._appid = WeChatPayType.MINIPROG, s.mchid, s.appid
+    pay._type, pay._mchid, pay._appid = WeChatPayType.MINIPROG, s.mchid, s.miniapp_appid or s.oa_appid
     pay._notify_url, pay._partner_mode = s.notify_url, False
     pay._core = _GatewayCore(s.api_base, mchid=s.mchid, cert_serial_no=s.cert_serial, private_key=s.private_key,
-                             apiv3_key=s.apiv3_key, timeout=(5, 15), public_key=s.public_key,
+                             apiv3_key=s.apiv3_key, timeout=(min(5.0, s.timeout), s.timeout), public_key=s.public_key,
                              public_key_id=s.public_key_id)
     return pay
 
@@ -75,16 +76,41 @@ def client_for(s: cfg.WxPaySettings) -> WeChatPay:
     return pay
 
 
-def _call(what: str, fn, *args, **kwargs) -> dict:
+def _error_code(body) -> tuple[str | None, str]:
+    """WeChat Pay's error answer ``{"code": ..., "message": ...}``: (code, message); (None, text) otherwise."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
     try:
-        code, body = fn(*args, **kwargs)
-    except Exception as exc:
-        raise ProviderError(f"WeChat Pay {what}: {exc}") from exc
+        data = json.loads(text)
+    except ValueError:
+        return None, text[:200]
+    if not isinstance(data, dict):
+        return None, text[:200]
+    code = data.get("code")
+    return (str(code) if code else None), str(data.get("message") or "")[:200]
+
+
+def _request(what: str, fn, *args, **kwargs) -> tuple[int, object]:
+    """Call the SDK: (HTTP status, body). No answer (network error, timeout) or an answer whose signature
+    does not verify raises a retryable ProviderError with ``status=None``."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # the SDK raises requests' errors and bare Exception
+        raise ProviderError(f"WeChat Pay {what}: {type(exc).__name__}: {exc}", status=None, retryable=True) from exc
+
+
+def _call(what: str, fn, *args, **kwargs) -> dict:
+    """The answer of a successful call; ProviderError (status, WeChat's ``code``, retryable) otherwise."""
+    code, body = _request(what, fn, *args, **kwargs)
     if code not in range(200, 300):
-        raise ProviderError(f"WeChat Pay {what}: HTTP {code} {str(body)[:200]}")
+        error, message = _error_code(body)
+        raise ProviderError.from_http(f"WeChat Pay {what}: HTTP {code} {error or ''} {message}".rstrip(), code,
+                                      error)
     if isinstance(body, bytes):
         return {"_raw": body.decode("utf-8", "replace")}
-    return json.loads(body) if body else {}
+    try:
+        return json.loads(body) if body else {}
+    except ValueError as exc:
+        raise ProviderError(f"WeChat Pay {what}: unreadable answer", status=code) from exc
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -101,25 +127,37 @@ class WeChatPayProvider(PaymentProvider):
 
     def __init__(self):
         self.s = cfg.wxpay()
-        self.app_id, self.merchant_id = self.s.appid, self.s.mchid
+        # The app id an order from before orders recorded theirs is checked against (they were all mini-program's).
+        self.app_id, self.merchant_id = self.s.miniapp_appid or self.s.oa_appid, self.s.mchid
 
     @property
     def pay(self) -> WeChatPay:
         return client_for(self.s)
 
+    def app_id_for(self, front: str) -> str:
+        """The mini-program's app id for "miniapp", the official account's for "official_account"
+        (NotConfigured naming the variable when that one is unset)."""
+        return self.s.app_id_for(front)
+
     def prepare(self, order, *, openid=None, client_ip=None) -> dict:
+        """A JSAPI prepay under the order's app id: the mini-program's (MINIPROG, ``wx.requestPayment``) or
+        the official account's (JSAPI, ``WeixinJSBridge`` getBrandWCPayRequest); both take the same signed
+        parameters."""
         if not openid:
-            raise ProviderError("WeChat Pay JSAPI needs the payer's openid")
+            raise ProviderError("WeChat Pay JSAPI needs the payer's openid", retryable=False)
+        front = order.front or "miniapp"
+        appid = order.app_id or self.app_id_for(front)
         body = _call("prepay", self.pay.pay, description=f"meterpay recharge {order.order_no}",
                      out_trade_no=order.order_no, amount={"total": order.amount_fen, "currency": "CNY"},
-                     payer={"openid": openid}, pay_type=WeChatPayType.MINIPROG)
+                     payer={"openid": openid}, appid=appid,
+                     pay_type=WeChatPayType.MINIPROG if front == "miniapp" else WeChatPayType.JSAPI)
         prepay_id = body.get("prepay_id")
         if not prepay_id:
             raise ProviderError("WeChat Pay prepay: no prepay_id in the answer")
         timestamp, nonce, package = str(int(time.time())), secrets.token_hex(16), f"prepay_id={prepay_id}"
-        pay_sign = self.pay.sign([self.s.appid, timestamp, nonce, package])
+        pay_sign = self.pay.sign([appid, timestamp, nonce, package])
         return {"prepay_id": prepay_id,
-                "request_payment": {"appId": self.s.appid, "timeStamp": timestamp, "nonceStr": nonce,
+                "request_payment": {"appId": appid, "timeStamp": timestamp, "nonceStr": nonce,
                                     "package": package, "signType": "RSA", "paySign": pay_sign}}
 
     def _report(self, r: dict, raw: dict) -> PaymentReport:
@@ -135,27 +173,34 @@ class WeChatPayProvider(PaymentProvider):
         return self._report(body, body)
 
     def refund(self, order, refund) -> RefundReport:
+        """POST /v3/refund/domestic/refunds under ``out_refund_no`` = our refund number (sending it again
+        returns the same refund). The answer's status: SUCCESS, PROCESSING, ABNORMAL or CLOSED. No answer,
+        5xx or 429 raise a retryable ProviderError (the outcome is unknown: query it); other 4xx a
+        definitive one."""
         body = _call("refund", self.pay.refund, out_refund_no=refund.refund_no, out_trade_no=order.order_no,
                      amount={"refund": refund.amount_fen, "total": order.amount_fen, "currency": "CNY"},
                      reason=refund.reason or None, notify_url=self.s.refund_notify_url)
         return self._refund_report(body, body)
 
     def query_refund(self, order, refund) -> RefundReport | None:
-        try:
-            code, text = self.pay.query_refund(out_refund_no=refund.refund_no)
-        except Exception as exc:
-            raise ProviderError(f"WeChat Pay refund query: {exc}") from exc
+        """GET /v3/refund/domestic/refunds/{out_refund_no}; None on 404 (WeChat Pay never got it)."""
+        code, text = _request("refund query", self.pay.query_refund, out_refund_no=refund.refund_no)
         if code == 404:
             return None
         if code not in range(200, 300):
-            raise ProviderError(f"WeChat Pay refund query: HTTP {code}")
-        body = json.loads(text)
+            error, message = _error_code(text)
+            raise ProviderError.from_http(f"WeChat Pay refund query: HTTP {code} {error or ''} {message}".rstrip(),
+                                          code, error)
+        try:
+            body = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise ProviderError("WeChat Pay refund query: unreadable answer", status=code) from exc
         return self._refund_report(body, body)
 
     def _refund_report(self, r: dict, raw: dict) -> RefundReport:
         status = r.get("status") or r.get("refund_status") or ""
         return RefundReport(channel="wechat", refund_no=r.get("out_refund_no", ""),
-                            state=REFUND_STATES.get(status, "pending"), order_no=r.get("out_trade_no"),
+                            state=REFUND_STATES.get(status, "unknown"), order_no=r.get("out_trade_no"),
                             provider_refund_id=r.get("refund_id"),
                             amount_fen=(r.get("amount") or {}).get("refund"), raw=raw)
 

@@ -57,8 +57,8 @@ def test_broadcast_time_goes_to_all_nines():
 
 def test_cjt188_read_request_layout():
     raw = cjt188.read_request("12345678901234")
-    assert raw.hex(" ").upper() == "68 10 34 12 90 78 56 34 12 01 03 1F 90 00 " + \
-        f"{sum(raw[:-2]) & 0xFF:02X} 16"
+    # written out by hand: 68 T=10 A0..A6 C=01 L=03 DI=1F 90 SER=00, CS = byte sum (0x315) mod 256
+    assert raw.hex(" ").upper() == "68 10 34 12 90 78 56 34 12 01 03 1F 90 00 15 16"
     frame, used = cjt188.decode(b"\xFE\xFE" + raw)
     assert used == len(raw) + 2 and frame.di == 0x901F and frame.address == "12345678901234"
 
@@ -82,3 +82,33 @@ def test_bcd_round_trip_and_non_bcd_rejected():
         bcd_decode(b"\x3A")
     with pytest.raises(ValueError):
         bcd_encode(123456, 2)
+
+
+def test_cjt188_di_order_and_wake_up_bytes_are_settings():
+    assert cjt188.read_request("12345678901234", di_order="high-first").hex(" ").upper() == \
+        "68 10 34 12 90 78 56 34 12 01 03 90 1F 00 15 16"
+    assert cjt188.valve_request("00000000000042", open_=False, di_order="high-first", wake=2).hex(" ").upper() == \
+        "FE FE 68 10 42 00 00 00 00 00 00 04 04 A0 17 00 99 12 16"
+    with pytest.raises(ValueError):
+        cjt188.read_request("12345678901234", wake=5)
+    with pytest.raises(ValueError):
+        cjt188.read_request("12345678901234", di_order="big")
+
+
+def test_a_cjt188_reply_matches_its_di_in_either_byte_order():
+    low = bytes.fromhex("68 10 42 00 00 00 00 00 00 84 05 17 A0 00 01 00 FB 16")
+    high = bytes.fromhex("68 10 42 00 00 00 00 00 00 84 05 A0 17 00 01 00 FB 16")
+    for raw in (low, high):
+        frame, _ = cjt188.decode(raw)
+        assert frame.di_matches(cjt188.DI_VALVE) and not frame.di_matches(cjt188.DI_READ_DATA)
+
+
+def test_a_refused_recharge_decodes_its_error_word_with_the_03h_table():
+    frame, _ = dlt645.decode(bytes.fromhex("68 34 12 00 00 00 00 68 C3 02 53 33 61 16"))
+    assert frame.is_error and frame.function == dlt645.PREPAID
+    assert frame.error_code == 0x0020 and frame.error_text() == "purchase count error"
+
+
+def test_a_refused_read_decodes_its_error_byte_with_the_err_table():
+    frame, _ = dlt645.decode(bytes.fromhex("68 34 12 00 00 00 00 68 D1 01 35 1D 16"))
+    assert frame.error_code == 0x02 and frame.error_text() == "no data requested"

@@ -54,3 +54,67 @@ def test_acrel_has_no_meter_side_recharge():
     from hardware.errors import Unsupported
     with pytest.raises(Unsupported):
         profiles.get("acrel-ddsy1352").supports("recharge")
+
+
+def test_the_registry_loads_once_under_many_threads(monkeypatch):
+    """A fresh process whose gateways all ask for a profile at once (issue 14, item 5)."""
+    import importlib
+    import sys
+    import threading
+    import time
+
+    saved_profiles = dict(profiles.PROFILES)
+    saved_modules = {k: v for k, v in sys.modules.items() if k.startswith("hardware.profiles.")}
+    real_import = importlib.import_module
+
+    def slow_import(name, package=None):
+        time.sleep(0.02)  # module imports take time in a fresh process; widen the window
+        return real_import(name, package)
+
+    profiles.PROFILES.clear()
+    monkeypatch.setattr(profiles, "_loaded", False)
+    for name in saved_modules:
+        if name not in ("hardware.profiles.base", "hardware.profiles.modbus", "hardware.profiles.dlt645_base"):
+            del sys.modules[name]
+    monkeypatch.setattr(importlib, "import_module", slow_import)
+    barrier = threading.Barrier(32)
+    got: list = []
+    errors: list = []
+
+    def ask():
+        barrier.wait()
+        try:
+            got.append(profiles.get("acrel-ddsy1352").name)
+        except Exception as exc:  # noqa: BLE001 - the test collects what each thread saw
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=ask) for _ in range(32)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert errors == [] and got == ["acrel-ddsy1352"] * 32
+        assert {"acrel-ddsy1352", "dlt645-2007", "cjt188-water"} <= set(profiles.PROFILES)
+    finally:
+        profiles.PROFILES.clear()
+        profiles.PROFILES.update(saved_profiles)
+        sys.modules.update(saved_modules)
+        for name, module in saved_modules.items():
+            setattr(profiles, name.rsplit(".", 1)[1], module)
+        profiles._loaded = True
+
+
+def test_a_failed_profile_import_leaves_the_registry_unloaded(monkeypatch):
+    import importlib
+
+    def broken(name, package=None):
+        raise ImportError("disk went away")
+
+    monkeypatch.setattr(profiles, "_loaded", False)
+    monkeypatch.setattr(importlib, "import_module", broken)
+    with pytest.raises(ImportError):
+        profiles.names()
+    assert profiles._loaded is False
+    monkeypatch.undo()
+    assert "acrel-ddsy1352" in profiles.names()

@@ -187,3 +187,142 @@ def test_the_field_cli_needs_no_database(simulator):
                          env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["valve"] == "open"
+
+
+# --- field variations real meters and gateways show (issue 14, items 3 and 4) ---------------
+
+def _with_profile(profile, url, protocol, address, kind=None):
+    """Read (or send ``kind`` and read back) with a profile object that is not registered."""
+    from hardware import aio
+    from hardware.transports import open_link
+
+    async def go():
+        async with open_link(url, protocol, 0.4) as link:
+            if kind is None:
+                return await profile.read(link, address)
+            await profile.send(link, address, kind, {})
+            return await profile.verify(link, address, kind, {})
+    return aio.run(go())
+
+
+def test_a_dlt645_meter_refusing_the_block_and_current_is_read_and_its_relay_confirmed(simulator):
+    gw = simulator("dlt645", [("dlt645-2007", "000000000021")])
+    sim = gw.meter("000000000021")
+    sim.refuses = {0x0000FF00, 0x02020100}
+    v = field.read(gw.url, "dlt645", sim.address)
+    assert v.current_a is None and v.voltage_v is not None
+    assert set(v.periods) == {"sharp", "peak", "flat", "valley"}
+    assert sum(v.periods.values()) == pytest.approx(v.total_kwh, abs=Decimal("0.05"))
+    out = field.command(gw.url, "dlt645", sim.address, "relay_off")
+    assert out["confirmed"] and out["values"]["relay"] == "off" and sim.relay_on is False
+
+
+def test_a_dlt645_meter_that_refuses_a_live_value_with_other_error_still_reads(simulator):
+    gw = simulator("dlt645", [("dlt645-2007", "000000000022")])
+    sim = gw.meter("000000000022")
+    sim.refuses = {0x02060000}
+    sim.refusal_code = 0x01
+    assert field.read(gw.url, "dlt645", sim.address).power_factor is None
+
+
+@pytest.mark.parametrize("protocol, profile, address", [
+    ("modbus-rtu", "acrel-ddsy1352", "4"), ("modbus-tcp", "acrel-ddsy1352", "4"),
+    ("dlt645", "dlt645-2007", "000000000004"), ("cjt188", "cjt188-water", "00000000000004")])
+def test_a_gateway_that_hangs_up_after_a_request_is_gateway_down_at_once(simulator, protocol, profile, address):
+    import time
+    gw = simulator(protocol, [(profile, address)])
+    gw.meter(address).script.append("hang_up")
+    t = time.perf_counter()
+    with pytest.raises(GatewayDown, match="closed the connection"):
+        field.read(gw.url, protocol, address, profile, timeout=2)
+    assert time.perf_counter() - t < 0.5
+    assert field.read(gw.url, protocol, address, profile).to_json()  # the next connection works
+
+
+def test_a_modbus_link_reconnects_after_the_gateway_hung_up(simulator):
+    from hardware import aio
+    from hardware.transports import open_link
+    gw = simulator("modbus-rtu", [("acrel-ddsy1352", "6")])
+    gw.meter("6").script.append("hang_up")
+
+    async def go():
+        async with open_link(gw.url, "modbus-rtu", 2) as link:
+            with pytest.raises(GatewayDown):
+                await link.read(6, 0, 2)
+            return await link.read(6, 0, 2)
+    assert len(aio.run(go())) == 2
+
+
+def test_a_battery_water_meter_answers_only_after_wake_up_bytes(simulator):
+    from dataclasses import replace
+
+    from hardware import profiles
+    gw = simulator("cjt188", [("cjt188-water", "00000000000031")])
+    sim = gw.meter("00000000000031")
+    sim.wake_up = 2
+    with pytest.raises(NoReply):
+        field.read(gw.url, "cjt188", sim.address)
+    woken = replace(profiles.get("cjt188-water"), name="cjt188-wake-2", wake_up=2)
+    assert _with_profile(woken, gw.url, "cjt188", sim.address).valve == "open"
+    ok, values, _ = _with_profile(woken, gw.url, "cjt188", sim.address, "valve_close")
+    assert ok and sim.valve_open is False
+
+
+def test_a_water_meter_of_the_other_di_order_needs_its_profile_and_either_reply_order_is_taken(simulator):
+    from dataclasses import replace
+
+    from hardware import profiles
+    from hardware.errors import MeterRefused
+    gw = simulator("cjt188", [("cjt188-water", "00000000000032"), ("cjt188-water", "00000000000033")])
+    high = gw.meter("00000000000032")
+    high.di_order = "high-first"
+    with pytest.raises(MeterRefused):
+        field.read(gw.url, "cjt188", high.address)
+    variant = replace(profiles.get("cjt188-water"), name="cjt188-high-first", di_order="high-first")
+    assert _with_profile(variant, gw.url, "cjt188", high.address).water_m3 > 0
+    ok, _values, _ = _with_profile(variant, gw.url, "cjt188", high.address, "valve_close")
+    assert ok and high.valve_open is False
+    # a meter that takes low-first requests but answers high-first: the default profile reads it
+    odd = gw.meter("00000000000033")
+    odd.reply_di_order = "high-first"
+    assert field.read(gw.url, "cjt188", odd.address).valve == "open"
+    assert field.command(gw.url, "cjt188", odd.address, "valve_close")["confirmed"]
+
+
+def test_a_refused_recharge_says_why_with_the_03h_error_word(simulator):
+    from hardware import aio, profiles
+    from hardware.errors import MeterRefused
+    from hardware.transports import open_link
+    gw = simulator("dlt645", [("dlt645-2007", "000000000023")])
+    sim = gw.meter("000000000023")
+    prof = profiles.get("dlt645-2007")
+
+    async def send(count):
+        async with open_link(gw.url, "dlt645", 0.4) as link:
+            await prof.send_recharge(link, sim.address, 100, count)
+    with pytest.raises(MeterRefused, match="repeated recharge") as info:
+        aio.run(send(sim.purchase_count))
+    assert info.value.code == 0x0002
+    with pytest.raises(MeterRefused, match="purchase count error") as info:
+        aio.run(send(sim.purchase_count + 5))
+    assert info.value.code == 0x0020
+    assert sim.applied == []
+
+
+def test_a_registered_cjt188_variant_is_read_by_name_and_simulated_with_its_settings(simulator):
+    from dataclasses import replace
+
+    from hardware import profiles
+    variant = replace(profiles.get("cjt188-water"), name="test-cjt188-battery", di_order="high-first", wake_up=2)
+    profiles.register(variant)
+    try:
+        gw = simulator("cjt188", [("test-cjt188-battery", "00000000000041")])
+        sim = gw.meter("00000000000041")
+        assert (sim.di_order, sim.wake_up) == ("high-first", 2)
+        with pytest.raises(NoReply):  # the default profile neither wakes it nor speaks its order
+            field.read(gw.url, "cjt188", sim.address)
+        assert field.read(gw.url, "cjt188", sim.address, "test-cjt188-battery").valve == "open"
+        assert field.command(gw.url, "cjt188", sim.address, "valve_close", profile="test-cjt188-battery")[
+            "confirmed"]
+    finally:
+        del profiles.PROFILES["test-cjt188-battery"]

@@ -211,3 +211,74 @@ def test_the_redis_bus_lock_works_across_many_event_loops(redis_url):
         async with bus_lock("tcp://10.0.0.4:1"):
             return True
     assert all(asyncio.run(once()) for _ in range(20))
+
+
+def test_simulate_from_db_resumes_registers_relays_and_balance(session, factory):
+    """A restarted ``simulate --from-db`` carries on where the meters were (issue 14, item 6)."""
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    from core import billing
+    from core.models import Meter, MeterCommand, MeterEvent, Reading
+    from hardware import poller
+
+    p1, p2, p3 = free_port(), free_port(), free_port()
+    site = factory.site()
+
+    def meter(serial, mode="prepaid-platform", **spec):
+        acct = factory.account(room=factory.room(site, building=serial), meters=(MeterSpec(serial=serial, **spec),),
+                               billing_mode=mode, balance_fen=100000)
+        return session.query(Meter).filter_by(account_id=acct.id).one()
+
+    acrel = meter("R-ACREL", profile="acrel-ddsy1352", gateway=f"tcp://127.0.0.1:{p1}", address="3")
+    water = meter("R-WATER", kind="water", profile="modbus-valve-water", gateway=f"tcp://127.0.0.1:{p1}",
+                  address="4")
+    dlt = meter("R-DLT", mode="prepaid-meter", profile="dlt645-2007", gateway=f"tcp://127.0.0.1:{p2}", address="000000005678")
+    cjt = meter("R-CJT", kind="water", profile="cjt188-water", gateway=f"tcp://127.0.0.1:{p3}",
+                address="00000000000009")
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    # registers far above anything a fresh simulator starts with (800-6000 kWh, 10-400 m3)
+    billing.ingest(session, acrel.id, t0, Decimal("9000.00"), {"sharp": Decimal("450.00"),
+                                                                "peak": Decimal("2970.00"),
+                                                                "flat": Decimal("3330.01"),
+                                                                "valley": Decimal("2249.99")})
+    billing.ingest(session, acrel.id, t0 + timedelta(hours=1), Decimal("9012.34"),
+                   {"sharp": Decimal("450.00"), "peak": Decimal("2975.00"), "flat": Decimal("3335.00"),
+                    "valley": Decimal("2252.34")})
+    billing.ingest(session, dlt.id, t0, Decimal("7777.77"))
+    billing.ingest(session, water.id, t0, Decimal("654.321"))
+    billing.ingest(session, cjt.id, t0, Decimal("555.55"))
+    # confirmed commands: the Acrel and CJ/T 188 meters were cut; the mirror still says on/open
+    # (the value a poll read before the cut would have left there)
+    for m, kind in ((acrel, "relay_off"), (cjt, "valve_close"), (water, "valve_close"), (water, "valve_open")):
+        session.add(MeterCommand(meter_id=m.id, kind=kind, state="confirmed", idempotency_key=f"t:{m.id}:{kind}",
+                                 deadline=t0 + timedelta(days=1), finished_at=t0 + timedelta(minutes=1)))
+        session.flush()
+    acrel.relay_state, cjt.valve_state = "on", "open"
+    dlt.remaining_fen, dlt.purchase_count, dlt.relay_state = 4321, 37, "on"
+    session.commit()
+
+    gws = {g.port: g for g in from_database()}
+    sim_acrel, sim_water = gws[p1].meter("3"), gws[p1].meter("4")
+    sim_dlt, sim_cjt = gws[p2].meter("000000005678"), gws[p3].meter("00000000000009")
+    assert int(sim_acrel.total_kwh * 100) >= 901234
+    assert {p: int(sim_acrel.kwh[p] * 100) for p in sim_acrel.kwh} == {
+        "sharp": 45000, "peak": 297500, "flat": 333500, "valley": 225234}
+    assert sim_acrel.relay_on is False and sim_cjt.valve_open is False and sim_water.valve_open is True
+    assert int(sim_dlt.total_kwh * 100) == 777777 and sim_dlt.relay_on is True
+    assert (sim_dlt.balance_fen, sim_dlt.purchase_count) == (4321, 37)
+    assert int(sim_water.m3 * 1000) == 654321 and int(sim_cjt.m3 * 100) == 55555
+
+    sim = Simulator(list(gws.values())).start_in_thread()
+    try:
+        report = poller.poll(meter_ids=[acrel.id, water.id, dlt.id, cjt.id])
+    finally:
+        sim.stop_thread()
+    session.expire_all()
+    assert report.as_dict()["ok"] == 4, report.as_dict()
+    assert session.scalars(select(Reading).where(Reading.status != "ok")).all() == []
+    assert session.scalars(select(MeterEvent).where(MeterEvent.kind == "reading_anomaly")).all() == []
+    assert session.get(Meter, acrel.id).relay_state == "off"
+    assert session.get(Meter, cjt.id).valve_state == "closed"
+    got = session.get(Meter, dlt.id)
+    assert got.purchase_count == 37 and abs(got.remaining_fen - 4321) < 100

@@ -20,7 +20,7 @@ def _order(tenant, account, channel="wechat", amount="50.00"):
 
 
 def wx_resource(order_no, total=5000, **over):
-    res = {"appid": sign.wx_appid(), "mchid": sign.wx_mchid(), "out_trade_no": order_no,
+    res = {"appid": sign.miniapp_appid(), "mchid": sign.wx_mchid(), "out_trade_no": order_no,
            "transaction_id": "4200000000" + order_no[-10:], "trade_type": "JSAPI", "trade_state": "SUCCESS",
            "success_time": "2026-11-27T20:00:00+08:00", "payer": {"openid": "x"},
            "amount": {"total": total, "payer_total": total, "currency": "CNY", "payer_currency": "CNY"}}
