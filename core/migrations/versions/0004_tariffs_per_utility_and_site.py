@@ -21,7 +21,7 @@ Data, without guessing and without changing any price:
   ``meterpay sites check`` lists it until a manager assigns a plan of the right unit.
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0003
 """
 from alembic import op
 import sqlalchemy as sa
@@ -29,7 +29,7 @@ import core.db
 
 
 revision = '0004'
-down_revision = '0001'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
