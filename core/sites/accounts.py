@@ -21,7 +21,7 @@ from core.errors import Conflict, NotFound, ValidationError
 from core.ledger import cashdesk
 from core.ledger.guards import check_amount, get_account
 from core.ledger.money import format_fen
-from core.models import Account, AccountPreset, Gateway, Meter, Room, Site, Tenant
+from core.models import Account, AccountPreset, Gateway, Meter, Room, Site, TariffPlan, Tenant
 from core.models.meter import METER_KINDS, UTILITY_UNIT
 from core.models.tenant import BILLING_MODES
 from core.tariffs import store as plans
@@ -333,12 +333,21 @@ def save_preset(session: Session, name: str, *, tariffs: Mapping[str, str] | Non
         raise ValidationError(f"billing_mode: must be one of {', '.join(BILLING_MODES)}", field="billing_mode")
     if opening_balance_fen:
         check_amount(opening_balance_fen, field="opening_balance")
+    def find(name: str):
+        try:
+            return plans.find_plan(session, name, site_id)
+        except NotFound:
+            if site_id is None and session.scalar(select(TariffPlan.id).where(TariffPlan.name == name.strip())):
+                raise ValidationError(f"tariff: {name!r} is a site's plan; a preset of every site may name only "
+                                      "templates", field="tariff") from None
+            raise
+
     named = {}
     for utility, plan_name in (tariffs or {}).items():
         if plan_name and plan_name.strip():
-            named[utility] = plans.check_unit(plans.find_plan(session, plan_name, site_id), utility, name=plan_name)
+            named[utility] = plans.check_unit(find(plan_name), utility, name=plan_name)
     if tariff and tariff.strip():
-        plan = plans.find_plan(session, tariff, site_id)
+        plan = find(tariff)
         utility = plans.utility_of(plan)
         if utility in named and named[utility].id != plan.id:
             raise ValidationError(f"tariff: {tariff!r} and {named[utility].name!r} are both named for {utility}",

@@ -25,6 +25,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core import billing
 from core.db import get_existing
 from core.errors import MeterpayError, NotFound, ValidationError
 from core.ledger.money import format_fen, parse_yuan
@@ -344,15 +345,19 @@ def _account_and_meters(session: Session, site: Site, room: Room, rows: list[Row
         if (tenant.name, tenant.phone) != (first.tenant, first.phone):
             raise ValidationError(f"room {room.number} already has an open account for {tenant.name}",
                                   field="tenant", line=first.line)
+        joined = []
         for r in rows:
             meter = session.scalar(select(Meter).where(Meter.serial == r.meter.serial))
             if meter is None or meter.account_id != account.id:
                 try:
-                    attach_meter(session, site.id, room.id, account.id, r.meter)
+                    joined.append(attach_meter(session, site.id, room.id, account.id, r.meter).id)
                 except MeterpayError as exc:
                     exc.details["line"] = r.line
                     raise
                 report.meters_added += 1
+        if joined:  # a meter joining the account starts the account's own tier cycle on it
+            billing.lock_states(session, joined)
+            billing.start_tenancy(session, joined)
         session.flush()
         session.refresh(account)
         # A utility the account has no plan for takes the file's; a plan set already stays (a

@@ -137,3 +137,25 @@ def test_a_poll_waiting_behind_a_close_bills_nobody(session, billed_account, pg_
     assert session.scalar(select(func.count()).select_from(JournalEntry)
                           .where(JournalEntry.account_id == a.id, JournalEntry.kind == "consumption")) == 1
     assert session.scalar(select(LedgerAccount.balance_fen).where(LedgerAccount.account_id == a.id)) == 0
+
+
+def test_a_meter_left_with_a_tenants_tier_state_starts_over_for_the_next(session, billed_account):
+    """Meters freed before closing took a reading (data from before revision 0004) carry the old
+    tenant's cycle; the next account opened on them still starts its own."""
+    from sqlalchemy import update
+
+    from core.models import Meter, MeterBillingState
+    a, meter = billed_account(BEIJING_TIERS)
+    ingest(session, meter.id, at("2026-07-01 00:00"), kwh("0"))
+    ingest(session, meter.id, at("2026-07-20 09:00"), kwh("400"))
+    session.commit()
+    # as the old close_account left it: closed, meter detached, tier state untouched
+    session.execute(update(Account).where(Account.id == a.id).values(status="closed"))
+    session.execute(update(Meter).where(Meter.id == meter.id).values(account_id=None))
+    session.commit()
+    assert session.get(MeterBillingState, meter.id).cycle_used == Decimal(400)
+    b = _next_tenant(session, a)
+    session.commit()
+    ingest(session, meter.id, at("2026-07-20 12:00"), kwh("410"))
+    session.commit()
+    assert ledger.account_balance(session, b.id) == 100_000 - 488
