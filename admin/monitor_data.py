@@ -2,17 +2,22 @@
 
 Rooms with their floor and building; the site's meters in service; the site's open accounts with
 tenant and wallet. They are folded into one cell per room here (a room may have several meters).
-Fee status comes from core.alarms.status, the same rules the bot and the alarms use.
+Fee status comes from core.alarms.status, the same rules the bot and the alarms use. A
+prepaid-meter account's balance is its meter's remaining amount with the time it was read
+(core.alarms.shown), as everywhere else.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.alarms.shown import shown_balances, shown_fee_status
 from core.alarms.status import alarm_levels, fee_status
 from core.models import Account, Building, Floor, LedgerAccount, Meter, Room, Site, Tenant
 
@@ -30,7 +35,9 @@ class Cell:
     account_id: int | None = None
     tenant: str = ""
     balance_fen: int | None = None
-    fee: str = "vacant"          # normal | alarm1..3 | arrears | keep_power | postpaid | vacant
+    read_at: datetime | None = None  # prepaid-meter: when the meter reported balance_fen
+    read_label: str = ""         # read_at in the site's time: "14:05" today, else "11-27 14:05"
+    fee: str = "vacant"          # normal | alarm1..3 | arrears | keep_power | postpaid | vacant | unread
     online: str = "none"         # online | offline | partial | none (no meter)
     supply: str = "unknown"      # on | off | mixed | unknown  (relay or valve, all meters together)
     meters: list[tuple[str, bool, str]] = field(default_factory=list)  # (kind, online, state)
@@ -51,8 +58,13 @@ class Cell:
         return s
 
     def compact(self) -> list:
-        """The cell as the live refresh sends it: [fee, online, supply, balance_fen]."""
-        return [self.fee, self.online, self.supply, self.balance_fen]
+        """The cell as the live refresh sends it: [fee, online, supply, balance_fen], and when the
+        balance is a prepaid meter's remaining amount a fifth item, its read time ("14:05", or
+        null when never read)."""
+        cell = [self.fee, self.online, self.supply, self.balance_fen]
+        if self.fee == "unread" or self.read_at is not None:
+            cell.append(self.read_label or None)
+        return cell
 
 
 @dataclass
@@ -114,7 +126,11 @@ def site_cells(session: Session, site: Site) -> list[Cell]:
         if cell is not None:
             cell.meters.append((kind, bool(online), _supply_state(kind, relay, valve)))
     site_levels = alarm_levels(None, site.settings)
-    for room_id, account_id, keep_power, levels, mode, tenant, balance in session.execute(accounts):
+    rows = session.execute(accounts).all()
+    meter_side = shown_balances(session, [r[1] for r in rows if r[4] == "prepaid-meter"])
+    zone = ZoneInfo(site.timezone or "Asia/Shanghai")
+    today = datetime.now(zone).date()
+    for room_id, account_id, keep_power, levels, mode, tenant, balance in rows:
         cell = cells.get(room_id)
         if cell is None:
             continue
@@ -122,6 +138,14 @@ def site_cells(session: Session, site: Site) -> list[Cell]:
         cell.tenant = tenant or ""
         cell.balance_fen = int(balance or 0)
         lv = alarm_levels(levels, site.settings) if levels else site_levels
+        if mode == "prepaid-meter":  # the meter holds the money: its remaining amount, as read
+            shown = meter_side[account_id]
+            cell.balance_fen, cell.read_at = shown.fen, shown.read_at
+            if shown.read_at is not None:
+                local = shown.read_at.astimezone(zone)
+                cell.read_label = local.strftime("%H:%M" if local.date() == today else "%m-%d %H:%M")
+            cell.fee = shown_fee_status(shown, lv, keep_power=bool(keep_power))
+            continue
         # Postpaid accounts are billed after use: prepaid alarm levels say nothing about them.
         cell.fee = "postpaid" if mode == "postpaid" else fee_status(cell.balance_fen, lv, keep_power=bool(keep_power))
     for cell in cells.values():

@@ -11,7 +11,8 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from core import ledger
-from core.alarms.status import alarm_levels, fee_status
+from core.alarms.shown import ShownBalance, shown_balance, shown_fee_status
+from core.alarms.status import alarm_levels
 from core.models import (
     Account,
     AccountPreset,
@@ -133,13 +134,17 @@ def commands_of(session: Session, meter_ids: list[int], limit: int = 20) -> list
                                 .order_by(MeterCommand.id.desc()).limit(limit)))
 
 
-def account_fee(session: Session, account: Account, site: Site) -> tuple[int, str, list]:
+def account_fee(session: Session, account: Account, site: Site) -> tuple[int, str, list, ShownBalance]:
+    """(wallet balance, fee status, alarm levels, shown balance). The wallet is what closing settles;
+    the shown balance is what the page shows as 余额: the wallet, or a prepaid meter's remaining
+    amount with its read time and the wallet money not yet on the meter (core.alarms.shown)."""
     wallet = session.scalar(select(LedgerAccount).where(LedgerAccount.account_id == account.id))
     balance = int(wallet.balance_fen if wallet else 0)
     levels = alarm_levels(account.alarm_levels, site.settings)
-    fee = "postpaid" if account.billing_mode == "postpaid" else fee_status(balance, levels,
-                                                                          keep_power=account.keep_power)
-    return balance, fee, levels
+    shown = shown_balance(session, account)
+    fee = "postpaid" if account.billing_mode == "postpaid" else shown_fee_status(shown, levels,
+                                                                                keep_power=account.keep_power)
+    return balance, fee, levels, shown
 
 
 def tariff_names(session: Session) -> list[str]:

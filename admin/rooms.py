@@ -34,8 +34,8 @@ def _page_context(room):
                          "choices": [(p.name, p.site_id is None) for p in plans_at(session, site.id,
                                                                                    unit=UTILITY_UNIT[u])]}
                         for u in utilities]
-        balance, fee, levels = rd.account_fee(session, account, site)
-        ctx.update(balance=balance, fee=fee, levels=levels, entries=rd.entries_of(session, account),
+        balance, fee, levels, shown = rd.account_fee(session, account, site)
+        ctx.update(balance=balance, fee=fee, levels=levels, shown=shown, entries=rd.entries_of(session, account),
                    cost_today=rd.cost_today_fen(session, account, site))
     return ctx
 

@@ -24,8 +24,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot import settings
+from bot.tenant_chat import balance_words
 from core import audit, clock
-from core.alarms.status import alarm_levels, fee_status
+from core.alarms.shown import shown_balance, shown_fee_status
+from core.alarms.status import alarm_levels
 from core.errors import Forbidden, MeterpayError, NotFound, ValidationError
 from core.jobs import enqueue_after_commit
 from core.ledger import account_balance, cashdesk
@@ -61,7 +63,7 @@ LATER = ("arrears", "offline", "daily")
 ACTION_WORDS = {"trip": "拉闸", "restore": "合闸", "recharge": "充值", "refund": "退费", "keep": "保电",
                 "tariff": "电价", "water_tariff": "水价"}
 STATUS_TEXT = {"normal": "正常", "alarm1": "一级告警", "alarm2": "二级告警", "alarm3": "三级告警",
-               "arrears": "欠费", "keep_power": "保电", "closed": "销户"}
+               "arrears": "欠费", "keep_power": "保电", "closed": "销户", "unread": "电表尚未读数"}
 
 HELP = ("管理命令：\n房间 301 — 房间状态\n拉闸 301 / 合闸 301 — 断电 / 送电\n充值 301 100 — 前台充值（元）\n"
         "退费 301 50 — 退费（元）\n保电 301 开|关\n电价 301 商业电价 / 水价 301 商业水价 — 更改价格方案\n"
@@ -138,10 +140,10 @@ def room_status(session: Session, manager: Manager, room_text: str) -> str:
     room, account = _account_for(session, manager, room_text)
     site = session.get(Site, account.site_id)
     tenant = session.get(Tenant, account.tenant_id)
-    bal = account_balance(session, account.id)
-    status = fee_status(bal, alarm_levels(account.alarm_levels, site.settings), keep_power=account.keep_power)
+    shown = shown_balance(session, account)
+    status = shown_fee_status(shown, alarm_levels(account.alarm_levels, site.settings), keep_power=account.keep_power)
     lines = [f"房间 {room.number}（{site.name}）", f"租户：{tenant.name} {_mask(tenant.phone)}",
-             f"余额：{format_fen(bal)} 元（{STATUS_TEXT.get(status, status)}）",
+             f"余额：{balance_words(shown, STATUS_TEXT.get(status, status), site)}",
              f"保电：{'开' if account.keep_power else '关'}"]
     for kind in METER_KINDS:
         if any(m.kind == kind and m.status == "active" for m in account.meters):
@@ -271,6 +273,15 @@ def execute(session: Session, manager: Manager, row: BotConfirmation) -> str:
         return f"已执行：{row.summary}，从下一次读数起按新方案计费。"
     else:
         raise ValidationError(f"unknown action {row.action}")
+    account = session.get(Account, account_id)
+    if account is not None and account.billing_mode == "prepaid-meter":
+        # the money reaches the meter with the recharge command: the balance is the meter's, once it confirms
+        site = session.get(Site, account.site_id)
+        shown = shown_balance(session, account)
+        status = shown_fee_status(shown, alarm_levels(account.alarm_levels, site.settings if site else None),
+                                  keep_power=account.keep_power)
+        return (f"已执行：{row.summary}，正在写入电表。电表余额 "
+                f"{balance_words(shown, STATUS_TEXT.get(status, status), site)}。")
     return f"已执行：{row.summary}。当前余额 {format_fen(account_balance(session, account_id))} 元。"
 
 

@@ -12,16 +12,16 @@ from sqlalchemy.orm import Session
 from bot import binding, settings
 from core import clock, i18n
 from core.alarms import notifications
-from core.alarms.status import alarm_levels, fee_status
+from core.alarms.shown import ShownBalance, shown_balance, shown_fee_status
+from core.alarms.status import alarm_levels
 from core.billing.usage_summary import meter_usage, recent_wallet_entries
 from core.config import get_settings
-from core.ledger import account_balance
 from core.ledger.money import format_fen
 from core.models import Account, Room, Site, Tenant
 from core.tariffs.store import plan_summary
 
 STATUS_TEXT = {"normal": "正常", "alarm1": "余额偏低", "alarm2": "余额不足", "alarm3": "余额告急",
-               "arrears": "已欠费", "keep_power": "保电中", "closed": "已销户"}
+               "arrears": "已欠费", "keep_power": "保电中", "closed": "已销户", "unread": "电表尚未读数"}
 CHANNEL_WORDS = {"微信": "wechat_template", "wechat": "wechat_template", "小程序": "miniapp_subscribe",
                  "短信": "sms", "sms": "sms", "邮件": "email", "email": "email", "语音": "voice", "voice": "voice"}
 CHANNEL_NAMES = {"wechat_template": "微信", "miniapp_subscribe": "小程序", "sms": "短信", "email": "邮件",
@@ -44,11 +44,28 @@ def balance(session: Session, openid: str, _args: list[str]) -> str:
         return NOT_BOUND
     lines = []
     for a in accounts:
-        bal = account_balance(session, a.id)
         site = session.get(Site, a.site_id)
-        status = fee_status(bal, alarm_levels(a.alarm_levels, site.settings), keep_power=a.keep_power)
-        lines.append(f"房间 {_room(session, a)}：余额 {format_fen(bal)} 元（{STATUS_TEXT.get(status, status)}）")
+        shown = shown_balance(session, a)
+        status = shown_fee_status(shown, alarm_levels(a.alarm_levels, site.settings), keep_power=a.keep_power)
+        lines.append(f"房间 {_room(session, a)}：余额 {balance_words(shown, STATUS_TEXT.get(status, status), site)}")
     return "\n".join(lines)
+
+
+def balance_words(shown: ShownBalance, status: str, site: Site | None) -> str:
+    """"50.00 元（正常）"; a prepaid meter: "190.11 元（电表 11-27 14:05 读数，正常）", and the wallet money
+    not on the meter (a recharge on its way, or money never pushed such as an opening balance);
+    a meter never read: "未知（电表尚未读数）"."""
+    if shown.source == "wallet":
+        return f"{format_fen(shown.fen or 0)} 元（{status}）"
+    pending = f"；另有 {format_fen(shown.pending_fen)} 元未写入电表" if shown.pending_fen > 0 else ""
+    if shown.fen is None:
+        return f"未知（电表尚未读数{pending}）"
+    when = ""
+    if shown.read_at is not None:
+        from zoneinfo import ZoneInfo
+        zone = ZoneInfo((site.timezone if site else None) or get_settings().timezone)
+        when = f" {shown.read_at.astimezone(zone):%m-%d %H:%M}"
+    return f"{format_fen(shown.fen)} 元（电表{when} 读数，{status}{pending}）"
 
 
 def usage(session: Session, openid: str, _args: list[str], kind: str | None = None) -> str:

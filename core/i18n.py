@@ -27,6 +27,7 @@ DEFAULT_LANG = "zh"
 ENTRY_KIND_TEXT = {
     "opening": "开户余额", "recharge": "充值", "consumption": "扣费", "refund": "退款", "adjustment": "调整",
     "reversal": "冲正", "settlement": "结算", "charge": "收费", "apportionment": "公摊", "payment": "缴费",
+    "meter_credit": "写入电表",
 }
 ENTRY_KIND_CHAT = {**ENTRY_KIND_TEXT, "opening": "开户", "refund": "退费", "settlement": "结清"}
 

@@ -22,7 +22,7 @@ def record_success(session: Session, meter: Meter, values: MeterValues | None, a
     meter.consecutive_failures = 0
     meter.last_seen_at = at
     if values is not None:
-        apply_values(meter, values)
+        apply_values(meter, values, at)
     if not meter.online:
         meter.online = True
         session.add(MeterEvent(meter_id=meter.id, kind="online", at=at, detail={}))
@@ -46,8 +46,9 @@ def record_failure(session: Session, meter: Meter, error: str, at: datetime) -> 
         log.warning("meter %s is offline after %s failed reads: %s", meter.serial, meter.consecutive_failures, error)
 
 
-def apply_values(meter: Meter, values: MeterValues) -> None:
-    """Mirror what the meter said: live values, relay/valve, meter-side balance and purchase count."""
+def apply_values(meter: Meter, values: MeterValues, at: datetime | None = None) -> None:
+    """Mirror what the meter said: live values, relay/valve, meter-side balance (with the time it was
+    read: what a prepaid-meter account shows) and purchase count."""
     live = values.to_json()
     if live:
         merged = dict(meter.live or {})
@@ -59,5 +60,7 @@ def apply_values(meter: Meter, values: MeterValues) -> None:
         meter.valve_state = values.valve
     if values.remaining_amount is not None:
         meter.remaining_fen = values.remaining_fen
+        if at is not None:
+            meter.remaining_read_at = at
     if values.purchase_count is not None:
         meter.purchase_count = values.purchase_count

@@ -217,6 +217,7 @@ def _store(results: list[Result], *, isolate: bool, bulk: bool) -> RoundReport:
     gateways_seen: dict[str, bool] = {}
     with session_scope() as s:
         meters = {m.id: m for m in s.scalars(select(Meter).where(Meter.id.in_([r.target.meter_id for r in results])))}
+        remaining_before = {m.id: m.remaining_fen for m in meters.values()}
         for r in results:
             meter = meters.get(r.target.meter_id)
             if meter is None:
@@ -244,12 +245,29 @@ def _store(results: list[Result], *, isolate: bool, bulk: bool) -> RoundReport:
                 report.billing["error"] += 1
         if pending:
             _ingest_bulk(s, pending, report)
+        _announce_remaining(s, meters, remaining_before)
         now = utcnow()
         for gw in s.scalars(select(Gateway).where(Gateway.url.in_(list(gateways_seen)))):
             gw.online = gateways_seen[gw.url]
             if gw.online:
                 gw.last_seen_at = now
     return report
+
+
+def _announce_remaining(s, meters: dict[int, Meter], before: dict[int, int | None]) -> None:
+    """A prepaid-meter account's balance is its meter's remaining amount: when a read changes it,
+    publish ``balance_changed`` (entry kind ``meter_read``) so alarms look again (one job per round)."""
+    from core import signals
+    from core.models import Account
+    changed = {m.account_id: m.remaining_fen - (before.get(m.id) or 0) for m in meters.values()
+               if m.account_id is not None and m.remaining_fen is not None and m.remaining_fen != before.get(m.id)}
+    if not changed:
+        return
+    meter_side = set(s.scalars(select(Account.id).where(Account.id.in_(list(changed)),
+                                                        Account.billing_mode == "prepaid-meter")))
+    signals.emit_many(s, "balance_changed", [
+        {"account_id": aid, "entry_kind": "meter_read", "delta_fen": int(delta), "entry_id": None}
+        for aid, delta in sorted(changed.items()) if aid in meter_side])
 
 
 def _ingest_bulk(s, pending: list, report: RoundReport) -> None:

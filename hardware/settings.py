@@ -14,6 +14,9 @@ config.declare(
     Var("METERPAY_COMMAND_BACKOFF", "float", "5", "first command retry delay, seconds; doubles each attempt",
         minimum=0),
     Var("METERPAY_COMMAND_BACKOFF_MAX", "float", "300", "longest command retry delay, seconds", minimum=0),
+    Var("METERPAY_COMMAND_LEASE", "float", "30",
+        "seconds a worker holds a running command without renewing it (renewed every third of it while the "
+        "job runs); a command whose worker died is taken over one lease later", minimum=1),
     Var("METERPAY_POLL_SHARD_GATEWAYS", "int", "100", "gateways per poll job when a round is split over RQ workers",
         minimum=1),
 )
@@ -42,6 +45,11 @@ def command_backoff() -> float:
 def command_backoff_max() -> float:
     """Longest retry delay of a command in seconds."""
     return config.get("METERPAY_COMMAND_BACKOFF_MAX")
+
+
+def command_lease() -> float:
+    """Seconds a running command's lease lasts; its worker renews it every third of that."""
+    return config.get("METERPAY_COMMAND_LEASE")
 
 
 def poll_shard_gateways() -> int:

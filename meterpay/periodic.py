@@ -23,6 +23,13 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob("supply-deferred-cuts", "core.supply.auto.run_due", 60, "default", 300),
     # bot: notifications whose delivery failed, tried again with backoff
     PeriodicJob("notify-retry", "bot.delivery.retry_due", 60, "notify", 300),
+    # durable after-commit effects: find and fix what a lost balance_changed listener left undone
+    # supply: cut for balance but above the restore line -> restore; on at or below the cut line -> cut
+    PeriodicJob("supply-sweep", "core.supply.auto.sweep", 60, "default", 300),
+    # meter-side: a paid recharge with no meter push gets one; a confirmed push gets its meter credit
+    PeriodicJob("meter-side-sweep", "core.supply.meter_side.sweep", 60, "meters", 300),
+    # alarms: an account whose alarm level disagrees with its balance is evaluated
+    PeriodicJob("alarms-sweep", "core.alarms.balance.sweep", 300, "notify", 300),
 ]
 
 

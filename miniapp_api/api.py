@@ -44,12 +44,17 @@ def _id(value: int) -> int:
     return value
 
 
+def _shown(bal) -> dict:
+    """The balance keys of a response from a ``core.alarms.shown.ShownBalance``."""
+    return dict(balance=None if bal.fen is None else format_fen(bal.fen), balance_fen=bal.fen,
+                balance_source=bal.source, balance_read_at=bal.read_at, pending_fen=bal.pending_fen)
+
+
 def _brief(session, account) -> dict:
-    bal = selfservice.balance_fen(session, account.id)
     info = selfservice.summary(session, account)
     return dict(id=account.id, site=info["site"], building=info["building"], floor=info["floor"],
                 room=info["room"], status=account.status, billing_mode=account.billing_mode,
-                balance=format_fen(bal), balance_fen=bal, fee_status=info["fee_status"]), info
+                fee_status=info["fee_status"], **_shown(info["balance"])), info
 
 
 def _usage_point(p: selfservice.UsagePoint) -> schemas.UsagePoint:
@@ -112,11 +117,13 @@ def account(account_id: int):
           response=schemas.Balance)
 @auth.tenant_required
 def balance(account_id: int):
-    bal = selfservice.bound_balance_fen(g.openid, _id(account_id))
+    bal = selfservice.bound_balance(g.openid, _id(account_id))
     if bal is None:
         raise NotFound(f"no account {account_id}")
-    return Response(f'{{"account_id":{account_id},"balance":"{format_fen(bal)}","balance_fen":{bal}}}',
-                    mimetype="application/json")
+    if bal.source == "wallet":  # the hot path, no model: the three keys (the others keep their defaults)
+        return Response(f'{{"account_id":{account_id},"balance":"{format_fen(bal.fen or 0)}","balance_fen":{bal.fen}}}',
+                        mimetype="application/json")
+    return render(schemas.Balance(account_id=account_id, **_shown(bal)))
 
 
 @endpoint(bp, "delete", "/accounts/<int:account_id>/binding", summary="Unbind this account from me",

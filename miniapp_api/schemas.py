@@ -55,6 +55,12 @@ class UsagePoint(BaseModel):
     cost_fen: int
 
 
+BALANCE_SOURCE = Field("wallet", description="wallet: the platform holds the balance; meter: a prepaid meter "
+                                                "holds it and `balance` is its remaining amount as last read")
+BALANCE_READ_AT = Field(None, description="source meter: when the meter reported `balance`")
+PENDING_FEN = Field(0, description="source meter: money paid in that the meter has not confirmed yet (fen)")
+
+
 class AccountBrief(BaseModel):
     id: int
     site: str
@@ -63,9 +69,13 @@ class AccountBrief(BaseModel):
     room: str
     status: str
     billing_mode: str
-    balance: str
-    balance_fen: int
-    fee_status: str
+    balance: str | None = Field(description="yuan; null only for a prepaid meter that has never been read")
+    balance_fen: int | None
+    fee_status: str = Field(description="normal, alarm1-3, arrears, keep_power, closed, or unread (a prepaid "
+                                        "meter never read)")
+    balance_source: Literal["wallet", "meter"] = BALANCE_SOURCE
+    balance_read_at: datetime | None = BALANCE_READ_AT
+    pending_fen: int = PENDING_FEN
 
 
 class AccountList(BaseModel):
@@ -87,8 +97,11 @@ class AccountDetail(AccountBrief):
 
 class Balance(BaseModel):
     account_id: int
-    balance: str
-    balance_fen: int
+    balance: str | None = Field(description="yuan; null only for a prepaid meter that has never been read")
+    balance_fen: int | None
+    balance_source: Literal["wallet", "meter"] = BALANCE_SOURCE
+    balance_read_at: datetime | None = BALANCE_READ_AT
+    pending_fen: int = PENDING_FEN
 
 
 class Usage(BaseModel):

@@ -88,7 +88,14 @@
             var v = data.rooms[id];
             var cls = "c f-" + v[0] + " o-" + v[1] + " s-" + v[2] + (el.classList.contains("hidden") ? " hidden" : "");
             if (el.className !== cls) el.className = cls;
-            el.querySelector(".bal").textContent = money(v[3]);
+            var bal = el.querySelector(".bal");
+            bal.textContent = money(v[3]);
+            if (v[4]) {  // a prepaid meter's remaining amount: when the meter reported it
+              var rd = document.createElement("small");
+              rd.className = "rd";
+              rd.textContent = " " + (labels.read || "") + " " + v[4];
+              bal.appendChild(rd);
+            }
             el.querySelector(".st").textContent = labels.fee[v[0]] || v[0];
           });
           live.classList.remove("fail");

@@ -12,6 +12,11 @@ The state machine (one ``AlarmState`` row per account, locked while it changes):
 Each notice has the key ``alarm:<account>:<crossing>:<level>:<n>`` per channel, so a replayed
 event, a retried job or two workers at once never send one notice twice. Levels come from
 ``core.alarms.status.alarm_levels`` (account, else site, else the defaults 50/20/0 yuan).
+
+The balance is the one the account shows (``core.alarms.shown``): the wallet, or for a
+prepaid-meter account the remaining amount its meter last reported (a meter never read raises
+and clears nothing). The ``balance_changed`` listener is the fast path; ``sweep()`` (periodic)
+evaluates every account whose level disagrees with its balance, so a lost event is made up.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from core import clock, signals
 from core.alarms import device, notifications  # noqa: F401  (device: registers the device alarm listeners)
+from core.alarms.shown import shown_balance, shown_balances
 from core.alarms.status import AlarmLevel, alarm_level_for, alarm_levels
 from core.db import each_in_own_transaction, get_existing, locked_row, session_scope
 from core.ledger.money import format_fen
@@ -60,14 +66,34 @@ def needing_evaluation(account_ids: list[int]) -> list[int]:
                 .outerjoin(LedgerAccount, LedgerAccount.account_id == Account.id)
                 .outerjoin(AlarmState, AlarmState.account_id == Account.id)
                 .where(Account.id.in_(part))).all()
+            # a prepaid-meter account shows its meter's remaining amount (one more query, for those only)
+            meter_side = shown_balances(session, [r[0] for r in rows if r[2] == "prepaid-meter" and r[1] == "open"])
             for aid, status, mode, own_levels, site_settings, balance, level in rows:
                 if status != "open" or mode not in ALARMED_MODES:
                     want = 0
                 else:
-                    want = alarm_level_for(balance or 0, alarm_levels(own_levels, site_settings))
+                    fen = meter_side[aid].fen if aid in meter_side else (balance or 0)
+                    if fen is None:  # a prepaid meter never read: nothing to alarm on or clear
+                        continue
+                    want = alarm_level_for(fen, alarm_levels(own_levels, site_settings))
                 if want != (level or 0):
                     todo.append(aid)
     return todo
+
+
+def sweep() -> dict[str, int]:
+    """Periodic: evaluate every open alarmed account whose alarm level disagrees with its balance
+    (an event lost between commit and listener, or a meter read that lowered a prepaid meter's
+    remaining amount). Each in its own transaction; notices keep their keys, so nothing is sent twice."""
+    with session_scope() as session:
+        ids = list(session.scalars(select(Account.id).where(Account.status == "open",
+                                                            Account.billing_mode.in_(ALARMED_MODES))
+                                   .order_by(Account.id)))
+    todo: list[int] = []
+    for k in range(0, len(ids), 5000):
+        todo.extend(needing_evaluation(ids[k:k + 5000]))
+    each_in_own_transaction(todo, evaluate, "alarm sweep", log)
+    return {"accounts": len(ids), "evaluated": len(todo)}
 
 
 def state_for(session: Session, account_id: int) -> AlarmState:
@@ -88,9 +114,12 @@ def evaluate(session: Session, account_id: int, *, now: datetime | None = None) 
     if account is None:
         return None
     state = state_for(session, account_id)
-    balance = _balance(session, account_id)
+    shown = _balance(session, account)
+    balance = shown if shown is not None else state.last_balance_fen
     if account.status != "open" or account.billing_mode not in ALARMED_MODES:
         _clear(state, now, balance)
+        return state
+    if shown is None:  # a prepaid meter never read: unknown, so no alarm is raised or cleared
         return state
     levels = levels_of(session, account)
     level = alarm_level_for(balance, levels)
@@ -125,7 +154,9 @@ def send_due_repeats(now: datetime | None = None) -> int:
             if state.next_notice_at is None or state.next_notice_at > now or state.level == 0:
                 continue
             account = get_existing(session, Account, account_id)
-            balance = _balance(session, account_id)
+            balance = _balance(session, account)
+            if balance is None:
+                continue
             levels = levels_of(session, account)
             if alarm_level_for(balance, levels) != state.level or account.status != "open":
                 evaluate(session, account_id, now=now)
@@ -168,7 +199,6 @@ def _clear(state: AlarmState, now: datetime, balance: int) -> None:
     state.last_balance_fen = balance
 
 
-def _balance(session: Session, account_id: int) -> int:
-    wallet = session.scalar(select(LedgerAccount).where(LedgerAccount.account_id == account_id)
-                            .execution_options(populate_existing=True))
-    return wallet.balance_fen if wallet else 0
+def _balance(session: Session, account: Account) -> int | None:
+    """The balance the account shows (``core.alarms.shown``); None for a prepaid meter never read."""
+    return shown_balance(session, account).fen

@@ -1,5 +1,5 @@
 """The money verbs every front uses: recharge, credited payment, refund, adjustment, reversal,
-consumption, opening balance and settlement.
+consumption, opening balance, settlement, and meter credit for prepaid meters.
 
 The contract they share:
 
@@ -146,6 +146,37 @@ def reverse_entry(session: Session, entry_id: int, *, actor: str = "system", fro
             wallet = ledger.wallet_of(session, account_id)
             delta = sum(int(p.amount_fen) for p in entry.postings if p.ledger_account_id == wallet.id)
             _announce(session, account_id, "reversal", delta, result)
+    return result
+
+
+METER_CREDIT = "clearing:meter-credit"
+
+
+def meter_credit(session: Session, account_id: int, amount_fen: int, *, command_id: int, meter_id: int,
+                 actor: str = "meter-side", front: str = "job") -> PostResult:
+    """Wallet money a prepaid meter has confirmed it took (表端计费): wallet -> ``clearing:meter-credit``.
+
+    Called when a recharge command keyed ``meter-recharge:<entry>`` is confirmed by the meter
+    (its purchase count advanced), in the same transaction. Key ``meter-credit:<command id>``: one
+    command moves money once, whoever calls. No floor: the money is on the meter, so the wallet
+    follows even if it was spent meanwhile. Announces ``balance_changed`` with entry kind
+    ``meter_credit`` (never pushed to the meter again). Raises ValidationError for a non-positive
+    amount or an account without a wallet.
+    """
+    if not isinstance(amount_fen, int) or isinstance(amount_fen, bool) or amount_fen <= 0:
+        raise ValidationError("meter credit amount must be positive integer fen")
+    account = get_account(session, account_id, must_be_open=False)
+    wallet = ledger.wallet_of(session, account.id)
+    clearing = ledger.system_account(session, METER_CREDIT)
+    result = ledger.post(session, key=f"meter-credit:{command_id}", kind="meter_credit",
+                         legs=[Leg(wallet.id, -amount_fen), Leg(clearing.id, amount_fen)],
+                         account_id=account.id, memo=f"written to meter (command {command_id})", actor=actor,
+                         front=front, meta={"command_id": command_id, "meter_id": meter_id})
+    if result.created:
+        audit.record(session, actor=actor, front=front, action="meter_credit", site_id=account.site_id,
+                     account_id=account.id, meter_id=meter_id, amount=format_fen(amount_fen),
+                     command_id=command_id, entry_id=result.entry_id)
+    _announce(session, account.id, "meter_credit", -amount_fen, result)
     return result
 
 

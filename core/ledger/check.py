@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.models import JournalEntry, LedgerAccount, Posting
+from core.models import JournalEntry, LedgerAccount, MeterCommand, Posting
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,51 @@ def double_reversals(session: Session) -> list[Problem]:
     return [Problem("reversal", f"entry {r[0]}", f"reversed {r[1]} times") for r in rows]
 
 
-CHECKS = [unbalanced_entries, entries_without_postings, cached_balances, double_reversals]
+def meter_credit_matches_commands(session: Session) -> list[Problem]:
+    """Prepaid-meter money: every recharge the meter confirmed of wallet money (a command keyed
+    ``meter-recharge:<entry>``) has exactly one ``meter-credit:<command>`` entry of its amount,
+    every such entry belongs to one, and ``clearing:meter-credit`` holds their sum."""
+    commands = {cid: int((params or {}).get("amount_fen") or 0) for cid, params in session.execute(
+        select(MeterCommand.id, MeterCommand.params).where(MeterCommand.kind == "recharge",
+                                                           MeterCommand.state == "confirmed",
+                                                           MeterCommand.idempotency_key.like("meter-recharge:%")))}
+    clearing = session.scalar(select(LedgerAccount.id).where(LedgerAccount.code == "clearing:meter-credit"))
+    credits: dict[str, int] = {}
+    total = 0
+    if clearing is not None:
+        for key, amount in session.execute(
+                select(JournalEntry.idempotency_key, Posting.amount_fen)
+                .join(Posting, Posting.entry_id == JournalEntry.id)
+                .where(Posting.ledger_account_id == clearing)):
+            credits[key] = credits.get(key, 0) + int(amount)
+            total += int(amount)
+    problems = []
+    for cid, amount in sorted(commands.items()):
+        got = credits.get(f"meter-credit:{cid}")
+        if got is None:
+            problems.append(Problem("meter-credit", f"command {cid}",
+                                    f"the meter confirmed {amount} fen of wallet money but no meter-credit entry "
+                                    "moved it from the wallet (meterpay's meter-side sweep posts it)"))
+        elif got != amount:
+            problems.append(Problem("meter-credit", f"command {cid}",
+                                    f"meter credit of {got} fen for a confirmed recharge of {amount} fen"))
+    for key, got in sorted(credits.items()):
+        cid = key.removeprefix("meter-credit:")
+        if key.startswith("meter-credit:") and cid.isdigit() and int(cid) in commands:
+            continue
+        if key.startswith("reversal:") or not got:
+            continue
+        problems.append(Problem("meter-credit", key, f"{got} fen on clearing:meter-credit without a confirmed "
+                                                     "meter recharge behind it"))
+    expected = sum(commands.values())
+    if total != expected:
+        problems.append(Problem("meter-credit", "clearing:meter-credit",
+                                f"holds {total} fen; confirmed meter recharges of wallet money sum to {expected} fen"))
+    return problems
+
+
+CHECKS = [unbalanced_entries, entries_without_postings, cached_balances, double_reversals,
+          meter_credit_matches_commands]
 
 
 def validate(session: Session) -> list[Problem]:

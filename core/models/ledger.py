@@ -13,8 +13,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, BigId, UTCDateTime, utcnow
 
+# meter_credit: wallet money a prepaid meter confirmed it took (wallet -> clearing:meter-credit).
 ENTRY_KINDS = ("opening", "recharge", "consumption", "refund", "adjustment", "reversal", "settlement",
-               "charge", "apportionment", "payment")
+               "charge", "apportionment", "payment", "meter_credit")
 
 
 class LedgerAccount(Base):

@@ -57,6 +57,8 @@ class Meter(Base):
     keep_power: Mapped[bool] = mapped_column(Boolean, default=False)
     # Meter-side prepaid mirror: what the meter says it holds and its purchase count.
     remaining_fen: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # When the meter last reported its remaining amount (what a prepaid-meter account shows).
+    remaining_read_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     purchase_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Latest live values as decoded from the profile (voltage_v, current_a, power_kw, periods...).
     live: Mapped[dict] = mapped_column(JSON, default=dict)

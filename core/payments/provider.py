@@ -96,7 +96,22 @@ class StatementLine:
 
 
 class PaymentProvider:
-    """One payment service. Subclasses set ``identifier`` and implement the verbs."""
+    """One payment service. Subclasses set ``identifier`` and implement the verbs.
+
+    The contract every implementation keeps (after pretix's ``BasePaymentProvider``):
+
+    - No verb touches the database or the ledger. A verb reports what the payment service says;
+      ``core.payments.orders`` decides what that means (``settle`` credits a paid order once under
+      ``pay:<channel>:<provider txn id>``; ``apply_refund_report`` reverses a refund's wallet debit only
+      for a definitive "failed").
+    - Outcomes are three-valued: done, refused, or unknown. An answer that does not settle the
+      question (a timeout, a 5xx, an Alipay 20000, a WeChat PROCESSING) is reported as "pending" or
+      "unknown", or raised as a retryable ``ProviderError``, and is never turned into a refusal.
+    - Requests are idempotent at the provider: an order is registered under ``order.order_no`` and a
+      refund under ``refund.refund_no``, so asking again after an unknown outcome never pays twice.
+    - Settings are read when the provider is made (``register`` keeps a factory), namespaced by the
+      provider's own variables in the settings registry.
+    """
 
     identifier: str = ""
     verbose_name: str = ""
@@ -109,11 +124,22 @@ class PaymentProvider:
         return self.app_id
 
     def prepare(self, order, *, openid: str | None = None, client_ip: str | None = None) -> dict:
-        """Register the order with the provider; return what the payer's client needs. Moves no money."""
+        """Register the order with the provider and return what the payer's client needs to pay it
+        (WeChat: the signed ``requestPayment`` parameters; Alipay: the order string).
+
+        You may NOT do anything that moves money here: the payer has not paid yet, and may never.
+        Called again for the same order it must give the same order to the provider (same
+        ``order_no``). Raises ProviderError when the provider refused or could not be reached (the
+        front answers 502/503 and the tenant may try again); ``NotConfigured`` when the channel has no
+        credentials."""
         raise NotImplementedError
 
     def query(self, order) -> PaymentReport:
-        """Ask the provider what became of an order (used when a callback got lost)."""
+        """Ask the provider what became of an order (used when a callback got lost, and when a tenant
+        polls a pending order). Returns a PaymentReport whose ``state`` is "paid" only when the provider
+        confirms the payment (with its transaction id, amount and app id); "pending" or "unknown" when
+        it cannot say yet. Raises ProviderError when there was no usable answer: the caller asks
+        again later and changes nothing."""
         raise NotImplementedError
 
     def refund(self, order, refund) -> RefundReport:
@@ -131,14 +157,20 @@ class PaymentProvider:
         raise NotImplementedError
 
     def parse_notification(self, headers: dict, body: bytes) -> PaymentReport | RefundReport:
-        """Verify and decode a callback; raise BadNotification when it must not be believed."""
+        """Verify (signature, algorithm, freshness) and decode a callback.
+
+        Raises BadNotification for anything that must not be believed; the caller answers with an
+        error and changes nothing. A believed report is applied by ``core.payments.orders``, which
+        checks amount, currency, app id and merchant against the order before crediting."""
         raise NotImplementedError
 
     def statement(self, day: date) -> list[StatementLine]:
-        """The provider's statement of ``day`` (its own timezone, Asia/Shanghai)."""
+        """The provider's statement of ``day`` (its own timezone, Asia/Shanghai), for reconciliation
+        only: nothing is credited from a statement. Raises ProviderError when it is not available yet."""
         raise NotImplementedError
 
     def matching_id(self, order) -> str | None:
+        """The id that matches the order to a statement line (the provider's transaction id)."""
         return order.provider_txn_id
 
 

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.alarms.shown import shown_balances
 from core.alarms.status import alarm_levels, fee_status
 from core.models import Account, JournalEntry, LedgerAccount, Meter, Posting, Room, Site
 
@@ -36,21 +37,26 @@ def _scoped(query, column, site_ids: set[int] | None):
 
 
 def accounts_needing_attention(session: Session, site_ids: set[int] | None, limit: int = 200) -> list[AccountLine]:
-    """Open prepaid accounts at an alarm level or in arrears, lowest balance first."""
+    """Open prepaid accounts at an alarm level or in arrears, lowest balance first. The balance is
+    the one each account shows (``core.alarms.shown``): a prepaid meter's remaining amount."""
     rows = session.execute(_scoped(
         select(Account, Room.number, LedgerAccount.balance_fen, Site.settings)
         .join(Room, Room.id == Account.room_id).join(Site, Site.id == Account.site_id)
         .join(LedgerAccount, LedgerAccount.account_id == Account.id)
         .where(Account.status == "open", Account.billing_mode != "postpaid"), Account.site_id, site_ids)
         .order_by(LedgerAccount.balance_fen, Room.number)).all()
-    out = []
+    meter_side = shown_balances(session, [a.id for a, *_ in rows if a.billing_mode == "prepaid-meter"])
+    lines = []
     for account, number, balance, settings in rows:
+        if account.billing_mode == "prepaid-meter":
+            balance = meter_side[account.id].fen
+            if balance is None:  # never read: nothing known to warn about
+                continue
         status = fee_status(balance, alarm_levels(account.alarm_levels, settings))
         if status in ("alarm1", "alarm2", "alarm3", "arrears"):
-            out.append(AccountLine(account.id, account.site_id, number, balance, status))
-        if len(out) >= limit:
-            break
-    return out
+            lines.append(AccountLine(account.id, account.site_id, number, balance, status))
+    lines.sort(key=lambda line: (line.balance_fen, line.room))
+    return lines[:limit]
 
 
 def offline_meters(session: Session, site_ids: set[int] | None, limit: int = 200) -> list[tuple[Meter, str | None]]:

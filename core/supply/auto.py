@@ -17,6 +17,12 @@ Site settings (``Site.settings``): ``emergency_credit_fen``, ``restore_above_fen
 ``METERPAY_RESTORE_ABOVE`` (yuan). One ``SupplyControl`` row per account holds the state,
 locked while it changes; cut and restore commands are keyed ``auto-cut:<account>:<n>`` and
 ``auto-restore:<account>:<n>``, so a replayed event never sends a second command.
+
+The ``balance_changed`` listener is the fast path, not the guarantee: an event is lost if the
+process dies between the commit and the listener, or the listener fails. ``sweep()`` (periodic)
+finds every account whose supply disagrees with its balance (cut but above the restore line, or
+on and at or below the cut line) and evaluates it; it reuses the same command keys, so a sweep
+and a late listener still make one command.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from core import audit, clock, config, signals
@@ -113,6 +119,27 @@ def needing_evaluation(account_ids: list[int]) -> list[int]:
                 elif state in ("deferred", "held") or (state == "cut" and balance > pol.restore_above_fen):
                     todo.append(aid)
     return todo
+
+
+def sweep() -> dict[str, int]:
+    """Periodic: make automatic supply control converge on the balances as they are.
+
+    Candidates in one query: open platform-billed accounts that are cut, or on (no row counts as
+    on) with a balance at or below zero; ``needing_evaluation`` keeps those whose cut line or
+    restore line says act now, and each is evaluated in its own transaction (one failure does not
+    stop the rest)."""
+    with session_scope() as session:
+        ids = list(session.scalars(
+            select(Account.id)
+            .join(LedgerAccount, LedgerAccount.account_id == Account.id)
+            .outerjoin(SupplyControl, SupplyControl.account_id == Account.id)
+            .where(Account.status == "open", Account.billing_mode == "prepaid-platform",
+                   or_(SupplyControl.state == "cut",
+                       and_(func.coalesce(SupplyControl.state, "on") == "on", LedgerAccount.balance_fen <= 0)))
+            .order_by(Account.id)))
+    todo = needing_evaluation(ids) if ids else []
+    each_in_own_transaction(todo, evaluate, "supply sweep", log)
+    return {"candidates": len(ids), "evaluated": len(todo)}
 
 
 def control_for(session: Session, account_id: int) -> SupplyControl:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import audit, signals
@@ -31,7 +32,10 @@ WATER_ONLY = ("valve_close", "valve_open")
 def request(session: Session, meter_id: int, kind: str, params: dict | None = None, *, key: str | None = None,
             actor: str = "system", front: str = "system", ttl: timedelta = DEFAULT_TTL,
             enqueue: bool = True) -> MeterCommand:
-    """Queue a command for a meter. The same ``key`` again returns the first command unchanged."""
+    """Queue a command for a meter. The same ``key`` again returns the first command unchanged,
+    also when two transactions ask at once: the one that loses the insert race waits for the
+    other's commit and returns its command (only the inserting call records the event, the audit
+    record and the enqueue). Raises ValidationError, NotFound or Conflict for a bad request."""
     if kind not in COMMAND_KINDS:
         raise ValidationError(f"unknown command {kind!r}; one of {', '.join(COMMAND_KINDS)}", field="kind")
     key = key or new_key(f"cmd:{kind}")
@@ -55,8 +59,15 @@ def request(session: Session, meter_id: int, kind: str, params: dict | None = No
     cmd = MeterCommand(meter_id=meter.id, kind=kind, params=params or {}, state="pending", idempotency_key=key,
                        attempts=0, created_at=now, next_attempt_at=now, deadline=now + ttl,
                        requested_by=actor, front=front, result={})
-    session.add(cmd)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(cmd)
+            session.flush()
+    except IntegrityError:  # another transaction inserted this key since the check above
+        existing = session.scalar(select(MeterCommand).where(MeterCommand.idempotency_key == key))
+        if existing is None:
+            raise
+        return existing
     session.add(MeterCommandEvent(command_id=cmd.id, state="pending", at=now, detail="requested"))
     if kind in SUPPLY_KINDS:
         meter.commanded_state = {"relay_off": "off", "relay_on": "on", "valve_close": "closed",
@@ -75,6 +86,8 @@ def transition(session: Session, cmd: MeterCommand, state: str, detail: str = ""
         raise Conflict(f"command {cmd.id} already ended {cmd.state}")
     now = utcnow()
     cmd.state = state
+    if state != "running":  # the attempt's lease ends with it (hardware.executor)
+        cmd.lease_owner = cmd.lease_until = None
     if state in FINAL_STATES:
         cmd.finished_at = now
     if state == "failed" or state == "expired":

@@ -17,7 +17,9 @@ T0 = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # a Wednesday, 10:00 in Shanghai
 @pytest.fixture
 def tenant_on_sms(factory, session, sandbox, clock_at):
     clock_at(T0)
-    account = factory.account(balance_fen=6000, billing_mode="prepaid-meter")  # no automatic cut in these tests
+    # platform-billed (the wallet is the balance), keep-power on: no automatic cut in these tests
+    account = factory.account(balance_fen=6000, billing_mode="prepaid-platform")
+    account.keep_power = True
     tenant = session.get(Tenant, account.tenant_id)
     tenant.notify_channels = ["sms"]
     tenant.phone = "13900000001"
@@ -87,7 +89,7 @@ def test_a_partial_recharge_lowers_the_level_without_a_notice_and_stops_repeats(
 def test_levels_come_from_the_account_then_the_site(session, sandbox, factory, clock_at):
     clock_at(T0)
     site = factory.site(alarm_levels=[{"amount_fen": 10000, "times": 1, "every_minutes": 0}])
-    account = factory.account(site=site, balance_fen=15000, billing_mode="prepaid-meter")
+    account = factory.account(site=site, balance_fen=15000, billing_mode="prepaid-platform")
     session.get(Tenant, account.tenant_id).notify_channels = ["sms"]
     session.commit()
     _spend(session, account, 6000, 1)                     # 90 ≤ the site's 100-yuan level

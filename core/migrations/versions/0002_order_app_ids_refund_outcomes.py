@@ -6,14 +6,14 @@ without a definite answer, and what went wrong last. The new refund states (unkn
 existing String(10) column. ``payment_orders.paid_at`` gets an index: daily reconciliation picks the day's
 payments by the provider's paid time.
 
-Revision ID: 0003
+Revision ID: 0002
 Revises: 0001
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0003'
+revision = '0002'
 down_revision = '0001'
 branch_labels = None
 depends_on = None
