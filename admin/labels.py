@@ -39,6 +39,7 @@ CHAT_COMMANDS = {
     "recharge": _("聊天命令：充值"), "refund": _("聊天命令：退费"), "keep": _("聊天命令：保电"),
     "arrears": _("聊天命令：欠费"), "offline": _("聊天命令：离线"), "daily": _("聊天命令：日报"),
     "confirm": _("聊天命令：确认"), "cancel": _("聊天命令：取消"), "help": _("聊天命令：帮助"),
+    "tariff": _("聊天命令：更改电价"), "water_tariff": _("聊天命令：更改水价"),
 }
 REFUND_STATE_WORDS = {"requested": _("退款已申请"), "pending": _("退款处理中"), "unknown": _("退款结果未知"),
                       "abnormal": _("退款异常"), "succeeded": _("退款成功"), "failed": _("退款失败")}
@@ -53,12 +54,14 @@ AUDIT_ACTIONS = {
     "supply_cut_held": _("保电中，暂不断电"), "supply_cut_deferred": _("友好时段，推迟断电"),
     "supply_cut_cancelled": _("取消断电"),
     "refund_stuck": _("退款久未完成"), "refund_abnormal_resolved": _("退款异常已处理"),
-    "meter_credit": _("写入电表"),
+    "meter_credit": _("写入电表"), "copy_tariff_template": _("复制价格模板"),
     # a state added later reads as its code until it has words (a test lists what the code records)
     **{f"refund_{state}": REFUND_STATE_WORDS[state] for state in REFUND_STATES if state in REFUND_STATE_WORDS},
 }
 
 DETAIL_KEYS = {
+    "closing_totals": _("销户读数"), "new_plan_id": _("新方案 ID"), "plan": _("价格方案"), "plan_id": _("方案 ID"),
+    "tariffs": _("价格方案"), "template_id": _("模板 ID"), "utility": _("能源类型"),
     "amount": _("金额"), "amount_fen": _("金额"), "balance": _("余额"), "reason": _("原因"), "entry_id": _("流水号"),
     "order_no": _("订单号"), "refund_no": _("退款单号"), "txn_id": _("交易号"), "channel": _("渠道"),
     "to": _("退往"), "room": _("房间号"), "tenant": _("租户"), "meters": _("表号"), "meter_id": _("电表 ID"),

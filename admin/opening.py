@@ -19,6 +19,7 @@ from core.models import Account, Gateway, Room, TariffPlan
 from core.models.meter import METER_KINDS
 from core.models.tenant import BILLING_MODES
 from core.sites import accounts
+from core.tariffs.store import plans_at
 
 METER_ROWS = 3
 PROFILES = ("acrel-ddsy1352", "acrel-dtsy1352", "dlt645-2007", "cjt188-water")
@@ -39,7 +40,11 @@ def _form_context(site, form=None, **extra):
         .order_by(Room.number)))
     plan_names = dict(session.execute(select(TariffPlan.id, TariffPlan.name)).all())
     gateways = list(session.scalars(select(Gateway.name).where(Gateway.site_id == site.id).order_by(Gateway.name)))
-    return dict(site=site, form=form or {}, vacant=vacant, tariffs=sorted(plan_names.values()), plan_names=plan_names,
+    # The site's plans and the templates, per unit: an electricity plan and a water plan.
+    tariffs = [(p.name, p.site_id is None) for p in plans_at(session, site.id, unit="kWh")]
+    water_tariffs = [(p.name, p.site_id is None) for p in plans_at(session, site.id, unit="m3")]
+    return dict(site=site, form=form or {}, vacant=vacant, tariffs=tariffs, water_tariffs=water_tariffs,
+                plan_names=plan_names,
                 presets=rd.presets_for(session, site), gateways=gateways, billing_modes=BILLING_MODES,
                 meter_kinds=METER_KINDS,
                 profiles=PROFILES, meter_rows=METER_ROWS, default_levels=DEFAULT_ALARM_LEVELS, op=new_op(),
@@ -87,6 +92,12 @@ def _meters(form) -> tuple[accounts.MeterSpec, ...]:
     return tuple(specs)
 
 
+def _tariffs(form) -> dict[str, str]:
+    """The plans chosen per utility: ``tariff`` (electricity) and ``water_tariff``."""
+    chosen = {"electricity": (form.get("tariff") or "").strip(), "water": (form.get("water_tariff") or "").strip()}
+    return {u: name for u, name in chosen.items() if name}
+
+
 @bp.post("/sites/<int:site_id>/accounts/new")
 def open_account_submit(site_id: int):
     site = site_or_404(site_id)
@@ -101,15 +112,19 @@ def open_account_submit(site_id: int):
         opening = (form.get("opening_balance") or "").strip()
         levels = _levels(form)
         preset = (form.get("preset") or "").strip() or None
+        meters = _meters(form)
+        chosen = _tariffs(form)
+        # A plan is set for the utilities the form has meters of (a preset fills in both selects).
+        kinds = {m.kind for m in meters}
         account = accounts.open_account(session, accounts.OpenAccountRequest(
             room_id=room.id, tenant_name=form.get("tenant", ""), tenant_phone=form.get("phone", ""),
-            meters=_meters(form), tariff=(form.get("tariff") or "").strip() or None,
+            meters=meters, tariffs={u: name for u, name in chosen.items() if u in kinds},
             billing_mode=form.get("billing_mode") or None,
             opening_balance_fen=parse_yuan(opening, field="opening_balance", allow_zero=True) if opening else None,
             alarm_levels=levels, preset=preset), actor=actor(), front="admin")
         save_as = (form.get("save_preset") or "").strip()
         if save_as:
-            accounts.save_preset(session, save_as, tariff=(form.get("tariff") or "").strip() or None,
+            accounts.save_preset(session, save_as, tariffs=chosen,
                                  billing_mode=account.billing_mode, alarm_levels=levels,
                                  opening_balance_fen=parse_yuan(opening, allow_zero=True) if opening else 0,
                                  site_id=site.id)
@@ -162,7 +177,7 @@ def import_template():
             "1号楼,1,101,45,王记便利店,13800000001,E0001,electricity,acrel-ddsy1352,,1,商业电价,"
             "prepaid-platform,200",
             "1号楼,1,101,45,王记便利店,13800000001,W0001,water,cjt188-water,,00000000000001,"
-            "商业电价,prepaid-platform,200"]
+            "商业水价,prepaid-platform,200"]
     body = "\ufeff" + "\r\n".join(rows) + "\r\n"  # BOM: Excel opens it as UTF-8
     return Response(body, mimetype="text/csv",
                     headers={"Content-Disposition": "attachment; filename=meterpay-import-template.csv"})

@@ -13,8 +13,10 @@ from core.errors import MeterpayError, NotFound, ValidationError
 from core.ledger import cashdesk
 from core.ledger.money import format_fen, parse_yuan
 from core.models import Meter, Site
+from core.models.meter import METER_KINDS, UTILITY_UNIT
 from core.sites import accounts
 from core.supply import control as supply
+from core.tariffs.store import find_plan, plan_summary, plans_at, utility_of
 
 
 def _page_context(room):
@@ -24,8 +26,14 @@ def _page_context(room):
     meters = rd.meters_of(session, room, site)
     ctx = {"room": room, "site": site, "account": account, "meters": meters,
            "commands": rd.commands_of(session, [v.meter.id for v in meters]),
-           "tariffs": rd.tariff_names(session), "presets": rd.presets_for(session, site), "op": new_op()}
+           "presets": rd.presets_for(session, site), "op": new_op()}
     if account is not None:
+        utilities = [k for k in METER_KINDS if any(m.kind == k and m.status == "active" for m in account.meters)]
+        # Per utility: the plan and its price now, and the plans of the right unit to change to.
+        ctx["plans"] = [{"utility": u, "current": plan_summary(session, account.plan_id_for(u)),
+                         "choices": [(p.name, p.site_id is None) for p in plans_at(session, site.id,
+                                                                                   unit=UTILITY_UNIT[u])]}
+                        for u in utilities]
         balance, fee, levels, shown = rd.account_fee(session, account, site)
         ctx.update(balance=balance, fee=fee, levels=levels, shown=shown, entries=rd.entries_of(session, account),
                    cost_today=rd.cost_today_fen(session, account, site))
@@ -116,7 +124,10 @@ def do_adjust(room):
 def do_close(room):
     acct = _account(room)
     settlement = request.form.get("settlement", "refund")
-    accounts.close_account(db(), acct.id, settlement=settlement, actor=actor(), front="admin")
+    # closing_<serial>: the closing reading a manager read off the meter (blank: the last poll)
+    totals = {m.serial: request.form.get(f"closing_{m.serial}", "").strip() for m in acct.meters
+              if m.status == "active" and request.form.get(f"closing_{m.serial}", "").strip()}
+    accounts.close_account(db(), acct.id, settlement=settlement, closing_totals=totals, actor=actor(), front="admin")
     return _("%(room)s 已销户", room=room.number)
 
 
@@ -161,9 +172,16 @@ def do_alarms(room):
 
 def do_tariff(room):
     name = request.form.get("tariff", "").strip()
+    utility = request.form.get("utility", "").strip() or None
     if not name:
         raise ValidationError(_("请选择电价方案。"), field="tariff")
-    accounts.change_tariff(db(), _account(room).id, name, actor=actor(), front="admin")
+    if utility is not None and utility not in METER_KINDS:
+        raise ValidationError(f"utility: {utility!r}", field="utility")
+    acct = _account(room)
+    utility = utility or utility_of(find_plan(db(), name, acct.site_id))
+    accounts.change_tariff(db(), acct.id, name, utility=utility, actor=actor(), front="admin")
+    if utility == "water":
+        return _("水价已改为 %(name)s", name=name)
     return _("电价已改为 %(name)s", name=name)
 
 

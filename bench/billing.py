@@ -64,10 +64,10 @@ def _build_site(n_meters: int, seed: int) -> list[tuple[str, str, bool]]:
     rnd = random.Random(seed)
     out = []
     with session_scope() as s:
-        plan_ids = {name: add_plan(s, name, spec)[0].id for name, spec in PLANS.items()}
         site = Site(name=f"Bench campus {uuid.uuid4().hex[:6]}", timezone="Asia/Shanghai", settings={})
         s.add(site)
         s.flush()
+        plan_ids = {name: add_plan(s, name, spec, site_id=site.id)[0].id for name, spec in PLANS.items()}
         b = Building(site_id=site.id, name="A")
         s.add(b)
         s.flush()
@@ -89,7 +89,7 @@ def _build_site(n_meters: int, seed: int) -> list[tuple[str, str, bool]]:
             plan = "bench-flat" if y < 0.6 else ("bench-tiered" if y < 0.8 else "bench-tou")
             registers = plan == "bench-tou" and rnd.random() < 0.5
             accounts.append({"site_id": site.id, "room_id": room_ids[i], "tenant_id": tenant_ids[i],
-                             "billing_mode": mode, "tariff_plan_id": plan_ids[plan], "status": "open",
+                             "billing_mode": mode, "electricity_plan_id": plan_ids[plan], "status": "open",
                              "opened_at": now})
             out.append((f"BENCH{i:06d}", plan, registers))
         account_ids = s.scalars(insert(Account).returning(Account.id, sort_by_parameter_order=True),

@@ -42,13 +42,13 @@ class Factory:
 
     def account(self, *, site: Site | None = None, room: Room | None = None, balance_fen: int = 0,
                 billing_mode: str = "prepaid-platform", tariff: str | None = None, meters=None,
-                tenant: str = "Tenant", phone: str = "13800000000", commit: bool = True):
+                tenant: str = "Tenant", phone: str = "13800000000", commit: bool = True, tariffs=None):
         room = room or self.room(site)
         n = next(_seq)
         meters = meters or (MeterSpec(serial=f"M{n:06d}", gateway=None, address=str(n % 247 + 1)),)
         acct = open_account(self.session, OpenAccountRequest(
             room_id=room.id, tenant_name=f"{tenant} {n}", tenant_phone=phone, meters=tuple(meters),
-            tariff=tariff, billing_mode=billing_mode, opening_balance_fen=balance_fen or None))
+            tariff=tariff, tariffs=tariffs or {}, billing_mode=billing_mode, opening_balance_fen=balance_fen or None))
         if commit:
             self.session.commit()
         return acct

@@ -5,6 +5,8 @@
     充值 301 100      desk recharge, yuan             (recharge 301 100)
     退费 301 50       refund to the desk, yuan        (refund 301 50)
     保电 301 开|关     keep-power on / off             (keep 301 on|off)
+    电价 301 商业电价   the electricity plan            (tariff 301 NAME)
+    水价 301 商业水价   the water plan                  (water-tariff 301 NAME)
     欠费 / 离线 / 日报  arrears, offline meters, today  (arrears / offline / daily) — answered later
     确认 1234 / 取消   confirm / cancel the pending command (confirm 1234 / cancel)
 
@@ -31,10 +33,13 @@ from core.jobs import enqueue_after_commit
 from core.ledger import account_balance, cashdesk
 from core.ledger.money import format_fen, parse_yuan
 from core.models import Account, AuditLog, BotConfirmation, Manager, Room, Site, SupplyControl, Tenant
+from core.models.meter import METER_KINDS
+from core.sites import accounts
 from core.sites.managers import can_access_site, role_at, site_ids_for
 from core.sites.room_lookup import find_room, open_account_at
 from core.sites.summary import accounts_needing_attention, day_totals, offline_meters
 from core.supply import control as supply
+from core.tariffs.store import check_unit, find_plan, plan_summary
 
 ALIASES = {
     "房间": "status", "status": "status", "room": "status", "查": "status",
@@ -43,6 +48,8 @@ ALIASES = {
     "充值": "recharge", "recharge": "recharge", "topup": "recharge",
     "退费": "refund", "refund": "refund",
     "保电": "keep", "keep": "keep", "keeppower": "keep",
+    "电价": "tariff", "更改电价": "tariff", "tariff": "tariff",
+    "水价": "water_tariff", "更改水价": "water_tariff", "water-tariff": "water_tariff",
     "欠费": "arrears", "arrears": "arrears",
     "离线": "offline", "offline": "offline",
     "日报": "daily", "daily": "daily", "report": "daily",
@@ -50,17 +57,20 @@ ALIASES = {
     "取消": "cancel", "cancel": "cancel",
     "帮助": "help", "help": "help", "?": "help", "？": "help",
 }
-ACTIONS = ("trip", "restore", "recharge", "refund", "keep")
+ACTIONS = ("trip", "restore", "recharge", "refund", "keep", "tariff", "water_tariff")
 MAX_WRONG_CODES = 5
 LATER = ("arrears", "offline", "daily")
-ACTION_WORDS = {"trip": "拉闸", "restore": "合闸", "recharge": "充值", "refund": "退费", "keep": "保电"}
+ACTION_WORDS = {"trip": "拉闸", "restore": "合闸", "recharge": "充值", "refund": "退费", "keep": "保电",
+                "tariff": "电价", "water_tariff": "水价"}
 STATUS_TEXT = {"normal": "正常", "alarm1": "一级告警", "alarm2": "二级告警", "alarm3": "三级告警",
                "arrears": "欠费", "keep_power": "保电", "closed": "销户", "unread": "电表尚未读数"}
 
 HELP = ("管理命令：\n房间 301 — 房间状态\n拉闸 301 / 合闸 301 — 断电 / 送电\n充值 301 100 — 前台充值（元）\n"
-        "退费 301 50 — 退费（元）\n保电 301 开|关\n欠费 — 告警和欠费户\n离线 — 离线表\n日报 — 今日汇总\n"
+        "退费 301 50 — 退费（元）\n保电 301 开|关\n电价 301 商业电价 / 水价 301 商业水价 — 更改价格方案\n"
+        "欠费 — 告警和欠费户\n离线 — 离线表\n日报 — 今日汇总\n"
         "确认 1234 / 取消 — 确认或取消待执行的命令\n"
-        "English: status, trip, restore, recharge, refund, keep, arrears, offline, daily, confirm, cancel")
+        "English: status, trip, restore, recharge, refund, keep, tariff, water-tariff, arrears, offline, daily, "
+        "confirm, cancel")
 
 
 def actor(manager: Manager) -> str:
@@ -135,6 +145,11 @@ def room_status(session: Session, manager: Manager, room_text: str) -> str:
     lines = [f"房间 {room.number}（{site.name}）", f"租户：{tenant.name} {_mask(tenant.phone)}",
              f"余额：{balance_words(shown, STATUS_TEXT.get(status, status), site)}",
              f"保电：{'开' if account.keep_power else '关'}"]
+    for kind in METER_KINDS:
+        if any(m.kind == kind and m.status == "active" for m in account.meters):
+            plan = plan_summary(session, account.plan_id_for(kind))
+            lines.append(f"{'水价' if kind == 'water' else '电价'}：" + (f"{plan['plan']} {plan['price']}" if plan
+                                                                         else "未设置（读数暂不计费）"))
     for m in account.meters:
         if m.status != "active":
             continue
@@ -157,8 +172,9 @@ def _mask(phone: str) -> str:
 
 def ask_confirmation(session: Session, manager: Manager, action: str, args: list[str]) -> str:
     examples = {"trip": "拉闸 301", "restore": "合闸 301", "recharge": "充值 301 100", "refund": "退费 301 50",
-                "keep": "保电 301 开"}
-    args = _need(args, 2 if action in ("recharge", "refund", "keep") else 1, examples[action])
+                "keep": "保电 301 开", "tariff": "电价 301 商业电价", "water_tariff": "水价 301 商业水价"}
+    args = _need(args, 2 if action in ("recharge", "refund", "keep", "tariff", "water_tariff") else 1,
+                 examples[action])
     room, account = _account_for(session, manager, args[0])
     if role_at(session, manager.id, room.site_id) == "viewer":
         raise Forbidden("只读账号不能执行此操作")
@@ -175,6 +191,15 @@ def ask_confirmation(session: Session, manager: Manager, action: str, args: list
             raise ValidationError("格式：保电 301 开|关")
         params["on"] = word in ("开", "on")
         what = f"保电 {room.number} {'开' if params['on'] else '关'}"
+    elif action in ("tariff", "water_tariff"):
+        # Refused now, before any code, when the plan is unknown or of the wrong unit.
+        utility = "water" if action == "water_tariff" else "electricity"
+        name = " ".join(args[1:])
+        check_unit(find_plan(session, name, room.site_id), utility, name=name)
+        if not any(m.kind == utility and m.status == "active" for m in account.meters):
+            raise ValidationError(f"房间 {room.number} 没有{'水表' if utility == 'water' else '电表'}")
+        params.update(utility=utility, plan=name)
+        what = f"{ACTION_WORDS[action]} {room.number} 改为 {name}"
     else:
         what = f"{ACTION_WORDS[action]} {room.number}"
     _cancel_pending(session, manager)
@@ -243,6 +268,9 @@ def execute(session: Session, manager: Manager, row: BotConfirmation) -> str:
     elif row.action == "keep":
         supply.set_keep_power(session, account_id, bool(p["on"]), actor=who, front="bot")
         return f"已执行：{row.summary}。"
+    elif row.action in ("tariff", "water_tariff"):
+        accounts.change_tariff(session, account_id, str(p["plan"]), utility=str(p["utility"]), actor=who, front="bot")
+        return f"已执行：{row.summary}，从下一次读数起按新方案计费。"
     else:
         raise ValidationError(f"unknown action {row.action}")
     account = session.get(Account, account_id)

@@ -18,6 +18,7 @@ from core.billing.usage_summary import meter_usage, recent_wallet_entries
 from core.config import get_settings
 from core.ledger.money import format_fen
 from core.models import Account, Room, Site, Tenant
+from core.tariffs.store import plan_summary
 
 STATUS_TEXT = {"normal": "正常", "alarm1": "余额偏低", "alarm2": "余额不足", "alarm3": "余额告急",
                "arrears": "已欠费", "keep_power": "保电中", "closed": "已销户", "unread": "电表尚未读数"}
@@ -80,8 +81,11 @@ def usage(session: Session, openid: str, _args: list[str], kind: str | None = No
                 continue
             u = meter_usage(session, m, now, site.timezone or get_settings().timezone)
             word = "用水" if m.kind == "water" else "用电"
+            plan = plan_summary(session, a.plan_id_for(m.kind))
+            price = (f"{'水价' if m.kind == 'water' else '电价'}：{plan['plan']} {plan['price']}" if plan
+                     else "未设置价格")
             lines.append(f"房间 {_room(session, a)} {word}（表 {m.serial}）：今日 {u.today} {u.unit}，"
-                         f"本月 {u.month} {u.unit}")
+                         f"本月 {u.month} {u.unit}；{price}")
     return "\n".join(lines) or "没有找到对应的表。"
 
 

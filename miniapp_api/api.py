@@ -109,7 +109,8 @@ def account(account_id: int):
         acct = selfservice.account_for(session, g.openid, _id(account_id))
         brief, info = _brief(session, acct)
         meters = [schemas.Meter(**m) for m in info["meters"]]
-        return render(schemas.AccountDetail(**brief, meters=meters, today=_usage_point(info["today"])))
+        return render(schemas.AccountDetail(**brief, meters=meters, today=_usage_point(info["today"]),
+                                            tariffs=[schemas.TariffInfo(**t) for t in info["tariffs"]]))
 
 
 @endpoint(bp, "get", "/accounts/<int:account_id>/balance", summary="Just the balance (fast)",
@@ -142,7 +143,8 @@ def usage(account_id: int):
     with new_session() as session:
         acct = selfservice.account_for(session, g.openid, _id(account_id))
         points = selfservice.usage(session, acct, q.granularity, q.start, q.end, q.kind)
-    return render(schemas.Usage(account_id=account_id, granularity=q.granularity, kind=q.kind,
+        tariff = schemas.TariffInfo(**selfservice.tariff_info(session, acct, q.kind))
+    return render(schemas.Usage(account_id=account_id, granularity=q.granularity, kind=q.kind, tariff=tariff,
                                 points=[_usage_point(p) for p in points]))
 
 

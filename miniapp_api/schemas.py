@@ -82,9 +82,17 @@ class AccountList(BaseModel):
     accounts: list[AccountBrief]
 
 
+class TariffInfo(BaseModel):
+    utility: Literal["electricity", "water"]
+    plan: str | None = Field(description="the plan pricing this utility; null: none set, usage waits to be billed")
+    unit: Literal["kWh", "m3"]
+    price: str | None = Field(description="the prices in force today as one line, e.g. \"5.0 元/m³\"")
+
+
 class AccountDetail(AccountBrief):
     meters: list[Meter]
     today: UsagePoint
+    tariffs: list[TariffInfo] = Field(description="one per utility the account has a meter of")
 
 
 class Balance(BaseModel):
@@ -100,6 +108,7 @@ class Usage(BaseModel):
     account_id: int
     granularity: Literal["day", "month"]
     kind: Literal["electricity", "water"]
+    tariff: TariffInfo | None = Field(default=None, description="the plan pricing this kind of usage")
     points: list[UsagePoint]
 
 

@@ -113,6 +113,7 @@
       var f = document.getElementById("open-form");
       document.getElementById("preset-field").value = b.dataset.preset;
       if (b.dataset.tariff) f.elements.tariff.value = b.dataset.tariff;
+      if (b.dataset.waterTariff) f.elements.water_tariff.value = b.dataset.waterTariff;
       f.elements.billing_mode.value = b.dataset.billing;
       f.elements.opening_balance.value = b.dataset.opening === "0.00" ? "" : b.dataset.opening;
       JSON.parse(b.dataset.levels || "[]").forEach(function (v, i) { f.elements["level" + (i + 1)].value = v; });

@@ -10,7 +10,15 @@ reading, locked for the batch):
 - below the cursor's total (meter swap, register rollover, bad read): stored as ``anomaly``, a
   meter event for a manager, not billed; the cursor stays;
 - otherwise ``accepted``: the interval since the cursor is priced (CT ratio applied) with the
-  account's plan and the cursor moves.
+  account's plan for the meter's utility (its electricity plan, or its water plan) and the cursor
+  moves.
+
+A meter on an open account with no plan of the right unit for its utility is *unpriced*: its
+readings are stored, but its cursor waits, so nothing is billed at a wrong price and no usage is
+lost; the first reading after a plan is assigned bills the whole gap at that plan. A meter on no
+account moves its cursor without billing anybody (priced with its own plan, if it has one, for
+the record: a common area's master meter). The account and the plan are read after the cursors
+are locked, so a batch that waited behind a move-out or a tariff change sees the new ones.
 
 Each meter's new accepted readings in one batch form one billed interval: one ``billed_usage`` row
 and, for a prepaid-platform account, one consumption entry keyed ``usage:<meter>:<reading id>`` by
@@ -29,7 +37,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import select, text, tuple_
+from sqlalchemy import case, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -62,6 +70,7 @@ from core.ledger.bulk import (
 from core.ledger.money import to_fen
 from core.models import Account, LedgerAccount, Meter, Reading, Site
 from core.models.billing import MeterBillingState
+from core.models.meter import UTILITY_UNIT
 from core.tariffs import Interval, State
 from core.tariffs.plan import PERIODS
 from core.tariffs.usage import parse_periods, parse_quantity
@@ -139,10 +148,13 @@ class _Meter:
     id: int
     kind: str
     ct_ratio: int
-    account_id: int | None
+    tz: str = "Asia/Shanghai"
+    unit: str = "kWh"  # the unit a plan must be priced in to price this meter (UTILITY_UNIT[kind])
+    has_state: bool = False  # a billing-state row existed when the meter was loaded
+    # read under the cursor lock (_lock_states):
+    account_id: int | None = None
     billing_mode: str | None = None
     plan_id: int | None = None
-    tz: str = "Asia/Shanghai"
 
 
 def ingest_batch(session: Session, rows: Sequence[RawReading], *, actor: str = "system",
@@ -158,14 +170,14 @@ def ingest_batch(session: Session, rows: Sequence[RawReading], *, actor: str = "
     reserved = IdReservation(session, "readings", len(rows)) if (
         len(rows) >= EARLY_IDS and is_postgres(session)) else None
     meters = _load_meters(session, {r.meter_id for r in rows})
-    states = _lock_states(session, sorted(meters))
+    states = _lock_states(session, meters)
     try:
         with session.begin_nested():
             out, billed = _ingest_locked(session, rows, meters, states, full_check=False, actor=actor, front=front,
                                          detail=detail, reserved=reserved)
     except _CONFLICTS:
         # A reading we did not know of (written outside billing): look every row up and go again.
-        states = _lock_states(session, sorted(meters))
+        states = _lock_states(session, meters)
         out, billed = _ingest_locked(session, rows, meters, states, full_check=True, actor=actor, front=front,
                                      detail=detail, reserved=reserved)
     if billed.wallet_deltas:
@@ -280,6 +292,14 @@ def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, sta
             add_row = new_rows.append
 
     writer.send(new_rows)
+    pricers = ctx.pricers
+    if billed_ok and pricers is not None:
+        # Unpriced (an account, but no plan of the meter's unit): the readings are stored, the
+        # cursor waits for a plan (a first reading still becomes the cursor, below).
+        for mid in list(billed_ok):
+            m = meters[mid]
+            if m.account_id is not None and pricers.loaded(m.plan_id, m.tz, m.unit) is None:
+                statuses[billed_ok.pop(mid)[-1]] = ("accepted", f"unpriced: no {m.kind} plan; billed once one is set")
     ids = writer.ids()
     if detail:
         reading_id = dict(zip(new_index, ids))
@@ -431,7 +451,7 @@ def _price_usage(ctx: _BillContext, rows: list[RawReading], meters: dict[int, _M
             b = st["baseline"]
             prev_at, prev_total, prev_periods, from_id = (rows[b].taken_at, rows[b].total,
                                                           _periods_json(rows[b].periods), reading_id[b])
-        pricer = pricers.loaded(m.plan_id, m.tz) if m.account_id is not None else None
+        pricer = pricers.loaded(m.plan_id, m.tz, m.unit)
         last_row = rows[idxs[-1]]
         if pricer is None or pricer.is_flat:  # only the total matters: one interval
             intervals = [Interval(prev_at, last_row.taken_at, (last_row.total - prev_total) * m.ct_ratio)]
@@ -474,8 +494,8 @@ def _price_usage(ctx: _BillContext, rows: list[RawReading], meters: dict[int, _M
         usage.append({"meter_id": mid, "account_id": m.account_id, "billing_mode": m.billing_mode or "none",
                       "from_reading_id": from_id, "to_reading_id": to_id,
                       "started_at": intervals[0].start, "ended_at": intervals[-1].end, "quantity": quantity,
-                      "amount": amount, "amount_fen": max(fen, 0), "lines": lines, "entry_id": None,
-                      "_key": entry_key})
+                      "amount": amount, "amount_fen": max(fen, 0), "lines": lines,
+                      "plan_id": m.plan_id if pricer is not None else None, "entry_id": None, "_key": entry_key})
         st.update(last_reading_id=to_id, last_taken_at=rows[last].taken_at, last_total=rows[last].total,
                   last_periods=_periods_json(rows[last].periods), cycle=state.cycle, cycle_used=state.used,
                   charged_month=state.charged_month, exact_amount=exact,
@@ -529,31 +549,57 @@ def _deltas(prev: Mapping[str, Decimal] | None, cur, ct: int) -> dict[str, Decim
 
 
 def _load_meters(session: Session, ids: set[int]) -> dict[int, _Meter]:
-    q = (select(Meter.id, Meter.kind, Meter.ct_ratio, Meter.account_id, Account.billing_mode, Account.tariff_plan_id,
-                Site.timezone)
+    """What never changes under billing (kind, CT ratio, site timezone), and whether a billing
+    state exists; the account and plan are read under the cursor lock (``_lock_states``)."""
+    q = (select(Meter.id, Meter.kind, Meter.ct_ratio, Site.timezone, MeterBillingState.meter_id.label("state"))
          .join(Site, Site.id == Meter.site_id)
-         .outerjoin(Account, Account.id == Meter.account_id)
+         .outerjoin(MeterBillingState, MeterBillingState.meter_id == Meter.id)
          .where(ids_in(session, Meter.id, ids)))
-    found = {r.id: _Meter(r.id, r.kind, r.ct_ratio or 1, r.account_id, r.billing_mode, r.tariff_plan_id,
-                          r.timezone or "Asia/Shanghai") for r in session.execute(q)}
+    found = {r.id: _Meter(r.id, r.kind, r.ct_ratio or 1, r.timezone or "Asia/Shanghai", UTILITY_UNIT.get(r.kind, ""),
+                          r.state is not None) for r in session.execute(q)}
     missing = ids - set(found)
     if missing:
         raise NotFound(f"meter_id: no meter {sorted(missing)[0]}", field="meter_id")
     return found
 
 
-def _lock_states(session: Session, meter_ids: list[int]) -> dict[int, dict]:
-    """Create missing billing states, then lock them all in meter id order."""
-    values = [{"meter_id": m, "cycle_used": Decimal(0), "exact_amount": Decimal(0), "billed_fen": 0,
-               "closed": False, "updated_at": utcnow()} for m in meter_ids]
+def lock_states(session: Session, meter_ids) -> dict[int, dict]:
+    """Lock the billing cursors of ``meter_ids`` (created when missing) in meter id order, as
+    billing does, and return them (``last_taken_at``, ``last_total``, ``closed``, ...). A caller
+    that changes who pays for a meter (a move-out) takes them first: a poll of the same meters
+    then waits, and reads the new account when it gets them."""
+    return _lock_states(session, _load_meters(session, set(meter_ids)))
+
+
+def start_tenancy(session: Session, meter_ids) -> None:
+    """Start a new tier cycle on each meter: cycle, usage in it, the month charged a fixed fee and
+    the cumulative exact amount and fen go back to zero (what rounding left over, under half a
+    fen, is dropped). The cursor stays. Call with the cursors locked (``lock_states``)."""
+    ids = sorted(set(meter_ids))
+    if ids:
+        session.execute(update(MeterBillingState).where(ids_in(session, MeterBillingState.meter_id, ids)).values(
+            cycle=None, cycle_used=Decimal(0), charged_month=None, exact_amount=Decimal(0), billed_fen=0,
+            updated_at=utcnow()))
+
+
+def _plan_column():
+    """The plan that prices a meter: its account's plan for the meter's utility, or on no
+    account, the meter's own plan."""
+    return case((Meter.account_id.is_(None), Meter.tariff_plan_id),
+                (Meter.kind == "water", Account.water_plan_id), else_=Account.electricity_plan_id)
+
+
+def _lock_states(session: Session, meters: dict[int, _Meter]) -> dict[int, dict]:
+    """Create missing billing states, lock them all in meter id order, then read each meter's
+    account, billing mode and plan into ``meters`` (after the lock: see ``lock_states``)."""
+    meter_ids = sorted(meters)
     insert: Any
     if is_postgres(session):
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    have = set(session.scalars(select(MeterBillingState.meter_id)
-                               .where(ids_in(session, MeterBillingState.meter_id, meter_ids))))
-    todo = [v for v in values if v["meter_id"] not in have]
+    todo = [{"meter_id": m, "cycle_used": Decimal(0), "exact_amount": Decimal(0), "billed_fen": 0,
+             "closed": False, "updated_at": utcnow()} for m in meter_ids if not meters[m].has_state]
     if todo:
         session.execute(insert(MeterBillingState.__table__).on_conflict_do_nothing(index_elements=["meter_id"]),
                         todo)
@@ -568,6 +614,11 @@ def _lock_states(session: Session, meter_ids: list[int]) -> dict[int, dict]:
         st["cycle_used"] = Decimal(st["cycle_used"] or 0)
         st["exact_amount"] = Decimal(st["exact_amount"] or 0)
         states[st["meter_id"]] = st
+    q2 = (select(Meter.id, Meter.account_id, Account.billing_mode, _plan_column().label("plan_id"))
+          .outerjoin(Account, Account.id == Meter.account_id).where(ids_in(session, Meter.id, meter_ids)))
+    for mid, account_id, billing_mode, plan_id in session.execute(q2):
+        m = meters[mid]
+        m.account_id, m.billing_mode, m.plan_id, m.has_state = account_id, billing_mode, plan_id, True
     return states
 
 

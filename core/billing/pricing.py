@@ -29,12 +29,16 @@ class PricerCache:
         for pid, eff, spec in rows:
             self._versions[pid].append(Version(eff, parse_plan(spec)))
 
-    def loaded(self, plan_id: int | None, tz: str) -> Pricer | None:
+    def loaded(self, plan_id: int | None, tz: str, unit: str | None = None) -> Pricer | None:
         """``get`` for a plan ``preload`` has read: never touches the database (billing prices while
-        the same connection writes readings)."""
+        the same connection writes readings). With ``unit``: None unless the plan is priced in it
+        (a kWh plan never prices a water meter, even one set by hand in the database)."""
         if plan_id is not None and plan_id not in self._versions:
             raise LookupError(f"tariff plan {plan_id} was not preloaded")
-        return self.get(plan_id, tz)
+        pricer = self.get(plan_id, tz)
+        if pricer is not None and unit is not None and pricer.unit != unit:
+            return None
+        return pricer
 
     def get(self, plan_id: int | None, tz: str) -> Pricer | None:
         """The pricer for a plan, or None when there is no plan or it has no version."""

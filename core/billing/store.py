@@ -198,7 +198,7 @@ def insert_usage(session: Session, rows: list[dict]) -> None:
 
 
 USAGE_COPY = ("COPY billed_usage (meter_id, account_id, billing_mode, from_reading_id, to_reading_id, started_at, "
-              "ended_at, quantity, amount, amount_fen, lines, entry_id, created_at) FROM STDIN")
+              "ended_at, quantity, amount, amount_fen, lines, plan_id, entry_id, created_at) FROM STDIN")
 
 
 def usage_lines(rows: list[dict]) -> list[str]:
@@ -207,7 +207,8 @@ def usage_lines(rows: list[dict]) -> list[str]:
     t = copy_text
     return [f"{r['meter_id']}\t{t(r['account_id'])}\t{t(r['billing_mode'])}\t{r['from_reading_id']}\t"
             f"{r['to_reading_id']}\t{r['started_at'].isoformat()}\t{r['ended_at'].isoformat()}\t{r['quantity']}\t"
-            f"{r['amount']}\t{int(r['amount_fen'])}\t{t(json.dumps(r['lines']))}\t{t(r['entry_id'])}\t{now}\n"
+            f"{r['amount']}\t{int(r['amount_fen'])}\t{t(json.dumps(r['lines']))}\t{t(r['plan_id'])}\t"
+            f"{t(r['entry_id'])}\t{now}\n"
             for r in rows]
 
 

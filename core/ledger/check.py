@@ -114,3 +114,45 @@ def validate(session: Session) -> list[Problem]:
     for check in CHECKS:
         problems.extend(check(session))
     return problems
+
+
+# --- tariffs of the right unit (issue 17) --------------------------------------------------
+# Kept apart from CHECKS above on purpose: one line each to add, below.
+
+def usage_under_wrong_unit(session: Session) -> list[Problem]:
+    """No interval was priced with a plan of another unit than its meter's (kWh for electricity,
+    m3 for water). Reads ``billed_usage.plan_id`` (set from migration 0004 on)."""
+    from sqlalchemy import case
+
+    from core.models import BilledUsage, Meter, TariffPlan
+    unit = case((Meter.kind == "water", "m3"), else_="kWh")
+    rows = session.execute(
+        select(BilledUsage.id, Meter.serial, Meter.kind, TariffPlan.name, TariffPlan.unit)
+        .join(Meter, Meter.id == BilledUsage.meter_id).join(TariffPlan, TariffPlan.id == BilledUsage.plan_id)
+        .where(TariffPlan.unit != unit).order_by(BilledUsage.id))
+    return [Problem("plan-unit", f"billed_usage {r[0]}", f"{r[2]} meter {r[1]} was priced with {r[3]!r} in {r[4]}")
+            for r in rows]
+
+
+def plans_of_wrong_unit(session: Session) -> list[Problem]:
+    """No account holds an electricity plan that is not in kWh or a water plan not in m3, and no
+    meter's own plan is of another unit than its kind's (billing would not price with them)."""
+    from core.models import Account, Meter, TariffPlan
+    problems = []
+    for column, utility, unit in ((Account.electricity_plan_id, "electricity", "kWh"),
+                                  (Account.water_plan_id, "water", "m3")):
+        rows = session.execute(select(Account.id, TariffPlan.name, TariffPlan.unit)
+                               .join(TariffPlan, TariffPlan.id == column).where(TariffPlan.unit != unit)
+                               .order_by(Account.id))
+        problems += [Problem("plan-unit", f"account {r[0]}", f"its {utility} plan {r[1]!r} is priced in {r[2]}")
+                     for r in rows]
+    for kind, unit in (("electricity", "kWh"), ("water", "m3")):
+        rows = session.execute(select(Meter.serial, TariffPlan.name, TariffPlan.unit)
+                               .join(TariffPlan, TariffPlan.id == Meter.tariff_plan_id)
+                               .where(Meter.kind == kind, TariffPlan.unit != unit).order_by(Meter.id))
+        problems += [Problem("plan-unit", f"meter {r[0]}", f"its own plan {r[1]!r} is priced in {r[2]}, not {unit}")
+                     for r in rows]
+    return problems
+
+
+CHECKS += [usage_under_wrong_unit, plans_of_wrong_unit]

@@ -64,6 +64,9 @@ class BilledUsage(Base):
     amount_fen: Mapped[int] = mapped_column(BigInteger)  # what this interval posted or accrued
     # [{"period"/"tier"/"charge": .., "quantity": "..", "price": "..", "amount": ".."}] (exact strings)
     lines: Mapped[list] = mapped_column(JSON, default=list)
+    # The plan that priced it (NULL: unpriced, or billed before migration 0004). No foreign key, on
+    # purpose: rows are written by COPY on the hot path, like the readings' meter_id.
+    plan_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entries.id"), nullable=True)
     bill_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

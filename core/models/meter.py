@@ -10,6 +10,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from core.db import Base, BigId, UTCDateTime, utcnow
 
 METER_KINDS = ("electricity", "water")
+# The unit a plan must be priced in to price a meter of each kind (utility).
+UTILITY_UNIT = {"electricity": "kWh", "water": "m3"}
 PROTOCOLS = ("modbus-rtu", "modbus-tcp", "dlt645", "cjt188")
 # Register values: energy kWh to 0.01, water m3 to 0.001; Numeric(16, 3) holds both exactly.
 Quantity = Numeric(16, 3)
@@ -40,6 +42,9 @@ class Meter(Base):
     profile: Mapped[str] = mapped_column(String(60))
     address: Mapped[str] = mapped_column(String(20))  # Modbus unit id or DL/T 645 / CJ/T 188 address
     ct_ratio: Mapped[int] = mapped_column(Integer, default=1)
+    # The meter's own plan, used only while it is on no account (a common area's master meter,
+    # set by a tenant-less row of ``sites import``); on an account, the account's plan prices it.
+    tariff_plan_id: Mapped[int | None] = mapped_column(ForeignKey("tariff_plans.id"), nullable=True)
     # active: in service; replaced: closed on its final reading by a meter swap.
     status: Mapped[str] = mapped_column(String(12), default="active")
     online: Mapped[bool] = mapped_column(Boolean, default=False)

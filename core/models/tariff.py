@@ -10,13 +10,20 @@ from core.db import Base, BigId, UTCDateTime, utcnow
 
 
 class TariffPlan(Base):
+    """A named plan. ``site_id`` set: the site's own plan (its admins edit it, its accounts use it);
+    NULL: a shared template, which a site copies (same name, every version) the first time it is
+    named there; later template versions never reach the copies."""
+
     __tablename__ = "tariff_plans"
+    __table_args__ = (UniqueConstraint("site_id", "name"),)
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    name: Mapped[str] = mapped_column(String(120), unique=True)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"), nullable=True, index=True)
+    name: Mapped[str] = mapped_column(String(120))
     kind: Mapped[str] = mapped_column(String(20))
     unit: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    site = relationship("Site")
     versions: Mapped[list[TariffVersion]] = relationship(
         back_populates="plan", order_by="TariffVersion.effective_from")
 

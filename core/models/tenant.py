@@ -35,7 +35,9 @@ class Account(Base):
     room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"), index=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
     billing_mode: Mapped[str] = mapped_column(String(20), default="prepaid-platform")
-    tariff_plan_id: Mapped[int | None] = mapped_column(ForeignKey("tariff_plans.id"), nullable=True)
+    # One plan per utility (a kWh plan never prices water): see plan_id_for and docs/tariffs.md.
+    electricity_plan_id: Mapped[int | None] = mapped_column(ForeignKey("tariff_plans.id"), nullable=True)
+    water_plan_id: Mapped[int | None] = mapped_column(ForeignKey("tariff_plans.id"), nullable=True)
     status: Mapped[str] = mapped_column(String(10), default="open", index=True)
     # Alarm levels: [{"amount_fen": 5000, "times": 1, "every_minutes": 0}, ...]; None = site default.
     alarm_levels: Mapped[list | None] = mapped_column(JSON, nullable=True)
@@ -45,7 +47,20 @@ class Account(Base):
 
     tenant = relationship("Tenant")
     room = relationship("Room")
-    tariff_plan = relationship("TariffPlan")
+    electricity_plan = relationship("TariffPlan", foreign_keys=[electricity_plan_id])
+    water_plan = relationship("TariffPlan", foreign_keys=[water_plan_id])
     meters = relationship("Meter", back_populates="account", order_by="Meter.id")
     wallet = relationship("LedgerAccount", uselist=False, primaryjoin="Account.id == LedgerAccount.account_id",
                           foreign_keys="LedgerAccount.account_id", viewonly=True)
+
+    def plan_id_for(self, utility: str) -> int | None:
+        """The id of the plan that prices this account's meters of ``utility`` (None: unpriced)."""
+        if utility == "electricity":
+            return self.electricity_plan_id
+        if utility == "water":
+            return self.water_plan_id
+        raise ValueError(f"unknown utility {utility!r}")
+
+    def plan_of(self, utility: str):
+        """The ``TariffPlan`` pricing this account's meters of ``utility``, or None."""
+        return self.electricity_plan if utility == "electricity" else self.water_plan if utility == "water" else None

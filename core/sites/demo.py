@@ -215,8 +215,8 @@ def _build(session: Session, extra_fen: dict[str, int]) -> _Built:
     session.add(site)
     session.flush()
     built = _Built(site)
-    add_plan(session, ELECTRICITY_PLAN[0], ELECTRICITY_PLAN[1])
-    add_plan(session, WATER_PLAN[0], WATER_PLAN[1])
+    add_plan(session, ELECTRICITY_PLAN[0], ELECTRICITY_PLAN[1], site_id=site.id)
+    add_plan(session, WATER_PLAN[0], WATER_PLAN[1], site_id=site.id)
     base = port_base()
     water_gateways = {}
     for b_idx, b_name in enumerate(BUILDINGS):
@@ -268,7 +268,8 @@ def _build(session: Session, extra_fen: dict[str, int]) -> _Built:
                 rng.randint(10000000, 99999999)  # the phone's old random digits: kept so later choices stay the same
                 acct = open_account(session, OpenAccountRequest(
                     room_id=room.id, tenant_name=tenant, tenant_phone=phone_of(b_idx, f, r), meters=tuple(meters),
-                    tariff=ELECTRICITY_PLAN[0], billing_mode=mode,
+                    tariffs={spec.kind: ELECTRICITY_PLAN[0] if spec.kind == "electricity" else WATER_PLAN[0]
+                             for spec in meters}, billing_mode=mode,
                     opening_balance_fen=None if mode == "postpaid" else balance_fen),
                     actor="demo", front="cli")
                 built.accounts += 1

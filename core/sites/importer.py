@@ -11,7 +11,12 @@ gateway URL without host or port, a profile the caller does not know (``profiles
 kind, passed in by the fronts because core does not import hardware) or a meter kind that does not
 fit its profile.
 
-One row is one meter. Rows of the same room (and tenant) make one account with several meters.
+One row is one meter. Rows of the same room (and tenant) make one account with several meters;
+they name the same tenant, phone and billing mode. ``tariff`` is the plan of the row's meter kind
+(utility): the rows of a room's electricity meters name one plan, its water meters' rows another
+(a blank cell takes the other rows'), and a plan whose unit does not fit the meter kind (a kWh plan
+on a water row) is refused. A plan name is the site's plan, or a template the site copies. On a row
+without a tenant, ``tariff`` sets the meter's own plan (a common area's master meter).
 Each room is imported in its own savepoint: a bad row is reported with its line number and the
 reason, and nothing of that room is left behind; the other rooms still go in. Re-importing the
 same file changes nothing (rooms, tenants, meters are looked up by their natural keys and the
@@ -31,13 +36,15 @@ from urllib.parse import urlparse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core import billing
 from core.db import get_existing
 from core.errors import MeterpayError, NotFound, ValidationError
 from core.ledger.money import format_fen, parse_yuan
 from core.models import Account, Building, Floor, Meter, Room, Site, Tenant
 from core.models.meter import METER_KINDS
 from core.models.tenant import BILLING_MODES
-from core.sites.accounts import MeterSpec, OpenAccountRequest, attach_meter, open_account
+from core.sites.accounts import MeterSpec, OpenAccountRequest, attach_meter, change_tariff, open_account
+from core.tariffs.store import plan_for
 
 COLUMNS = ("building", "floor", "room", "area_m2", "tenant", "phone", "meter_serial", "meter_kind", "profile",
            "gateway", "address", "tariff", "billing_mode", "opening_balance")
@@ -378,10 +385,8 @@ def _account_and_meters(session: Session, site: Site, room: Room, rows: list[Row
                         *, actor: str, front: str) -> None:
     first = rows[0]
     for r in rows[1:]:
-        same = (first.tenant, first.phone, first.billing_mode, first.tariff)
-        if (r.tenant, r.phone, r.billing_mode, r.tariff) != same:
-            raise ValidationError("rows of one room must name the same tenant, phone, tariff and billing_mode",
-                                  line=r.line)
+        if (r.tenant, r.phone, r.billing_mode) != (first.tenant, first.phone, first.billing_mode):
+            raise ValidationError("rows of one room must name the same tenant, phone and billing_mode", line=r.line)
     # The room's opening balance may be repeated on each of its rows (one row per meter): it is
     # the account's, counted once. Rows naming different amounts are a question, not a sum.
     amounts = {r.opening_balance_fen for r in rows if r.opening_balance_fen}
@@ -394,31 +399,54 @@ def _account_and_meters(session: Session, site: Site, room: Room, rows: list[Row
                               field="opening_balance", line=other.line)
     opening = amounts.pop() if amounts else 0
     if not first.tenant:
-        # A room without a tenant: meters are registered, no account is opened.
+        # A room without a tenant: meters are registered, no account is opened; a row's tariff is
+        # its meter's own plan (set when the meter has none: a re-import changes nothing).
         for r in rows:
-            if session.scalar(select(Meter).where(Meter.serial == r.meter.serial)) is None:
+            if r.tariff:
+                _check_tariff(session, site, r)
+        for r in rows:
+            meter = session.scalar(select(Meter).where(Meter.serial == r.meter.serial))
+            if meter is None:
                 try:
-                    attach_meter(session, site.id, room.id, None, r.meter)
+                    meter = attach_meter(session, site.id, room.id, None, r.meter)
                 except MeterpayError as exc:
                     exc.details["line"] = r.line
                     raise
                 report.meters_added += 1
+            if r.tariff and meter.tariff_plan_id is None:
+                meter.tariff_plan_id = _assign(session, site, r, meter.kind, actor=actor, front=front)
         return
+    tariffs = _tariffs_by_kind(session, site, rows)
     account = session.scalar(select(Account).where(Account.room_id == room.id, Account.status == "open"))
     if account is not None:
         tenant = get_existing(session, Tenant, account.tenant_id)
         if (tenant.name, tenant.phone) != (first.tenant, first.phone):
             raise ValidationError(f"room {room.number} already has an open account for {tenant.name}",
                                   field="tenant", line=first.line)
+        joined = []
         for r in rows:
             meter = session.scalar(select(Meter).where(Meter.serial == r.meter.serial))
             if meter is None or meter.account_id != account.id:
                 try:
-                    attach_meter(session, site.id, room.id, account.id, r.meter)
+                    joined.append(attach_meter(session, site.id, room.id, account.id, r.meter).id)
                 except MeterpayError as exc:
                     exc.details["line"] = r.line
                     raise
                 report.meters_added += 1
+        if joined:  # a meter joining the account starts the account's own tier cycle on it
+            billing.lock_states(session, joined)
+            billing.start_tenancy(session, joined)
+        session.flush()
+        session.refresh(account)
+        # A utility the account has no plan for takes the file's; a plan set already stays (a
+        # tariff changes through change_tariff, not by importing the sheet again).
+        for kind, (name, line) in sorted(tariffs.items()):
+            if account.plan_id_for(kind) is None:
+                try:
+                    change_tariff(session, account.id, name, utility=kind, actor=actor, front=front)
+                except MeterpayError as exc:
+                    exc.details["line"] = line
+                    raise
         return
     for r in rows:
         existing = session.scalar(select(Meter).where(Meter.serial == r.meter.serial))
@@ -427,8 +455,49 @@ def _account_and_meters(session: Session, site: Site, room: Room, rows: list[Row
     try:
         open_account(session, OpenAccountRequest(
             room_id=room.id, tenant_name=first.tenant, tenant_phone=first.phone,
-            meters=tuple(r.meter for r in rows), tariff=first.tariff, billing_mode=first.billing_mode,
-            opening_balance_fen=opening or None), actor=actor, front=front)
+            meters=tuple(r.meter for r in rows), tariffs={k: name for k, (name, _line) in tariffs.items()},
+            billing_mode=first.billing_mode, opening_balance_fen=opening or None), actor=actor, front=front)
     except MeterpayError as exc:
         raise exc
     report.accounts_opened += 1
+
+
+def _tariffs_by_kind(session: Session, site: Site, rows: list[Row]) -> dict[str, tuple[str, int]]:
+    """meter kind -> (plan name, line naming it): the rows of one kind agree (a blank cell defers to
+    a filled one), and every plan named exists and fits its row's kind. Writes nothing."""
+    found: dict[str, tuple[str, int]] = {}
+    for r in rows:
+        if not r.tariff:
+            continue
+        kind = _check_tariff(session, site, r)
+        if kind in found and found[kind][0] != r.tariff:
+            word = "water meters" if kind == "water" else "electricity meters"
+            raise ValidationError(f"tariff: rows of room {r.room} name different tariffs for its {word} "
+                                  f"({found[kind][0]!r}, {r.tariff!r})", field="tariff", line=r.line)
+        found[kind] = (r.tariff, r.line)
+    return found
+
+
+def _check_tariff(session: Session, site: Site, row: Row) -> str:
+    """The row's meter kind, once its tariff is known to exist and to fit that kind."""
+    kind = _kind(session, row)
+    try:
+        plan_for(session, row.tariff or "", site_id=site.id, utility=kind, copy=False)
+    except MeterpayError as exc:
+        exc.details["line"] = row.line
+        raise
+    return kind
+
+
+def _kind(session: Session, row: Row) -> str:
+    """The kind of the row's meter: the stored meter's when it exists (that is what is priced)."""
+    kind = session.scalar(select(Meter.kind).where(Meter.serial == row.meter.serial.strip()))
+    return kind or row.meter.kind
+
+
+def _assign(session: Session, site: Site, row: Row, kind: str, *, actor: str, front: str) -> int:
+    try:
+        return plan_for(session, row.tariff or "", site_id=site.id, utility=kind, actor=actor, front=front).id
+    except MeterpayError as exc:
+        exc.details["line"] = row.line
+        raise

@@ -300,6 +300,7 @@ def summary(session: Session, account: Account, *, today: date | None = None) ->
     meters = list(session.scalars(select(Meter).where(Meter.account_id == account.id, Meter.status == "active")
                                   .order_by(Meter.id)))
     points = usage(session, account, "day", today, today)
+    kinds = [k for k in QUANTUM if any(m.kind == k for m in meters)]
     return {
         "balance_fen": bal.fen,
         "balance": bal,
@@ -310,8 +311,20 @@ def summary(session: Session, account: Account, *, today: date | None = None) ->
                     "valve_state": m.valve_state, "remaining_fen": m.remaining_fen,
                     "last_seen_at": m.last_seen_at} for m in meters],
         "today": points[0] if points else UsagePoint(today.isoformat(), Decimal("0.00"), 0),
+        "tariffs": [tariff_info(session, account, k, today) for k in kinds],
         **room_label(session, account),
     }
+
+
+def tariff_info(session: Session, account: Account, utility: str, today: date | None = None) -> dict:
+    """The plan pricing the account's ``utility`` and its price now: ``{"utility", "plan", "unit",
+    "price"}`` (``plan`` and ``price`` None: no plan, usage waits to be billed)."""
+    from core.models.meter import UTILITY_UNIT
+    from core.tariffs.store import plan_summary
+    found = plan_summary(session, account.plan_id_for(utility), today)
+    if found is None:
+        return {"utility": utility, "plan": None, "unit": UTILITY_UNIT[utility], "price": None}
+    return {"utility": utility, "plan": found["plan"], "unit": found["unit"], "price": found["price"]}
 
 
 def _periods(granularity: str, start: date, end: date) -> list[tuple[str, date, date]]:

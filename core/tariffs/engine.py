@@ -150,6 +150,7 @@ class Pricer:
         if not versions:
             raise ValueError("a pricer needs at least one plan version")
         self.versions = sorted(versions, key=lambda v: v.effective_from)
+        self.unit = self.versions[0].plan.unit  # every version of a stored plan has the plan's unit
         self.tz = tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz)
         self._change_days = {v.effective_from for v in self.versions[1:]}
         self._simple = len(self.versions) == 1 and not self.versions[0].plan.is_tou

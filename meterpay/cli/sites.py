@@ -35,7 +35,8 @@ def import_(site_name: str, path: str, as_json: bool) -> None:
     """Create buildings, floors, rooms, tenants, accounts and meters from PATH.
 
     Columns: building,floor,room,area_m2,tenant,phone,meter_serial,meter_kind,profile,gateway,
-    address,tariff,billing_mode,opening_balance (yuan). Re-importing the same file changes nothing.
+    address,tariff,billing_mode,opening_balance (yuan). ``tariff`` is the plan of the row's meter kind (a
+    kWh plan for electricity, an m3 plan for water). Re-importing the same file changes nothing.
     Exit status 1 when any row was rejected (`line N: reason`; the good rooms are still imported),
     2 when the file cannot be read (missing, not UTF-8, not a workbook, wrong header): then nothing
     is written.
@@ -76,3 +77,39 @@ def list_sites() -> None:
             accts = session.scalar(select(func.count()).select_from(Account)
                                    .where(Account.site_id == site.id, Account.status == "open"))
             click.echo(f"{site.name}\t{rooms} rooms\t{accts} open accounts")
+
+
+@sites.command("check")
+@click.option("--site", "site_name", default=None, help="only this site")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+@friendly_errors
+def check(site_name: str | None, as_json: bool) -> None:
+    """List meters no plan prices (an open account without a plan of the meter's unit).
+
+    Their readings are kept and billing waits: assigning a plan of the right unit bills the whole
+    gap at once on the next reading. Exit status 1 when any meter is listed.
+    """
+    from sqlalchemy import select
+
+    from core.db import session_scope
+    from core.errors import NotFound
+    from core.models import Site
+    from core.sites.checks import unpriced_meters
+    with session_scope() as session:
+        site_id = None
+        if site_name is not None:
+            site_id = session.scalar(select(Site.id).where(Site.name == site_name))
+            if site_id is None:
+                raise NotFound(f"no site named {site_name!r}")
+        meters = unpriced_meters(session, site_id)
+    if as_json:
+        print_json({"ok": not meters, "unpriced": [
+            {**m, "waiting_since": m["waiting_since"].isoformat() if m["waiting_since"] else None} for m in meters]})
+    else:
+        for m in meters:
+            since = f"; billing waits since {m['waiting_since']:%Y-%m-%d %H:%M} UTC" if m["waiting_since"] else ""
+            click.echo(f"{m['site']} {m['room']} {m['serial']} ({m['utility']}): {m['reason']}{since}")
+        click.echo(f"{len(meters)} unpriced meter(s)" + (
+            "; assign a plan of the right unit (更改电价/更改水价): the next reading bills the whole gap at once"
+            if meters else ""))
+    sys.exit(1 if meters else 0)

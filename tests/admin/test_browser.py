@@ -133,7 +133,7 @@ def test_importing_a_sheet_shows_the_report_line_by_line(page, live_server, demo
 
 def test_opening_with_a_preset_tariff_preview_audit_and_english(page, live_server, demo, session):
     from core.sites.accounts import save_preset
-    save_preset(session, "商铺标准", tariff="商业电价", opening_balance_fen=20000,
+    save_preset(session, "商铺标准", tariff="商业电价", opening_balance_fen=20000, site_id=demo.site_id,
                 alarm_levels=[{"amount_fen": 8000}, {"amount_fen": 3000}, {"amount_fen": 0}])
     session.commit()
     base = live_server.url

@@ -16,6 +16,7 @@ def site(factory, session):
     room_at(factory, site, "A102")
     from core.tariffs.store import add_plan
     add_plan(session, "商业电价", {"kind": "flat", "unit": "kWh", "price": "1.0"})
+    add_plan(session, "商业水价", {"kind": "flat", "unit": "m3", "price": "5.0"})
     session.commit()
     return site
 
@@ -42,7 +43,7 @@ def test_opening_an_account_with_an_electricity_and_a_water_meter(manage, site, 
                             meter1_address="00000000000001"))
     assert resp.status_code == 303, resp.text
     acct = session.scalar(select(Account))
-    assert acct.tenant.name == "王记便利店" and acct.tariff_plan.name == "商业电价"
+    assert acct.tenant.name == "王记便利店" and acct.electricity_plan.name == "商业电价"
     assert sorted(m.serial for m in acct.meters) == ["E0001", "W0001"]
     assert session.scalar(select(LedgerAccount.balance_fen).where(LedgerAccount.account_id == acct.id)) == 20000
     assert [lv["amount_fen"] for lv in acct.alarm_levels] == [5000, 2000, 0]
@@ -89,7 +90,7 @@ def test_a_saved_preset_fills_the_next_opening(manage, site, session):
     assert resp.status_code == 303
     session.expire_all()
     acct = session.scalar(select(Account).where(Account.tenant.has(name="李记")))
-    assert acct.tariff_plan.name == "商业电价"
+    assert acct.electricity_plan.name == "商业电价"
     assert session.scalar(select(LedgerAccount.balance_fen).where(LedgerAccount.account_id == acct.id)) == 10000
     assert [lv["amount_fen"] for lv in acct.alarm_levels] == [8000, 3000, 1000]
 
@@ -102,7 +103,7 @@ def test_a_viewer_cannot_open_accounts(manage, site, session):
 CSV = """building,floor,room,area_m2,tenant,phone,meter_serial,meter_kind,profile,gateway,address,tariff,billing_mode,opening_balance
 A,1,A101,30,王记,13800000001,E1001,electricity,acrel-ddsy1352,,1,商业电价,prepaid-platform,100
 A,1,A103,45,李记,13800000002,E1003,electricity,acrel-ddsy1352,,2,商业电价,prepaid-platform,50.5
-A,1,A103,45,李记,13800000002,W1003,water,cjt188-water,,00000000000003,商业电价,prepaid-platform,
+A,1,A103,45,李记,13800000002,W1003,water,cjt188-water,,00000000000003,商业水价,prepaid-platform,
 B,2,B201,abc,赵记,,E2001,electricity,acrel-ddsy1352,,3,,prepaid-platform,
 """
 

@@ -140,7 +140,7 @@ def test_keep_power_alarm_amounts_and_tariff_are_set_from_the_page(manage, shop,
     acct = session.get(Account, account.id)
     assert acct.keep_power is True
     assert [lv["amount_fen"] for lv in acct.alarm_levels] == [8000, 3000, 500]
-    assert acct.tariff_plan.name == "商业电价"
+    assert acct.electricity_plan.name == "商业电价"
     actions = set(session.scalars(select(AuditLog.action).where(AuditLog.front == "admin")))
     assert {"keep_power_on", "set_alarm_levels", "change_tariff"} <= actions
     html = manage.client.get(f"/admin/rooms/{account.room_id}").text
@@ -321,3 +321,54 @@ def test_a_water_meter_is_closed_and_opened_by_its_valve(manage, factory, sessio
     assert manage.post(url, {"meter_id": meter_id, "on": "1", "op": "8" * 32}).status_code == 303
     kinds = [c.kind for c in session.scalars(select(MeterCommand).order_by(MeterCommand.id))]
     assert kinds == ["valve_close", "valve_open"]
+
+
+def test_room_page_shows_each_utilitys_plan_and_price(manage, factory, session):
+    from core.models import Account
+    from core.sites.accounts import MeterSpec
+    from core.tariffs.store import add_plan
+    site = factory.site("东方广场")
+    add_plan(session, "商业电价", {"kind": "flat", "unit": "kWh", "price": "1.0"}, site_id=site.id)
+    add_plan(session, "商业水价", {"kind": "flat", "unit": "m3", "price": "5.0"}, site_id=site.id)
+    account = factory.account(room=room_at(factory, site, "A101"), tariff="商业电价",
+                              meters=(MeterSpec("E1"), MeterSpec("W1", kind="water", profile="cjt188-water")))
+    manage.as_manager("alice", sites=[site])
+    html = manage.client.get(f"/admin/rooms/{account.room_id}").text
+    assert "商业电价 <small class=\"muted\">1.0 元/kWh</small>" in html
+    assert 'id="plan-water"><span class="neg">未设置' in html
+    assert "更改电价" in html and "更改水价" in html
+    base = f"/admin/rooms/{account.room_id}/actions"
+    resp = manage.post(f"{base}/tariff", {"tariff": "商业电价", "utility": "water"})
+    assert resp.status_code == 400 and "priced in kWh; a water meter needs m3" in resp.text
+    session.expire_all()
+    assert session.get(Account, account.id).water_plan_id is None
+    assert manage.post(f"{base}/tariff", {"tariff": "商业水价", "utility": "water"}).status_code == 303
+    html = manage.client.get(f"/admin/rooms/{account.room_id}").text
+    assert "水价已改为 商业水价" in html and "商业水价 <small class=\"muted\">5.0 元/m³</small>" in html
+
+
+def test_closing_from_the_page_bills_the_entered_closing_reading(manage, factory, session):
+    from datetime import timedelta
+
+    from core.billing import ingest
+    from core.models import Account, BilledUsage
+    from core.tariffs.store import add_plan
+    from core.utils import utcnow
+    site = factory.site("东方广场")
+    add_plan(session, "商业电价", {"kind": "flat", "unit": "kWh", "price": "1.0"}, site_id=site.id)
+    account = factory.account(room=room_at(factory, site, "A101"), tariff="商业电价", balance_fen=10000)
+    serial = account.meters[0].serial
+    ingest(session, account.meters[0].id, utcnow() - timedelta(hours=3), 100)
+    session.commit()
+    manage.as_manager("alice", sites=[site])
+    html = manage.client.get(f"/admin/rooms/{account.room_id}").text
+    assert f'name="closing_{serial}"' in html and 'placeholder="100.00 @' in html
+    url = f"/admin/rooms/{account.room_id}/actions/close"
+    resp = manage.post(url, {"settlement": "refund", "confirm": "yes"})
+    assert resp.status_code == 400 and "enter its closing reading" in resp.text
+    resp = manage.post(url, {"settlement": "refund", "confirm": "yes", f"closing_{serial}": "112.5"})
+    assert resp.status_code == 303
+    session.expire_all()
+    assert session.get(Account, account.id).status == "closed"
+    last = session.scalars(select(BilledUsage).order_by(BilledUsage.id.desc())).first()
+    assert (last.account_id, last.amount_fen) == (account.id, 1250)

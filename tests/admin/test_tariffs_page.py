@@ -97,3 +97,37 @@ def test_a_water_plan_reads_as_a_water_price(manage, session):
     manage.client.get("/admin/lang/en")
     html = manage.client.get("/admin/tariffs").text
     assert "flat (water)" in html[html.index("商业水价"):].split("</tr>", 1)[0]
+
+
+FLAT = {"kind": "flat", "unit": "kWh", "price": "1.0"}
+
+
+def test_a_site_admin_cannot_change_another_sites_plan(manage, factory, session):
+    from core.tariffs.store import add_plan
+    own, other = factory.site("东方广场"), factory.site("西城大厦")
+    theirs, _ = add_plan(session, "商业电价", FLAT, site_id=other.id)
+    template, _ = add_plan(session, "居民电价", FLAT)
+    session.commit()
+    manage.as_manager("alice", sites=[own], role="admin")
+    dearer = json.dumps({**FLAT, "price": "2.0"})
+    resp = manage.post("/admin/tariffs", {"site_id": str(other.id), "name": "商业电价",
+                                          "effective_from": "2027-01-01", "spec": dearer})
+    assert resp.status_code == 404  # another site's plans are not even visible
+    assert manage.client.get(f"/admin/tariffs/new?site_id={other.id}&name=商业电价").status_code == 404
+    resp = manage.post("/admin/tariffs", {"site_id": "", "name": "居民电价", "effective_from": "2027-01-01",
+                                          "spec": dearer})
+    assert resp.status_code == 403  # a template: all-sites admins only
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(TariffVersion)) == 2
+    html = manage.client.get("/admin/tariffs").text
+    assert "居民电价" in html and "西城大厦" not in html
+    # Its own site's plan it may write, and a template it may copy into its site.
+    resp = manage.post("/admin/tariffs", {"site_id": str(own.id), "name": "商业电价", "effective_from": "2026-01-01",
+                                          "spec": dearer})
+    assert resp.status_code == 303
+    assert manage.post(f"/admin/tariffs/{template.id}/copy", {"site_id": str(own.id)}).status_code == 303
+    assert manage.post(f"/admin/tariffs/{template.id}/copy", {"site_id": str(other.id)}).status_code == 404
+    session.expire_all()
+    mine = {p.name for p in session.scalars(select(TariffPlan).where(TariffPlan.site_id == own.id))}
+    assert mine == {"商业电价", "居民电价"}
+    assert [v.spec["price"] for v in theirs.versions] == ["1.0"]

@@ -34,12 +34,13 @@ def billed_account(factory, session):
     def make(plan: dict | None = FLAT, *, mode: str = "prepaid-platform", balance_fen: int = 100_000,
              ct_ratio: int = 1, plan_name: str | None = None, kind: str = "electricity"):
         counter["n"] += 1
+        site = factory.site()
         name = None
         if plan is not None:
             name = plan_name or f"plan-{counter['n']}"
-            add_plan(session, name, plan)
+            add_plan(session, name, plan, site_id=site.id)
         serial = f"BILL{counter['n']:04d}-{id(session) % 10000}"
-        acct = factory.account(balance_fen=balance_fen, billing_mode=mode, tariff=name,
+        acct = factory.account(site=site, balance_fen=balance_fen, billing_mode=mode, tariff=name,
                                meters=(MeterSpec(serial=serial, ct_ratio=ct_ratio, kind=kind),))
         return acct, acct.meters[0]
     return make

@@ -142,7 +142,7 @@ def test_price_change_mid_cycle_splits_usage_at_the_change(session, billed_accou
     acct, meter = billed_account(BEIJING_TIERS, plan_name="bj")
     raised = {**BEIJING_TIERS, "tiers": [{"upto": "240", "price": "0.5"}, {"upto": "400", "price": "0.6"},
                                           {"upto": None, "price": "0.8"}]}
-    add_plan(session, "bj", raised, effective_from=date(2026, 7, 16))
+    add_plan(session, "bj", raised, site_id=acct.site_id, effective_from=date(2026, 7, 16))
     session.commit()
     ingest(session, meter.id, at("2026-07-01 00:00"), kwh("0"))
     ingest(session, meter.id, at("2026-07-16 00:00"), kwh("300"))

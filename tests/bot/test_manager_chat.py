@@ -184,3 +184,24 @@ def test_guessing_the_code_cancels_the_command(client, sandbox, session, two_sit
     assert "没有待确认" in wechat.say("o-alice", f"确认 {code}")
     session.expire_all()
     assert ledger.account_balance(session, two_sites["a"].id) == 10000
+
+
+def test_a_tariff_change_is_refused_for_the_wrong_unit_and_confirmed_for_the_right_one(
+        client, sandbox, session, factory, two_sites):
+    from core.models import Site
+    from core.tariffs.store import add_plan
+    site_a = session.scalar(select(Site).where(Site.name == "Site A"))
+    add_plan(session, "商业电价", {"kind": "flat", "unit": "kWh", "price": "1.0"}, site_id=site_a.id)
+    add_plan(session, "居民电价", {"kind": "flat", "unit": "kWh", "price": "0.6"}, site_id=site_a.id)
+    session.commit()
+    wechat, a = WeChat(client), two_sites["a"]
+    refused = wechat.say("o-alice", "水价 A301 商业电价")
+    assert "未执行" in refused and "priced in kWh; a water meter needs m3" in refused
+    ask = wechat.say("o-alice", "电价 A301 居民电价")
+    assert "请确认" in ask and "电价 A301 改为 居民电价" in ask
+    done = wechat.say("o-alice", f"确认 {_code(ask)}")
+    assert "已执行" in done
+    session.expire_all()
+    assert session.get(Account, a.id).electricity_plan.name == "居民电价"
+    assert "电价：居民电价 0.6 元/kWh" in wechat.say("o-alice", "房间 A301")
+    assert "未执行" in wechat.say("o-vera", "电价 A301 商业电价")  # a viewer changes no tariff

@@ -108,3 +108,19 @@ def test_a_bad_email_address_changes_nothing(client, sandbox, factory, session):
     wechat.say("o-bad-mail", "通知 邮件 开")  # no address yet
     session.expire_all()
     assert list(session.get(Tenant, account.tenant_id).notify_channels or []) == before
+
+
+def test_usage_names_each_utilitys_plan_and_price(client, sandbox, factory, session):
+    from core.sites.accounts import MeterSpec
+    from core.tariffs.store import add_plan
+    site = factory.site()
+    add_plan(session, "商业电价", {"kind": "flat", "unit": "kWh", "price": "1.0"}, site_id=site.id)
+    add_plan(session, "商业水价", {"kind": "flat", "unit": "m3", "price": "5.0"}, site_id=site.id)
+    account = factory.account(room=factory.room(site, "A302"), phone="13812345678", tariff="商业水价",
+                              meters=(MeterSpec("E-BOT"), MeterSpec("W-BOT", kind="water", profile="cjt188-water")))
+    wechat = WeChat(client)
+    wechat.event("o-water", "subscribe", "qrscene_" + binding.scene_for(account.room_id))
+    wechat.say("o-water", "5678")
+    water = wechat.say("o-water", "用水")
+    assert "W-BOT" in water and "水价：商业水价 5.0 元/m³" in water and "E-BOT" not in water
+    assert "未设置价格" in wechat.say("o-water", "用电")  # no electricity plan: said, not guessed

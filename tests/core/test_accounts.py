@@ -32,7 +32,7 @@ def test_a_preset_fills_in_tariff_mode_levels_and_balance(session, factory):
     acct = open_account(session, OpenAccountRequest(room_id=room.id, tenant_name="Wang", preset="small shop",
                                                     meters=(MeterSpec("E9"),)))
     session.commit()
-    assert acct.tariff_plan.name == "shop"
+    assert acct.electricity_plan.name == "shop"
     assert acct.alarm_levels[0]["amount_fen"] == 3000
     assert ledger.account_balance(session, acct.id) == 5000
 
@@ -73,3 +73,16 @@ def test_a_room_has_one_open_account_and_a_meter_one_owner(session, factory):
 def test_unknown_room_is_not_found(session):
     with pytest.raises(NotFound):
         open_account(session, OpenAccountRequest(room_id=424242, tenant_name="Z", meters=(MeterSpec("E3"),)))
+
+
+def test_a_preset_of_every_site_names_only_templates(session, factory):
+    import pytest
+
+    from core.errors import ValidationError
+    site = factory.site()
+    add_plan(session, "site-only", {"kind": "flat", "unit": "kWh", "price": "1.2"}, site_id=site.id)
+    add_plan(session, "shared", {"kind": "flat", "unit": "kWh", "price": "1.0"})
+    with pytest.raises(ValidationError, match="only templates"):
+        save_preset(session, "everywhere", tariff="site-only")
+    assert save_preset(session, "everywhere", tariff="shared").electricity_plan_id is not None
+    assert save_preset(session, "here", tariff="site-only", site_id=site.id).electricity_plan_id is not None

@@ -20,6 +20,7 @@ def count(session, model):
 @pytest.fixture
 def plans(session):
     add_plan(session, "商业电价", {"kind": "flat", "unit": "kWh", "price": "1.0"})
+    add_plan(session, "商业水价", {"kind": "flat", "unit": "m3", "price": "5.0"})
     session.commit()
 
 
@@ -104,9 +105,9 @@ def test_an_opening_balance_repeated_on_each_meter_row_is_posted_once(session, p
     path = tmp_path / "repeated.csv"
     path.write_text(HEADER +
                     "A,1F,A101,45,Wang,13800001111,EA101,electricity,acrel-ddsy1352,tcp://127.0.0.1:1,1,商业电价,prepaid-platform,100.00\n"
-                    "A,1F,A101,45,Wang,13800001111,WA101,water,cjt188-water,tcp://127.0.0.1:1,00000000000001,商业电价,prepaid-platform,100\n"
+                    "A,1F,A101,45,Wang,13800001111,WA101,water,cjt188-water,tcp://127.0.0.1:1,00000000000001,商业水价,prepaid-platform,100\n"
                     "A,1F,A102,45,Li,13900001111,EA102,electricity,acrel-ddsy1352,tcp://127.0.0.1:1,2,商业电价,prepaid-platform,100\n"
-                    "A,1F,A102,45,Li,13900001111,WA102,water,cjt188-water,tcp://127.0.0.1:1,00000000000002,商业电价,prepaid-platform,50\n",
+                    "A,1F,A102,45,Li,13900001111,WA102,water,cjt188-water,tcp://127.0.0.1:1,00000000000002,商业水价,prepaid-platform,50\n",
                     encoding="utf-8")
     report = import_file(session, "Plaza", path)
     a101 = session.scalars(select(Account).join(Room).where(Room.number == "A101")).one()
@@ -201,3 +202,72 @@ def test_the_command_line_says_error_for_a_file_it_cannot_read_and_exits_2(sessi
     bad.write_text(HEADER + GOOD_A101.replace("acrel-ddsy1352", "nosuch-profile"), encoding="utf-8")
     result = CliRunner().invoke(cli, ["sites", "import", "--site", "Plaza", str(bad)])
     assert result.exit_code == 1 and f"{bad}: line 2: profile: unknown 'nosuch-profile'" in result.stderr
+
+
+def _plans_of(session, serial):
+    from core.models import TariffPlan
+    meter = session.scalars(select(Meter).where(Meter.serial == serial)).one()
+    acct = session.get(Account, meter.account_id) if meter.account_id else None
+    name = {p.id: p.name for p in session.scalars(select(TariffPlan))}
+    if acct is None:
+        return name.get(meter.tariff_plan_id)
+    return name.get(acct.electricity_plan_id), name.get(acct.water_plan_id)
+
+
+def test_rows_of_one_room_may_name_a_tariff_per_meter_kind(session, plans, tmp_path):
+    path = tmp_path / "per-kind.csv"
+    path.write_text(HEADER +
+                    "A,1F,A101,45,Wang,13800001111,EA101,electricity,,,1,商业电价,prepaid-platform,10\n"
+                    "A,1F,A101,45,Wang,13800001111,WA101,water,,,00000000000001,商业水价,prepaid-platform,\n"
+                    "A,1F,A102,45,Li,13900001111,EA102,electricity,,,2,商业电价,postpaid,\n"
+                    "A,1F,A102,45,Li,13900001111,WA102,water,,,00000000000002,,postpaid,\n"
+                    "A,1F,A102,45,Li,13900001111,WA103,water,,,00000000000003,商业水价,postpaid,\n",
+                    encoding="utf-8")
+    report = import_file(session, "Plaza", path)
+    assert report.errors == [] and report.accounts_opened == 2
+    assert _plans_of(session, "EA101") == ("商业电价", "商业水价")
+    assert _plans_of(session, "WA102") == ("商业电价", "商业水价")  # a blank cell takes the room's other rows'
+    assert import_file(session, "Plaza", path).unchanged_rows == 5
+
+
+def test_two_water_rows_of_a_room_naming_different_tariffs_are_refused(session, plans, tmp_path):
+    add_plan(session, "居民水价", {"kind": "flat", "unit": "m3", "price": "3.5"})
+    session.commit()
+    path = tmp_path / "two-water.csv"
+    path.write_text(HEADER +
+                    "A,1F,A101,45,Wang,13800001111,EA101,electricity,,,1,商业电价,prepaid-platform,\n"
+                    "A,1F,A101,45,Wang,13800001111,WA101,water,,,00000000000001,商业水价,prepaid-platform,\n"
+                    "A,1F,A101,45,Wang,13800001111,WA102,water,,,00000000000002,居民水价,prepaid-platform,\n"
+                    "A,1F,A102,45,Li,13900001111,WA201,water,,,00000000000003,商业电价,prepaid-platform,\n",
+                    encoding="utf-8")
+    report = import_file(session, "Plaza", path)
+    by_line = {e.line: e.reason for e in report.errors}
+    assert "different tariffs for its water meters" in by_line[4]
+    assert by_line[2].startswith("not imported") and by_line[3].startswith("not imported")
+    assert by_line[5] == "tariff: '商业电价' is priced in kWh; a water meter needs m3"
+    assert session.scalar(select(func.count()).select_from(Account)) == 0
+
+
+def test_a_rows_tenant_and_phone_must_still_agree(session, plans, tmp_path):
+    path = tmp_path / "phones.csv"
+    path.write_text(HEADER +
+                    "A,1F,A101,45,Wang,13800001111,EA101,electricity,,,1,商业电价,prepaid-platform,\n"
+                    "A,1F,A101,45,Wang,13900001111,WA101,water,,,00000000000001,商业水价,prepaid-platform,\n",
+                    encoding="utf-8")
+    report = import_file(session, "Plaza", path)
+    assert {e.line: e.reason for e in report.errors}[3] == \
+        "rows of one room must name the same tenant, phone and billing_mode"
+
+
+def test_a_tenantless_rows_tariff_is_its_meters_own_plan(session, plans, tmp_path):
+    path = tmp_path / "common.csv"
+    path.write_text(HEADER +
+                    "A,B1,公区,,,,EM01,electricity,,,1,商业电价,,\n"
+                    "A,B1,公区,,,,WM01,water,,,00000000000009,商业水价,,\n"
+                    "A,B1,水泵房,,,,WM02,water,,,00000000000010,商业电价,,\n",
+                    encoding="utf-8")
+    report = import_file(session, "Plaza", path)
+    assert _plans_of(session, "EM01") == "商业电价" and _plans_of(session, "WM01") == "商业水价"
+    assert [(e.line, e.reason) for e in report.errors] == [
+        (4, "tariff: '商业电价' is priced in kWh; a water meter needs m3")]
+    assert session.scalar(select(func.count()).select_from(Meter)) == 2

@@ -46,3 +46,27 @@ def test_water_usage_is_counted_apart_in_cubic_metres(session, bound_tenant, pay
     q = "start=2026-11-05&end=2026-11-05"
     assert tenant.get(f"/accounts/{account.id}/usage?{q}&kind=water").json()["points"][0]["usage"] == "0.125"
     assert tenant.get(f"/accounts/{account.id}/usage?{q}").json()["points"][0]["usage"] == "0.00"
+
+
+def test_the_account_and_its_usage_name_each_utilitys_plan_and_price(session, factory, bound_tenant, pay_env):
+    from core.sites.accounts import MeterSpec
+    from core.tariffs.store import add_plan
+    add_plan(session, "商业电价", {"kind": "flat", "unit": "kWh", "price": "1.0"})
+    add_plan(session, "商业水价", {"kind": "flat", "unit": "m3", "price": "5.0"})
+    session.commit()
+    tenant, account = bound_tenant(tariffs={"electricity": "商业电价", "water": "商业水价"},
+                                   meters=(MeterSpec(serial="E-T"), MeterSpec(serial="W-T", kind="water",
+                                                                               profile="cjt188-water")))
+    detail = tenant.get(f"/accounts/{account.id}").json()
+    assert detail["tariffs"] == [
+        {"utility": "electricity", "plan": "商业电价", "unit": "kWh", "price": "1.0 元/kWh"},
+        {"utility": "water", "plan": "商业水价", "unit": "m3", "price": "5.0 元/m³"}]
+    water = tenant.get(f"/accounts/{account.id}/usage?start=2026-11-05&end=2026-11-05&kind=water").json()
+    assert water["tariff"] == detail["tariffs"][1]
+
+
+def test_a_utility_without_a_plan_says_so(session, bound_tenant, pay_env):
+    from core.sites.accounts import MeterSpec
+    tenant, account = bound_tenant(meters=(MeterSpec(serial="W-N", kind="water", profile="cjt188-water"),))
+    assert tenant.get(f"/accounts/{account.id}").json()["tariffs"] == [
+        {"utility": "water", "plan": None, "unit": "m3", "price": None}]
