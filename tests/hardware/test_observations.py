@@ -18,7 +18,7 @@ def test_a_poll_read_before_a_confirmed_trip_does_not_undo_it(session, wired_met
     assert sim.relay_on
     # the round reads the meter (relay on, current flowing) ...
     results, _ = aio.run(poller.read_all(poller.load_targets(meter_ids=[meter.id])))
-    assert results[0].values.relay == "on" and results[0].read_at is not None
+    assert results[0].values.relay == "on"
     # ... a trip is sent and confirmed by its read-back ...
     cmd = commands.request(session, meter.id, "relay_off", {"reason": "test"})
     session.commit()  # eager jobs: the executor runs now
@@ -67,7 +67,7 @@ def test_apply_values_keeps_the_newest_per_group():
     assert m.relay_state == "on"
     # a newer remaining-only update leaves the relay and its time alone
     later = t0 + timedelta(seconds=5)
-    assert apply_values(m, MeterValues(remaining_amount=Decimal("1.00")), later) == {"prepaid", "live"} - {"live"} \
-        or apply_values(m, MeterValues(remaining_amount=Decimal("1.00")), later) >= {"prepaid"}
+    applied = apply_values(m, MeterValues(remaining_amount=Decimal("1.00")), later)
+    assert "prepaid" in applied and "supply" not in applied
     assert m.relay_state == "on" and m.supply_observed_at == t0 and m.remaining_fen == 100
     assert m.prepaid_observed_at == later
