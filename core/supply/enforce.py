@@ -18,8 +18,10 @@ meter restarted, or someone switched it at the box — ``check``:
   meter or account with keep-power (nothing to force off), and a prepaid-meter account whose meter
   cut itself because its own credit ran out (observed off, remaining amount <= 0).
 
-A confirmed relay/valve command clears ``mismatch_since`` (hardware.executor); so does a poll that
-finds the meter as desired. No money moves here.
+The poller calls ``check_many`` for the meters a round found worth it (``worth_checking``: no
+query for agreeing meters); ``sweep`` (periodic, meterpay/periodic.py) checks stored
+disagreements between polls. A confirmed relay/valve command clears ``mismatch_since``
+(hardware.executor); so does a check that finds the meter as desired. No money moves here.
 """
 from __future__ import annotations
 
@@ -27,11 +29,12 @@ import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from core import clock, config
 from core.alarms import device
+from core.db import session_scope
 from core.models import Account, Meter, MeterCommand, Site
 from core.supply import commands, friendly_hours
 
@@ -136,6 +139,40 @@ def check_many(session: Session, items: Iterable[tuple[Meter, datetime]], now: d
     return out
 
 
+def sweep(now: datetime | None = None) -> dict[str, int]:
+    """Periodic: ``check`` again every meter whose stored relay/valve disagrees with its desired
+    supply or that has a mismatch on record, against its newest observation (a poll whose check
+    was skipped while a command was open, or whose repeat is due after backoff, is caught here
+    between polls). Candidates in one query; each meter in its own transaction."""
+    electric = and_(Meter.kind == "electricity", Meter.commanded_state.in_(("on", "off")),
+                    Meter.relay_state.in_(("on", "off")), Meter.relay_state != Meter.commanded_state)
+    water = and_(Meter.kind == "water", Meter.commanded_state.in_(("open", "closed")),
+                 Meter.valve_state.in_(("open", "closed", "abnormal")), Meter.valve_state != Meter.commanded_state)
+    not_kept = or_(Meter.keep_power.is_(False), Meter.commanded_state.in_(("on", "open")))
+    # a meter that cut itself on its own credit (prepaid-meter) is not a disagreement (check says so)
+    not_own_credit = or_(Meter.remaining_fen.is_(None), Meter.remaining_fen > 0,
+                         Meter.commanded_state.in_(("off", "closed")))
+    with session_scope() as session:
+        ids = list(session.scalars(select(Meter.id).where(
+            Meter.status == "active",
+            or_(Meter.mismatch_since.is_not(None),
+                and_(or_(electric, water), not_kept, not_own_credit)))
+            .order_by(Meter.id)))
+    out: dict[str, int] = {"candidates": len(ids)}
+    for mid in ids:
+        try:
+            with session_scope() as session:
+                meter = session.get(Meter, mid)
+                if meter is None:
+                    continue
+                res = check(session, meter, meter.supply_observed_at or clock.now(), now)
+            out[res] = out.get(res, 0) + 1
+        except Exception:
+            log.exception("desired-supply sweep of meter %s failed", mid)
+            out["error"] = out.get("error", 0) + 1
+    return out
+
+
 def mismatches(session: Session, site_ids: list[int] | None = None) -> int:
     """How many meters disagree with their desired supply now."""
     q = select(func.count(Meter.id)).where(Meter.mismatch_since.is_not(None), Meter.status == "active")
@@ -160,4 +197,4 @@ def _auto_actor() -> str:
     return auto.ACTOR
 
 
-__all__ = ["ACTOR", "check", "check_many", "desired", "observed", "worth_checking", "mismatches"]
+__all__ = ["ACTOR", "check", "check_many", "sweep", "desired", "observed", "worth_checking", "mismatches"]

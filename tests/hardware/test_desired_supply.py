@@ -10,7 +10,7 @@ from sqlalchemy import select
 from core import clock
 from core.models import Meter, MeterCommand, MeterEvent, Notification
 from core.sites.managers import create_manager
-from core.supply import auto, control
+from core.supply import auto, control, enforce
 from hardware import executor, poller
 
 TUESDAY_10 = datetime(2026, 3, 10, 2, 0, tzinfo=UTC)  # Tue 10:00 Asia/Shanghai, a working day
@@ -161,3 +161,17 @@ def test_an_automatic_cut_is_not_re_issued_in_friendly_hours(session, wired_mete
     poller.poll(meter_ids=[meter.id])
     cmds = enforced(session, meter.id)
     assert len(cmds) == 1 and cmds[0].kind == "relay_off" and not sim.relay_on
+
+
+def test_the_sweep_repeats_a_disagreement_stored_between_polls(session, wired_meter, factory):
+    _site, meter, sim = tripped(session, wired_meter, factory)
+    sim.relay_on = True
+    # a round stored while the trip was still open skips the check; the stored state disagrees
+    m = session.get(Meter, meter.id)
+    m.relay_state = "on"
+    session.commit()
+    assert enforce.sweep() == {"candidates": 1, "reissued": 1}
+    cmds = enforced(session, meter.id)
+    assert len(cmds) == 1 and cmds[0].state == "confirmed" and not sim.relay_on
+    assert enforce.sweep() == {"candidates": 0}
+    assert len(mismatch_events(session, meter.id)) == 1
