@@ -444,7 +444,11 @@ def _finish(snaps: list[Snapshot], outcomes: dict[int, Outcome]) -> dict[int, st
         # command while its attempt is being finished.
         cmds = {c.id: c for c in s.scalars(select(MeterCommand).where(
             MeterCommand.id.in_([x.command_id for x in snaps])).order_by(MeterCommand.id).with_for_update())}
-        meters = {m.id: m for m in s.scalars(select(Meter).where(Meter.id.in_({x.meter_id for x in snaps})))}
+        # Meters locked too (after the commands, in id order): the poller's store holds them while it
+        # mirrors a round, so observation times are compared with what was last committed.
+        meters = {m.id: m for m in s.scalars(select(Meter).where(Meter.id.in_({x.meter_id for x in snaps}))
+                                             .order_by(Meter.id).with_for_update()
+                                             .execution_options(populate_existing=True))}
         for snap in snaps:
             out[snap.command_id] = _finish_one(s, cmds[snap.command_id], meters[snap.meter_id],
                                                outcomes.get(snap.command_id) or Outcome("retry", "no outcome"), now,

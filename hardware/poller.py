@@ -225,7 +225,11 @@ def _store(results: list[Result], *, isolate: bool, bulk: bool) -> RoundReport:
     gateways_seen: dict[str, bool] = {}
     supply_seen: list = []  # (meter, read at) whose relay/valve this round changed and may disagree
     with session_scope() as s:
-        meters = {m.id: m for m in s.scalars(select(Meter).where(Meter.id.in_([r.target.meter_id for r in results])))}
+        # Locked in id order: a command's finish (hardware.executor) that confirms a newer relay state
+        # waits for this round and then compares with what it wrote, instead of both writing blind.
+        meters = {m.id: m for m in s.scalars(select(Meter).where(Meter.id.in_([r.target.meter_id for r in results]))
+                                             .order_by(Meter.id).with_for_update()
+                                             .execution_options(populate_existing=True))}
         remaining_before = {m.id: m.remaining_fen for m in meters.values()}
         for r in results:
             meter = meters.get(r.target.meter_id)

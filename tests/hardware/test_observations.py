@@ -71,3 +71,41 @@ def test_apply_values_keeps_the_newest_per_group():
     assert "prepaid" in applied and "supply" not in applied
     assert m.relay_state == "on" and m.supply_observed_at == t0 and m.remaining_fen == 100
     assert m.prepaid_observed_at == later
+
+
+def test_a_round_being_stored_while_a_trip_is_confirmed_does_not_undo_it(session, wired_meter, pg_only,
+                                                                          monkeypatch):
+    """Real threads on PostgreSQL: the round has loaded the meter (relay on, read before the trip)
+    when the trip's finish commits; without the row lock the round then writes "on" over it."""
+    import threading
+
+    from hardware import availability
+
+    monkeypatch.setenv("METERPAY_ENFORCE_RETRIES", "0")  # no repeat may hide an overwrite
+    meter, sim, gw = wired_meter()
+    results, _ = aio.run(poller.read_all(poller.load_targets(meter_ids=[meter.id])))
+    cmd = commands.request(session, meter.id, "relay_off", {"reason": "test"}, enqueue=False)
+    session.commit()
+    loaded, go = threading.Event(), threading.Event()
+    real = availability.record_success
+
+    def paused(*args, **kwargs):
+        loaded.set()
+        go.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(poller, "record_success", paused)
+    store = threading.Thread(target=poller.store, args=(results,))
+    store.start()
+    assert loaded.wait(10)
+    trip = threading.Thread(target=executor.run_pending)
+    trip.start()
+    trip.join(3)  # with the lock its finish waits for the round; without, it commits "off" now
+    go.set()
+    store.join(30)
+    trip.join(30)
+    assert not store.is_alive() and not trip.is_alive()
+    session.expire_all()
+    assert session.get(MeterCommand, cmd.id).state == "confirmed"
+    m = session.get(Meter, meter.id)
+    assert m.relay_state == "off" and m.live["relay"] == "off"
