@@ -59,7 +59,9 @@ def monitor(site_id: int):
 
 @bp.get("/sites/<int:site_id>/monitor.json")
 def monitor_json(site_id: int):
-    """Live refresh: {"summary": {...}, "rooms": {room_id: [fee, online, supply, balance_fen]}}."""
+    """Live refresh: {"summary": {...}, "rooms": {room_id: [fee, online, supply, balance_fen]}}; a room
+    whose prepaid meter reported its balance adds the read time, one whose relay/valve disagrees
+    with the desired supply adds the read time (or null) and 1 (``Cell.compact``)."""
     site = site_or_404(site_id)
     cells = md.site_cells(db(), site)
     summary = md.summarize(cells).to_dict()

@@ -22,8 +22,8 @@ from core.alarms.status import alarm_levels, fee_status
 from core.models import Account, Building, Floor, LedgerAccount, Meter, Room, Site, Tenant
 
 # What a cell can be filtered by (besides building, floor and the search box).
-STATUS_FILTERS = ("online", "offline", "arrears", "alarm", "normal", "keep_power", "postpaid", "cut", "vacant",
-                  "no_meter")
+STATUS_FILTERS = ("online", "offline", "arrears", "alarm", "normal", "keep_power", "postpaid", "cut", "mismatch",
+                  "vacant", "no_meter")
 
 
 @dataclass
@@ -41,6 +41,8 @@ class Cell:
     online: str = "none"         # online | offline | partial | none (no meter)
     supply: str = "unknown"      # on | off | mixed | unknown  (relay or valve, all meters together)
     meters: list[tuple[str, bool, str]] = field(default_factory=list)  # (kind, online, state)
+    # A meter's relay/valve disagrees with the supply it should have (core.supply.enforce).
+    mismatch: bool = False
 
     @property
     def statuses(self) -> set[str]:
@@ -55,15 +57,20 @@ class Cell:
             s.add("no_meter")
         if self.supply in ("off", "mixed"):
             s.add("cut")
+        if self.mismatch:
+            s.add("mismatch")
         return s
 
     def compact(self) -> list:
         """The cell as the live refresh sends it: [fee, online, supply, balance_fen], and when the
         balance is a prepaid meter's remaining amount a fifth item, its read time ("14:05", or
-        null when never read)."""
+        null when never read); when a meter's relay/valve disagrees with the desired supply, the
+        fifth item (null when there is no read time) and a sixth, 1."""
         cell = [self.fee, self.online, self.supply, self.balance_fen]
-        if self.fee == "unread" or self.read_at is not None:
+        if self.fee == "unread" or self.read_at is not None or self.mismatch:
             cell.append(self.read_label or None)
+        if self.mismatch:
+            cell.append(1)
         return cell
 
 
@@ -75,6 +82,7 @@ class Summary:
     arrears: int = 0
     alarm: int = 0
     cut: int = 0
+    mismatch: int = 0
     vacant: int = 0
 
     def to_dict(self) -> dict:
@@ -110,7 +118,8 @@ def site_cells(session: Session, site: Site) -> list[Cell]:
         .join(Building, Building.id == Floor.building_id)
         .where(Room.site_id == site.id)
     )
-    meters = (select(Meter.room_id, Meter.kind, Meter.online, Meter.relay_state, Meter.valve_state)
+    meters = (select(Meter.room_id, Meter.kind, Meter.online, Meter.relay_state, Meter.valve_state,
+                     Meter.mismatch_since)
               .where(Meter.site_id == site.id, Meter.status == "active", Meter.room_id.is_not(None)))
     accounts = (
         select(Account.room_id, Account.id, Account.keep_power, Account.alarm_levels, Account.billing_mode,
@@ -121,10 +130,11 @@ def site_cells(session: Session, site: Site) -> list[Cell]:
     )
     cells: dict[int, Cell] = {room_id: Cell(room_id, number, building, floor)
                               for room_id, number, building, floor in session.execute(rooms)}
-    for room_id, kind, online, relay, valve in session.execute(meters):
+    for room_id, kind, online, relay, valve, mismatch_since in session.execute(meters):
         cell = cells.get(room_id)
         if cell is not None:
             cell.meters.append((kind, bool(online), _supply_state(kind, relay, valve)))
+            cell.mismatch = cell.mismatch or mismatch_since is not None
     site_levels = alarm_levels(None, site.settings)
     rows = session.execute(accounts).all()
     meter_side = shown_balances(session, [r[1] for r in rows if r[4] == "prepaid-meter"])
@@ -167,6 +177,7 @@ def summarize(cells: list[Cell]) -> Summary:
         s.arrears += c.fee == "arrears"
         s.alarm += "alarm" in st
         s.cut += "cut" in st
+        s.mismatch += c.mismatch
         s.vacant += c.fee == "vacant"
     return s
 

@@ -321,6 +321,11 @@ declare(
     Var("METERPAY_FRIENDLY_HOLIDAYS", "bool", "1", "Chinese public holidays friendly by default"),
     Var("METERPAY_EMERGENCY_CREDIT", "yuan", "0", "emergency credit in yuan when a site says nothing"),
     Var("METERPAY_RESTORE_ABOVE", "yuan", "0", "restore when the balance is above this (yuan)"),
+    Var("METERPAY_ENFORCE_RETRIES", "int", "3",
+        "times a relay/valve found in the other state than desired is commanded again (per desired state)",
+        minimum=0),
+    Var("METERPAY_ENFORCE_BACKOFF_MINUTES", "float", "5",
+        "minutes after a repeated relay/valve command before the next repeat; doubled each time", minimum=0),
 )
 declare(
     "alarms",

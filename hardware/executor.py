@@ -41,7 +41,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, create_engine, or_, select, update
@@ -96,6 +96,7 @@ class Outcome:
     result: dict = field(default_factory=dict)
     answered: bool = False         # the meter said something (even "no")
     comm_error: str | None = None  # the meter or gateway did not answer
+    observed_at: datetime | None = None  # when the read-back that gave ``values`` began (under the bus lock)
 
 
 @job("meters", timeout=300)
@@ -376,15 +377,17 @@ async def _send_and_verify(profile, link, snap: Snapshot) -> Outcome:
         await profile.send(link, snap.address, snap.kind, snap.params)
     except CommError as exc:
         sent_error = str(exc)  # the command may still have arrived: the read-back decides
+    observed_at = datetime.now(UTC)
     ok, values, seen = await profile.verify(link, snap.address, snap.kind, snap.params)
     if ok:
-        return Outcome("confirmed", f"read back: {seen}", values, answered=True)
+        return Outcome("confirmed", f"read back: {seen}", values, answered=True, observed_at=observed_at)
     why = f"meter reports {seen}" + (f" (send: {sent_error})" if sent_error else "")
-    return Outcome("retry", why, values, answered=True)
+    return Outcome("retry", why, values, answered=True, observed_at=observed_at)
 
 
 async def _recharge(profile, link, snap: Snapshot) -> Outcome:
     amount = int(snap.params["amount_fen"])
+    observed_at = datetime.now(UTC)
     count, remaining = await profile.read_purchase(link, snap.address)
     # Stored before anything is sent (a retry must know which count this recharge owns); an
     # earlier attempt's stored base always wins over what this one just read.
@@ -394,7 +397,7 @@ async def _recharge(profile, link, snap: Snapshot) -> Outcome:
     snap.result["base_count"] = base
     result = {"base_count": base, "purchase_count": count}
     if count > base:
-        return _recharge_confirmed(profile, snap, count, remaining, result, "found applied on a retry")
+        return _recharge_confirmed(profile, snap, count, remaining, result, "found applied on a retry", observed_at)
     if not await asyncio.to_thread(_fence, snap):
         return _fenced(snap, "before the recharge send", answered=True)
     refused = None
@@ -404,21 +407,22 @@ async def _recharge(profile, link, snap: Snapshot) -> Outcome:
         pass  # the reply may be lost while the meter took it: the count tells
     except MeterRefused as exc:
         refused = str(exc)
+    observed_at = datetime.now(UTC)
     count, remaining = await profile.read_purchase(link, snap.address)
     result["purchase_count"] = count
     if count > base:
-        return _recharge_confirmed(profile, snap, count, remaining, result, "purchase count advanced")
+        return _recharge_confirmed(profile, snap, count, remaining, result, "purchase count advanced", observed_at)
     if refused:
         return Outcome("failed", f"meter refused the recharge: {refused}", answered=True, result=result)
     return Outcome("retry", f"purchase count still {count}", answered=True, result=result)
 
 
-def _recharge_confirmed(profile, snap, count, remaining, result, how) -> Outcome:
+def _recharge_confirmed(profile, snap, count, remaining, result, how, observed_at: datetime) -> Outcome:
     from decimal import Decimal
     values = MeterValues(remaining_amount=Decimal(remaining).scaleb(-2), purchase_count=count)
     result.update(remaining_fen=remaining, purchase_count=count)
     return Outcome("confirmed", f"{how}: purchase count {count}, remaining {remaining / 100:.2f}", values,
-                   result=result, answered=True)
+                   result=result, answered=True, observed_at=observed_at)
 
 
 def _record_base(snap: Snapshot, count: int, remaining: int) -> int | None:
@@ -454,7 +458,11 @@ def _finish(snaps: list[Snapshot], outcomes: dict[int, Outcome]) -> dict[int, st
         # command while its attempt is being finished.
         cmds = {c.id: c for c in s.scalars(select(MeterCommand).where(
             MeterCommand.id.in_([x.command_id for x in snaps])).order_by(MeterCommand.id).with_for_update())}
-        meters = {m.id: m for m in s.scalars(select(Meter).where(Meter.id.in_({x.meter_id for x in snaps})))}
+        # Meters locked too (after the commands, in id order): the poller's store holds them while it
+        # mirrors a round, so observation times are compared with what was last committed.
+        meters = {m.id: m for m in s.scalars(select(Meter).where(Meter.id.in_({x.meter_id for x in snaps}))
+                                             .order_by(Meter.id).with_for_update()
+                                             .execution_options(populate_existing=True))}
         for snap in snaps:
             out[snap.command_id] = _finish_one(s, cmds[snap.command_id], meters[snap.meter_id],
                                                outcomes.get(snap.command_id) or Outcome("retry", "no outcome"), now,
@@ -480,7 +488,9 @@ def _finish_one(s: Session, cmd: MeterCommand, meter: Meter, outcome: Outcome, n
         record_failure(s, meter, outcome.comm_error, now)
     elif outcome.answered:
         # An attempt that lost its command may have read the meter before the new owner changed it.
-        record_success(s, meter, outcome.values if ours else None, now)
+        # Values are dated by when the read-back began: a poll round read before it, stored after,
+        # does not undo them (hardware.availability.apply_values).
+        record_success(s, meter, outcome.values if ours else None, now, observed_at=outcome.observed_at or now)
     if not ours:
         log.warning("command %s was %s (lease %s) when attempt %s finished (%s); left as it is", cmd.id, cmd.state,
                     "another worker's" if cmd.lease_owner and cmd.lease_owner != snap.token else "gone",
@@ -491,6 +501,8 @@ def _finish_one(s: Session, cmd: MeterCommand, meter: Meter, outcome: Outcome, n
         if (cmd.result or {}).get("base_count") is not None:
             merged["base_count"] = cmd.result["base_count"]  # the recorded base is never overwritten
         cmd.result = merged
+    if outcome.state == "confirmed" and cmd.kind in ("relay_off", "relay_on", "valve_close", "valve_open"):
+        meter.mismatch_since = None  # the meter now reports what was commanded (core.supply.enforce)
     if outcome.state in ("confirmed", "failed"):
         outbox.transition(s, cmd, outcome.state, outcome.detail)
         return outcome.state

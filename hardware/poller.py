@@ -7,7 +7,10 @@ All gateways of the due sites are read in parallel (one asyncio task each); the 
 gateway one after another, each read under the gateway's bus lock so commands can slip in
 between. Results are then written in one transaction: Meter.live/relay/valve/balance mirror,
 online/offline with events, and ``core.billing.ingest(..., source="poll")`` for each reading.
-A failed read is never a reading.
+A failed read is never a reading. Mirrored values are dated by when the read began: a round
+stored after a newer confirmation or reading leaves those newer values alone (the reading itself
+is still billed). A relay/valve that disagrees with the desired supply is alarmed and commanded
+again (``core.supply.enforce``).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from sqlalchemy import select
 
 from core.db import session_scope
 from core.models import Gateway, Meter, Site
+from core.supply import enforce
 from core.utils import utcnow
 from hardware import aio, profiles, settings
 from hardware.availability import record_failure, record_success
@@ -50,6 +54,9 @@ class Result:
     taken_at: datetime
     values: MeterValues | None = None
     error: str | None = None
+    # When the read began (UTC, microseconds kept): what the mirrored values are dated by, so a
+    # round stored after a newer confirmation or reading changes none of them.
+    read_at: datetime | None = None
 
 
 @dataclass
@@ -171,8 +178,9 @@ async def read_gateway(url: str, protocol: str, targets: list[Target], total: Li
                 profile = profiles.get(t.profile)
                 profile.check_protocol(protocol)
                 async with bus_lock(url):
+                    read_at = datetime.now(UTC)  # under the bus lock: orders it among read-backs of commands
                     values = await profile.read(link, t.address)
-                results.append(Result(t, _now(), values=values))
+                results.append(Result(t, _now(), values=values, read_at=read_at))
             except GatewayDown as exc:
                 # the gateway is gone: the rest of its meters fail the same way without waiting
                 results.extend(Result(x, _now(), error=str(exc)) for x in targets[i:])
@@ -215,8 +223,13 @@ def _store(results: list[Result], *, isolate: bool, bulk: bool) -> RoundReport:
     report = RoundReport(meters=len(results))
     pending: list = []  # (meter, Result) for the bulk call
     gateways_seen: dict[str, bool] = {}
+    supply_seen: list = []  # (meter, read at) whose relay/valve this round changed and may disagree
     with session_scope() as s:
-        meters = {m.id: m for m in s.scalars(select(Meter).where(Meter.id.in_([r.target.meter_id for r in results])))}
+        # Locked in id order: a command's finish (hardware.executor) that confirms a newer relay state
+        # waits for this round and then compares with what it wrote, instead of both writing blind.
+        meters = {m.id: m for m in s.scalars(select(Meter).where(Meter.id.in_([r.target.meter_id for r in results]))
+                                             .order_by(Meter.id).with_for_update()
+                                             .execution_options(populate_existing=True))}
         remaining_before = {m.id: m.remaining_fen for m in meters.values()}
         for r in results:
             meter = meters.get(r.target.meter_id)
@@ -230,7 +243,9 @@ def _store(results: list[Result], *, isolate: bool, bulk: bool) -> RoundReport:
                         record_failure(s, meter, r.error or "no reply", r.taken_at)
                         report.failed += 1
                         continue
-                    record_success(s, meter, r.values, r.taken_at)
+                    applied = record_success(s, meter, r.values, r.taken_at, observed_at=r.read_at or r.taken_at)
+                    if "supply" in applied and enforce.worth_checking(meter):
+                        supply_seen.append((meter, r.read_at or r.taken_at))
                     report.ok += 1
                     total = r.values.total
                     if total is not None and bulk:
@@ -245,6 +260,8 @@ def _store(results: list[Result], *, isolate: bool, bulk: bool) -> RoundReport:
                 report.billing["error"] += 1
         if pending:
             _ingest_bulk(s, pending, report)
+        if supply_seen:
+            _enforce(s, supply_seen, isolate=isolate)
         _announce_remaining(s, meters, remaining_before)
         now = utcnow()
         for gw in s.scalars(select(Gateway).where(Gateway.url.in_(list(gateways_seen)))):
@@ -252,6 +269,20 @@ def _store(results: list[Result], *, isolate: bool, bulk: bool) -> RoundReport:
             if gw.online:
                 gw.last_seen_at = now
     return report
+
+
+def _enforce(s, seen: list, *, isolate: bool) -> None:
+    """Desired supply (core.supply.enforce) for the meters whose relay/valve this round read and that
+    may disagree; on the isolate path each in a savepoint of its own."""
+    if not isolate:
+        enforce.check_many(s, seen)
+        return
+    for meter, at in seen:
+        try:
+            with s.begin_nested():
+                enforce.check_many(s, [(meter, at)])
+        except Exception:
+            log.exception("desired-supply check of meter %s failed", meter.id)
 
 
 def _announce_remaining(s, meters: dict[int, Meter], before: dict[int, int | None]) -> None:

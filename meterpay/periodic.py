@@ -28,6 +28,8 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob("supply-sweep", "core.supply.auto.sweep", 60, "default", 300),
     # meter-side: a paid recharge with no meter push gets one; a confirmed push gets its meter credit
     PeriodicJob("meter-side-sweep", "core.supply.meter_side.sweep", 60, "meters", 300),
+    # supply: a relay/valve that disagrees with the desired supply is commanded again (bounded, backed off)
+    PeriodicJob("supply-enforce", "core.supply.enforce.sweep", 60, "default", 300),
     # alarms: an account whose alarm level disagrees with its balance is evaluated
     PeriodicJob("alarms-sweep", "core.alarms.balance.sweep", 300, "notify", 300),
 ]

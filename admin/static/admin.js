@@ -86,7 +86,8 @@
             var el = document.getElementById("r" + id);
             if (!el) return;
             var v = data.rooms[id];
-            var cls = "c f-" + v[0] + " o-" + v[1] + " s-" + v[2] + (el.classList.contains("hidden") ? " hidden" : "");
+            var cls = "c f-" + v[0] + " o-" + v[1] + " s-" + v[2] + (v[5] ? " x-1" : "") +  // x-1: relay/valve mismatch
+              (el.classList.contains("hidden") ? " hidden" : "");
             if (el.className !== cls) el.className = cls;
             var bal = el.querySelector(".bal");
             bal.textContent = money(v[3]);

@@ -1,4 +1,4 @@
-"""Device alarms for managers: meter offline, consumption while tripped, tamper.
+"""Device alarms for managers: meter offline, consumption while tripped, relay/valve state mismatch, tamper.
 
 - ``meter_online_changed`` (from the poller) with ``online=False`` → "meter offline", once per
   offline episode (keyed by the time the meter was last seen).
@@ -6,6 +6,9 @@
   still advanced between two readings taken after that → a ``relay_mismatch`` meter event,
   once per trip command; if the profile reports tamper (``meter.live["tamper"]``) → a
   ``tamper`` event, once a day.
+- ``state_mismatch`` (called by ``core.supply.enforce`` after a poll) → the relay/valve reads the
+  other state than the one commanded: a ``relay_mismatch`` meter event (detail desired, observed,
+  command_id), once per commanded state (keyed by the command that set it).
 
 Each alarm goes to the site's managers bound to WeChat and the site webhook
 (``core.alarms.notifications.notify_site_managers``). Registered by ``core.signals``.
@@ -112,6 +115,22 @@ def _consuming_while_tripped(session: Session, meter: Meter) -> bool:
     return _alarm(session, meter, f"device:relay_mismatch:{meter.id}:{cut.id}", "断电后仍在用电",
                   f"{_where(session, meter)} 表 {meter.serial} 已断电（指令 {cut.id}）但仍走字 {used}。",
                   "relay_mismatch", record_event=True, detail={"command_id": cut.id, "used": str(used)})
+
+
+_STATE_WORDS = {("electricity", "off"): "拉闸", ("electricity", "on"): "合闸", ("water", "off"): "关阀",
+                ("water", "on"): "开阀", ("water", "abnormal"): "阀门异常", ("electricity", "abnormal"): "异常"}
+
+
+def state_mismatch(session: Session, meter: Meter, desired: str, observed: str, base_id: int) -> bool:
+    """The poll found the relay/valve ``observed`` ("on", "off", "abnormal") while ``desired`` ("on",
+    "off") is what was commanded (command ``base_id``): a ``relay_mismatch`` alarm, once per base
+    command (core.supply.enforce re-issues the command). Returns False when already raised."""
+    words = {k: _STATE_WORDS.get((meter.kind, k), k) for k in (desired, observed)}
+    return _alarm(session, meter, f"device:relay_mismatch:{meter.id}:state:{base_id}", "电表状态与下发不符",
+                  f"{_where(session, meter)} 表 {meter.serial} 应为{words[desired]}，"
+                  f"实际为{words[observed]}，将重新下发。",
+                  "relay_mismatch", record_event=True,
+                  detail={"desired": desired, "observed": observed, "command_id": base_id})
 
 
 def _alarm(session: Session, meter: Meter, cause: str, subject: str, body: str, kind: str, *,

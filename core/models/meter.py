@@ -62,6 +62,13 @@ class Meter(Base):
     purchase_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Latest live values as decoded from the profile (voltage_v, current_a, power_kw, periods...).
     live: Mapped[dict] = mapped_column(JSON, default=dict)
+    # When each mirrored group was read from the meter (the start of the read, UTC, microseconds kept):
+    # an observation read before these never replaces it (hardware.availability.apply_values).
+    supply_observed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)   # relay/valve
+    prepaid_observed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # remaining, count
+    live_observed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)     # live
+    # Since when the observed relay/valve disagrees with the desired one (core.supply.enforce); None: agrees.
+    mismatch_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     installed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     replaced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 

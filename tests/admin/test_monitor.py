@@ -43,7 +43,7 @@ def test_the_summary_bar_counts_rooms_online_offline_and_arrears(manage, plaza):
     manage.as_manager("alice", sites=[plaza])
     data = manage.client.get(f"/admin/sites/{plaza.id}/monitor.json").get_json()
     assert data["summary"] == {"rooms": 4, "online": 1, "offline": 2, "arrears": 1, "alarm": 1, "cut": 1,
-                               "vacant": 1}
+                               "mismatch": 0, "vacant": 1}
 
 
 def test_the_live_refresh_sends_each_room_compactly(manage, plaza, session):
@@ -124,3 +124,45 @@ def test_a_postpaid_account_is_shown_as_postpaid_not_as_an_alarm(manage, factory
     assert "f-postpaid" in html and "后付费" in html and "三级报警</span>" not in html
     data = manage.client.get(f"/admin/sites/{site.id}/monitor.json").get_json()
     assert list(data["rooms"].values())[0][0] == "postpaid" and data["summary"]["alarm"] == 0
+
+
+@pytest.fixture
+def mismatched(factory, session):
+    """A room whose meter was commanded off but reads on (core.supply.enforce found it)."""
+    from core.db import utcnow
+    site = factory.site("状态广场")
+    account = factory.account(room=room_at(factory, site, "C301", "C", "3"), balance_fen=30000, tenant="孙记")
+    factory.account(room=room_at(factory, site, "C302", "C", "3"), balance_fen=30000, tenant="周记")
+    meter = account.meters[0]
+    meter.online, meter.commanded_state, meter.relay_state, meter.mismatch_since = True, "off", "on", utcnow()
+    session.commit()
+    return site, account
+
+
+def test_a_meter_that_disagrees_with_its_command_is_shown_as_a_mismatch(manage, mismatched, session):
+    from admin import monitor_data as md
+    site, account = mismatched
+    cells = md.site_cells(session, site)
+    cell = next(c for c in cells if c.number == "C301")
+    assert cell.mismatch and "mismatch" in cell.statuses
+    assert [c.number for c in md.filter_cells(cells, status="mismatch")] == ["C301"]
+    assert md.summarize(cells).mismatch == 1
+    assert "mismatch" in md.STATUS_FILTERS
+    manage.as_manager("alice", sites=[site])
+    data = manage.client.get(f"/admin/sites/{site.id}/monitor.json").get_json()
+    assert data["summary"]["mismatch"] == 1
+    assert data["rooms"][str(account.room_id)] == ["normal", "online", "on", 30000, None, 1]
+    html = manage.client.get(f"/admin/sites/{site.id}/monitor?status=mismatch").text
+    assert 'x-1"' in html and 'data-k="mismatch"' in html and "状态不符" in html
+    assert "C302" not in html
+
+
+def test_the_room_page_says_what_was_sent_in_the_managers_language(manage, mismatched):
+    site, account = mismatched
+    manage.as_manager("alice", sites=[site])
+    html = manage.client.get(f"/admin/rooms/{account.room_id}").text
+    assert "已下发：拉闸" in html and "已下发：off" not in html
+    assert "与下发不符（自 " in html
+    manage.client.get("/admin/lang/en")
+    html = manage.client.get(f"/admin/rooms/{account.room_id}").text
+    assert "sent: relay off" in html and "sent: off" not in html and "mismatch since " in html

@@ -202,16 +202,23 @@ def test_a_desk_recharge_of_a_meter_side_account_reaches_the_meter_once(session,
     from core.signals import load_listeners
     load_listeners()
     meter, sim, gw = wired_meter("dlt645-2007", "000000000045", "dlt645", billing_mode="prepaid-meter")
+    from core.ledger import account_balance, find_entry
     count0, balance0 = sim.purchase_count, sim.balance_fen
+    wallet0 = account_balance(session, meter.account_id)
     entry = cashdesk.desk_recharge(session, meter.account_id, 3000, key="desk:hw:1", actor="test", front="cli")
     session.commit()  # after commit: balance_changed -> meter-side push -> executor (eager)
+    assert entry.created
     cmd = session.scalars(select(MeterCommand).where(MeterCommand.meter_id == meter.id)).one()
     assert cmd.kind == "recharge" and cmd.params == {"amount_fen": 3000}
-    assert command(session, cmd.id).state == "confirmed"
+    done = command(session, cmd.id)
+    assert done.state == "confirmed"
     assert sim.purchase_count == count0 + 1 and sim.balance_fen - balance0 > 2800
     session.refresh(meter)
     assert meter.purchase_count == count0 + 1
-    assert entry is not None
+    assert meter.remaining_fen == done.result["remaining_fen"]
+    # the 30.00 went into the wallet and on to the meter: wallet -> clearing:meter-credit, once
+    assert find_entry(session, f"meter-credit:{cmd.id}") is not None
+    assert account_balance(session, meter.account_id) == wallet0
 
 
 def test_the_executor_also_runs_when_called_inside_a_running_event_loop(session, wired_meter):
