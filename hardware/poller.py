@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from core.db import session_scope
+from core.jobs import observe
 from core.models import Gateway, Meter, Site
 from core.supply import enforce
 from core.utils import utcnow
@@ -168,6 +169,7 @@ async def read_all(targets: list[Target]) -> tuple[list[Result], LinkStats]:
 
 async def read_gateway(url: str, protocol: str, targets: list[Target], total: LinkStats | None = None) -> list[Result]:
     results: list[Result] = []
+    started = time.perf_counter()
     try:
         link = open_link(url, protocol)
     except ValueError as exc:
@@ -191,6 +193,8 @@ async def read_gateway(url: str, protocol: str, targets: list[Target], total: Li
         await link.close()
         if total is not None:
             total.add(link.stats)
+        observe("poll_gateway", gateway=url, meters=len(targets), failed=sum(r.error is not None for r in results),
+                seconds=time.perf_counter() - started)
     return results
 
 

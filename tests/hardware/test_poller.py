@@ -175,3 +175,26 @@ def test_a_big_round_bills_in_one_batch_with_the_same_results(session, wired_met
     used = readings[1].total - readings[0].total
     wallet = session.scalar(select(LedgerAccount).where(LedgerAccount.account_id == meter.account_id))
     assert 50_000 - wallet.balance_fen == int((used * 80).quantize(1, rounding="ROUND_HALF_UP"))
+
+
+def test_each_gateway_read_is_observed_with_its_meters_failures_and_time():
+    """The per-gateway poll metrics (meterpay_poll_gateway_*) are fed from here."""
+    import asyncio
+
+    from core import jobs
+    from hardware.poller import Target, read_gateway
+    seen = []
+
+    def watch(event, **fields):
+        if event == "poll_gateway":
+            seen.append(fields)
+    jobs.add_observer(watch)
+    try:
+        url = "tcp://127.0.0.1:1"  # nothing listens there: both reads fail
+        targets = [Target(1, "acrel-ddsy1352", "1", url, "modbus-rtu"), Target(2, "acrel-ddsy1352", "2", url, "modbus-rtu")]
+        asyncio.run(read_gateway(url, "modbus-rtu", targets))
+    finally:
+        jobs.remove_observer(watch)
+    assert len(seen) == 1
+    assert seen[0]["gateway"] == "tcp://127.0.0.1:1" and seen[0]["meters"] == 2 and seen[0]["failed"] == 2
+    assert seen[0]["seconds"] >= 0
