@@ -53,6 +53,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from core.db import get_engine, session_scope
 from core.errors import MeterpayError
 from core.jobs import enqueue_after_commit, job
+from core.ledger.money import format_fen
 from core.models import Gateway, Meter, MeterCommand
 from core.supply import commands as outbox
 from core.supply import meter_side
@@ -421,7 +422,7 @@ def _recharge_confirmed(profile, snap, count, remaining, result, how, observed_a
     from decimal import Decimal
     values = MeterValues(remaining_amount=Decimal(remaining).scaleb(-2), purchase_count=count)
     result.update(remaining_fen=remaining, purchase_count=count)
-    return Outcome("confirmed", f"{how}: purchase count {count}, remaining {remaining / 100:.2f}", values,
+    return Outcome("confirmed", f"{how}: purchase count {count}, remaining {format_fen(remaining)}", values,
                    result=result, answered=True, observed_at=observed_at)
 
 

@@ -5,6 +5,7 @@ exchanges, and confirms a command by reading the meter back, like the executor d
 """
 from __future__ import annotations
 
+from core.ledger.money import format_fen
 from hardware import aio, profiles
 from hardware.buslock import bus_lock
 from hardware.errors import CommError, MeterRefused
@@ -74,7 +75,7 @@ def recharge(url: str, protocol: str, address: str, amount_fen: int, purchase_co
                 target = purchase_count if purchase_count is not None else count + 1
                 if count >= target:
                     return {"command": "recharge", "confirmed": True, "already_applied": True,
-                            "purchase_count": count, "remaining_amount": f"{remaining / 100:.2f}"}
+                            "purchase_count": count, "remaining_amount": format_fen(remaining)}
                 if target != count + 1:
                     raise ValueError(f"the meter's purchase count is {count}; the next purchase must be {count + 1}")
                 refused = None
@@ -90,7 +91,7 @@ def recharge(url: str, protocol: str, address: str, amount_fen: int, purchase_co
                         raise refused
                     raise CommError(f"recharge not confirmed: purchase count still {after}")
                 return {"command": "recharge", "confirmed": True, "already_applied": False,
-                        "purchase_count": after, "remaining_amount": f"{remaining / 100:.2f}"}
+                        "purchase_count": after, "remaining_amount": format_fen(remaining)}
     return aio.run(go())
 
 

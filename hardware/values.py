@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 
+from core.ledger.money import to_fen
+
 PERIODS = ("sharp", "peak", "flat", "valley")
 # The JSON keys of ``meterpay meter read`` (and Meter.live), in print order.
 JSON_KEYS = ("total_kwh", "periods", "voltage_v", "current_a", "power_kw", "power_factor", "relay",
@@ -43,7 +45,7 @@ class MeterValues:
     def remaining_fen(self) -> int | None:
         if self.remaining_amount is None:
             return None
-        return int((self.remaining_amount * 100).to_integral_value())
+        return to_fen(self.remaining_amount)
 
     def to_json(self) -> dict:
         """Keys the profile has, numbers as decimal strings, periods as a dict of strings."""

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from core.ledger.money import to_fen
 from hardware.codecs import FrameError, bcd_decode, dlt645
 from hardware.errors import BadFrame, MeterRefused, Unsupported
 from hardware.profiles.base import Profile, retrying
@@ -203,7 +204,7 @@ class Dlt645Profile(Profile):
     async def read_purchase(self, link, address: str) -> tuple[int, int]:
         count = int(_decode(await self._read(link, address, self.purchase_count.di), self.purchase_count))
         remaining = _decode(await self._read(link, address, self.remaining.di), self.remaining)
-        return count, int((remaining * 100).to_integral_value())
+        return count, to_fen(remaining)
 
     async def send_recharge(self, link, address: str, amount_fen: int, purchase_count: int) -> None:
         self.supports("recharge")
