@@ -32,6 +32,7 @@ from core.ledger import cashdesk
 from core.models import Building, Floor, Gateway, Manager, Meter, Room, Site
 from core.sites.accounts import MeterSpec, OpenAccountRequest, open_account
 from core.sites.managers import create_manager
+from core.tariffs.calendar import guangdong_commercial_period
 from core.tariffs.store import add_plan
 
 DEMO_SITE = "演示广场"
@@ -192,18 +193,10 @@ def history(meter: tuple[int, str, str], tz: ZoneInfo, now: datetime, days: int)
                 yield HistoryReading(meter_id, at, sum(values.values(), Decimal(0)), values)
             for hour in range(slot, slot + 24 // len(READING_HOURS)):
                 used = daily * factor * HOURLY_LOAD[hour] / day_share * rng.uniform(0.9, 1.1)
-                registers["total" if water else _register(hour, day.month)] += used
+                registers["total" if water else guangdong_commercial_period(hour, day.month)] += used
         day += timedelta(days=1)
 
 
-def _register(hour: int, month: int) -> str:
-    if 7 <= month <= 9 and (hour == 11 or 15 <= hour < 17):
-        return "sharp"
-    if 10 <= hour < 12 or 14 <= hour < 19:
-        return "peak"
-    if hour < 8:
-        return "valley"
-    return "flat"
 
 
 def _build(session: Session, extra_fen: dict[str, int]) -> _Built:

@@ -64,3 +64,16 @@ def day_pieces(segments: tuple[Segment, ...]) -> tuple[tuple[int, int, str], ...
         end = segments[i + 1].start_minute if i + 1 < len(segments) else MINUTES_PER_DAY
         pieces.append((seg.start_minute, end, seg.period))
     return tuple(pieces)
+
+
+def guangdong_commercial_period(hour: int, month: int) -> str:
+    """Guangdong commercial TOU (2021): peak 10-12 and 14-19, valley 0-8, flat otherwise; sharp (critical
+    peak) 11-12 and 15-17 in July-September. The simulator books energy into the rate registers with it,
+    and the demo's history follows it."""
+    if 7 <= month <= 9 and (hour == 11 or 15 <= hour < 17):
+        return "sharp"
+    if 10 <= hour < 12 or 14 <= hour < 19:
+        return "peak"
+    if hour < 8:
+        return "valley"
+    return "flat"
