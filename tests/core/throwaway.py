@@ -124,7 +124,19 @@ class ThrowawayPostgres:
                   "start")
 
     def stop(self, mode: str = "fast") -> None:
+        """Stop the cluster and wait until its port refuses connections (a loaded machine can take a
+        while; a test that thinks the server is down while it still answers proves nothing)."""
         self._run(self.pg_ctl, "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop", check=False)
+        import socket
+        import time
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+            except OSError:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"the throwaway PostgreSQL on port {self.port} still answers after stop")
 
     def destroy(self) -> None:
         self.stop("immediate")
