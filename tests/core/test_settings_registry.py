@@ -99,3 +99,15 @@ def test_config_list_runs_as_a_command():
                          cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert "METERPAY_DATABASE_URL" in out.stdout
+
+
+def test_the_area_guides_name_only_declared_variables():
+    """docs/*.md may explain a variable at length, but never one the registry does not know."""
+    load_all()
+    declared = {v.name for v in config.variables()} | NOT_SETTINGS
+    unknown = set()
+    for path in (ROOT / "docs").glob("*.md"):
+        for name in re.findall(r"\bMETERPAY_[A-Z0-9_]*[A-Z0-9]\b", path.read_text(encoding="utf-8")):
+            if name not in declared and not any(d.startswith(name + "_") for d in declared):
+                unknown.add(f"{path.name}: {name}")
+    assert sorted(unknown) == []
