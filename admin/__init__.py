@@ -12,7 +12,18 @@ def init_app(app) -> None:
     from flask import request
     from flask_babel import Babel
 
-    from admin import audit_log, auth, monitor, opening, rooms, security, settings, tariffs  # noqa: F401 - routes
+    from admin import (  # noqa: F401 - routes
+        audit_log,
+        auth,
+        finance,
+        monitor,
+        opening,
+        reports,
+        rooms,
+        security,
+        settings,
+        tariffs,
+    )
     from admin.web import bp, lang
     from core import i18n
     app.register_blueprint(bp)

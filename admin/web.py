@@ -96,7 +96,7 @@ def _guard():
     if manager is None or not manager.active:
         was_signed_in = mid is not None
         sign_out()
-        if request.path.endswith(".json") or request.headers.get("HX-Request"):
+        if wants_json():
             abort(401)
         return redirect(url_for("admin.login", next=request.full_path if request.method == "GET" else None,
                                 expired=1 if was_signed_in else None))
@@ -207,9 +207,15 @@ ERRORS = {
 }
 
 
+def wants_json() -> bool:
+    """The pages' data (``*.json``, ``/admin/api/...``) and htmx requests get JSON errors, not pages."""
+    return (request.path.endswith(".json") or request.path.startswith("/admin/api/")
+            or bool(request.headers.get("HX-Request")))
+
+
 def _error_page(err):
     message = _(ERRORS[err.code])
-    if request.path.endswith(".json") or request.headers.get("HX-Request"):
+    if wants_json():
         return {"code": err.name.lower().replace(" ", "_"), "message": message}, err.code
     return render("error.html", err.code, message=message, code=err.code)
 

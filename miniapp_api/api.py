@@ -58,7 +58,9 @@ def _brief(session, account) -> dict:
 
 
 def _usage_point(p: selfservice.UsagePoint) -> schemas.UsagePoint:
-    return schemas.UsagePoint(period=p.period, usage=str(p.usage), cost=format_fen(p.cost_fen), cost_fen=p.cost_fen)
+    spent = p.spending_fen or {}
+    return schemas.UsagePoint(period=p.period, usage=str(p.usage), cost=format_fen(p.cost_fen), cost_fen=p.cost_fen,
+                              spending={k: format_fen(v) for k, v in spent.items()}, spending_fen=dict(spent))
 
 
 def _order(o) -> dict:
@@ -135,16 +137,18 @@ def unbind(account_id: int):
     return render(schemas.Ping(ok=True))
 
 
-@endpoint(bp, "get", "/accounts/<int:account_id>/usage", summary="Usage and cost by day or month (charts)",
+@endpoint(bp, "get", "/accounts/<int:account_id>/usage",
+          summary="Usage, cost and spending per utility by day, month or year (charts)",
           query=schemas.UsageQuery, response=schemas.Usage)
 @auth.tenant_required
 def usage(account_id: int):
     q = query(schemas.UsageQuery)
     with new_session() as session:
         acct = selfservice.account_for(session, g.openid, _id(account_id))
-        points = selfservice.usage(session, acct, q.granularity, q.start, q.end, q.kind)
+        by = q.by or q.granularity
+        points = selfservice.usage(session, acct, by, q.start, q.end, q.kind)
         tariff = schemas.TariffInfo(**selfservice.tariff_info(session, acct, q.kind))
-    return render(schemas.Usage(account_id=account_id, granularity=q.granularity, kind=q.kind, tariff=tariff,
+    return render(schemas.Usage(account_id=account_id, granularity=by, kind=q.kind, tariff=tariff,
                                 points=[_usage_point(p) for p in points]))
 
 

@@ -53,6 +53,9 @@ class UsagePoint(BaseModel):
     usage: str = Field(description="kWh (to 0.01) or m3 (to 0.001) as a decimal string")
     cost: str
     cost_fen: int
+    spending: dict[str, str] = Field(default_factory=dict, description="what each utility (electricity, water) "
+                                     "cost in the period, yuan; usage dated by the reading that closed it")
+    spending_fen: dict[str, int] = Field(default_factory=dict)
 
 
 BALANCE_SOURCE = Field("wallet", description="wallet: the platform holds the balance; meter: a prepaid meter "
@@ -106,14 +109,15 @@ class Balance(BaseModel):
 
 class Usage(BaseModel):
     account_id: int
-    granularity: Literal["day", "month"]
+    granularity: Literal["day", "month", "year"]
     kind: Literal["electricity", "water"]
     tariff: TariffInfo | None = Field(default=None, description="the plan pricing this kind of usage")
     points: list[UsagePoint]
 
 
 class UsageQuery(Strict):
-    granularity: Literal["day", "month"] = "day"
+    granularity: Literal["day", "month", "year"] = "day"
+    by: Literal["day", "month", "year"] | None = Field(None, description="the same as granularity (wins over it)")
     kind: Literal["electricity", "water"] = "electricity"
     start: date
     end: date

@@ -71,6 +71,7 @@ from core.ledger.money import to_fen
 from core.models import Account, LedgerAccount, Meter, Reading, Site
 from core.models.billing import MeterBillingState
 from core.models.meter import UTILITY_UNIT
+from core.reports import rollups  # issue 15: report rollups, written with the readings and usage
 from core.tariffs import Interval, State
 from core.tariffs.plan import PERIODS
 from core.tariffs.usage import parse_periods, parse_quantity
@@ -210,6 +211,7 @@ def _ingest_locked(session: Session, rows: list[RawReading], meters: dict, state
     # (COPY, on a thread) as they are decided, and the intervals priced meanwhile.
     expected = len(rows) - len(existing)
     ctx = _bill_context(session, meters, list(by_meter), stream=use_copy(session, expected))
+    ctx.rollup = rollups.Collector.begin(session, meters, stream=ctx.entry_ids is not None)  # issue 15
     writer = ReadingWriter(session, expected, reserved)
     try:
         return _decide_and_bill(session, rows, meters, states, by_meter, existing, ctx, writer, out, actor=actor,
@@ -314,6 +316,9 @@ def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, sta
         sink: _StreamedPosting | _ToPost = _StreamedPosting(writer, ctx.entry_ids, actor=actor, front=front)
     else:
         sink = _ToPost()
+    # issue 15: reading_days (streamed behind the readings when the writer streams), usage and ledger rollups
+    ctx.rollup.readings_stored(rows, by_meter, statuses, writer=writer if writer.streaming else None)
+    sink.rollup = ctx.rollup
     try:
         billed = _price_usage(ctx, rows, meters, states, billed_ok, reading_id, sink)
     finally:
@@ -329,6 +334,7 @@ def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, sta
             st.update(last_reading_id=reading_id[i], last_taken_at=rows[i].taken_at, last_total=rows[i].total,
                       last_periods=_periods_json(rows[i].periods), dirty=True)
     update_states(session, [st for st in states.values() if st.get("dirty")])
+    rollups.flush(session, sink.rollup, meters)  # issue 15: usage_days/months (+ ledger_days when streamed)
 
     out.counts = {"accepted": len(rows) - n_duplicate - n_anomaly, "duplicate": n_duplicate, "anomaly": n_anomaly}
     if detail:
@@ -365,6 +371,7 @@ class _BillContext:
     wallets: dict[int, int] = field(default_factory=dict)  # account id -> wallet ledger account id
     revenue: dict[str, int] = field(default_factory=dict)  # "revenue:electricity" -> ledger account id
     entry_ids: list[int] | None = None  # streaming: journal entry ids taken up front, wallets locked
+    rollup: Any = None  # issue 15: the batch's report rollups (core.reports.rollups.Collector)
 
 
 @dataclass
@@ -373,8 +380,11 @@ class _ToPost:
 
     usage: list[dict] = field(default_factory=list)
     consumptions: list[Consumption] = field(default_factory=list)
+    rollup: rollups.Collector | None = None  # issue 15
 
     def add(self, usage: list[dict], consumptions: list[Consumption]) -> None:
+        if self.rollup is not None:  # issue 15 (the consumptions roll up as they are posted)
+            self.rollup.add(usage)
         self.usage.extend(usage)
         self.consumptions.extend(consumptions)
 
@@ -390,8 +400,11 @@ class _StreamedPosting:
         self.wallet_deltas: dict[int, int] = {}  # wallet ledger account id -> fen
         self.account_deltas: dict[int, int] = {}
         self.last_entry: dict[int, int] = {}
+        self.rollup: rollups.Collector | None = None  # issue 15
 
     def add(self, usage: list[dict], consumptions: list[Consumption]) -> None:
+        if self.rollup is not None:  # issue 15: these entries bypass journal/bulk, so roll them up here
+            self.rollup.add(usage, consumptions, streamed=True, writer=self.writer)
         ids = [next(self.entry_ids) for _ in consumptions]
         by_key = {}
         for eid, c in zip(ids, consumptions):

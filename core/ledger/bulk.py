@@ -20,6 +20,7 @@ from core.ledger import balance_cache
 from core.ledger import journal as ledger
 from core.ledger.journal import Leg
 from core.models import LedgerAccount
+from core.reports import rollups  # issue 15: report rollups, written with the postings
 
 # Below this many entries the ordinary one-entry path is as quick and simpler.
 COPY_THRESHOLD = 50
@@ -77,6 +78,7 @@ def _copy_post(session: Session, items: list[Consumption], *, actor: str, front:
     for it in todo:
         deltas[it.wallet_id] = deltas.get(it.wallet_id, 0) - it.amount_fen
     apply_wallet_deltas(session, deltas)
+    rollups.consumptions_posted(session, ids, todo)  # issue 15: ledger_days, same transaction
     out.update({it.key: eid for eid, it in zip(ids, todo)})
     return out
 

@@ -20,6 +20,7 @@ from core.errors import ValidationError
 from core.ledger import balance_cache
 from core.models import JournalEntry, LedgerAccount, Posting
 from core.models.ledger import ENTRY_KINDS
+from core.reports import rollups  # issue 15: report rollups, written with the postings
 
 SYSTEM_KINDS = ("cash", "clearing", "revenue", "equity", "receivable")
 
@@ -145,6 +146,7 @@ def post(session: Session, *, key: str, kind: str, legs: Sequence[Leg], account_
                                     .values(balance_fen=LedgerAccount.balance_fen + deltas[wid]))
             balance_cache.wallets_changed(session, [wid for wid in wallet_ids if deltas.get(wid)])
             session.flush()
+            rollups.entry_posted(session, entry, legs, wallet_ids)  # issue 15: ledger_days, same transaction
     except IntegrityError:
         existing = find_entry(session, key)
         if existing is None:

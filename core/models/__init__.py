@@ -10,6 +10,7 @@ from core.models.manager import Manager, ManagerRole
 from core.models.meter import Gateway, Meter, MeterEvent, Reading
 from core.models.payment import PaymentOrder, PaymentReconciliation, PaymentRefund
 from core.models.preset import AccountPreset
+from core.models.report import LedgerDay, ReadingDay, UsageDay, UsageMonth
 from core.models.site import Building, Floor, Room, Site
 from core.models.tariff import TariffPlan, TariffVersion
 from core.models.tenant import Account, Tenant
@@ -21,4 +22,5 @@ __all__ = [
     "AuditLog", "AccountPreset", "BilledUsage", "MeterBillingState",
     "PaymentRefund", "PaymentReconciliation", "TenantBinding",
     "AlarmState", "BotConfirmation", "Notification", "SupplyControl",
+    "LedgerDay", "UsageDay", "UsageMonth", "ReadingDay",
 ]

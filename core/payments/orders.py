@@ -173,12 +173,12 @@ def settle(session: Session, report: PaymentReport, *, expect_app_id: str | None
         return Settlement("flagged", order.order_no, order.state)
     assert report.txn_id  # _mismatch refuses a paid report without one
 
+    order.paid_at = report.paid_at or utcnow()  # before the entry: reports date a payment by it (issue 15)
     result = cashdesk.credit_payment(session, order.account_id, order.amount_fen, channel=order.channel,
                                      provider_txn_id=report.txn_id, order_no=order.order_no,
                                      actor=f"{report.channel}:{source}", front=front)
     order.state = "paid"
     order.provider_txn_id = report.txn_id
-    order.paid_at = report.paid_at or utcnow()
     order.provider_data = {**(order.provider_data or {}), "settled_by": source}
     session.flush()
     signals.emit(session, "payment_settled", order_id=order.id)

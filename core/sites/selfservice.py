@@ -43,6 +43,7 @@ from core.models import (
 MAX_DAYS = 366
 MAX_BIND_FAILURES = 5
 MAX_MONTHS = 36
+MAX_YEARS = 10
 
 
 # --- binding ----------------------------------------------------------------------------
@@ -264,9 +265,11 @@ def order_for(session: Session, openid: str, order_no: str) -> PaymentOrder:
 
 @dataclass(frozen=True)
 class UsagePoint:
-    period: str          # "2026-11-27" or "2026-11"
+    period: str          # "2026-11-27", "2026-11" or "2026"
     usage: Decimal       # kWh or m3, summed over the account's meters of that kind
-    cost_fen: int        # consumption deducted in the period
+    cost_fen: int        # consumption of that kind deducted in the period
+    # What each utility cost in the period (fen): {"electricity": .., "water": ..} (issue 15)
+    spending_fen: dict[str, int] | None = None
 
 
 def balance_fen(session: Session, account_id: int) -> int:
@@ -328,8 +331,8 @@ def tariff_info(session: Session, account: Account, utility: str, today: date | 
 
 
 def _periods(granularity: str, start: date, end: date) -> list[tuple[str, date, date]]:
-    if granularity not in ("day", "month"):
-        raise ValidationError("granularity: must be day or month", field="granularity")
+    if granularity not in ("day", "month", "year"):
+        raise ValidationError("granularity: must be day, month or year", field="granularity")
     for name, value in (("start", start), ("end", end)):
         if not date(2000, 1, 1) <= value <= date(2099, 12, 31):
             raise ValidationError(f"{name}: must be between 2000-01-01 and 2099-12-31", field=name)
@@ -343,7 +346,7 @@ def _periods(granularity: str, start: date, end: date) -> list[tuple[str, date, 
         while d <= end:
             out.append((d.isoformat(), d, d + timedelta(days=1)))
             d += timedelta(days=1)
-    else:
+    elif granularity == "month":
         d = start.replace(day=1)
         while d <= end:
             nxt = (d.replace(day=28) + timedelta(days=4)).replace(day=1)
@@ -351,6 +354,10 @@ def _periods(granularity: str, start: date, end: date) -> list[tuple[str, date, 
             d = nxt
             if len(out) > MAX_MONTHS:
                 raise ValidationError(f"range: at most {MAX_MONTHS} months", field="end")
+    else:
+        if end.year - start.year + 1 > MAX_YEARS:
+            raise ValidationError(f"range: at most {MAX_YEARS} years", field="end")
+        out = [(str(y), date(y, 1, 1), date(y + 1, 1, 1)) for y in range(start.year, end.year + 1)]
     return out
 
 
@@ -359,8 +366,8 @@ QUANTUM = {"electricity": Decimal("0.01"), "water": Decimal("0.001")}
 
 def usage(session: Session, account: Account, granularity: str, start: date, end: date,
           kind: str = "electricity") -> list[UsagePoint]:
-    """Usage of one kind (kWh or m3) per day or month, from register differences, and the cost
-    (consumption of that kind) deducted in each period."""
+    """Usage of one kind (kWh or m3) per day, month or year, from register differences, the cost
+    (consumption of that kind) deducted in each period and what each utility cost (``spending_fen``)."""
     if kind not in QUANTUM:
         raise ValidationError("kind: must be electricity or water", field="kind")
     periods = _periods(granularity, start, end)
@@ -391,26 +398,27 @@ def usage(session: Session, account: Account, granularity: str, start: date, end
             if period_last is not None and last is not None:
                 used[label] += max(Decimal(period_last) - Decimal(last), Decimal(0))
                 last = period_last
-    wallet = session.scalar(select(LedgerAccount.id).where(LedgerAccount.account_id == account.id))
-    cost: dict[str, int] = defaultdict(int)
-    if wallet is not None:
-        entries = session.execute(select(JournalEntry.created_at, Posting.amount_fen, JournalEntry.id)
-                               .join(Posting, Posting.entry_id == JournalEntry.id)
-                               .where(Posting.ledger_account_id == wallet, JournalEntry.kind == "consumption",
-                                      JournalEntry.created_at >= t0, JournalEntry.created_at < t1)).all()
-        revenue = session.scalar(select(LedgerAccount.id).where(LedgerAccount.code == f"revenue:{kind}"))
-        of_kind = set() if revenue is None else set(session.scalars(
-            select(Posting.entry_id).join(JournalEntry, JournalEntry.id == Posting.entry_id)
-            .where(Posting.ledger_account_id == revenue, JournalEntry.account_id == account.id,
-                   JournalEntry.created_at >= t0, JournalEntry.created_at < t1)))
-        for created, amount, entry_id in entries:
-            if entry_id not in of_kind:
-                continue
-            local = created.astimezone(tz).date()
-            key = local.isoformat() if granularity == "day" else local.strftime("%Y-%m")
-            cost[key] += -int(amount)
+    spending = spending_fen(session, account, periods)
     q = QUANTUM[kind]
-    return [UsagePoint(label, used.get(label, Decimal(0)).quantize(q), cost.get(label, 0)) for label, _, _ in periods]
+    return [UsagePoint(label, used.get(label, Decimal(0)).quantize(q), spending[label].get(kind, 0),
+                       spending[label]) for label, _, _ in periods]
+
+
+def spending_fen(session: Session, account: Account, periods: list[tuple[str, date, date]]) -> dict[str, dict]:
+    """What each utility cost the account per period (fen), from the report rollup ``ledger_days``:
+    the consumption posted to ``revenue:<utility>``, dated by the reading that closed each billed
+    interval (issue 15), so it agrees with the finance reports to the fen."""
+    from core.models.report import LedgerDay
+    rows = session.execute(
+        select(LedgerDay.day, LedgerAccount.code, LedgerDay.amount_fen)
+        .join(LedgerAccount, LedgerAccount.id == LedgerDay.ledger_account_id)
+        .where(LedgerDay.account_id == account.id, LedgerDay.day >= periods[0][1], LedgerDay.day < periods[-1][2],
+               LedgerAccount.code.in_([f"revenue:{k}" for k in QUANTUM])))
+    out: dict[str, dict] = {label: dict.fromkeys(QUANTUM, 0) for label, _, _ in periods}
+    for day, code, amount in rows:
+        label = next(label for label, p0, p1 in periods if p0 <= day < p1)
+        out[label][code.split(":", 1)[1]] += int(amount)
+    return out
 
 
 def transactions(session: Session, account: Account, *, limit: int = 20, before_id: int | None = None) -> list[dict]:

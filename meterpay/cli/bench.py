@@ -15,6 +15,7 @@ BENCHMARKS = {
     "commands": "bench.hardware:bench_commands",
     "monitor": "bench.admin:bench_monitor",
     "poll": "bench.hardware:bench_poll",
+    "reports": "bench.reports:bench_reports",
 }
 
 

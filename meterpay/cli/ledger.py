@@ -25,8 +25,10 @@ def check(as_json: bool) -> None:
     from core.ledger.check import validate
     from core.models import JournalEntry, LedgerAccount
     from core.payments import checks as payment_checks
+    from core.reports.check import validate as validate_rollups
     with session_scope() as session:
-        problems = validate(session) + payment_checks.validate(session)
+        # issue 15: the report rollups equal the sums
+        problems = validate(session) + payment_checks.validate(session) + validate_rollups(session)
         entries = session.scalar(select(func.count()).select_from(JournalEntry))
         wallets = session.scalar(select(func.count()).select_from(LedgerAccount).where(LedgerAccount.kind == "wallet"))
     if as_json:

@@ -12,18 +12,21 @@ SH = ZoneInfo("Asia/Shanghai")
 
 def test_usage_by_day_and_month_from_readings_and_consumption(factory, session, bound_tenant, pay_env):
     from core.ledger import cashdesk
-    from core.models import JournalEntry, Meter, Reading
+    from core.models import Meter, Reading
     tenant, account = bound_tenant(balance_fen=100000)
     meter = session.scalar(select(Meter).where(Meter.account_id == account.id))
+    readings = {}
     for day, hour, total in [(date(2026, 10, 31), 23, "100.00"), (date(2026, 11, 1), 8, "101.50"),
                              (date(2026, 11, 1), 22, "104.00"), (date(2026, 11, 3), 12, "110.25")]:
-        session.add(Reading(meter_id=meter.id, taken_at=datetime(day.year, day.month, day.day, hour, tzinfo=SH),
-                            total=Decimal(total)))
+        r = Reading(meter_id=meter.id, taken_at=datetime(day.year, day.month, day.day, hour, tzinfo=SH),
+                    total=Decimal(total))
+        session.add(r)
+        session.flush()
+        readings[(day.day, hour)] = r.id
     session.commit()
-    for key, fen, when in [("u1", 200, datetime(2026, 11, 1, 12, tzinfo=SH)),
-                           ("u2", 350, datetime(2026, 11, 3, 13, tzinfo=SH))]:
-        r = cashdesk.consume(session, account.id, fen, key=key)
-        session.get(JournalEntry, r.entry_id).created_at = when
+    # usage is dated by the reading that closed its interval (issue 15), not by when it was posted
+    for key, fen, reading in [("u1", 200, readings[(1, 22)]), ("u2", 350, readings[(3, 12)])]:
+        cashdesk.consume(session, account.id, fen, key=key, meta={"meter_id": meter.id, "reading_id": reading})
     session.commit()
 
     days = tenant.get(f"/accounts/{account.id}/usage?start=2026-11-01&end=2026-11-03").json()["points"]
@@ -46,6 +49,33 @@ def test_water_usage_is_counted_apart_in_cubic_metres(session, bound_tenant, pay
     q = "start=2026-11-05&end=2026-11-05"
     assert tenant.get(f"/accounts/{account.id}/usage?{q}&kind=water").json()["points"][0]["usage"] == "0.125"
     assert tenant.get(f"/accounts/{account.id}/usage?{q}").json()["points"][0]["usage"] == "0.00"
+
+
+def test_usage_by_year_with_spending_per_utility(session, bound_tenant, pay_env):
+    from core.billing import ingest
+    from core.models import Meter
+    from core.sites.accounts import MeterSpec
+    from core.tariffs.store import add_plan
+    add_plan(session, "usage-flat", {"kind": "flat", "unit": "kWh", "price": "0.5"})
+    tenant, account = bound_tenant(balance_fen=100000, tariff="usage-flat",
+                                   meters=(MeterSpec(serial="E-SPD"), MeterSpec(serial="W-SPD", kind="water",
+                                                                                profile="cjt188-water")))
+    elec = session.scalar(select(Meter).where(Meter.serial == "E-SPD"))
+    for when, total in [(datetime(2025, 12, 31, 23, tzinfo=SH), "10.00"), (datetime(2026, 1, 1, 0, 30, tzinfo=SH),
+                                                                           "14.00"),
+                        (datetime(2026, 6, 1, tzinfo=SH), "20.00")]:
+        ingest(session, elec.id, when, Decimal(total))
+    session.commit()
+    q = f"/accounts/{account.id}/usage?by=year&start=2025-01-01&end=2026-12-31"
+    body = tenant.get(q).json()
+    assert body["granularity"] == "year"
+    assert [(p["period"], p["usage"], p["cost"], p["spending"]) for p in body["points"]] == [
+        ("2025", "0.00", "0.00", {"electricity": "0.00", "water": "0.00"}),
+        ("2026", "10.00", "5.00", {"electricity": "5.00", "water": "0.00"})]
+    months = tenant.get(f"/accounts/{account.id}/usage?by=month&start=2026-01-01&end=2026-06-30").json()["points"]
+    assert [(p["period"], p["spending_fen"]["electricity"]) for p in months] == [
+        ("2026-01", 200), ("2026-02", 0), ("2026-03", 0), ("2026-04", 0), ("2026-05", 0), ("2026-06", 300)]
+    assert tenant.get(f"/accounts/{account.id}/usage?by=week&start=2026-01-01&end=2026-06-30").status_code == 400
 
 
 def test_the_account_and_its_usage_name_each_utilitys_plan_and_price(session, factory, bound_tenant, pay_env):
