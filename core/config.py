@@ -374,6 +374,12 @@ declare_site(
     "hardware",
     SiteKey("poll_interval_minutes", "int", "15", "how often the site's meters are read"),
 )
+declare_site(
+    "monthend",
+    SiteKey("month_end", "object", "`{\"day\": 1, \"time\": \"02:00\"}`",
+            "when the month-end run (charges, apportionment, bills) runs for the month before, site time; "
+            "`{\"enabled\": false}`: never by schedule"),
+)
 
 
 # --- the core values hot paths read, cached -----------------------------------------------------

@@ -32,6 +32,8 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob("supply-enforce", "core.supply.enforce.sweep", 60, "default", 300),
     # alarms: an account whose alarm level disagrees with its balance is evaluated
     PeriodicJob("alarms-sweep", "core.alarms.balance.sweep", 300, "notify", 300),
+    # month end: each site's run (charges, apportionment, bills) once its day and time have come (default 1st 02:00)
+    PeriodicJob("month-end-due", "core.monthend.run.run_due", 300, "billing", 3600),
 ]
 
 

@@ -8,6 +8,7 @@ from core.models.command import MeterCommand, MeterCommandEvent
 from core.models.ledger import JournalEntry, LedgerAccount, Posting
 from core.models.manager import Manager, ManagerRole
 from core.models.meter import Gateway, Meter, MeterEvent, Reading
+from core.models.monthend import ApportionRule, ChargeScheme, MonthEndStep, MonthItem
 from core.models.payment import PaymentOrder, PaymentReconciliation, PaymentRefund
 from core.models.preset import AccountPreset
 from core.models.report import LedgerDay, ReadingDay, UsageDay, UsageMonth
@@ -23,4 +24,5 @@ __all__ = [
     "PaymentRefund", "PaymentReconciliation", "TenantBinding",
     "AlarmState", "BotConfirmation", "Notification", "SupplyControl",
     "LedgerDay", "UsageDay", "UsageMonth", "ReadingDay",
+    "ChargeScheme", "ApportionRule", "MonthItem", "MonthEndStep",
 ]

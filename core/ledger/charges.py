@@ -1,0 +1,216 @@
+"""Custom charges and common-area apportionment: tenant wallet -> a revenue account (issue 12).
+
+- ``post_charge``: one charge (property fee, rent, ...) from the wallet to ``revenue:charge:<code>``,
+  entry kind ``charge``. The batch task and the admin call it for one-off charges; the month-end run
+  for small batches.
+- ``post_apportion``: one account's share of a master meter to ``revenue:apportion:<utility>``,
+  entry kind ``apportionment``.
+- ``post_many``: many of both at once with every invariant of ``journal.post`` (the month-end run:
+  100,000 accounts). On PostgreSQL from ``bulk.COPY_THRESHOLD`` items: the COPY path of
+  ``core.ledger.bulk`` (wallets locked in id order, keys looked up under the lock, entries and
+  postings by COPY, cached balances and the ``ledger_days`` rollups in the same transaction).
+
+The contract they share: each item is one balanced entry of two postings (wallet -amount, revenue
++amount) under the caller's key (``charge:<scheme id>:<account id>:<period>``,
+``apportion:<rule id>:<account id>:<period>``), whose last part is the period, and ``meta.period``
+says it too, so finance dates it at the period's start and splits income by revenue account. A key
+posted before moves nothing (``created=False`` / None), whoever posted it. A charge may take the
+wallet below zero (arrears): alarms and supply control act on the balance afterwards (announced as
+``balance_changed`` after commit). Nothing is committed here and nothing talks to a meter or a
+provider, so there is no unknown outcome: the entries are in the caller's transaction or an
+exception says why not and nothing was written. Raises ValidationError for an amount that is not
+positive integer fen, an empty code, an account without a wallet or two items with one key.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from core import signals
+from core.bulk_sql import copy_lines, copy_text, ids_in, next_ids
+from core.db import is_postgres, utcnow
+from core.errors import ValidationError
+from core.ledger import bulk
+from core.ledger import journal as ledger
+from core.ledger.journal import Leg, PostResult
+from core.models import LedgerAccount
+from core.reports import rollups  # issue 15: ledger_days, in the same transaction
+
+CODE = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+KINDS = {"charge": "charge", "apportion": "apportionment"}  # item kind -> entry kind
+
+
+def charge_revenue(code: str) -> str:
+    if not CODE.match(code or ""):
+        raise ValidationError("code: ascii letters, digits, '_', '-' or '.', at most 40", field="code")
+    return f"revenue:charge:{code}"
+
+
+def apportion_revenue(utility: str) -> str:
+    if utility not in ("electricity", "water"):
+        raise ValidationError(f"unknown utility {utility!r}", field="utility")
+    return f"revenue:apportion:{utility}"
+
+
+def _check_amount(amount_fen: int) -> None:
+    if not isinstance(amount_fen, int) or isinstance(amount_fen, bool) or amount_fen <= 0:
+        raise ValidationError("amount: must be positive integer fen", field="amount")
+
+
+def post_charge(session: Session, *, account_id: int, code: str, name: str, amount_fen: int, key: str,
+                memo: str = "", meta: dict | None = None, actor: str = "system", front: str = "system") -> PostResult:
+    """Deduct a custom charge: wallet -> ``revenue:charge:<code>``, kind ``charge``, under ``key``.
+
+    May take the wallet below zero. ``meta`` should carry ``period`` (finance dates the entry at the
+    period's start; without it, the key's last part, else the posting time). Returns PostResult
+    (``created=False``: the key was posted before, nothing moved). Announces ``balance_changed``
+    after commit when it moved money. Raises ValidationError (see the module)."""
+    _check_amount(amount_fen)
+    revenue = ledger.system_account(session, charge_revenue(code))
+    wallet = ledger.wallet_of(session, account_id)
+    result = ledger.post(session, key=key, kind="charge",
+                         legs=[Leg(wallet.id, -amount_fen), Leg(revenue.id, amount_fen)], account_id=account_id,
+                         memo=memo or name, actor=actor, front=front,
+                         meta={"code": code, "name": name, **(meta or {})})
+    _announce(session, [(account_id, -amount_fen, result.entry_id)] if result.created else [], "charge")
+    return result
+
+
+def post_apportion(session: Session, *, account_id: int, utility: str, name: str, amount_fen: int, key: str,
+                   memo: str = "", meta: dict | None = None, actor: str = "system",
+                   front: str = "system") -> PostResult:
+    """Deduct an apportioned share: wallet -> ``revenue:apportion:<utility>``, kind ``apportionment``.
+    Same contract as ``post_charge``."""
+    _check_amount(amount_fen)
+    revenue = ledger.system_account(session, apportion_revenue(utility))
+    wallet = ledger.wallet_of(session, account_id)
+    result = ledger.post(session, key=key, kind="apportionment",
+                         legs=[Leg(wallet.id, -amount_fen), Leg(revenue.id, amount_fen)], account_id=account_id,
+                         memo=memo or name, actor=actor, front=front, meta={"name": name, **(meta or {})})
+    _announce(session, [(account_id, -amount_fen, result.entry_id)] if result.created else [], "apportionment")
+    return result
+
+
+@dataclass(frozen=True)
+class Deduction:
+    """One item of ``post_many``: ``kind`` "charge" or "apportion"; ``revenue_code`` the ledger
+    account credited (``revenue:charge:<code>`` or ``revenue:apportion:<utility>``)."""
+
+    key: str
+    kind: str
+    account_id: int
+    amount_fen: int
+    revenue_code: str
+    memo: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+def post_many(session: Session, items: Sequence[Deduction], *, actor: str = "system",
+              front: str = "job") -> dict[str, int | None]:
+    """Post each item once (see the module). Returns key -> the id of the entry this call created,
+    None for a key posted before. Announces ``balance_changed`` for every wallet it moved, as one
+    job after commit."""
+    items = list(items)
+    for it in items:
+        _check_amount(it.amount_fen)
+        if it.kind not in KINDS:
+            raise ValidationError(f"{it.key}: unknown item kind {it.kind!r}")
+        if not it.revenue_code.startswith(("revenue:charge:", "revenue:apportion:")):
+            raise ValidationError(f"{it.key}: {it.revenue_code!r} is not a charge or apportionment revenue account")
+    if len({it.key for it in items}) != len(items):
+        raise ValidationError("one key twice in one batch of charges")
+    if not items:
+        return {}
+    revenue = {code: ledger.system_account(session, code).id for code in sorted({it.revenue_code for it in items})}
+    wallets: dict[int, int] = {int(a): int(w) for a, w in session.execute(
+        select(LedgerAccount.account_id, LedgerAccount.id).where(
+            ids_in(session, LedgerAccount.account_id, {it.account_id for it in items}))) if a is not None}
+    missing = sorted({it.account_id for it in items} - set(wallets))
+    if missing:
+        raise ValidationError(f"account {missing[0]} has no wallet")
+    out: dict[str, int | None] = {}
+    moved: list[tuple[int, int, int]] = []
+    if len(items) < bulk.COPY_THRESHOLD or not is_postgres(session):
+        for it in items:
+            res = ledger.post(session, key=it.key, kind=KINDS[it.kind], account_id=it.account_id,
+                              legs=[Leg(wallets[it.account_id], -it.amount_fen),
+                                    Leg(revenue[it.revenue_code], it.amount_fen)],
+                              memo=it.memo, actor=actor, front=front, meta=it.meta)
+            out[it.key] = res.entry_id if res.created else None
+            if res.created:
+                moved.append((it.account_id, -it.amount_fen, res.entry_id))
+    else:
+        out = _copy_post(session, items, wallets, revenue, actor=actor, front=front, moved=moved)
+    _announce(session, moved, "charge")
+    return out
+
+
+def _copy_post(session: Session, items: list[Deduction], wallets: dict[int, int], revenue: dict[str, int], *,
+               actor: str, front: str, moved: list) -> dict[str, int | None]:
+    conn = session.connection()
+    bulk.lock_wallets(session, wallets.values())
+    keys = [it.key for it in items]
+    done = set(conn.execute(text("SELECT idempotency_key FROM journal_entries WHERE idempotency_key = ANY(:k)"),
+                            {"k": keys}).scalars())
+    todo = [it for it in items if it.key not in done]
+    out: dict[str, int | None] = {k: None for k in done}
+    if not todo:
+        return out
+    ids = next_ids(session, "journal_entries", len(todo))
+    now = utcnow().isoformat()
+    who = f"{copy_text(actor)}\t{copy_text(front)}"
+    copy_lines(session, bulk.ENTRIES_COPY, [
+        f"{eid}\t{copy_text(it.key)}\t{KINDS[it.kind]}\t{it.account_id}\t{copy_text(it.memo)}\t{who}\t"
+        f"{copy_text(json.dumps(it.meta, ensure_ascii=False))}\t{now}\n" for eid, it in zip(ids, todo)])
+    copy_lines(session, bulk.POSTINGS_COPY, [
+        f"{eid}\t{wallets[it.account_id]}\t{-it.amount_fen}\n{eid}\t{revenue[it.revenue_code]}\t{it.amount_fen}\n"
+        for eid, it in zip(ids, todo)])
+    deltas: dict[int, int] = {}
+    for it in todo:
+        w = wallets[it.account_id]
+        deltas[w] = deltas.get(w, 0) - it.amount_fen
+    bulk.apply_wallet_deltas(session, deltas)
+    _rollup(session, todo, revenue)
+    for eid, it in zip(ids, todo):
+        out[it.key] = eid
+        moved.append((it.account_id, -it.amount_fen, eid))
+    return out
+
+
+def _rollup(session: Session, items: list[Deduction], revenue: dict[str, int]) -> None:
+    """The revenue postings of COPY-written entries into ``ledger_days``, dated as
+    ``rollups.entry_day`` dates a charge: the local start of ``meta.period`` (else the key's end)."""
+    if not rollups.ENABLED:
+        return
+    sites = rollups.sites_of(session, {it.account_id for it in items})
+    now = utcnow()
+    zones: dict[str | None, object] = {}
+    days: dict[tuple, object] = {}
+    acc = rollups.LedgerRows()
+    for it in items:
+        site_id, tz_name = sites.get(it.account_id, (None, None))
+        kind = KINDS[it.kind]
+        dkey = (tz_name, it.meta.get("period"), it.key.rsplit(":", 1)[-1], kind)
+        day = days.get(dkey)
+        if day is None:
+            tz = zones.get(tz_name) or zones.setdefault(tz_name, rollups.zone(tz_name))
+            day = days[dkey] = rollups.entry_day(kind, it.key, it.meta, now, tz)  # type: ignore[arg-type]
+        acc.add(it.account_id, day, revenue[it.revenue_code], kind, site_id, it.amount_fen)  # type: ignore[arg-type]
+    acc.write(session)
+
+
+def _announce(session: Session, moved: list[tuple[int, int, int]], kind: str) -> None:
+    if not moved:
+        return
+    per: dict[int, list[int]] = {}
+    for account_id, delta, entry_id in moved:
+        row = per.setdefault(account_id, [0, entry_id])
+        row[0] += delta
+        row[1] = entry_id
+    signals.emit_many(session, "balance_changed", [
+        {"account_id": a, "entry_kind": kind, "delta_fen": d, "entry_id": e} for a, (d, e) in sorted(per.items())])

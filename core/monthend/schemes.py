@@ -1,0 +1,275 @@
+"""Custom charge schemes (自定义收费方案): check and store them, and compute what each account owes.
+
+The scheme JSON (``meterpay charges add --site NAME --scheme FILE.json``)::
+
+    {"name": "物业费", "code": "property", "basis": "fixed" | "per_m2", "amount": "30.00",
+     "every": "month" | "quarter" | "year" | "once", "day": 1 (1-28) | "date": "2026-05-01" (once),
+     "mode": "deduct" | "bill", "prorate": "none" | "days", "start": "2026-01-01", "end": "2026-12-31",
+     "scope": "all" | {"buildings": ["A"]} | {"floors": [["A", "1"]]} | {"rooms": ["101"]}}
+
+- ``amount``: yuan per room (``fixed``, two places at most) or per m² of the room's ``area_m2``
+  (``per_m2``, four places at most).
+- Due: a period's charge falls on its ``day`` (of the period's first month) or on ``date``; the
+  month-end run of the month holding that day posts it. So a monthly scheme is charged by every
+  run, a quarterly one by the runs of January, April, July and October (period ``YYYY-Qn``), a
+  yearly one by January's (``YYYY``), a one-time one by the run of its date's month (period
+  ``YYYY-MM-DD``). A period is charged when its due day lies within ``start`` .. ``end``.
+- Who: the accounts of the rooms in ``scope`` present on any day of the period (opened on or before
+  its last day, not closed before its first; an open account counts as present to the period's end).
+- How much: ``amount`` (``fixed``) or ``amount x area_m2`` (``per_m2``); with ``prorate: days`` times
+  ``days present / days in the period``. The exact product is rounded to fen once, half up. A room
+  without an area under a ``per_m2`` scheme is reported and not charged (never guessed).
+- Mode: ``deduct`` posts from the wallet at month end (it may go below zero); ``bill`` posts
+  nothing then and the item waits for a bill. A postpaid account's items always go on its bill.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.errors import Conflict, ValidationError
+from core.ledger.charges import CODE, charge_revenue
+from core.ledger.money import format_fen, parse_yuan, to_fen
+from core.models import Building, ChargeScheme, Floor, Room
+from core.monthend import periods
+from core.monthend.periods import Period
+
+BASES = ("fixed", "per_m2")
+EVERY = ("month", "quarter", "year", "once")
+MODES = ("deduct", "bill")
+PRORATE = ("none", "days")
+FIELDS = {"name", "code", "basis", "amount", "every", "day", "date", "mode", "prorate", "start", "end", "scope"}
+
+
+def _date(value: Any, field: str) -> date:
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ValidationError(f"{field}: {value!r} is not a date YYYY-MM-DD", field=field) from None
+
+
+def _choice(spec: Mapping, field: str, choices: Sequence[str], default: str | None = None) -> str:
+    value = spec.get(field, default)
+    if value not in choices:
+        raise ValidationError(f"{field}: must be one of {', '.join(choices)} (got {value!r})", field=field)
+    return str(value)
+
+
+def rate(text: Any, *, field: str = "amount") -> Decimal:
+    """A per-m² rate in yuan: a decimal string (or integer), > 0, at most four places."""
+    if isinstance(text, (bool, float)):
+        raise ValidationError(f"{field}: give the amount as a decimal string, not a float", field=field)
+    try:
+        value = Decimal(str(text).strip())
+    except (InvalidOperation, ValueError):
+        raise ValidationError(f"{field}: {text!r} is not an amount in yuan", field=field) from None
+    if not value.is_finite() or value <= 0 or value.adjusted() > 9:
+        raise ValidationError(f"{field}: {text!r} is not a positive amount in yuan", field=field)
+    if value != value.quantize(Decimal("0.0001")):
+        raise ValidationError(f"{field}: {text!r} has more than four decimal places", field=field)
+    return value
+
+
+def normalise(session: Session, site_id: int, spec: Any) -> dict:
+    """The scheme as stored: every field checked (ValidationError naming the field), defaults filled."""
+    if not isinstance(spec, dict):
+        raise ValidationError("a scheme is a JSON object")
+    unknown = sorted(set(spec) - FIELDS)
+    if unknown:
+        raise ValidationError(f"unknown field(s): {', '.join(unknown)}", field=unknown[0])
+    name = str(spec.get("name") or "").strip()
+    if not name or len(name) > 120:
+        raise ValidationError("name: 1-120 characters", field="name")
+    code = spec.get("code")
+    if not isinstance(code, str) or not CODE.match(code):
+        raise ValidationError("code: ascii letters, digits, '_', '-' or '.', at most 40", field="code")
+    basis = _choice(spec, "basis", BASES)
+    amount = spec.get("amount")
+    if basis == "fixed":
+        amount_text = format_fen(parse_yuan(amount if amount is not None else "", field="amount"))
+    else:
+        amount_text = str(rate(amount if amount is not None else ""))
+    every = _choice(spec, "every", EVERY)
+    out: dict[str, Any] = {"name": name, "code": code, "basis": basis, "amount": amount_text, "every": every,
+                           "mode": _choice(spec, "mode", MODES), "prorate": _choice(spec, "prorate", PRORATE, "none")}
+    if every == "once":
+        if spec.get("date") in (None, ""):
+            raise ValidationError("date: a one-time scheme needs its date YYYY-MM-DD", field="date")
+        out["date"] = _date(spec["date"], "date").isoformat()
+        out["start"] = _date(spec.get("start") or out["date"], "start").isoformat()
+    else:
+        day = spec.get("day", 1)
+        if not isinstance(day, int) or isinstance(day, bool) or not 1 <= day <= 28:
+            raise ValidationError("day: a day of the period from 1 to 28", field="day")
+        out["day"] = day
+        if spec.get("start") in (None, ""):
+            raise ValidationError("start: the date the scheme starts, YYYY-MM-DD", field="start")
+        out["start"] = _date(spec["start"], "start").isoformat()
+    if spec.get("end") not in (None, ""):
+        out["end"] = _date(spec["end"], "end").isoformat()
+        if out["end"] < out["start"]:
+            raise ValidationError("end: before start", field="end")
+    out["scope"] = check_scope(session, site_id, spec.get("scope", "all"))
+    return out
+
+
+def check_scope(session: Session, site_id: int, scope: Any) -> Any:
+    """``"all"`` or one of ``{"buildings": [..]}``, ``{"floors": [[b, f], ..]}``, ``{"rooms": [..]}``,
+    every name known at the site."""
+    if scope == "all":
+        return "all"
+    if not isinstance(scope, dict) or len(scope) != 1 or next(iter(scope)) not in ("buildings", "floors", "rooms"):
+        raise ValidationError('scope: "all", {"buildings": [..]}, {"floors": [[building, floor], ..]} or '
+                              '{"rooms": [..]}', field="scope")
+    (what, names), = scope.items()
+    if not isinstance(names, list) or not names:
+        raise ValidationError(f"scope: {what} must be a non-empty list", field="scope")
+    if what == "buildings":
+        known = set(session.scalars(select(Building.name).where(Building.site_id == site_id)))
+        wanted = [str(n) for n in names]
+        missing = [n for n in wanted if n not in known]
+    elif what == "rooms":
+        known = set(session.scalars(select(Room.number).where(Room.site_id == site_id)))
+        wanted = [str(n) for n in names]
+        missing = [n for n in wanted if n not in known]
+    else:
+        pairs = set(session.execute(select(Building.name, Floor.name).join(Floor, Floor.building_id == Building.id)
+                                    .where(Building.site_id == site_id)).tuples())
+        floors: list[list[str]] = []
+        for p in names:
+            if not isinstance(p, list) or len(p) != 2:
+                raise ValidationError("scope: floors are [building, floor] pairs", field="scope")
+            floors.append([str(p[0]), str(p[1])])
+        missing = [f"{b}/{f}" for b, f in floors if (b, f) not in pairs]
+        if missing:
+            raise ValidationError(f"scope: no floor {missing[0]!r} at this site", field="scope")
+        return {what: floors}
+    if missing:
+        raise ValidationError(f"scope: no {what[:-1]} {missing[0]!r} at this site", field="scope")
+    return {what: wanted}
+
+
+def add_scheme(session: Session, site_id: int, spec: Any, *, actor: str = "system", front: str = "system"
+               ) -> ChargeScheme:
+    """Store a scheme (checked by ``normalise``); Conflict when the site has one of that code."""
+    norm = normalise(session, site_id, spec)
+    if session.scalar(select(ChargeScheme.id).where(ChargeScheme.site_id == site_id,
+                                                    ChargeScheme.code == norm["code"])) is not None:
+        raise Conflict(f"code: the site has a scheme {norm['code']!r} already", field="code")
+    scheme = ChargeScheme(site_id=site_id, name=norm["name"], code=norm["code"], every=norm["every"],
+                          mode=norm["mode"], active=True, spec=norm, created_by=actor)
+    session.add(scheme)
+    session.flush()
+    audit.record(session, actor=actor, front=front, action="charge_scheme_add", site_id=site_id,
+                 scheme_id=scheme.id, code=scheme.code, name=scheme.name)
+    return scheme
+
+
+def list_schemes(session: Session, site_id: int) -> list[ChargeScheme]:
+    return list(session.scalars(select(ChargeScheme).where(ChargeScheme.site_id == site_id)
+                                .order_by(ChargeScheme.id)))
+
+
+def set_active(session: Session, scheme_id: int, site_id: int, active: bool, *, actor: str, front: str) -> None:
+    from core.errors import NotFound
+    scheme = session.get(ChargeScheme, scheme_id)
+    if scheme is None or scheme.site_id != site_id:
+        raise NotFound(f"no charge scheme {scheme_id}")
+    if scheme.active != active:
+        scheme.active = active
+        audit.record(session, actor=actor, front=front, action="charge_scheme_active", site_id=site_id,
+                     scheme_id=scheme.id, active=active)
+
+
+def due_period(spec: Mapping, month: Period) -> Period | None:
+    """The scheme's period charged by the run of ``month``, or None when nothing falls due in it."""
+    every = spec["every"]
+    if every == "once":
+        when = date.fromisoformat(spec["date"])
+        if not month.start <= when <= month.end:
+            return None
+        period = periods.day(when)
+    else:
+        period = {"month": lambda d: Period(month.key, month.start, month.end), "quarter": periods.quarter,
+                  "year": periods.year}[every](month.start)
+        if period.start != month.start:  # quarters and years fall due in their first month
+            return None
+        when = period.start + timedelta(days=int(spec.get("day", 1)) - 1)
+    if when < date.fromisoformat(spec["start"]) or (spec.get("end") and when > date.fromisoformat(spec["end"])):
+        return None
+    return period
+
+
+def in_scope(scope: Any, room: Any) -> bool:
+    """``room``: an ``AccountRow`` (room number, building and floor names)."""
+    if scope == "all":
+        return True
+    (what, names), = scope.items()
+    if what == "buildings":
+        return room.building in names
+    if what == "rooms":
+        return room.room in names
+    return [room.building, room.floor] in names
+
+
+@dataclass(frozen=True)
+class Computed:
+    """What a scheme or rule owes for a period: items (dicts of ``month_items`` columns) and the
+    problems that stopped a part of it (text; a rule with a problem posts nothing)."""
+
+    items: list[dict]
+    problems: list[str]
+    period: Period | None
+
+
+def compute(scheme: ChargeScheme, month: Period, accounts: Sequence[Any]) -> Computed:
+    """The items of ``scheme`` for the run of ``month`` over the site's ``accounts`` (``AccountRow``s).
+    Pure: reads nothing, writes nothing."""
+    spec = scheme.spec
+    period = due_period(spec, month)
+    if period is None or not scheme.active:
+        return Computed([], [], None)
+    items, problems = [], []
+    per_room = spec["basis"] == "fixed"
+    amount = Decimal(parse_yuan(spec["amount"])) / 100 if per_room else Decimal(spec["amount"])
+    for a in accounts:
+        if not in_scope(spec["scope"], a):
+            continue
+        days = periods.days_present(a.opened, a.closed, period)
+        if days <= 0:
+            continue
+        exact = amount
+        meta: dict[str, Any] = {"period": period.key, "basis": spec["basis"], "rate": spec["amount"],
+                                "scheme": scheme.name, "room": a.room}
+        if not per_room:
+            if not a.area:
+                problems.append(f"room {a.room}: no area_m2 for the per-m² scheme {scheme.code}")
+                continue
+            exact = amount * a.area
+            meta["area_m2"] = str(a.area)
+        if spec["prorate"] == "days" and days < period.days:
+            exact = exact * days / period.days
+            meta.update(days=days, period_days=period.days)
+        fen = to_fen(exact)
+        if fen <= 0:
+            continue
+        items.append(item_row(site_id=scheme.site_id, account_id=a.id, kind="charge", source_id=scheme.id,
+                              code=scheme.code, name=scheme.name, period=period, amount_fen=fen,
+                              mode="bill" if spec["mode"] == "bill" or a.postpaid else "deduct",
+                              key=f"charge:{scheme.id}:{a.id}:{period.key}", revenue_code=charge_revenue(scheme.code),
+                              meta=meta))
+    return Computed(items, problems, period)
+
+
+def item_row(*, site_id: int, account_id: int, kind: str, source_id: int, code: str, name: str, period: Period,
+             amount_fen: int, mode: str, key: str, revenue_code: str, meta: dict) -> dict:
+    return {"site_id": site_id, "account_id": account_id, "kind": kind, "source_id": source_id, "code": code,
+            "name": name, "period": period.key, "period_start": period.start, "period_end": period.end,
+            "amount_fen": amount_fen, "mode": mode, "key": key, "revenue_code": revenue_code, "meta": meta}

@@ -1,0 +1,128 @@
+"""Month-end money to the fen, worked out by hand on the Garden site (see conftest)."""
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from core.ledger import account_balance
+from core.ledger.check import validate
+from core.models import JournalEntry, MonthItem
+from core.monthend.rules import add_rule
+from core.monthend.run import run_month_end
+from core.monthend.schemes import add_scheme
+from tests.monthend.conftest import at, ingest, open_at
+
+PER_M2 = {"name": "物业费", "code": "property", "basis": "per_m2", "amount": "2.5", "every": "month", "day": 1,
+          "mode": "deduct", "prorate": "days", "start": "2026-01-01", "scope": {"buildings": ["A"]}}
+
+
+def items(session, kind=None):
+    q = select(MonthItem).order_by(MonthItem.id)
+    if kind:
+        q = q.where(MonthItem.kind == kind)
+    return {(i.account_id, i.source_id): i for i in session.scalars(q)}
+
+
+def test_per_m2_charge_rounds_half_up_once_and_prorates_by_days(session, factory, garden):
+    a = garden.accounts
+    late = open_at(factory, garden.site, "104", area="31.00", opened="2026-04-21 09:30")  # 21..30: 10 days
+    gone = open_at(factory, garden.site, "105", area="12.00")
+    gone.status, gone.closed_at = "closed", at("2026-04-10 18:00")  # 1..10: 10 days
+    scheme = add_scheme(session, garden.site.id, PER_M2)
+    session.commit()
+    result = run_month_end(garden.site.id, "2026-04", actor="test")
+    got = {i.account_id: i.amount_fen for i in items(session, "charge").values()}
+    # 2.5 x 50.25 = 125.625 -> 125.63; 2.5 x 30.50 = 76.25; 2.5 x 19.25 = 48.125 -> 48.13; 2.5 x 40 = 100
+    # 104: 2.5 x 31 x 10/30 = 25.8333.. -> 25.83; 105: 2.5 x 12 x 10/30 = 10.00
+    assert got == {a["101"].id: 12563, a["102"].id: 7625, a["103"].id: 4813, a["201"].id: 10000,
+                   late.id: 2583, gone.id: 1000}
+    assert result.charges_fen == 12563 + 7625 + 4813 + 10000 + 2583 + 1000
+    assert result.entries == 6
+    assert account_balance(session, a["101"].id) == 10000 - 12563  # below zero: posted all the same
+    entry = session.scalar(select(JournalEntry).where(
+        JournalEntry.idempotency_key == f"charge:{scheme.id}:{a['101'].id}:2026-04"))
+    assert entry.kind == "charge" and entry.meta["period"] == "2026-04"
+    assert {(p.ledger_account.code, p.amount_fen) for p in entry.postings} == {
+        (f"wallet:{a['101'].id}", -12563), ("revenue:charge:property", 12563)}
+    assert validate(session) == []
+
+
+def test_area_split_gives_the_leftover_fen_to_the_largest_remainder(session, garden):
+    a = garden.accounts
+    rule = add_rule(session, garden.site.id, {"name": "公区电", "master": "EM-COMMON", "basis": "area",
+                                               "accounts": ["101", "102", "103"], "mode": "deduct"})
+    session.commit()
+    result = run_month_end(garden.site.id, "2026-04", actor="test")
+    # 10001 x 50.25/100 = 5025.5025, x 30.50/100 = 3050.305, x 19.25/100 = 1925.1925: floors 10000,
+    # the last fen to the largest remainder (.5025: room 101)
+    got = {i.account_id: i.amount_fen for i in items(session, "apportion").values()}
+    assert got == {a["101"].id: 5026, a["102"].id: 3050, a["103"].id: 1925}
+    assert result.apportioned_fen == 10001
+    item = items(session, "apportion")[(a["101"].id, rule.id)]
+    assert item.key == f"apportion:{rule.id}:{a['101'].id}:2026-04" and item.revenue_code == "revenue:apportion:electricity"
+    assert item.meta["master_fen"] == 10001 and item.entry_id is not None
+    assert validate(session) == []
+
+
+def test_equal_ratio_ties_go_to_the_lower_account_id(session, garden):
+    a = garden.accounts
+    add_rule(session, garden.site.id, {"name": "电梯", "master": "EM-COMMON", "basis": "ratio",
+                                       "accounts": {"103": 1, "101": 1, "102": 1}, "mode": "deduct"})
+    session.commit()
+    run_month_end(garden.site.id, "2026-04", actor="test")
+    got = {i.account_id: i.amount_fen for i in items(session, "apportion").values()}
+    low, mid, high = sorted([a["101"].id, a["102"].id, a["103"].id])
+    assert got == {low: 3334, mid: 3334, high: 3333}  # 10001/3 = 3333 r 2: two ties, lowest ids first
+
+
+def test_days_present_weigh_the_area_of_who_was_there(session, garden):
+    a = garden.accounts
+    a["102"].status, a["102"].closed_at = "closed", at("2026-04-15 10:00")  # 1..15: 15 days
+    add_rule(session, garden.site.id, {"name": "公区电", "master": "EM-COMMON", "basis": "area",
+                                       "accounts": ["101", "102"], "mode": "deduct"})
+    session.commit()
+    run_month_end(garden.site.id, "2026-04", actor="test")
+    got = {i.account_id: i.amount_fen for i in items(session, "apportion").values()}
+    # weights 50.25 x 30 = 1507.5 and 30.50 x 15 = 457.5 (sum 1965): 10001 x 1507.5/1965 = 7672.5229..,
+    # 10001 x 457.5/1965 = 2328.4770..: floors 10000, the last fen to .5229 (room 101)
+    assert got == {a["101"].id: 7673, a["102"].id: 2328}
+
+
+def test_usage_basis_splits_by_each_accounts_own_kwh(session, garden):
+    a = garden.accounts
+    for room, kwh in (("101", "30.00"), ("102", "10.00")):
+        meter = a[room].meters[0]
+        ingest(session, meter.id, "2026-04-02 00:00", "0")
+        ingest(session, meter.id, "2026-04-20 00:00", kwh)
+    session.commit()
+    add_rule(session, garden.site.id, {"name": "按用量", "master": "EM-COMMON", "basis": "usage",
+                                       "accounts": ["101", "102", "103"], "mode": "deduct"})
+    session.commit()
+    run_month_end(garden.site.id, "2026-04", actor="test")
+    got = {i.account_id: i.amount_fen for i in items(session, "apportion").values()}
+    # 10001 x 30/40 = 7500.75, x 10/40 = 2500.25; 103 used nothing: 0, no item
+    assert got == {a["101"].id: 7501, a["102"].id: 2500}
+
+
+def test_a_master_without_readings_covering_the_month_is_reported_not_guessed(session, garden):
+    add_rule(session, garden.site.id, {"name": "公区电", "master": "EM-COMMON", "basis": "area",
+                                       "accounts": ["101", "102"], "mode": "deduct"})
+    session.commit()
+    result = run_month_end(garden.site.id, "2026-05", actor="test")  # no reading after May's end
+    assert result.apportioned_fen == 0 and result.entries == 0
+    assert len(result.problems) == 1 and "no readings covering 2026-05" in result.problems[0]["message"]
+    assert session.scalar(select(func.count()).select_from(MonthItem)) == 0
+
+
+def test_bill_mode_and_postpaid_items_post_nothing_at_month_end(session, factory, garden):
+    a = garden.accounts
+    post = open_at(factory, garden.site, "301", area="10.00", floor="3", billing_mode="postpaid")
+    add_scheme(session, garden.site.id, {"name": "垃圾费", "code": "garbage", "basis": "fixed", "amount": "10",
+                                         "every": "month", "mode": "bill", "prorate": "none",
+                                         "start": "2026-01-01", "scope": {"rooms": ["101"]}})
+    add_scheme(session, garden.site.id, {**PER_M2, "scope": {"rooms": ["102", "301"]}})
+    session.commit()
+    result = run_month_end(garden.site.id, "2026-04", actor="test")
+    rows = sorted((i.account_id, i.code, i.mode, i.amount_fen, i.entry_id is None) for i in items(session).values())
+    assert rows == sorted([(a["101"].id, "garbage", "bill", 1000, True), (a["102"].id, "property", "deduct", 7625, False),
+                           (post.id, "property", "bill", 2500, True)])
+    assert result.entries == 1 and result.charges_fen == 1000 + 7625 + 2500
