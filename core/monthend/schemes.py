@@ -141,7 +141,7 @@ def check_scope(session: Session, site_id: int, scope: Any) -> Any:
         missing = [n for n in wanted if n not in known]
     else:
         pairs = set(session.execute(select(Building.name, Floor.name).join(Floor, Floor.building_id == Building.id)
-                                    .where(Building.site_id == site_id)).tuples())
+                                    .where(Building.site_id == site_id)).all())
         floors: list[list[str]] = []
         for p in names:
             if not isinstance(p, list) or len(p) != 2:
