@@ -13,6 +13,7 @@ BENCHMARKS = {
     "billing": "bench.billing:bench_billing",
     "bot": "bench.bot:bench_bot",
     "commands": "bench.hardware:bench_commands",
+    "month-end": "bench.monthend:bench_month_end",
     "monitor": "bench.admin:bench_monitor",
     "poll": "bench.hardware:bench_poll",
     "reports": "bench.reports:bench_reports",
