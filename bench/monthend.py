@@ -144,7 +144,8 @@ def build_site(n: int, rules: int, rule_size: int, seed: int) -> str:
     bases = [Decimal(rnd.randint(0, 10000)) + Decimal(rnd.randint(0, 99)) / 100 for _ in range(rules)]
     for when, step in zip(times, steps):
         with session_scope() as s:
-            ingest_batch(s, [RawReading(meter_ids[n + r], _at(when), bases[r] + step + Decimal(r)) for r in range(rules)])
+            ingest_batch(s, [RawReading(meter_ids[n + r], _at(when), bases[r] + step + Decimal(r))
+                             for r in range(rules)])
     with session_scope() as s:  # the rollups of the usage and readings written by COPY above
         from core.reports.derive import rebuild
         rebuild(s)
