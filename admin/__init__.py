@@ -17,6 +17,7 @@ def init_app(app) -> None:
         auth,
         finance,
         monitor,
+        monthend,
         opening,
         reports,
         rooms,
