@@ -164,9 +164,20 @@ def _copy_post(session: Session, items: list[Deduction], wallets: dict[int, int]
     ids = next_ids(session, "journal_entries", len(todo))
     now = utcnow().isoformat()
     who = f"{copy_text(actor)}\t{copy_text(front)}"
+    texts: dict[str, str] = {}  # items of one batch share memos and meta objects: escape and encode each once
+    metas: dict[int, str] = {}
+
+    def memo(it: Deduction) -> str:
+        return texts.get(it.memo) or texts.setdefault(it.memo, copy_text(it.memo))
+
+    def meta(it: Deduction) -> str:
+        m = metas.get(id(it.meta))
+        if m is None:
+            m = metas[id(it.meta)] = copy_text(json.dumps(it.meta, ensure_ascii=False))
+        return m
     copy_lines(session, bulk.ENTRIES_COPY, [
-        f"{eid}\t{copy_text(it.key)}\t{KINDS[it.kind]}\t{it.account_id}\t{copy_text(it.memo)}\t{who}\t"
-        f"{copy_text(json.dumps(it.meta, ensure_ascii=False))}\t{now}\n" for eid, it in zip(ids, todo)])
+        f"{eid}\t{copy_text(it.key)}\t{KINDS[it.kind]}\t{it.account_id}\t{memo(it)}\t{who}\t{meta(it)}\t{now}\n"
+        for eid, it in zip(ids, todo)])
     copy_lines(session, bulk.POSTINGS_COPY, [
         f"{eid}\t{wallets[it.account_id]}\t{-it.amount_fen}\n{eid}\t{revenue[it.revenue_code]}\t{it.amount_fen}\n"
         for eid, it in zip(ids, todo)])

@@ -26,6 +26,7 @@ scheme due in the month (``charge:<scheme id>``), then one per active apportionm
 """
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -39,7 +40,7 @@ from sqlalchemy import and_, func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from core import audit
-from core.bulk_sql import copy_rows, ids_in
+from core.bulk_sql import copy_lines, copy_text, ids_in
 from core.config import get_settings
 from core.db import insert_if_absent, is_postgres, new_session, utcnow
 from core.errors import NotFound, ValidationError
@@ -63,6 +64,7 @@ from core.monthend.schemes import Computed
 
 log = logging.getLogger(__name__)
 LOCK_SPACE = 12012  # pg_advisory_xact_lock(LOCK_SPACE, site id): one month-end writer per site at a time
+NULL = "\\N"  # COPY's text NULL
 COPY_FROM = 200     # items from which a step writes month_items by COPY (PostgreSQL)
 ITEM_COLS = ("site_id", "account_id", "kind", "source_id", "code", "name", "period", "period_start", "period_end",
              "amount_fen", "mode", "key", "revenue_code", "entry_id", "bill_no", "meta", "created_at")
@@ -206,24 +208,31 @@ def _freeze(session: Session, site_id: int, period: str, step: str, computed: Co
     if _frozen(session, site_id, period, step):  # looked up again under the lock
         return 0
     items = computed.items
-    deduct = [Deduction(key=it["key"], kind=it["kind"], account_id=it["account_id"], amount_fen=it["amount_fen"],
-                        revenue_code=it["revenue_code"], memo=f"{it['name']} {it['period']}",
-                        meta={**it["meta"], "period": it["period"], "code": it["code"], "source": it["source_id"]})
-              for it in items if it["mode"] == "deduct" and it["amount_fen"] > 0]
+    entry_meta: dict[int, dict] = {}  # items share their meta: so do their entries (and its JSON)
+    memos: dict[str, str] = {}
+    deduct = []
+    for it in items:
+        if it["mode"] != "deduct" or it["amount_fen"] <= 0:
+            continue
+        meta = entry_meta.get(id(it["meta"]))
+        if meta is None:
+            meta = entry_meta[id(it["meta"])] = {**it["meta"], "period": it["period"], "code": it["code"],
+                                                  "source": it["source_id"]}
+        memo = memos.get(it["name"]) or memos.setdefault(it["name"], f"{it['name']} {it['period']}")
+        deduct.append(Deduction(key=it["key"], kind=it["kind"], account_id=it["account_id"],
+                                amount_fen=it["amount_fen"], revenue_code=it["revenue_code"], memo=memo, meta=meta))
     posted = post_many(session, deduct, actor=actor, front=front) if deduct else {}
     earlier = [k for k, v in posted.items() if v is None]
     if earlier:  # posted by someone before (a one-off post_charge under the same key): link that entry
-        posted.update(dict(session.execute(select(JournalEntry.idempotency_key, JournalEntry.id).where(
-            ids_in(session, JournalEntry.idempotency_key, earlier, strings=True))).all()))
+        posted.update({k: int(v) for k, v in session.execute(
+            select(JournalEntry.idempotency_key, JournalEntry.id).where(
+                ids_in(session, JournalEntry.idempotency_key, earlier, strings=True)))})
     now = utcnow()
-    rows = [{**it, "entry_id": posted.get(it["key"]), "bill_no": None, "created_at": now} for it in items]
-    if rows and is_postgres(session) and len(rows) >= COPY_FROM:
-        import json
-        copy_rows(session, f"COPY month_items ({', '.join(ITEM_COLS)}) FROM STDIN",
-                  (tuple(json.dumps(r[c], ensure_ascii=False) if c == "meta" else r[c] for c in ITEM_COLS)
-                   for r in rows))
-    elif rows:
-        session.execute(insert(MonthItem), rows)
+    if items and is_postgres(session) and len(items) >= COPY_FROM:
+        copy_lines(session, f"COPY month_items ({', '.join(ITEM_COLS)}) FROM STDIN", _item_lines(items, posted, now))
+    elif items:
+        session.execute(insert(MonthItem), [{**it, "entry_id": posted.get(it["key"]), "bill_no": None,
+                                             "created_at": now} for it in items])
     total = sum(it["amount_fen"] for it in items)
     insert_if_absent(session, MonthEndStep, site_id=site_id, period=period, step=step, items=len(items),
                      total_fen=total, problems=computed.problems, actor=actor, created_at=now)
@@ -231,6 +240,25 @@ def _freeze(session: Session, site_id: int, period: str, step: str, computed: Co
     audit.record(session, actor=actor, front=front, action="month_end_step", site_id=site_id, period=period,
                  step=step, items=len(items), amount=format_fen(total), entries=created)
     return created
+
+
+def _item_lines(items: list[dict], posted: dict[str, int | None], now: datetime) -> list[str]:
+    """``month_items`` rows as COPY text (escaping and JSON done once per distinct value)."""
+    texts: dict[Any, str] = {}
+    metas: dict[int, str] = {}
+    at = now.isoformat()
+    out = []
+    for it in items:
+        m = metas.get(id(it["meta"]))
+        if m is None:
+            m = metas[id(it["meta"])] = copy_text(json.dumps(it["meta"], ensure_ascii=False))
+        name = texts.get(it["name"]) or texts.setdefault(it["name"], copy_text(it["name"]))
+        entry = posted.get(it["key"])
+        out.append(f"{it['site_id']}\t{it['account_id']}\t{it['kind']}\t{it['source_id']}\t{copy_text(it['code'])}\t"
+                   f"{name}\t{it['period']}\t{it['period_start']}\t{it['period_end']}\t{it['amount_fen']}\t"
+                   f"{it['mode']}\t{copy_text(it['key'])}\t{it['revenue_code']}\t{NULL if entry is None else entry}\t"
+                   f"{NULL}\t{m}\t{at}\n")
+    return out
 
 
 def _bills(session: Session, site_id: int, period: str, *, preview: bool, actor: str, front: str) -> Any:

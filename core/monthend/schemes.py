@@ -207,18 +207,6 @@ def due_period(spec: Mapping, month: Period) -> Period | None:
     return period
 
 
-def in_scope(scope: Any, room: Any) -> bool:
-    """``room``: an ``AccountRow`` (room number, building and floor names)."""
-    if scope == "all":
-        return True
-    (what, names), = scope.items()
-    if what == "buildings":
-        return room.building in names
-    if what == "rooms":
-        return room.room in names
-    return [room.building, room.floor] in names
-
-
 @dataclass(frozen=True)
 class Computed:
     """What a scheme or rule owes for a period: items (dicts of ``month_items`` columns) and the
@@ -231,7 +219,8 @@ class Computed:
 
 def compute(scheme: ChargeScheme, month: Period, accounts: Sequence[Any]) -> Computed:
     """The items of ``scheme`` for the run of ``month`` over the site's ``accounts`` (``AccountRow``s).
-    Pure: reads nothing, writes nothing."""
+    Pure: reads nothing, writes nothing. Amounts (and their ``meta``, shared between items) are
+    computed once per distinct (area, days present)."""
     spec = scheme.spec
     period = due_period(spec, month)
     if period is None or not scheme.active:
@@ -239,33 +228,56 @@ def compute(scheme: ChargeScheme, month: Period, accounts: Sequence[Any]) -> Com
     items, problems = [], []
     per_room = spec["basis"] == "fixed"
     amount = Decimal(parse_yuan(spec["amount"])) / 100 if per_room else Decimal(spec["amount"])
+    prorate = spec["prorate"] == "days"
+    revenue = charge_revenue(scheme.code)
+    wanted = _scope_test(spec["scope"])
+    base = {"period": period.key, "basis": spec["basis"], "rate": spec["amount"], "scheme": scheme.name}
+    cache: dict[tuple, tuple[int, dict]] = {}
     for a in accounts:
-        if not in_scope(spec["scope"], a):
+        if wanted is not None and not wanted(a):
             continue
         days = periods.days_present(a.opened, a.closed, period)
         if days <= 0:
             continue
-        exact = amount
-        meta: dict[str, Any] = {"period": period.key, "basis": spec["basis"], "rate": spec["amount"],
-                                "scheme": scheme.name, "room": a.room}
-        if not per_room:
-            if not a.area:
-                problems.append(f"room {a.room}: no area_m2 for the per-m² scheme {scheme.code}")
-                continue
-            exact = amount * a.area
-            meta["area_m2"] = str(a.area)
-        if spec["prorate"] == "days" and days < period.days:
-            exact = exact * days / period.days
-            meta.update(days=days, period_days=period.days)
-        fen = to_fen(exact)
+        if not per_room and not a.area:
+            problems.append(f"room {a.room}: no area_m2 for the per-m² scheme {scheme.code}")
+            continue
+        part = prorate and days < period.days
+        ck = (None if per_room else a.area, days if part else 0)
+        hit = cache.get(ck)
+        if hit is None:
+            exact = amount if per_room else amount * a.area
+            meta = dict(base)
+            if not per_room:
+                meta["area_m2"] = str(a.area)
+            if part:
+                exact = exact * days / period.days
+                meta.update(days=days, period_days=period.days)
+            hit = cache[ck] = (to_fen(exact), meta)
+        fen, meta = hit
         if fen <= 0:
             continue
-        items.append(item_row(site_id=scheme.site_id, account_id=a.id, kind="charge", source_id=scheme.id,
-                              code=scheme.code, name=scheme.name, period=period, amount_fen=fen,
-                              mode="bill" if spec["mode"] == "bill" or a.postpaid else "deduct",
-                              key=f"charge:{scheme.id}:{a.id}:{period.key}", revenue_code=charge_revenue(scheme.code),
-                              meta=meta))
+        items.append({"site_id": scheme.site_id, "account_id": a.id, "kind": "charge", "source_id": scheme.id,
+                      "code": scheme.code, "name": scheme.name, "period": period.key, "period_start": period.start,
+                      "period_end": period.end, "amount_fen": fen,
+                      "mode": "bill" if spec["mode"] == "bill" or a.postpaid else "deduct",
+                      "key": f"charge:{scheme.id}:{a.id}:{period.key}", "revenue_code": revenue, "meta": meta})
     return Computed(items, problems, period)
+
+
+def _scope_test(scope: Any):
+    """None for "all", else a test of an ``AccountRow``."""
+    if scope == "all":
+        return None
+    (what, names), = scope.items()
+    if what == "buildings":
+        buildings = set(names)
+        return lambda a: a.building in buildings
+    if what == "rooms":
+        rooms = set(names)
+        return lambda a: a.room in rooms
+    floors = {(b, f) for b, f in names}
+    return lambda a: (a.building, a.floor) in floors
 
 
 def item_row(*, site_id: int, account_id: int, kind: str, source_id: int, code: str, name: str, period: Period,
