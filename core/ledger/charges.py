@@ -176,7 +176,7 @@ def _copy_post(session: Session, items: list[Deduction], wallets: dict[int, int]
             m = metas[id(it.meta)] = copy_text(json.dumps(it.meta, ensure_ascii=False))
         return m
     copy_lines(session, bulk.ENTRIES_COPY, [
-        f"{eid}\t{copy_text(it.key)}\t{KINDS[it.kind]}\t{it.account_id}\t{memo(it)}\t{who}\t{meta(it)}\t{now}\n"
+        f"{eid}\t{_key(it.key)}\t{KINDS[it.kind]}\t{it.account_id}\t{memo(it)}\t{who}\t{meta(it)}\t{now}\n"
         for eid, it in zip(ids, todo)])
     copy_lines(session, bulk.POSTINGS_COPY, [
         f"{eid}\t{wallets[it.account_id]}\t{-it.amount_fen}\n{eid}\t{revenue[it.revenue_code]}\t{it.amount_fen}\n"
@@ -193,6 +193,14 @@ def _copy_post(session: Session, items: list[Deduction], wallets: dict[int, int]
     return out
 
 
+_PLAIN = re.compile(r"^[A-Za-z0-9_.:-]+$")
+
+
+def _key(key: str) -> str:
+    """A key as COPY text: charge and apportionment keys are plain (ids, codes, a period), others escaped."""
+    return key if _PLAIN.match(key) else copy_text(key)
+
+
 def _rollup(session: Session, items: list[Deduction], revenue: dict[str, int]) -> None:
     """The revenue postings of COPY-written entries into ``ledger_days``, dated as
     ``rollups.entry_day`` dates a charge: the local start of ``meta.period`` (else the key's end)."""
@@ -206,9 +214,9 @@ def _rollup(session: Session, items: list[Deduction], revenue: dict[str, int]) -
     for it in items:
         site_id, tz_name = sites.get(it.account_id, (None, None))
         kind = KINDS[it.kind]
-        dkey = (tz_name, it.meta.get("period"), it.key.rsplit(":", 1)[-1], kind)
+        dkey = (tz_name, id(it.meta), kind)  # items share meta objects (one period each)
         day = days.get(dkey)
-        if day is None:
+        if day is None or it.meta.get("period") is None:
             tz = zones.get(tz_name) or zones.setdefault(tz_name, rollups.zone(tz_name))
             day = days[dkey] = rollups.entry_day(kind, it.key, it.meta, now, tz)  # type: ignore[arg-type]
         acc.add(it.account_id, day, revenue[it.revenue_code], kind, site_id, it.amount_fen)  # type: ignore[arg-type]

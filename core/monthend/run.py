@@ -243,7 +243,8 @@ def _freeze(session: Session, site_id: int, period: str, step: str, computed: Co
 
 
 def _item_lines(items: list[dict], posted: dict[str, int | None], now: datetime) -> list[str]:
-    """``month_items`` rows as COPY text (escaping and JSON done once per distinct value)."""
+    """``month_items`` rows as COPY text (escaping and JSON done once per distinct value; keys and
+    revenue codes are plain: ids, ascii codes and a period)."""
     texts: dict[Any, str] = {}
     metas: dict[int, str] = {}
     at = now.isoformat()
@@ -256,7 +257,7 @@ def _item_lines(items: list[dict], posted: dict[str, int | None], now: datetime)
         entry = posted.get(it["key"])
         out.append(f"{it['site_id']}\t{it['account_id']}\t{it['kind']}\t{it['source_id']}\t{copy_text(it['code'])}\t"
                    f"{name}\t{it['period']}\t{it['period_start']}\t{it['period_end']}\t{it['amount_fen']}\t"
-                   f"{it['mode']}\t{copy_text(it['key'])}\t{it['revenue_code']}\t{NULL if entry is None else entry}\t"
+                   f"{it['mode']}\t{it['key']}\t{it['revenue_code']}\t{NULL if entry is None else entry}\t"
                    f"{NULL}\t{m}\t{at}\n")
     return out
 
