@@ -74,6 +74,17 @@ DETAIL_KEYS = {
     "queue": _("队列"), "purchase_count": _("购电次数"), "on": _("开启"), "state": _("状态"),
     "attempts": _("尝试次数"), "last_error": _("最近错误"), "outcome": _("处理结果"), "note": _("备注"),
 }
+# --- monthend (issue 12: charges, apportionment, month-end run) ---
+AUDIT_ACTIONS.update({
+    "charge_scheme_add": _("新建收费方案"), "charge_scheme_active": _("启用或停用收费方案"),
+    "apportion_rule_add": _("新建公摊规则"), "meter_plan_set": _("设置公区表电价方案"),
+    "month_end_step": _("月末结算步骤"), "month_end_run": _("月末结算"),
+})
+DETAIL_KEYS.update({
+    "scheme_id": _("收费方案 ID"), "code": _("编码"), "name": _("名称"), "active": _("启用"), "rule_id": _("公摊规则 ID"),
+    "basis": _("分摊方式"), "tariff": _("电价方案"), "period": _("月份"), "step": _("步骤"), "items": _("明细数"),
+    "entries": _("记账笔数"), "bills": _("账单数"), "problems": _("问题数"),
+})
 REASONS = {
     "balance": _("余额不足"), "manual": _("手动"), "manager": _("管理员操作"), "recharged": _("已充值"),
     "enforce": _("状态纠正"), "cut not confirmed": _("断电未确认"), "restore not confirmed": _("复电未确认"),
