@@ -156,3 +156,35 @@ def plans_of_wrong_unit(session: Session) -> list[Problem]:
 
 
 CHECKS += [usage_under_wrong_unit, plans_of_wrong_unit]
+
+
+# --- month-end items (issue 12) -------------------------------------------------------------
+
+def month_items_match_entries(session: Session) -> list[Problem]:
+    """Every deduct-mode month-end item (``month_items``) has its entry, under the item's key, moving
+    the item's amount into the item's revenue account; bill-mode items have none at month end."""
+    from core.models import MonthItem
+    revenue = select(Posting.entry_id, func.sum(Posting.amount_fen).label("fen"), LedgerAccount.code) \
+        .join(LedgerAccount, LedgerAccount.id == Posting.ledger_account_id) \
+        .where(LedgerAccount.kind == "revenue").group_by(Posting.entry_id, LedgerAccount.code).subquery()
+    rows = session.execute(
+        select(MonthItem.key, MonthItem.mode, MonthItem.amount_fen, MonthItem.revenue_code, MonthItem.entry_id,
+               JournalEntry.idempotency_key, revenue.c.fen, revenue.c.code)
+        .outerjoin(JournalEntry, JournalEntry.id == MonthItem.entry_id)
+        .outerjoin(revenue, (revenue.c.entry_id == MonthItem.entry_id) & (revenue.c.code == MonthItem.revenue_code))
+        .where((MonthItem.entry_id.is_not(None)) | ((MonthItem.mode == "deduct") & (MonthItem.amount_fen > 0))))
+    problems = []
+    for key, mode, amount, code, entry_id, entry_key, fen, _code in rows:
+        if entry_id is None:
+            problems.append(Problem("month-item", key, f"a deduct item of {amount} fen has no entry"))
+        elif entry_key != key:
+            problems.append(Problem("month-item", key, f"points at entry {entry_id} of key {entry_key!r}"))
+        elif mode != "deduct":
+            problems.append(Problem("month-item", key, f"a {mode}-mode item has a month-end entry {entry_id}"))
+        elif int(fen or 0) != amount:
+            problems.append(Problem("month-item", key, f"item of {amount} fen, entry {entry_id} moved {fen or 0} fen "
+                                                       f"into {code}"))
+    return problems
+
+
+CHECKS += [month_items_match_entries]

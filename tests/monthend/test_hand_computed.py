@@ -126,3 +126,18 @@ def test_bill_mode_and_postpaid_items_post_nothing_at_month_end(session, factory
     assert rows == sorted([(a["101"].id, "garbage", "bill", 1000, True), (a["102"].id, "property", "deduct", 7625, False),
                            (post.id, "property", "bill", 2500, True)])
     assert result.entries == 1 and result.charges_fen == 1000 + 7625 + 2500
+
+
+def test_ledger_check_finds_an_item_that_disagrees_with_its_entry(session, garden):
+    add_scheme(session, garden.site.id, PER_M2)
+    session.commit()
+    run_month_end(garden.site.id, "2026-04", actor="test")
+    assert validate(session) == []
+    item = session.scalars(select(MonthItem).order_by(MonthItem.id)).first()
+    item.amount_fen += 1
+    session.flush()
+    assert [p.check for p in validate(session)] == ["month-item"]
+    item.amount_fen -= 1
+    item.entry_id = None
+    session.flush()
+    assert [p.check for p in validate(session)] == ["month-item"]
