@@ -11,8 +11,10 @@ usage in turn, each over a master meter priced by its own plan with readings cov
 Then, in the same run:
 
 1. ``run``: ``core.monthend.run.run_month_end`` for January 2026 (every scheme falls due), in a
-   child process, so its time and peak memory (maximum resident set) are the run's alone;
-2. ``rerun``: the same again (0 entries);
+   child process, so its time and peak memory (maximum resident set) are the run's alone -- as the
+   schedule runs it (no line per item in the result);
+2. ``rerun``: the same again (0 entries), and ``rerun_with_lines``: again with a line per item in
+   the result, as ``meterpay month-end --json`` prints;
 3. ``copy``: a COPY of as many journal entries (and two postings each) as the run posted into
    tables shaped like ``journal_entries`` and ``postings`` (with their indexes): the floor;
 4. the ledger, payments and rollup checks of ``meterpay ledger check``.
@@ -187,8 +189,10 @@ def copy_baseline(entries: int) -> float:
     return elapsed
 
 
-def child(site: str) -> None:
-    """In the child process: the run of ``site``'s January, listeners muted; one JSON line out."""
+def child(site: str, lines: bool = False) -> None:
+    """In the child process: the run of ``site``'s January, listeners muted; one JSON line out.
+    ``lines``: also build the result's line per item (what ``meterpay month-end --json`` prints;
+    the scheduled run does without)."""
     from core import signals
     from core.db import session_scope
     from core.monthend.run import run_month_end, site_by_name
@@ -198,7 +202,7 @@ def child(site: str) -> None:
     with session_scope() as s:
         site_id = site_by_name(s, site).id
     t0 = time.perf_counter()
-    result = run_month_end(site_id, PERIOD, actor="bench", front="cli")
+    result = run_month_end(site_id, PERIOD, actor="bench", front="cli", with_lines=lines)
     elapsed = time.perf_counter() - t0
     print(json.dumps({"seconds": round(elapsed, 3), "entries": result.entries, "items": result.items,
                       "lines": len(result.lines), "charges_fen": result.charges_fen,
@@ -207,9 +211,9 @@ def child(site: str) -> None:
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
 
 
-def _run_child(site: str, env: dict) -> dict:
+def _run_child(site: str, env: dict, lines: bool = False) -> dict:
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", f"from bench.monthend import child; child({site!r})"],
+    out = subprocess.run([sys.executable, "-c", f"from bench.monthend import child; child({site!r}, {lines!r})"],
                          env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     if out.returncode != 0:
@@ -256,13 +260,16 @@ def bench_month_end(n: int, rules: int, rule_size: int, seed: int, as_json: bool
             f"peak {first['peak_rss_mb']} MB")
         second = _run_child(site, env)
         say(f"re-run: {second['seconds']} s ({second['entries']} entries)")
+        third = _run_child(site, env, lines=True)
+        say(f"re-run with a line per item (as `meterpay month-end --json`): {third['seconds']} s, "
+            f"{third['lines']} lines, peak {third['peak_rss_mb']} MB")
         copy_s = copy_baseline(first["entries"])
         say(f"COPY of {first['entries']} entries: {copy_s:.2f} s")
         with session_scope() as s:
             problems = validate(s) + payment_checks.validate(s) + validate_rollups(s)
         result = {
             "database": "postgresql", "accounts": n, "rules": rules, "rule_size": rule_size, "period": PERIOD,
-            "run": first, "rerun": second, "copy_seconds": round(copy_s, 3),
+            "run": first, "rerun": second, "rerun_with_lines": third, "copy_seconds": round(copy_s, 3),
             "run_vs_copy": round(first["seconds"] / copy_s, 2) if copy_s else None,
             "rerun_vs_copy": round(second["seconds"] / copy_s, 2) if copy_s else None,
             "ledger_problems": len(problems),
@@ -273,7 +280,7 @@ def bench_month_end(n: int, rules: int, rule_size: int, seed: int, as_json: bool
         if problems:
             result["ledger_problem_sample"] = [str(p) for p in problems[:5]]
         click.echo(json.dumps(result))
-        if problems or second["entries"]:
+        if problems or second["entries"] or third["entries"]:
             raise SystemExit(1)
     finally:
         drop()

@@ -35,7 +35,7 @@ from core import signals
 from core.bulk_sql import copy_lines, copy_text, ids_in, next_ids
 from core.db import is_postgres, utcnow
 from core.errors import ValidationError
-from core.ledger import bulk
+from core.ledger import balance_cache, bulk
 from core.ledger import journal as ledger
 from core.ledger.journal import Leg, PostResult
 from core.models import LedgerAccount
@@ -127,9 +127,14 @@ def post_many(session: Session, items: Sequence[Deduction], *, actor: str = "sys
     if not items:
         return {}
     revenue = {code: ledger.system_account(session, code).id for code in sorted({it.revenue_code for it in items})}
-    wallets: dict[int, int] = {int(a): int(w) for a, w in session.execute(
-        select(LedgerAccount.account_id, LedgerAccount.id).where(
-            ids_in(session, LedgerAccount.account_id, {it.account_id for it in items}))) if a is not None}
+    accounts = {it.account_id for it in items}
+    if is_postgres(session):  # the ids as one text: no per-element adaptation of a 100,000-id list
+        rows = session.execute(text(f"SELECT account_id, id FROM ledger_accounts WHERE account_id = "
+                                    f"{_BIGINTS.format('ids')}"), {"ids": _joined(accounts)})
+    else:
+        rows = session.execute(select(LedgerAccount.account_id, LedgerAccount.id).where(
+            ids_in(session, LedgerAccount.account_id, accounts)))
+    wallets: dict[int, int] = {int(a): int(w) for a, w in rows if a is not None}
     missing = sorted({it.account_id for it in items} - set(wallets))
     if missing:
         raise ValidationError(f"account {missing[0]} has no wallet")
@@ -152,11 +157,18 @@ def post_many(session: Session, items: Sequence[Deduction], *, actor: str = "sys
 
 def _copy_post(session: Session, items: list[Deduction], wallets: dict[int, int], revenue: dict[str, int], *,
                actor: str, front: str, moved: list) -> dict[str, int | None]:
+    """``bulk``'s COPY path for charges: wallets locked in id order, keys looked up under the lock,
+    entries and postings by COPY, cached balances and ``ledger_days`` in the same transaction. Id
+    and key lists go to PostgreSQL as one text each (``string_to_array``): no per-element adaptation."""
     conn = session.connection()
-    bulk.lock_wallets(session, wallets.values())
-    keys = [it.key for it in items]
-    done = set(conn.execute(text("SELECT idempotency_key FROM journal_entries WHERE idempotency_key = ANY(:k)"),
-                            {"k": keys}).scalars())
+    wids = sorted(set(wallets.values()))
+    locked = conn.execute(text(f"SELECT id FROM ledger_accounts WHERE id = {_BIGINTS.format('ids')} "
+                               "AND kind = 'wallet' ORDER BY id FOR UPDATE"), {"ids": _joined(wids)}).scalars().all()
+    if len(locked) != len(wids):
+        raise ValidationError("a charge names a ledger account that is not a wallet")
+    done = set(conn.execute(text("SELECT idempotency_key FROM journal_entries WHERE idempotency_key = "
+                                 "ANY(string_to_array(:k, :sep))"),
+                            {"k": "\n".join(it.key for it in items), "sep": "\n"}).scalars())
     todo = [it for it in items if it.key not in done]
     out: dict[str, int | None] = {k: None for k in done}
     if not todo:
@@ -185,12 +197,35 @@ def _copy_post(session: Session, items: list[Deduction], wallets: dict[int, int]
     for it in todo:
         w = wallets[it.account_id]
         deltas[w] = deltas.get(w, 0) - it.amount_fen
-    bulk.apply_wallet_deltas(session, deltas)
+    _apply_deltas(session, deltas)
     _rollup(session, todo, revenue)
     for eid, it in zip(ids, todo):
         out[it.key] = eid
         moved.append((it.account_id, -it.amount_fen, eid))
     return out
+
+
+_BIGINTS = "ANY(CAST(string_to_array(:{}, ',') AS bigint[]))"
+
+
+def _joined(values) -> str:
+    return ",".join(map(str, values))
+
+
+def _apply_deltas(session: Session, deltas: dict[int, int]) -> None:
+    """``bulk.apply_wallet_deltas`` with the lists as text: add each locked wallet's delta."""
+    deltas = {w: d for w, d in deltas.items() if d}
+    if not deltas:
+        return
+    wids = sorted(deltas)
+    session.connection().execute(text(
+        "UPDATE ledger_accounts AS la SET balance_fen = la.balance_fen + d.delta FROM unnest("
+        "CAST(string_to_array(:ids, ',') AS bigint[]), CAST(string_to_array(:deltas, ',') AS bigint[])) "
+        "AS d(id, delta) WHERE la.id = d.id"), {"ids": _joined(wids), "deltas": _joined(deltas[w] for w in wids)})
+    balance_cache.wallets_changed(session, wids)
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, LedgerAccount) and obj.id in deltas:
+            session.expire(obj, ["balance_fen"])
 
 
 _PLAIN = re.compile(r"^[A-Za-z0-9_.:-]+$")
@@ -203,24 +238,49 @@ def _key(key: str) -> str:
 
 def _rollup(session: Session, items: list[Deduction], revenue: dict[str, int]) -> None:
     """The revenue postings of COPY-written entries into ``ledger_days``, dated as
-    ``rollups.entry_day`` dates a charge: the local start of ``meta.period`` (else the key's end)."""
+    ``rollups.entry_day`` dates a charge: the local start of ``meta.period`` (else the key's end).
+
+    The same sums ``rollups.LedgerRows`` would write, merged the way ``rollups`` merges (a temporary
+    table, one ``INSERT .. SELECT .. ON CONFLICT`` in key order), with the rows written as plain
+    COPY text here: one row per (account, day, revenue account, kind), the site joined in."""
     if not rollups.ENABLED:
         return
-    sites = rollups.sites_of(session, {it.account_id for it in items})
+    zones: dict[int, str] = dict(session.execute(text(
+        "SELECT a.id, s.timezone FROM accounts a JOIN sites s ON s.id = a.site_id WHERE a.id = "
+        + _BIGINTS.format("ids")), {"ids": _joined({it.account_id for it in items})}).all())
     now = utcnow()
-    zones: dict[str | None, object] = {}
+    tzs: dict[str | None, object] = {}
     days: dict[tuple, object] = {}
-    acc = rollups.LedgerRows()
+    sums: dict[tuple, list[int]] = {}
     for it in items:
-        site_id, tz_name = sites.get(it.account_id, (None, None))
+        tz_name = zones.get(it.account_id)
         kind = KINDS[it.kind]
         dkey = (tz_name, id(it.meta), kind)  # items share meta objects (one period each)
         day = days.get(dkey)
         if day is None or it.meta.get("period") is None:
-            tz = zones.get(tz_name) or zones.setdefault(tz_name, rollups.zone(tz_name))
+            tz = tzs.get(tz_name) or tzs.setdefault(tz_name, rollups.zone(tz_name))
             day = days[dkey] = rollups.entry_day(kind, it.key, it.meta, now, tz)  # type: ignore[arg-type]
-        acc.add(it.account_id, day, revenue[it.revenue_code], kind, site_id, it.amount_fen)  # type: ignore[arg-type]
-    acc.write(session)
+        k = (it.account_id, day, revenue[it.revenue_code], kind)
+        row = sums.get(k)
+        if row is None:
+            sums[k] = [it.amount_fen, 1]
+        else:
+            row[0] += it.amount_fen
+            row[1] += 1
+    conn = session.connection()
+    conn.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS _charge_ledger_days (account_id bigint, day date, "
+                         "ledger_account_id bigint, kind varchar(20), amount_fen bigint, postings integer) "
+                         "ON COMMIT DELETE ROWS")
+    conn.exec_driver_sql("DELETE FROM _charge_ledger_days")
+    copy_lines(session, "COPY _charge_ledger_days FROM STDIN", [
+        f"{a}\t{d}\t{r}\t{k}\t{v[0]}\t{v[1]}\n" for (a, d, r, k), v in sums.items()])
+    conn.exec_driver_sql(
+        "INSERT INTO ledger_days (account_id, day, ledger_account_id, kind, site_id, amount_fen, postings) "
+        "SELECT t.account_id, t.day, t.ledger_account_id, t.kind, min(a.site_id), sum(t.amount_fen), "
+        "sum(t.postings) FROM _charge_ledger_days t LEFT JOIN accounts a ON a.id = t.account_id "
+        "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 ON CONFLICT (account_id, day, ledger_account_id, kind) "
+        "DO UPDATE SET amount_fen = ledger_days.amount_fen + EXCLUDED.amount_fen, "
+        "postings = ledger_days.postings + EXCLUDED.postings")
 
 
 def _announce(session: Session, moved: list[tuple[int, int, int]], kind: str) -> None:
