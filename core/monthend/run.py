@@ -152,7 +152,9 @@ def run_month_end(site_id: int, period: str, *, preview: bool = False, actor: st
         accounts: list[AccountRow] | None = None
         previewed: list[dict] = []
         for name, source in steps:
-            if _frozen(session, site_id, month.key, name):
+            frozen = _step(session, site_id, month.key, name)
+            if frozen is not None:  # done before: its problems (a room without an area) still stand
+                result.problems += [{"step": name, "message": p} for p in frozen.problems or []]
                 continue
             if accounts is None:
                 accounts = site_accounts(session, site_id, month, tz)
@@ -192,6 +194,11 @@ def _compute(session: Session, source: Any, month: Period, accounts: list[Accoun
 def _lock(session: Session, site_id: int) -> None:
     if is_postgres(session):
         session.execute(text("SELECT pg_advisory_xact_lock(:space, :site)"), {"space": LOCK_SPACE, "site": site_id})
+
+
+def _step(session: Session, site_id: int, period: str, step: str) -> MonthEndStep | None:
+    return session.scalar(select(MonthEndStep).where(MonthEndStep.site_id == site_id, MonthEndStep.period == period,
+                                                     MonthEndStep.step == step))
 
 
 def _frozen(session: Session, site_id: int, period: str, step: str) -> bool:

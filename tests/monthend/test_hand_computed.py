@@ -141,3 +141,39 @@ def test_ledger_check_finds_an_item_that_disagrees_with_its_entry(session, garde
     item.entry_id = None
     session.flush()
     assert [p.check for p in validate(session)] == ["month-item"]
+
+
+def test_a_water_master_is_split_the_same_way(session, factory, garden):
+    from core.sites.accounts import MeterSpec, attach_meter
+    from core.tariffs.store import plan_for
+    room = factory.room(garden.site, number="C2", floor="B1")
+    pump = attach_meter(session, garden.site.id, room.id, None, MeterSpec("WM-COMMON", kind="water",
+                                                                           profile="cjt188-water"))
+    pump.tariff_plan_id = plan_for(session, "水", site_id=garden.site.id, utility="water").id
+    session.commit()
+    # 10.000 m3 at 5.00 in April (the 05-01 00:30 reading closes May's interval)
+    for when, total in (("2026-03-31 23:00", "100.000"), ("2026-04-30 12:00", "110.000"),
+                        ("2026-05-01 00:30", "111.000")):
+        ingest(session, pump.id, when, total)
+    session.commit()
+    a = garden.accounts
+    add_rule(session, garden.site.id, {"name": "水泵", "master": "WM-COMMON", "basis": "ratio",
+                                       "accounts": {"101": 3, "201": 1}, "mode": "deduct"})
+    session.commit()
+    result = run_month_end(garden.site.id, "2026-04", actor="test")
+    got = {i.account_id: (i.amount_fen, i.code, i.revenue_code) for i in items(session, "apportion").values()}
+    assert got == {a["101"].id: (3750, "apportion:water", "revenue:apportion:water"),
+                   a["201"].id: (1250, "apportion:water", "revenue:apportion:water")}
+    assert result.apportioned_fen == 5000 and validate(session) == []
+
+
+def test_a_room_without_an_area_is_reported_by_the_run_and_by_every_run_after(session, factory, garden):
+    bare = open_at(factory, garden.site, "104", area=None)
+    add_scheme(session, garden.site.id, PER_M2)
+    session.commit()
+    first = run_month_end(garden.site.id, "2026-04", actor="test")
+    again = run_month_end(garden.site.id, "2026-04", actor="test")
+    for result in (first, again):
+        assert [p["message"] for p in result.problems] == ["room 104: no area_m2 for the per-m² scheme property"]
+    assert bare.id not in {i.account_id for i in items(session, "charge").values()}
+    assert first.charges_fen == again.charges_fen == 12563 + 7625 + 4813 + 10000
