@@ -2,12 +2,14 @@
 from core.db import Base
 from core.models.alarm import AlarmState, BotConfirmation, Notification, SupplyControl
 from core.models.audit import AuditLog
+from core.models.bill import Bill, BillLine
 from core.models.billing import BilledUsage, MeterBillingState
 from core.models.binding import TenantBinding
 from core.models.command import MeterCommand, MeterCommandEvent
 from core.models.ledger import JournalEntry, LedgerAccount, Posting
 from core.models.manager import Manager, ManagerRole
 from core.models.meter import Gateway, Meter, MeterEvent, Reading
+from core.models.monthend import MonthItem
 from core.models.payment import PaymentOrder, PaymentReconciliation, PaymentRefund
 from core.models.preset import AccountPreset
 from core.models.report import LedgerDay, ReadingDay, UsageDay, UsageMonth
@@ -23,4 +25,5 @@ __all__ = [
     "PaymentRefund", "PaymentReconciliation", "TenantBinding",
     "AlarmState", "BotConfirmation", "Notification", "SupplyControl",
     "LedgerDay", "UsageDay", "UsageMonth", "ReadingDay",
+    "Bill", "BillLine", "MonthItem",
 ]
