@@ -54,7 +54,7 @@ def _sheet(wb: Workbook, title: str, headers: list[str], rows: list[list[Any]], 
 
 def bills_xlsx(rows: list[BillRow], out: IO[bytes] | str) -> None:
     wb = Workbook()
-    wb.remove(wb.active)  # type: ignore[arg-type]
+    wb.remove(wb.active)
     body = []
     for r in rows:
         b = r.bill
@@ -77,7 +77,7 @@ def arrears_xlsx(rows: list[BillRow], out: IO[bytes] | str) -> None:
     owed = sorted((r for r in rows if r.bill.open_fen > 0),
                   key=lambda r: (r.building, r.floor, r.room, r.bill.bill_no))
     wb = Workbook()
-    wb.remove(wb.active)  # type: ignore[arg-type]
+    wb.remove(wb.active)
     body = [[r.bill.bill_no, r.building, r.floor, r.room, r.tenant, r.phone, r.bill.period, yuan(r.bill.total_fen),
              yuan(r.bill.paid_fen), yuan(r.bill.credited_fen), yuan(r.bill.open_fen), r.bill.due_date,
              r.days_overdue, r.bill.notices_sent] for r in owed]

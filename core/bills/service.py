@@ -375,3 +375,14 @@ def correction_bill(session: Session, bill_no: str, lines: list[dict], *, reason
     session.flush()
     return new
 
+
+
+def tenant_bills(session: Session, account_id: int, *, limit: int = 50) -> list[BillRow]:
+    """What a tenant sees of an account's bills: confirmed bills and credit notes (a draft is not owed
+    yet), by number, at most the last ``limit``."""
+    account = session.get(Account, account_id)
+    site = session.get(Site, account.site_id) if account else None
+    if account is None or site is None:
+        return []
+    rows = list_bills(session, site, None, account_ids=[account_id], kinds=("bill", "credit"))
+    return [r for r in rows if r.bill.state != "draft"][-limit:]
