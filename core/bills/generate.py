@@ -11,8 +11,10 @@
   without a split. A utility's fen are the sum of the rows' ``amount_fen`` (what billing accrued,
   exactly the energy report's fee); they are split over the parts by largest remainder in proportion
   to the exact priced amounts of the rows' lines (ties in part order), so the lines add up to it.
-- **Charge and apportionment lines** are the ``month_items`` rows of the period in ``bill`` mode not on
-  a bill yet (``bill_no`` NULL), one line each, credited on confirm to the item's ``revenue_code``.
+- **Charge and apportionment lines** are the site's ``month_items`` rows in ``bill`` mode not on a bill
+  yet (``bill_no`` NULL) whose period starts by the end of the month (``period_start <= last day``: the
+  month's own items, a quarter or year starting in it, a one-time charge dated in it, and any earlier
+  item no bill took), one line each, credited on confirm to the item's ``revenue_code``.
 - **Taking:** the rows a bill is made from are claimed in the same transaction (``billed_usage.bill_id``,
   ``month_items.bill_no``), and only claimed rows are summed, so a reading stored meanwhile is never
   marked billed without being on the bill; it waits for a later bill.
@@ -148,14 +150,18 @@ def generate_for_period(session: Session, site_id: int, period: str, *, preview:
     p = parse_period(period)
     t0, t1 = p.bounds(site.timezone)
     pg = is_postgres(session)
-    if pg and not preview:
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"bills:{site_id}:{p.text}"})
+    if pg:
+        # the sums below sort in memory; the planner guesses 100 lines per row, so JIT would only cost time
+        session.execute(text("SET LOCAL work_mem = '128MB'"))
+        session.execute(text("SET LOCAL jit = off"))
+        if not preview:
+            session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"bills:{site_id}:{p.text}"})
     result = GenerateResult(p.text, preview=preview)
     have = set(session.scalars(select(Bill.account_id).where(Bill.site_id == site_id, Bill.period == p.text,
                                                              Bill.origin_key.is_not(None))))
     usage_where = [Account.site_id == site_id, BilledUsage.billing_mode == "postpaid", BilledUsage.bill_id.is_(None),
                    BilledUsage.ended_at >= t0, BilledUsage.ended_at < t1]
-    item_where = [MonthItem.site_id == site_id, MonthItem.period == p.text, MonthItem.mode == "bill",
+    item_where = [MonthItem.site_id == site_id, MonthItem.period_start <= p.last, MonthItem.mode == "bill",
                   MonthItem.bill_no.is_(None)]
     found: set[int] = {a for a in session.scalars(select(BilledUsage.account_id).distinct()
                                                   .join(Account, Account.id == BilledUsage.account_id)
@@ -173,16 +179,18 @@ def generate_for_period(session: Session, site_id: int, period: str, *, preview:
     else:
         ids = next_ids(session, "bills", len(accounts)) if pg else _sqlite_ids(session, len(accounts))
         bill_ids = dict(zip(accounts, ids))
-        _claim(session, pg, p, t0, t1, site_id, bill_ids, bill_no_of)
-        energy = _energy(session, pg, bill_ids=ids)
-        items = _items(session, [MonthItem.site_id == site_id, MonthItem.period == p.text], list(bill_no_of.values()))
+        energy = _claim(session, pg, p, t0, t1, site_id, bill_ids, bill_no_of)
+        items = _items(session, [MonthItem.site_id == site_id], list(bill_no_of.values()))
+    by_account: dict[int, list[str]] = defaultdict(list)
+    for a, u in energy:
+        by_account[a].append(u)
     rooms = dict(session.execute(select(Account.id, Room.number).join(Room, Room.id == Account.room_id)
                                  .where(Account.site_id == site_id)).all())
     bills, lines = [], []
     now = utcnow()
     for account_id in accounts:
         acct_lines = []
-        for utility in sorted({u for (a, u) in energy if a == account_id}, key=_utility_rank):
+        for utility in sorted(by_account.get(account_id, ()), key=_utility_rank):
             acct_lines.extend(energy_lines(utility, energy[(account_id, utility)]))
         for it in sorted(items.get(account_id, ()), key=lambda i: (i["kind"] != "charge", i["code"], i["item_id"])):
             acct_lines.append({"kind": "charge" if it["kind"] == "charge" else "apportion", "code": it["code"],
@@ -237,39 +245,39 @@ def _sqlite_ids(session: Session, n: int) -> list[int]:
 
 
 def _claim(session: Session, pg: bool, p: Period, t0: datetime, t1: datetime, site_id: int,
-           bill_ids: dict[int, int], bill_no_of: dict[int, str]) -> None:
-    """Mark the period's unbilled usage and bill-mode items of these accounts as taken by their bills."""
+           bill_ids: dict[int, int], bill_no_of: dict[int, str]) -> dict[tuple[int, str], _Energy]:
+    """Mark the period's unbilled usage and the bill-mode items of these accounts as taken by their bills,
+    and return the sums of the usage rows taken (exactly those: on PostgreSQL the UPDATE's RETURNING
+    feeds the sums in the same statement)."""
     accts = list(bill_ids)
     if pg:
         session.execute(text(
-            "UPDATE billed_usage AS bu SET bill_id = m.bill_id "
-            "FROM unnest(CAST(:a AS bigint[]), CAST(:b AS bigint[])) AS m(account_id, bill_id) "
-            "WHERE bu.account_id = m.account_id AND bu.billing_mode = 'postpaid' AND bu.bill_id IS NULL "
-            "AND bu.ended_at >= :t0 AND bu.ended_at < :t1"),
-            {"a": accts, "b": [bill_ids[a] for a in accts], "t0": t0, "t1": t1})
-        session.execute(text(
             "UPDATE month_items AS mi SET bill_no = m.bill_no "
             "FROM unnest(CAST(:a AS bigint[]), CAST(:n AS text[])) AS m(account_id, bill_no) "
-            "WHERE mi.account_id = m.account_id AND mi.site_id = :s AND mi.period = :p AND mi.mode = 'bill' "
-            "AND mi.bill_no IS NULL"),
-            {"a": accts, "n": [bill_no_of[a] for a in accts], "s": site_id, "p": p.text})
-        return
+            "WHERE mi.account_id = m.account_id AND mi.site_id = :s AND mi.period_start <= :last "
+            "AND mi.mode = 'bill' AND mi.bill_no IS NULL"),
+            {"a": accts, "n": [bill_no_of[a] for a in accts], "s": site_id, "last": p.last})
+        source = ("c AS (UPDATE billed_usage AS bu SET bill_id = m.bill_id "
+                  "FROM unnest(CAST(:a AS bigint[]), CAST(:b AS bigint[])) AS m(account_id, bill_id) "
+                  "WHERE bu.account_id = m.account_id AND bu.billing_mode = 'postpaid' AND bu.bill_id IS NULL "
+                  "AND bu.ended_at >= :t0 AND bu.ended_at < :t1 "
+                  "RETURNING bu.account_id, bu.meter_id, bu.amount_fen, bu.quantity, bu.plan_id, bu.lines), "
+                  "r AS (SELECT c.account_id, mt.kind AS utility, c.amount_fen, c.quantity, c.plan_id, c.lines "
+                  "FROM c JOIN meters mt ON mt.id = c.meter_id)")
+        return _pg_sums(session, source, {"a": accts, "b": [bill_ids[a] for a in accts], "t0": t0, "t1": t1})
     bu = cast(Table, BilledUsage.__table__)
     session.execute(update(bu).where(bu.c.account_id == bindparam("a"), bu.c.billing_mode == "postpaid",
                                      bu.c.bill_id.is_(None), bu.c.ended_at >= t0, bu.c.ended_at < t1)
                     .values(bill_id=bindparam("b")), [{"a": a, "b": bill_ids[a]} for a in accts])
     mi = cast(Table, MonthItem.__table__)
     session.execute(update(mi).where(mi.c.account_id == bindparam("a"), mi.c.site_id == site_id,
-                                     mi.c.period == p.text, mi.c.mode == "bill", mi.c.bill_no.is_(None))
+                                     mi.c.period_start <= p.last, mi.c.mode == "bill", mi.c.bill_no.is_(None))
                     .values(bill_no=bindparam("n")), [{"a": a, "n": bill_no_of[a]} for a in accts])
+    return _energy(session, pg, bill_ids=list(bill_ids.values()))
 
 
-_PG_ENERGY = """
-WITH r AS MATERIALIZED (
-  SELECT bu.account_id, m.kind AS utility, bu.amount_fen, bu.quantity, bu.plan_id, bu.lines
-  FROM billed_usage bu JOIN meters m ON m.id = bu.meter_id
-  WHERE {where}
-)
+_PG_SUMS = """
+WITH {source}
 SELECT 't' AS t, account_id, utility, NULL AS part, sum(amount_fen) AS fen, sum(quantity) AS qty,
        count(*) AS n, array_remove(array_agg(DISTINCT plan_id), NULL) AS plans
 FROM r GROUP BY account_id, utility
@@ -286,12 +294,25 @@ GROUP BY 2, 3, 4
 """
 
 
+def _pg_sums(session: Session, source: str, params: dict[str, Any]) -> dict[tuple[int, str], _Energy]:
+    out: dict[tuple[int, str], _Energy] = defaultdict(_Energy)
+    for t, account_id, utility, part, fen, qty, n, plans in session.execute(
+            text(_PG_SUMS.format(source=source)), params):
+        e = out[(account_id, utility)]
+        if t == "t":
+            e.fen, e.quantity, e.intervals = int(fen), Decimal(qty), int(n)
+            e.plan_ids.update(plans or ())
+        else:
+            e.parts[part][0] += Decimal(fen or 0)
+            e.parts[part][1] += Decimal(qty or 0)
+    return out
+
+
 def _energy(session: Session, pg: bool, *, bill_ids: list[int] | None = None, account_ids: list[int] | None = None,
             t0: datetime | None = None, t1: datetime | None = None) -> dict[tuple[int, str], _Energy]:
     """Per (account, utility): the fen, quantity, intervals and plans of the rows, and per part the
     exact priced amount and quantity. Rows claimed by ``bill_ids``, or (a preview) the unbilled
     postpaid rows of ``account_ids`` that ended in [t0, t1)."""
-    out: dict[tuple[int, str], _Energy] = defaultdict(_Energy)
     if pg:
         params: dict[str, Any]
         if bill_ids is not None:
@@ -300,16 +321,10 @@ def _energy(session: Session, pg: bool, *, bill_ids: list[int] | None = None, ac
             where = ("bu.account_id = ANY(CAST(:ids AS bigint[])) AND bu.billing_mode = 'postpaid' "
                      "AND bu.bill_id IS NULL AND bu.ended_at >= :t0 AND bu.ended_at < :t1")
             params = {"ids": account_ids, "t0": t0, "t1": t1}
-        for t, account_id, utility, part, fen, qty, n, plans in session.execute(
-                text(_PG_ENERGY.format(where=where)), params):
-            e = out[(account_id, utility)]
-            if t == "t":
-                e.fen, e.quantity, e.intervals = int(fen), Decimal(qty), int(n)
-                e.plan_ids.update(plans or ())
-            else:
-                e.parts[part][0] += Decimal(fen or 0)
-                e.parts[part][1] += Decimal(qty or 0)
-        return out
+        return _pg_sums(session, "r AS (SELECT bu.account_id, m.kind AS utility, bu.amount_fen, bu.quantity, "
+                                 "bu.plan_id, bu.lines FROM billed_usage bu JOIN meters m ON m.id = bu.meter_id "
+                                 f"WHERE {where})", params)
+    out: dict[tuple[int, str], _Energy] = defaultdict(_Energy)
     q = (select(BilledUsage.account_id, Meter.kind, BilledUsage.amount_fen, BilledUsage.quantity, BilledUsage.plan_id,
                 BilledUsage.lines).join(Meter, Meter.id == BilledUsage.meter_id))
     if bill_ids is not None:

@@ -31,7 +31,8 @@ def item(session, account, *, kind="charge", code="property", name="物业费", 
     _seq[0] += 1
     n = _seq
     row = MonthItem(site_id=account.site_id, account_id=account.id, kind=kind, source_id=1, code=code, name=name,
-                    period=period, period_start=date(2026, 4, 1), period_end=date(2026, 4, 30),
+                    period=period, period_start=date(int(period[:4]), int(period[5:7]), 1),
+                    period_end=date(int(period[:4]), int(period[5:7]), 28),
                     amount_fen=amount_fen, mode=mode, key=f"{kind}:1:{account.id}:{period}:{n[0]}",
                     revenue_code=revenue_code or (f"revenue:charge:{code}" if kind == "charge"
                                                   else "revenue:apportion:electricity"), meta={})

@@ -22,11 +22,11 @@ def upgrade() -> None:
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('site_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('kind', sa.String(length=12), nullable=False),
+    sa.Column('kind', sa.String(length=10), nullable=False),
     sa.Column('source_id', sa.BigInteger(), nullable=False),
-    sa.Column('code', sa.String(length=80), nullable=False),
-    sa.Column('name', sa.String(length=120), nullable=False),
-    sa.Column('period', sa.String(length=10), nullable=False),
+    sa.Column('code', sa.String(length=60), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('period', sa.String(length=12), nullable=False),
     sa.Column('period_start', sa.Date(), nullable=False),
     sa.Column('period_end', sa.Date(), nullable=False),
     sa.Column('amount_fen', sa.BigInteger(), nullable=False),
@@ -44,18 +44,15 @@ def upgrade() -> None:
     sa.UniqueConstraint('key', name=op.f('uq_month_items_key'))
     )
     with op.batch_alter_table('month_items', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_month_items_account_id'), ['account_id'], unique=False)
+        batch_op.create_index('ix_month_items_account_period', ['account_id', 'period'], unique=False)
         batch_op.create_index(batch_op.f('ix_month_items_bill_no'), ['bill_no'], unique=False)
-        batch_op.create_index(batch_op.f('ix_month_items_period'), ['period'], unique=False)
-        batch_op.create_index(batch_op.f('ix_month_items_site_id'), ['site_id'], unique=False)
-
+        batch_op.create_index('ix_month_items_site_period', ['site_id', 'period'], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table('month_items', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_month_items_site_id'))
-        batch_op.drop_index(batch_op.f('ix_month_items_period'))
+        batch_op.drop_index('ix_month_items_site_period')
         batch_op.drop_index(batch_op.f('ix_month_items_bill_no'))
-        batch_op.drop_index(batch_op.f('ix_month_items_account_id'))
+        batch_op.drop_index('ix_month_items_account_period')
 
     op.drop_table('month_items')
