@@ -74,7 +74,7 @@ def build(session, n_accounts: int, intervals: int, seed: int) -> int:
     reading_ids = next_ids(session, "readings", n * (intervals + 1))
     now = datetime.now(UTC)
     copy_rows(session, "COPY readings (id, meter_id, taken_at, total, source, status, created_at) FROM STDIN",
-              ((reading_ids[i * (intervals + 1) + k], m, start + step * k + timedelta(minutes=1), Decimal(k * 3), "poll",
+              ((reading_ids[i * (intervals + 1) + k], m, start + step * k - timedelta(minutes=1), Decimal(k * 3), "poll",
                 "ok", now) for i, m in enumerate(meter_ids) for k in range(intervals + 1)))
 
     def lines(k: int) -> str:
@@ -83,7 +83,7 @@ def build(session, n_accounts: int, intervals: int, seed: int) -> int:
     copy_rows(session, "COPY billed_usage (meter_id, account_id, billing_mode, from_reading_id, to_reading_id, "
                        "started_at, ended_at, quantity, amount, amount_fen, lines, plan_id, created_at) FROM STDIN",
               ((m, a, "postpaid", reading_ids[i * (intervals + 1) + k], reading_ids[i * (intervals + 1) + k + 1],
-                start + step * k + timedelta(minutes=1), start + step * (k + 1) + timedelta(minutes=1), Decimal(3),
+                start + step * k - timedelta(minutes=1), start + step * (k + 1) - timedelta(minutes=1), Decimal(3),
                 Decimal("1.848"), 185 if k % 5 == 0 else 184, line_json, None, now)
                for i, (m, a) in enumerate(zip(meter_ids, account_ids)) for k in range(intervals)))
     session.execute(insert(MonthItem.__table__), [
