@@ -74,8 +74,8 @@ def build(session, n_accounts: int, intervals: int, seed: int) -> int:
     reading_ids = next_ids(session, "readings", n * (intervals + 1))
     now = datetime.now(UTC)
     copy_rows(session, "COPY readings (id, meter_id, taken_at, total, source, status, created_at) FROM STDIN",
-              ((reading_ids[i * (intervals + 1) + k], m, start + step * k - timedelta(minutes=1), Decimal(k * 3), "poll",
-                "ok", now) for i, m in enumerate(meter_ids) for k in range(intervals + 1)))
+              ((reading_ids[i * (intervals + 1) + k], m, start + step * k - timedelta(minutes=1), Decimal(k * 3),
+                "poll", "ok", now) for i, m in enumerate(meter_ids) for k in range(intervals + 1)))
 
     def lines(k: int) -> str:
         return json.dumps([{"period": p, "quantity": "1", "price": price, "amount": price} for p, price in LINES])
