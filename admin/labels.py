@@ -74,6 +74,15 @@ DETAIL_KEYS = {
     "queue": _("队列"), "purchase_count": _("购电次数"), "on": _("开启"), "state": _("状态"),
     "attempts": _("尝试次数"), "last_error": _("最近错误"), "outcome": _("处理结果"), "note": _("备注"),
 }
+# --- bills (issue 12) ---
+AUDIT_ACTIONS.update({
+    "bills_generated": _("生成账单"), "bills_confirmed": _("确认账单"), "bill_payment": _("账单缴费"),
+    "bill_credit": _("账单冲减"), "bill_correction": _("补开账单"), "arrears_notice": _("发送欠费通知"),
+})
+DETAIL_KEYS.update({
+    "period": _("账期"), "bill_no": _("账单号"), "to_wallet": _("转入余额"), "credit_no": _("冲减单号"),
+    "corrects": _("更正的账单"), "notice": _("第几次通知"),
+})
 REASONS = {
     "balance": _("余额不足"), "manual": _("手动"), "manager": _("管理员操作"), "recharged": _("已充值"),
     "enforce": _("状态纠正"), "cut not confirmed": _("断电未确认"), "restore not confirmed": _("复电未确认"),

@@ -295,12 +295,17 @@ def _lock_period(session: Session, site_id: int, period: str) -> None:
 
 
 def credit_note(session: Session, bill_no: str, line_no: int, amount_fen: int, *, reason: str, actor: str,
-                front: str) -> Bill:
+                front: str, key: str | None = None) -> Bill:
     """A credit note on line ``line_no`` of a confirmed bill: a new document (kind ``credit``, its own
     number, ``corrects_id`` the bill) posted at once (``receivables.post_credit_note``): the line's
     revenue goes down, and what the bill owes (or, once paid, the tenant's wallet) by the amount.
-    The amount may not exceed what is left of the line after earlier credit notes. Raises NotFound,
-    Conflict (a draft, a credit note), ValidationError (line, amount, reason)."""
+    The amount may not exceed what is left of the line after earlier credit notes. ``key`` (a form's,
+    up to 60 characters): the same key again returns the credit note made the first time. Raises
+    NotFound, Conflict (a draft, a credit note), ValidationError (line, amount, reason)."""
+    if key:
+        done = session.scalar(select(Bill).where(Bill.origin_key == key[:60]))
+        if done is not None:
+            return done
     check_amount(amount_fen)
     if not reason or not reason.strip():
         raise ValidationError("a credit note needs a reason", field="reason")
@@ -322,7 +327,8 @@ def credit_note(session: Session, bill_no: str, line_no: int, amount_fen: int, *
     credit_no = next_numbers(session, bill.site_id, parse_period(bill.period), 1, letter="C")[0]
     result, _to_bill, _to_wallet = receivables.post_credit_note(
         session, bill.bill_no, credit_no, amount_fen, line.revenue_code, reason=reason, actor=actor, front=front)
-    credit = Bill(bill_no=credit_no, kind="credit", site_id=bill.site_id, account_id=bill.account_id,
+    credit = Bill(bill_no=credit_no, kind="credit", origin_key=key[:60] if key else None, site_id=bill.site_id,
+                  account_id=bill.account_id,
                   period=bill.period, period_start=bill.period_start, period_end=bill.period_end,
                   corrects_id=bill.id, state="confirmed", total_fen=amount_fen, paid_fen=0, credited_fen=0,
                   entry_id=result.entry_id, reason=reason.strip(), created_by=actor, confirmed_by=actor,

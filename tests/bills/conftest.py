@@ -62,3 +62,9 @@ def shop(factory, session):
     reading(session, w.id, "2026-04-20 08:00", "13")
     session.commit()
     return acct
+
+
+@pytest.fixture
+def manage(session, client):
+    from tests.admin.conftest import Manage
+    return Manage(session, client)
