@@ -32,6 +32,8 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob("supply-enforce", "core.supply.enforce.sweep", 60, "default", 300),
     # alarms: an account whose alarm level disagrees with its balance is evaluated
     PeriodicJob("alarms-sweep", "core.alarms.balance.sweep", 300, "notify", 300),
+    # bills: 欠费通知 of overdue postpaid bills whose day has come (schedule per site: arrears_notice)
+    PeriodicJob("bills-arrears", "core.bills.arrears.send_due", 3600, "notify", 600),
 ]
 
 
