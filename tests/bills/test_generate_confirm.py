@@ -200,3 +200,15 @@ def test_a_correction_bill_is_a_new_numbered_draft_pointing_at_the_bill(session,
     session.refresh(bill)
     assert bill.total_fen == 8250 and bill.state == "confirmed"  # the first bill is never edited
     assert clean(session) == []
+
+
+def test_ledger_check_sees_a_bill_that_disagrees_with_the_receivable(session, shop):
+    gen(session, shop)
+    service.confirm(session, shop.site_id, "2026-04", actor="m", front="cli")
+    session.commit()
+    assert [p for p in validate(session) if p.check == "bills"] == []
+    bill = session.scalar(select(Bill))
+    bill.paid_fen = 100  # as if paid without an entry
+    session.commit()
+    problems = [p for p in validate(session) if p.check == "bills"]
+    assert len(problems) == 1 and "owe 8150 fen" in problems[0].message
