@@ -30,6 +30,7 @@ lines are written with COPY; elsewhere (SQLite: the demo, a laptop) the same in 
 """
 from __future__ import annotations
 
+import functools
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -75,7 +76,8 @@ class _Energy:
     quantity: Decimal = ZERO
     intervals: int = 0
     plan_ids: set = field(default_factory=set)
-    parts: dict = field(default_factory=lambda: defaultdict(lambda: [ZERO, ZERO]))  # part -> [amount, quantity]
+    # part -> [exact priced amount in units of 1e-10 yuan (int), quantity]
+    parts: dict = field(default_factory=lambda: defaultdict(lambda: [0, ZERO]))
 
 
 def part_of(line: dict) -> str:
@@ -89,52 +91,57 @@ def part_of(line: dict) -> str:
     return "all"
 
 
+@functools.lru_cache(maxsize=256)
 def _part_rank(part: str) -> tuple:
     if part.startswith("tier"):
         return (1, int(part[4:]) if part[4:].isdigit() else 99, part)
     return (0 if part != "fixed" and part != "all" else 2, PART_ORDER.index(part) if part in PART_ORDER else 50, part)
 
 
-def split_fen(fen: int, weights: list[tuple[str, Decimal]]) -> dict[str, int]:
-    """``fen`` over the weighted parts by largest remainder, ties in the given order; a single part or
-    no positive weight: all to the first part."""
+def split_fen(fen: int, weights: list[tuple[str, int]]) -> dict[str, int]:
+    """``fen`` over the parts in proportion to their integer weights by largest remainder, ties in the
+    given order; a single positive part, or none: all to it (or to the first part)."""
     positive = [(k, w) for k, w in weights if w > 0]
     if not positive:
         return {weights[0][0]: fen} if weights else {}
     if len(positive) == 1:
         return {positive[0][0]: fen}
-    units = [(k, int(w.scaleb(10).to_integral_value())) for k, w in positive]
-    total = sum(u for _k, u in units)
+    total = sum(w for _k, w in positive)
     sign = 1 if fen >= 0 else -1
     n = abs(fen)
     out: dict[str, int] = {}
     rema = []
-    for i, (k, u) in enumerate(units):
-        q, r = divmod(n * u, total)
+    for i, (k, w) in enumerate(positive):
+        q, r = divmod(n * w, total)
         out[k] = q
         rema.append((-r, i, k))
     left = n - sum(out.values())
-    for _r, _i, k in sorted(rema)[:left]:
-        out[k] += 1
-    return {k: sign * v for k, v in out.items()}
+    if left:
+        for _r, _i, k in sorted(rema)[:left]:
+            out[k] += 1
+    return {k: sign * v for k, v in out.items()} if sign < 0 else out
+
+
+@functools.lru_cache(maxsize=256)
+def line_name(utility: str, part: str) -> str:
+    label = PART_NAMES.get(part) or (f"第{part[4:]}阶梯" if part.startswith("tier") else part)
+    return UTILITY_NAMES.get(utility, utility) + (f"（{label}）" if label else "")
 
 
 def energy_lines(utility: str, e: _Energy) -> list[dict]:
     parts = sorted(e.parts.items(), key=lambda kv: _part_rank(kv[0]))
     if not parts:
-        parts = [("all", [ZERO, e.quantity])]
+        parts = [("all", [0, e.quantity])]
     fens = split_fen(e.fen, [(p, v[0]) for p, v in parts])
     out = []
+    meta = {"intervals": e.intervals, "plan_ids": sorted(e.plan_ids)}
     for part, (_amount, qty) in parts:
         fen = fens.get(part, 0)
         if fen == 0 and (part == "fixed" or qty == 0):
             continue
-        label = PART_NAMES.get(part) or (f"第{part[4:]}阶梯" if part.startswith("tier") else part)
-        name = UTILITY_NAMES.get(utility, utility) + (f"（{label}）" if label else "")
-        out.append({"kind": "energy", "code": f"{utility}:{part}", "name": name,
+        out.append({"kind": "energy", "code": f"{utility}:{part}", "name": line_name(utility, part),
                     "quantity": None if part == "fixed" else qty, "amount_fen": fen,
-                    "revenue_code": f"revenue:{utility}",
-                    "meta": {"intervals": e.intervals, "plan_ids": sorted(e.plan_ids)}})
+                    "revenue_code": f"revenue:{utility}", "meta": meta})
     return out
 
 
@@ -287,7 +294,8 @@ SELECT 'l', account_id, utility,
             WHEN coalesce(l->>'period', '') <> '' THEN l->>'period'
             WHEN l->>'tier' IS NOT NULL THEN 'tier' || (l->>'tier')
             ELSE 'all' END,
-       sum(CAST(l->>'amount' AS numeric)), sum(CAST(coalesce(l->>'quantity', '0') AS numeric)), 0, NULL
+       CAST(round(sum(CAST(l->>'amount' AS numeric)) * 10000000000) AS bigint),
+       sum(CAST(coalesce(l->>'quantity', '0') AS numeric)), 0, NULL
 FROM r CROSS JOIN LATERAL json_array_elements(CASE WHEN json_typeof(r.lines) = 'array' THEN r.lines
                                                    ELSE '[]'::json END) AS l
 GROUP BY 2, 3, 4
@@ -297,14 +305,14 @@ GROUP BY 2, 3, 4
 def _pg_sums(session: Session, source: str, params: dict[str, Any]) -> dict[tuple[int, str], _Energy]:
     out: dict[tuple[int, str], _Energy] = defaultdict(_Energy)
     for t, account_id, utility, part, fen, qty, n, plans in session.execute(
-            text(_PG_SUMS.format(source=source)), params):
+            text(_PG_SUMS.format(source=source)), params).all():
         e = out[(account_id, utility)]
         if t == "t":
-            e.fen, e.quantity, e.intervals = int(fen), Decimal(qty), int(n)
-            e.plan_ids.update(plans or ())
+            e.fen, e.quantity, e.intervals = int(fen), qty, int(n)
+            if plans:
+                e.plan_ids.update(plans)
         else:
-            e.parts[part][0] += Decimal(fen or 0)
-            e.parts[part][1] += Decimal(qty or 0)
+            e.parts[part] = [int(fen or 0), qty or ZERO]
     return out
 
 
@@ -341,7 +349,7 @@ def _energy(session: Session, pg: bool, *, bill_ids: list[int] | None = None, ac
             e.plan_ids.add(plan_id)
         for ln in lines or ():
             part = part_of(ln)
-            e.parts[part][0] += Decimal(str(ln.get("amount", "0")))
+            e.parts[part][0] += int(Decimal(str(ln.get("amount", "0"))).scaleb(10).to_integral_value())
             e.parts[part][1] += Decimal(str(ln.get("quantity", "0")))
     return out
 
