@@ -84,6 +84,14 @@ DETAIL_KEYS.update({
     "scheme_id": _("收费方案 ID"), "code": _("编码"), "name": _("名称"), "active": _("启用"), "rule_id": _("公摊规则 ID"),
     "basis": _("分摊方式"), "tariff": _("电价方案"), "period": _("月份"), "step": _("步骤"), "items": _("明细数"),
     "entries": _("记账笔数"), "bills": _("账单数"), "problems": _("问题数"),
+# --- bills (issue 12) ---
+AUDIT_ACTIONS.update({
+    "bills_generated": _("生成账单"), "bills_confirmed": _("确认账单"), "bill_payment": _("账单缴费"),
+    "bill_credit": _("账单冲减"), "bill_correction": _("补开账单"), "arrears_notice": _("发送欠费通知"),
+})
+DETAIL_KEYS.update({
+    "period": _("账期"), "bill_no": _("账单号"), "to_wallet": _("转入余额"), "credit_no": _("冲减单号"),
+    "corrects": _("更正的账单"), "notice": _("第几次通知"),
 })
 REASONS = {
     "balance": _("余额不足"), "manual": _("手动"), "manager": _("管理员操作"), "recharged": _("已充值"),

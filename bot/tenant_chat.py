@@ -1,4 +1,5 @@
-"""Tenant chat: balance (余额), usage (用电/用水), recharge (充值), bills (账单), alerts (通知), help (帮助).
+"""Tenant chat: balance (余额), usage (用电/用水), recharge (充值), bills (账单: open bills, then the latest
+wallet entries), alerts (通知), help (帮助).
 
 Chinese first, English aliases; menu clicks send the same words as event keys. Every answer
 reads through core services and the account the WeChat user is bound to.
@@ -15,6 +16,7 @@ from core.alarms import notifications
 from core.alarms.shown import ShownBalance, shown_balance, shown_fee_status
 from core.alarms.status import alarm_levels
 from core.billing.usage_summary import meter_usage, recent_wallet_entries
+from core.bills import service as bills_service
 from core.config import get_settings
 from core.ledger.money import format_fen
 from core.models import Account, Room, Site, Tenant
@@ -27,7 +29,7 @@ CHANNEL_WORDS = {"微信": "wechat_template", "wechat": "wechat_template", "小�
 CHANNEL_NAMES = {"wechat_template": "微信", "miniapp_subscribe": "小程序", "sms": "短信", "email": "邮件",
                  "voice": "语音"}
 
-HELP = ("可以发送：\n余额 — 查余额\n用电 / 用水 — 今日和本月用量\n充值 — 去充值\n账单 — 最近收支\n"
+HELP = ("可以发送：\n余额 — 查余额\n用电 / 用水 — 今日和本月用量\n充值 — 去充值\n账单 — 未付账单和最近收支\n"
         "通知 — 查看或设置提醒方式（如：通知 短信 开）\n帮助 — 本说明\n"
         "English: balance, usage, recharge, bills, alerts, help")
 NOT_BOUND = "您还没有绑定房间。请扫描房间里的二维码绑定后再查询。"
@@ -111,7 +113,18 @@ def bills(session: Session, openid: str, _args: list[str]) -> str:
     if not accounts:
         return NOT_BOUND
     lines = []
+    owed = bills_service.open_bills(session, [a.id for a in accounts])
     for a in accounts:
+        mine = [b for b in owed if b.account_id == a.id]
+        if mine:
+            today = bills_service.site_today(session.get(Site, a.site_id))
+            lines.append(f"房间 {_room(session, a)} 未付账单：")
+            for b in mine:
+                late = "，已逾期" if bills_service.is_overdue(b, today) else ""
+                due = f"（{b.due_date:%Y-%m-%d} 到期{late}）" if b.due_date else ""
+                lines.append(f"  {b.period} {b.bill_no} 应付 {format_fen(b.open_fen)} 元{due}")
+        elif a.billing_mode == "postpaid":
+            lines.append(f"房间 {_room(session, a)} 没有未付账单")
         lines.append(f"房间 {_room(session, a)} 最近收支：")
         entries = recent_wallet_entries(session, a.id)
         for e in entries:

@@ -265,6 +265,7 @@ AREA_TITLES = {
     "alarms": "Alarms and notifications",
     "sites": "Sites and the demo",
     "hardware": "Hardware",
+    "bills": "Postpaid bills",
     "wechat": "WeChat apps (shared by the mini-program and the bot)",
     "miniapp": "Mini-program and payments",
     "bot": "Bot and alarm channels",
@@ -379,6 +380,13 @@ declare_site(
     SiteKey("month_end", "object", "`{\"day\": 1, \"time\": \"02:00\"}`",
             "when the month-end run (charges, apportionment, bills) runs for the month before, site time; "
             "`{\"enabled\": false}`: never by schedule"),
+)
+declare_site(
+    "bills",
+    SiteKey("bill_due_days", "int", "15", "postpaid bills: days from confirmation to the due date (overdue after it)"),
+    SiteKey("arrears_notice", "object", "`{\"after_days\": 1, \"every_days\": 7, \"times\": 3}`",
+            "欠费通知 of an overdue bill: the first `after_days` after the due date, then every `every_days`, "
+            "at most `times` (0: none), through the tenant's alarm channels"),
 )
 
 

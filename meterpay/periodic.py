@@ -34,6 +34,8 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob("alarms-sweep", "core.alarms.balance.sweep", 300, "notify", 300),
     # month end: each site's run (charges, apportionment, bills) once its day and time have come (default 1st 02:00)
     PeriodicJob("month-end-due", "core.monthend.run.run_due", 300, "billing", 3600),
+    # bills: 欠费通知 of overdue postpaid bills whose day has come (schedule per site: arrears_notice)
+    PeriodicJob("bills-arrears", "core.bills.arrears.send_due", 3600, "notify", 600),
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pydantic
 from flask import Blueprint, Response, g, jsonify, request
 
+from core.bills import service as bills_service
 from core.db import new_session, session_scope
 from core.errors import NotFound, ValidationError
 from core.ledger.money import format_fen, parse_yuan
@@ -175,20 +176,38 @@ def bills(account_id: int):
 
 
 def _bills(session, account_id: int) -> list[schemas.Bill]:
-    """Bills come from the postpaid module when it is installed (core.models.Bill); none before."""
-    from sqlalchemy import select
-
-    import core.models as models
-    Bill = getattr(models, "Bill", None)
-    if Bill is None or not hasattr(Bill, "account_id"):
-        return []
+    """The account's bills and credit notes (not drafts: a draft is not owed yet), newest first."""
     out = []
-    for b in session.scalars(select(Bill).where(Bill.account_id == account_id).order_by(Bill.id.desc()).limit(50)):
-        fen = int(getattr(b, "amount_fen", 0) or getattr(b, "total_fen", 0) or 0)
-        out.append(schemas.Bill(id=b.id, period=str(getattr(b, "period", "") or ""),
-                                state=str(getattr(b, "state", getattr(b, "status", "")) or ""),
-                                amount=format_fen(fen), amount_fen=fen))
+    for row in reversed(bills_service.tenant_bills(session, account_id)):
+        d = row.as_json()
+        out.append(schemas.Bill(id=row.bill.id, bill_no=d["bill_no"], period=d["period"],
+                                period_start=d["period_start"], period_end=d["period_end"], state=d["state"],
+                                overdue=d["overdue"], amount=d["total"], amount_fen=d["total_fen"], paid=d["paid"],
+                                paid_fen=d["paid_fen"], credited=d["credited"], credited_fen=d["credited_fen"],
+                                open=d["open"], open_fen=d["open_fen"], due_date=d["due_date"],
+                                lines=[schemas.BillLine(**ln) for ln in d["lines"]]))
     return out
+
+
+@endpoint(bp, "post", "/bills/<bill_no>/pay", summary="Pay a bill: an order for what it still owes, and pay parameters",
+          body=schemas.BillPayIn, response=schemas.BillPayOut, errors=(400, 401, 404, 409, 502, 503))
+@auth.tenant_required
+def pay_bill(bill_no: str):
+    data = body(schemas.BillPayIn)
+    result = recharge.start_bill(bill_no[:40], data.channel, openid=g.openid, client_ip=request.remote_addr)
+    order, params = result["order"], result["params"]
+    out = schemas.BillPayOut(**_order(order), bill_no=order.bill_no, sandbox=cfg.sandbox(),
+                             sandbox_pay_url=result["sandbox_pay_url"])
+    _pay_params(out, data.channel, order, params)
+    return render(out)
+
+
+def _pay_params(out, channel: str, order, params: dict) -> None:
+    if channel == "wechat":
+        out.wechat = schemas.WechatPayParams(**params)
+    else:
+        out.alipay = schemas.AlipayParams(qr_code=params["qr_code"],
+                                          qr_png=f"{openapi.PREFIX}/orders/{order.order_no}/qr.png")
 
 
 @endpoint(bp, "post", "/accounts/<int:account_id>/recharge", summary="Start a recharge: an order and pay parameters",
@@ -202,11 +221,7 @@ def start_recharge(account_id: int):
     result = recharge.start(acct.id, amount_fen, data.channel, openid=g.openid, client_ip=request.remote_addr)
     order, params = result["order"], result["params"]
     out = schemas.RechargeOut(**_order(order), sandbox=cfg.sandbox(), sandbox_pay_url=result["sandbox_pay_url"])
-    if data.channel == "wechat":
-        out.wechat = schemas.WechatPayParams(**params)
-    else:
-        out.alipay = schemas.AlipayParams(qr_code=params["qr_code"],
-                                          qr_png=f"{openapi.PREFIX}/orders/{order.order_no}/qr.png")
+    _pay_params(out, data.channel, order, params)
     return render(out)
 
 

@@ -31,11 +31,32 @@ def start(account_id: int, amount_fen: int, channel: str, *, openid: str, client
     account; ``openid`` must be the payer's openid in that same app). The order is made with that front's
     app id (``provider.app_id_for``), and a callback naming another app id is flagged, not credited.
     """
+    def create(session, app_id):
+        return payments.create_order(session, account_id, amount_fen, channel, openid=openid, front=front,
+                                     app_id=app_id)
+    return start_with(create, channel, openid=openid, client_ip=client_ip, front=front)
+
+
+def start_bill(bill_no: str, channel: str, *, openid: str, client_ip: str | None = None,
+               front: str = "miniapp") -> dict:
+    """As ``start``, for a postpaid bill the tenant may see: the order is for what the bill still owes
+    and points at it (core.bills.service.start_order); its payment goes to the bill, exactly once."""
+    from core.bills import service as bills
+    from core.sites import selfservice
+
+    def create(session, app_id):
+        ids = [a.id for a in selfservice.accounts_of(session, openid)]
+        return bills.start_order(session, bill_no, channel, account_ids=ids, openid=openid, front=front,
+                                 app_id=app_id)
+    return start_with(create, channel, openid=openid, client_ip=client_ip, front=front)
+
+
+def start_with(create, channel: str, *, openid: str, client_ip: str | None, front: str) -> dict:
+    """Commit the order ``create(session, app_id)`` makes, then prepare it with the provider."""
     provider = get_provider(channel)  # NotConfigured (503) before any row is written
     app_id = provider.app_id_for(front)  # likewise, naming the missing app id variable
     with session_scope() as session:
-        order = payments.create_order(session, account_id, amount_fen, channel, openid=openid, front=front,
-                                      app_id=app_id)
+        order = create(session, app_id)
         order_no = order.order_no
     try:
         params = provider.prepare(order, openid=openid, client_ip=client_ip)

@@ -142,12 +142,38 @@ class TransactionsQuery(Strict):
     before: int | None = Field(None, ge=1, le=MAX_ID)
 
 
-class Bill(BaseModel):
-    id: int
-    period: str
-    state: str
+class BillLine(BaseModel):
+    line_no: int
+    kind: str = Field(description="energy | charge | apportion | credit | other")
+    code: str
+    name: str
+    quantity: str | None = None
     amount: str
     amount_fen: int
+
+
+class Bill(BaseModel):
+    id: int
+    bill_no: str = ""
+    period: str
+    period_start: str | None = None
+    period_end: str | None = None
+    state: str = Field(description="draft | confirmed | partly_paid | paid")
+    overdue: bool = False
+    amount: str = Field(description="the bill's total (yuan)")
+    amount_fen: int
+    paid: str = "0.00"
+    paid_fen: int = 0
+    credited: str = "0.00"
+    credited_fen: int = 0
+    open: str = Field("0.00", description="still owed: what a payment of this bill pays")
+    open_fen: int = 0
+    due_date: str | None = None
+    lines: list[BillLine] = []
+
+
+class BillPayIn(Strict):
+    channel: Literal["wechat", "alipay"]
 
 
 class Bills(BaseModel):
@@ -196,6 +222,10 @@ class RechargeOut(Order):
     alipay: AlipayParams | None = None
     sandbox: bool = False
     sandbox_pay_url: str | None = Field(None, description="sandbox mode only: open to pay without real money")
+
+
+class BillPayOut(RechargeOut):
+    bill_no: str
 
 
 class Ping(BaseModel):

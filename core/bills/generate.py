@@ -1,19 +1,388 @@
-"""PLACEHOLDER (``monthend`` branch) for the ``bills`` branch's bill generation: same signature,
-creates nothing. The month-end run (``core.monthend.run``) calls it after charges and apportionment."""
+"""Bill generation: one draft bill per account and period, set-based.
+
+``generate_for_period(session, site_id, "2026-04", preview=False, actor=, front=)``:
+
+- **Energy lines** come from ``billed_usage`` rows of the site's accounts that were billed in
+  ``postpaid`` mode, not yet on a bill (``bill_id`` NULL), whose interval ended inside the period:
+  ``ended_at`` in [local midnight of the 1st, local midnight of the next 1st) in the site's timezone
+  (so a reading at 00:00 on 1 May closes an April interval no more; it is May's, as the reports date
+  it). One line per utility (the meter's kind) and part: TOU period (sharp, peak, flat, valley,
+  deep_valley), tier (``tier<n>``), a plan's fixed charge (``fixed``), or ``all`` for usage priced
+  without a split. A utility's fen are the sum of the rows' ``amount_fen`` (what billing accrued,
+  exactly the energy report's fee); they are split over the parts by largest remainder in proportion
+  to the exact priced amounts of the rows' lines (ties in part order), so the lines add up to it.
+- **Charge and apportionment lines** are the site's ``month_items`` rows in ``bill`` mode not on a bill
+  yet (``bill_no`` NULL) whose period starts by the end of the month (``period_start <= last day``: the
+  month's own items, a quarter or year starting in it, a one-time charge dated in it, and any earlier
+  item no bill took), one line each, credited on confirm to the item's ``revenue_code``.
+- **Taking:** the rows a bill is made from are claimed in the same transaction (``billed_usage.bill_id``,
+  ``month_items.bill_no``), and only claimed rows are summed, so a reading stored meanwhile is never
+  marked billed without being on the bill; it waits for a later bill.
+- **Once:** a generated bill carries ``origin_key = gen:<account>:<period>`` (unique); accounts that
+  have one are skipped, so a re-run creates nothing. Two runs of one site and period are serialised
+  by a transaction-level advisory lock (PostgreSQL). ``preview=True`` computes the same bills and
+  writes nothing.
+- **Numbers:** ``B<site id>-<YYYYMM>-<sequence of 5 digits>``, in account id order, continuing the
+  site's and period's sequence (a correction bill takes the next number).
+
+On PostgreSQL the rows are summed in SQL (``json_array_elements`` over the lines) and the bills and
+lines are written with COPY; elsewhere (SQLite: the demo, a laptop) the same in Python.
+"""
 from __future__ import annotations
 
+import functools
+import json
+from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, cast
 
+from sqlalchemy import Table, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
+
+from core import audit
+from core.bills.periods import Period, parse_period
+from core.bulk_sql import copy_rows, next_ids
+from core.db import is_postgres, utcnow
+from core.errors import NotFound
+from core.ledger.money import format_fen
+from core.models import Account, Bill, BilledUsage, BillLine, Meter, MonthItem, Room, Site
+
+PART_ORDER = ("sharp", "peak", "flat", "valley", "deep_valley", "fixed", "all")
+PART_NAMES = {"sharp": "尖", "peak": "峰", "flat": "平", "valley": "谷", "deep_valley": "深谷", "fixed": "固定费",
+              "all": ""}
+UTILITY_NAMES = {"electricity": "电费", "water": "水费"}
+UTILITY_ORDER = ("electricity", "water")
+ZERO = Decimal(0)
 
 
 @dataclass
 class GenerateResult:
-    count: int = 0  # bills created (or, previewing, that would be)
-    lines: list[dict] = field(default_factory=list)  # {room, kind: energy|charge|apportion, code, amount_fen}
+    """``count``: bills created (or that would be, for a preview); ``lines``: every line as
+    ``{room, kind: energy|charge|apportion, code, amount_fen}``; ``bill_nos``: the new numbers."""
+
+    period: str
+    count: int = 0
+    total_fen: int = 0
+    lines: list[dict] = field(default_factory=list)
+    bill_nos: list[str] = field(default_factory=list)
+    preview: bool = False
 
 
-def generate_for_period(session: Session, site_id: int, period: str, *, preview: bool, actor: str,
-                        front: str) -> GenerateResult:
-    """Draft bills of site ``site_id`` for month ``period`` (``YYYY-MM``). Placeholder: nothing."""
-    return GenerateResult()
+@dataclass
+class _Energy:
+    fen: int = 0
+    quantity: Decimal = ZERO
+    intervals: int = 0
+    plan_ids: set = field(default_factory=set)
+    # part -> [exact priced amount in units of 1e-10 yuan (int), quantity]
+    parts: dict = field(default_factory=lambda: defaultdict(lambda: [0, ZERO]))
+
+
+def part_of(line: dict) -> str:
+    """The bill part of one priced line of a billed interval."""
+    if line.get("charge"):
+        return "fixed"
+    if line.get("period"):
+        return str(line["period"])
+    if line.get("tier") is not None:
+        return f"tier{line['tier']}"
+    return "all"
+
+
+@functools.lru_cache(maxsize=256)
+def _part_rank(part: str) -> tuple:
+    if part.startswith("tier"):
+        return (1, int(part[4:]) if part[4:].isdigit() else 99, part)
+    return (0 if part != "fixed" and part != "all" else 2, PART_ORDER.index(part) if part in PART_ORDER else 50, part)
+
+
+def split_fen(fen: int, weights: list[tuple[str, int]]) -> dict[str, int]:
+    """``fen`` over the parts in proportion to their integer weights by largest remainder, ties in the
+    given order; a single positive part, or none: all to it (or to the first part)."""
+    positive = [(k, w) for k, w in weights if w > 0]
+    if not positive:
+        return {weights[0][0]: fen} if weights else {}
+    if len(positive) == 1:
+        return {positive[0][0]: fen}
+    total = sum(w for _k, w in positive)
+    sign = 1 if fen >= 0 else -1
+    n = abs(fen)
+    out: dict[str, int] = {}
+    rema = []
+    for i, (k, w) in enumerate(positive):
+        q, r = divmod(n * w, total)
+        out[k] = q
+        rema.append((-r, i, k))
+    left = n - sum(out.values())
+    if left:
+        for _r, _i, k in sorted(rema)[:left]:
+            out[k] += 1
+    return {k: sign * v for k, v in out.items()} if sign < 0 else out
+
+
+@functools.lru_cache(maxsize=256)
+def line_name(utility: str, part: str) -> str:
+    label = PART_NAMES.get(part) or (f"第{part[4:]}阶梯" if part.startswith("tier") else part)
+    return UTILITY_NAMES.get(utility, utility) + (f"（{label}）" if label else "")
+
+
+def energy_lines(utility: str, e: _Energy) -> list[dict]:
+    parts = sorted(e.parts.items(), key=lambda kv: _part_rank(kv[0]))
+    if not parts:
+        parts = [("all", [0, e.quantity])]
+    fens = split_fen(e.fen, [(p, v[0]) for p, v in parts])
+    out = []
+    meta = {"intervals": e.intervals, "plan_ids": sorted(e.plan_ids)}
+    for part, (_amount, qty) in parts:
+        fen = fens.get(part, 0)
+        if fen == 0 and (part == "fixed" or qty == 0):
+            continue
+        out.append({"kind": "energy", "code": f"{utility}:{part}", "name": line_name(utility, part),
+                    "quantity": None if part == "fixed" else qty, "amount_fen": fen,
+                    "revenue_code": f"revenue:{utility}", "meta": meta})
+    return out
+
+
+def generate_for_period(session: Session, site_id: int, period: str, *, preview: bool, actor: str = "system",
+                        front: str = "system") -> GenerateResult:
+    """Make the draft bills of ``site_id`` for ``period`` (``YYYY-MM``) as the module says; returns
+    what it made (or would make, ``preview=True``, which writes nothing). Moves no money: a draft is
+    outside the ledger until it is confirmed. Raises NotFound (no such site) and ValidationError
+    (a malformed period). Call inside a transaction; the caller commits."""
+    site = session.get(Site, site_id)
+    if site is None:
+        raise NotFound(f"no site {site_id}")
+    p = parse_period(period)
+    t0, t1 = p.bounds(site.timezone)
+    pg = is_postgres(session)
+    if pg:
+        # the sums below sort in memory; the planner guesses 100 lines per row, so JIT would only cost time
+        session.execute(text("SET LOCAL work_mem = '128MB'"))
+        session.execute(text("SET LOCAL jit = off"))
+        if not preview:
+            session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"bills:{site_id}:{p.text}"})
+    result = GenerateResult(p.text, preview=preview)
+    have = set(session.scalars(select(Bill.account_id).where(Bill.site_id == site_id, Bill.period == p.text,
+                                                             Bill.origin_key.is_not(None))))
+    usage_where = [Account.site_id == site_id, BilledUsage.billing_mode == "postpaid", BilledUsage.bill_id.is_(None),
+                   BilledUsage.ended_at >= t0, BilledUsage.ended_at < t1]
+    item_where = [MonthItem.site_id == site_id, MonthItem.period_start <= p.last, MonthItem.mode == "bill",
+                  MonthItem.bill_no.is_(None)]
+    found: set[int] = {a for a in session.scalars(select(BilledUsage.account_id).distinct()
+                                                  .join(Account, Account.id == BilledUsage.account_id)
+                                                  .where(*usage_where)) if a is not None}
+    found |= set(session.scalars(select(MonthItem.account_id).distinct().where(*item_where)))
+    accounts = sorted(found - have)
+    if not accounts:
+        return result
+    numbers = _numbers(session, site_id, p, len(accounts))
+    bill_no_of = dict(zip(accounts, numbers))
+    if preview:
+        energy = _energy(session, pg, account_ids=accounts, t0=t0, t1=t1)
+        items = _items(session, item_where, None)
+        bill_ids = {a: 0 for a in accounts}
+    else:
+        ids = next_ids(session, "bills", len(accounts)) if pg else _sqlite_ids(session, len(accounts))
+        bill_ids = dict(zip(accounts, ids))
+        energy = _claim(session, pg, p, t0, t1, site_id, bill_ids, bill_no_of)
+        items = _items(session, [MonthItem.site_id == site_id], list(bill_no_of.values()))
+    by_account: dict[int, list[str]] = defaultdict(list)
+    for a, u in energy:
+        by_account[a].append(u)
+    rooms = dict(session.execute(select(Account.id, Room.number).join(Room, Room.id == Account.room_id)
+                                 .where(Account.site_id == site_id)).all())
+    bills, lines = [], []
+    now = utcnow()
+    for account_id in accounts:
+        acct_lines = []
+        for utility in sorted(by_account.get(account_id, ()), key=_utility_rank):
+            acct_lines.extend(energy_lines(utility, energy[(account_id, utility)]))
+        for it in sorted(items.get(account_id, ()), key=lambda i: (i["kind"] != "charge", i["code"], i["item_id"])):
+            acct_lines.append({"kind": "charge" if it["kind"] == "charge" else "apportion", "code": it["code"],
+                               "name": it["name"], "quantity": None, "amount_fen": it["amount_fen"],
+                               "revenue_code": it["revenue_code"],
+                               "meta": {"item_id": it["item_id"], "key": it["key"], "source_id": it["source_id"]}})
+        if not acct_lines:  # claimed nothing (cannot happen: the rows were found above), no bill
+            continue
+        total = sum(ln["amount_fen"] for ln in acct_lines)
+        bill_no = bill_no_of[account_id]
+        bills.append({"id": bill_ids[account_id], "bill_no": bill_no, "kind": "bill", "site_id": site_id,
+                      "account_id": account_id, "period": p.text, "period_start": p.first, "period_end": p.last,
+                      "origin_key": f"gen:{account_id}:{p.text}", "corrects_id": None, "state": "draft",
+                      "total_fen": total, "paid_fen": 0, "credited_fen": 0, "due_date": None, "entry_id": None,
+                      "reason": "", "created_by": actor, "created_at": now, "confirmed_by": None,
+                      "confirmed_at": None, "paid_at": None, "notices_sent": 0, "last_notice_at": None})
+        room = rooms.get(account_id, "")
+        for n, ln in enumerate(acct_lines, 1):
+            lines.append({"bill_id": bill_ids[account_id], "line_no": n, **ln})
+            result.lines.append({"room": room, "kind": ln["kind"], "code": ln["code"], "amount_fen": ln["amount_fen"],
+                                 "bill_no": bill_no})
+        result.count += 1
+        result.total_fen += total
+        result.bill_nos.append(bill_no)
+    if not preview and bills:
+        _write(session, pg, bills, lines)
+        audit.record(session, actor=actor, front=front, action="bills_generated", site_id=site_id, period=p.text,
+                     count=len(bills), amount=format_fen(result.total_fen))
+    return result
+
+
+def _utility_rank(u: str) -> tuple:
+    return (UTILITY_ORDER.index(u) if u in UTILITY_ORDER else 9, u)
+
+
+def next_numbers(session: Session, site_id: int, p: Period, n: int, *, letter: str = "B") -> list[str]:
+    """The next ``n`` numbers of a site and period: ``B`` bills, ``C`` credit notes (callers hold
+    the period's lock; the unique number is the backstop)."""
+    return _numbers(session, site_id, p, n, letter)
+
+
+def _numbers(session: Session, site_id: int, p: Period, n: int, letter: str = "B") -> list[str]:
+    prefix = f"{letter}{site_id}-{p.first:%Y%m}-"
+    taken = session.scalar(select(func.count()).select_from(Bill).where(Bill.site_id == site_id,
+                                                                       Bill.bill_no.like(prefix + "%"))) or 0
+    return [f"{prefix}{taken + i:05d}" for i in range(1, n + 1)]
+
+
+def _sqlite_ids(session: Session, n: int) -> list[int]:
+    top = session.scalar(select(func.coalesce(func.max(Bill.id), 0))) or 0
+    return list(range(top + 1, top + 1 + n))
+
+
+def _claim(session: Session, pg: bool, p: Period, t0: datetime, t1: datetime, site_id: int,
+           bill_ids: dict[int, int], bill_no_of: dict[int, str]) -> dict[tuple[int, str], _Energy]:
+    """Mark the period's unbilled usage and the bill-mode items of these accounts as taken by their bills,
+    and return the sums of the usage rows taken (exactly those: on PostgreSQL the UPDATE's RETURNING
+    feeds the sums in the same statement)."""
+    accts = list(bill_ids)
+    if pg:
+        session.execute(text(
+            "UPDATE month_items AS mi SET bill_no = m.bill_no "
+            "FROM unnest(CAST(:a AS bigint[]), CAST(:n AS text[])) AS m(account_id, bill_no) "
+            "WHERE mi.account_id = m.account_id AND mi.site_id = :s AND mi.period_start <= :last "
+            "AND mi.mode = 'bill' AND mi.bill_no IS NULL"),
+            {"a": accts, "n": [bill_no_of[a] for a in accts], "s": site_id, "last": p.last})
+        source = ("c AS (UPDATE billed_usage AS bu SET bill_id = m.bill_id "
+                  "FROM unnest(CAST(:a AS bigint[]), CAST(:b AS bigint[])) AS m(account_id, bill_id) "
+                  "WHERE bu.account_id = m.account_id AND bu.billing_mode = 'postpaid' AND bu.bill_id IS NULL "
+                  "AND bu.ended_at >= :t0 AND bu.ended_at < :t1 "
+                  "RETURNING bu.account_id, bu.meter_id, bu.amount_fen, bu.quantity, bu.plan_id, bu.lines), "
+                  "r AS (SELECT c.account_id, mt.kind AS utility, c.amount_fen, c.quantity, c.plan_id, c.lines "
+                  "FROM c JOIN meters mt ON mt.id = c.meter_id)")
+        return _pg_sums(session, source, {"a": accts, "b": [bill_ids[a] for a in accts], "t0": t0, "t1": t1})
+    bu = cast(Table, BilledUsage.__table__)
+    session.execute(update(bu).where(bu.c.account_id == bindparam("a"), bu.c.billing_mode == "postpaid",
+                                     bu.c.bill_id.is_(None), bu.c.ended_at >= t0, bu.c.ended_at < t1)
+                    .values(bill_id=bindparam("b")), [{"a": a, "b": bill_ids[a]} for a in accts])
+    mi = cast(Table, MonthItem.__table__)
+    session.execute(update(mi).where(mi.c.account_id == bindparam("a"), mi.c.site_id == site_id,
+                                     mi.c.period_start <= p.last, mi.c.mode == "bill", mi.c.bill_no.is_(None))
+                    .values(bill_no=bindparam("n")), [{"a": a, "n": bill_no_of[a]} for a in accts])
+    return _energy(session, pg, bill_ids=list(bill_ids.values()))
+
+
+_PG_SUMS = """
+WITH {source}
+SELECT 't' AS t, account_id, utility, NULL AS part, sum(amount_fen) AS fen, sum(quantity) AS qty,
+       count(*) AS n, array_remove(array_agg(DISTINCT plan_id), NULL) AS plans
+FROM r GROUP BY account_id, utility
+UNION ALL
+SELECT 'l', account_id, utility,
+       CASE WHEN coalesce(l->>'charge', '') <> '' THEN 'fixed'
+            WHEN coalesce(l->>'period', '') <> '' THEN l->>'period'
+            WHEN l->>'tier' IS NOT NULL THEN 'tier' || (l->>'tier')
+            ELSE 'all' END,
+       CAST(round(sum(CAST(l->>'amount' AS numeric)) * 10000000000) AS bigint),
+       sum(CAST(coalesce(l->>'quantity', '0') AS numeric)), 0, NULL
+FROM r CROSS JOIN LATERAL json_array_elements(CASE WHEN json_typeof(r.lines) = 'array' THEN r.lines
+                                                   ELSE '[]'::json END) AS l
+GROUP BY 2, 3, 4
+"""
+
+
+def _pg_sums(session: Session, source: str, params: dict[str, Any]) -> dict[tuple[int, str], _Energy]:
+    out: dict[tuple[int, str], _Energy] = defaultdict(_Energy)
+    for t, account_id, utility, part, fen, qty, n, plans in session.execute(
+            text(_PG_SUMS.format(source=source)), params).all():
+        e = out[(account_id, utility)]
+        if t == "t":
+            e.fen, e.quantity, e.intervals = int(fen), qty, int(n)
+            if plans:
+                e.plan_ids.update(plans)
+        else:
+            e.parts[part] = [int(fen or 0), qty or ZERO]
+    return out
+
+
+def _energy(session: Session, pg: bool, *, bill_ids: list[int] | None = None, account_ids: list[int] | None = None,
+            t0: datetime | None = None, t1: datetime | None = None) -> dict[tuple[int, str], _Energy]:
+    """Per (account, utility): the fen, quantity, intervals and plans of the rows, and per part the
+    exact priced amount and quantity. Rows claimed by ``bill_ids``, or (a preview) the unbilled
+    postpaid rows of ``account_ids`` that ended in [t0, t1)."""
+    if pg:
+        params: dict[str, Any]
+        if bill_ids is not None:
+            where, params = "bu.bill_id = ANY(CAST(:ids AS bigint[]))", {"ids": bill_ids}
+        else:
+            where = ("bu.account_id = ANY(CAST(:ids AS bigint[])) AND bu.billing_mode = 'postpaid' "
+                     "AND bu.bill_id IS NULL AND bu.ended_at >= :t0 AND bu.ended_at < :t1")
+            params = {"ids": account_ids, "t0": t0, "t1": t1}
+        return _pg_sums(session, "r AS (SELECT bu.account_id, m.kind AS utility, bu.amount_fen, bu.quantity, "
+                                 "bu.plan_id, bu.lines FROM billed_usage bu JOIN meters m ON m.id = bu.meter_id "
+                                 f"WHERE {where})", params)
+    out: dict[tuple[int, str], _Energy] = defaultdict(_Energy)
+    q = (select(BilledUsage.account_id, Meter.kind, BilledUsage.amount_fen, BilledUsage.quantity, BilledUsage.plan_id,
+                BilledUsage.lines).join(Meter, Meter.id == BilledUsage.meter_id))
+    if bill_ids is not None:
+        q = q.where(BilledUsage.bill_id.in_(bill_ids))
+    else:
+        q = q.where(BilledUsage.account_id.in_(account_ids or []), BilledUsage.billing_mode == "postpaid",
+                    BilledUsage.bill_id.is_(None), BilledUsage.ended_at >= t0, BilledUsage.ended_at < t1)
+    for account_id, utility, fen, qty, plan_id, lines in session.execute(q):
+        e = out[(account_id, utility)]
+        e.fen += int(fen)
+        e.quantity += Decimal(qty)
+        e.intervals += 1
+        if plan_id is not None:
+            e.plan_ids.add(plan_id)
+        for ln in lines or ():
+            part = part_of(ln)
+            e.parts[part][0] += int(Decimal(str(ln.get("amount", "0"))).scaleb(10).to_integral_value())
+            e.parts[part][1] += Decimal(str(ln.get("quantity", "0")))
+    return out
+
+
+def _items(session: Session, where, bill_nos: list[str] | None) -> dict[int, list[dict]]:
+    q = select(MonthItem.id, MonthItem.account_id, MonthItem.kind, MonthItem.code, MonthItem.name,
+               MonthItem.amount_fen, MonthItem.revenue_code, MonthItem.source_id, MonthItem.key).where(*where)
+    if bill_nos is not None:
+        from core.bulk_sql import ids_in
+        q = q.where(ids_in(session, MonthItem.bill_no, bill_nos, strings=True))
+    out: dict[int, list[dict]] = defaultdict(list)
+    for r in session.execute(q):
+        out[r.account_id].append({"item_id": r.id, "kind": r.kind, "code": r.code, "name": r.name,
+                                  "amount_fen": int(r.amount_fen), "revenue_code": r.revenue_code,
+                                  "source_id": r.source_id, "key": r.key})
+    return out
+
+
+BILL_COLUMNS = ("id", "bill_no", "kind", "site_id", "account_id", "period", "period_start", "period_end", "origin_key",
+                "corrects_id", "state", "total_fen", "paid_fen", "credited_fen", "due_date", "entry_id", "reason",
+                "created_by", "created_at", "confirmed_by", "confirmed_at", "paid_at", "notices_sent", "last_notice_at")
+LINE_COLUMNS = ("id", "bill_id", "line_no", "kind", "code", "name", "quantity", "amount_fen", "revenue_code", "meta")
+
+
+def _write(session: Session, pg: bool, bills: list[dict], lines: list[dict]) -> None:
+    if pg:
+        copy_rows(session, f"COPY bills ({', '.join(BILL_COLUMNS)}) FROM STDIN",
+                  ([b[c] for c in BILL_COLUMNS] for b in bills))
+        line_ids = next_ids(session, "bill_lines", len(lines))
+        copy_rows(session, f"COPY bill_lines ({', '.join(LINE_COLUMNS)}) FROM STDIN",
+                  ((lid, ln["bill_id"], ln["line_no"], ln["kind"], ln["code"], ln["name"], ln["quantity"],
+                    ln["amount_fen"], ln["revenue_code"], json.dumps(ln["meta"])) for lid, ln in zip(line_ids, lines)))
+        return
+    session.execute(insert(cast(Table, Bill.__table__)), bills)
+    session.execute(insert(cast(Table, BillLine.__table__)), lines)
+

@@ -188,3 +188,28 @@ def month_items_match_entries(session: Session) -> list[Problem]:
 
 
 CHECKS += [month_items_match_entries]
+# --- postpaid bills (issue 12) ---------------------------------------------------------------
+
+def bills_match_receivable(session: Session) -> list[Problem]:
+    """Per tenant account, ``receivable:bills`` holds minus what its confirmed bills still owe (total
+    less payments and credit notes), and every confirmed bill of a positive total has its entry."""
+    from core.models import Bill
+    raw: dict[int | None, int] = dict(session.execute(
+        select(JournalEntry.account_id, func.sum(Posting.amount_fen))
+        .join(Posting, Posting.entry_id == JournalEntry.id)
+        .join(LedgerAccount, LedgerAccount.id == Posting.ledger_account_id)
+        .where(LedgerAccount.code == "receivable:bills").group_by(JournalEntry.account_id)).all())
+    owed: dict[int | None, int] = dict(session.execute(
+        select(Bill.account_id, func.sum(Bill.total_fen - Bill.paid_fen - Bill.credited_fen))
+        .where(Bill.kind == "bill", Bill.state != "draft").group_by(Bill.account_id)).all())
+    problems = [Problem("bills", f"account {a}", f"receivable:bills holds {int(raw.get(a) or 0)} fen; "
+                                                 f"its confirmed bills owe {int(owed.get(a) or 0)} fen")
+                for a in sorted(set(raw) | set(owed), key=lambda x: x or 0)
+                if int(raw.get(a) or 0) != -int(owed.get(a) or 0)]
+    missing = session.scalars(select(Bill.bill_no).where(Bill.kind == "bill", Bill.state != "draft",
+                                                         Bill.total_fen > 0, Bill.entry_id.is_(None)))
+    problems += [Problem("bills", f"bill {no}", "confirmed without its receivable entry") for no in missing]
+    return problems
+
+
+CHECKS += [bills_match_receivable]

@@ -2,6 +2,7 @@
 from core.db import Base
 from core.models.alarm import AlarmState, BotConfirmation, Notification, SupplyControl
 from core.models.audit import AuditLog
+from core.models.bill import Bill, BillLine
 from core.models.billing import BilledUsage, MeterBillingState
 from core.models.binding import TenantBinding
 from core.models.command import MeterCommand, MeterCommandEvent
@@ -24,5 +25,5 @@ __all__ = [
     "PaymentRefund", "PaymentReconciliation", "TenantBinding",
     "AlarmState", "BotConfirmation", "Notification", "SupplyControl",
     "LedgerDay", "UsageDay", "UsageMonth", "ReadingDay",
-    "ChargeScheme", "ApportionRule", "MonthItem", "MonthEndStep",
+    "ChargeScheme", "ApportionRule", "MonthItem", "MonthEndStep", "Bill", "BillLine",
 ]

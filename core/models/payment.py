@@ -32,6 +32,8 @@ class PaymentOrder(Base):
     state: Mapped[str] = mapped_column(String(10), default="created", index=True)
     provider_txn_id: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
     refunded_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    # A payment of a postpaid bill (issue 12): credited to the bill's receivable, not the wallet.
+    bill_no: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
     flag_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
     provider_data: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -34,7 +34,7 @@ from core.config import get_settings
 from core.db import get_existing
 from core.errors import Conflict, NotFound, ValidationError
 from core.jobs import enqueue_after_commit
-from core.ledger import cashdesk
+from core.ledger import cashdesk, receivables
 from core.ledger.guards import check_amount, get_account
 from core.ledger.money import format_fen
 from core.models import JournalEntry, PaymentOrder, PaymentReconciliation, PaymentRefund
@@ -66,8 +66,11 @@ def new_order_no(prefix: str = "MP") -> str:
 
 def create_order(session: Session, account_id: int, amount_fen: int, channel: str, *,
                  tenant_id: int | None = None, openid: str | None = None, front: str = "miniapp",
-                 app_id: str | None = None) -> PaymentOrder:
+                 app_id: str | None = None, bill_no: str | None = None) -> PaymentOrder:
     """A recharge order in state ``created``; nothing is owed or credited yet.
+
+    ``bill_no``: the order pays that postpaid bill (``core.bills.service.start_order`` checks it and
+    sets the amount); its confirmed payment goes to the bill's receivable, not the wallet.
 
     ``front``: where the tenant pays from ("miniapp" | "official_account"); ``app_id``: the provider app
     id the order is made with (``provider.app_id_for(front)``), which every report of it must name.
@@ -80,7 +83,7 @@ def create_order(session: Session, account_id: int, amount_fen: int, channel: st
     check_amount(amount_fen)
     order = PaymentOrder(order_no=new_order_no(), account_id=account.id, tenant_id=tenant_id or account.tenant_id,
                          openid=openid, channel=channel, amount_fen=amount_fen, currency="CNY", state="created",
-                         refunded_fen=0, provider_data={}, front=front, app_id=app_id)
+                         refunded_fen=0, provider_data={}, front=front, app_id=app_id, bill_no=bill_no)
     session.add(order)
     session.flush()
     return order
@@ -174,9 +177,14 @@ def settle(session: Session, report: PaymentReport, *, expect_app_id: str | None
     assert report.txn_id  # _mismatch refuses a paid report without one
 
     order.paid_at = report.paid_at or utcnow()  # before the entry: reports date a payment by it (issue 15)
-    result = cashdesk.credit_payment(session, order.account_id, order.amount_fen, channel=order.channel,
-                                     provider_txn_id=report.txn_id, order_no=order.order_no,
-                                     actor=f"{report.channel}:{source}", front=front)
+    if order.bill_no:  # issue 12: a bill's order pays the bill (the rest, if any, goes to the wallet)
+        result = receivables.pay_bill(session, order.bill_no, order.amount_fen, source=order.channel,
+                                      key=f"pay:{order.channel}:{report.txn_id}", order_no=order.order_no,
+                                      provider_txn_id=report.txn_id, actor=f"{report.channel}:{source}", front=front)
+    else:
+        result = cashdesk.credit_payment(session, order.account_id, order.amount_fen, channel=order.channel,
+                                         provider_txn_id=report.txn_id, order_no=order.order_no,
+                                         actor=f"{report.channel}:{source}", front=front)
     order.state = "paid"
     order.provider_txn_id = report.txn_id
     order.provider_data = {**(order.provider_data or {}), "settled_by": source}
@@ -202,6 +210,8 @@ def start_refund(session: Session, order_no: str, amount_fen: int, *, actor: str
     """A manager refunds (part of) a paid order: the wallet is debited now, the provider is asked after commit."""
     check_amount(amount_fen)
     order = lock_order(session, order_no)
+    if order.bill_no:
+        raise Conflict(f"order {order_no} paid bill {order.bill_no}; a bill is corrected with a credit note")
     if order.state not in ("paid", "refunding", "refunded"):
         raise Conflict(f"order {order_no} is {order.state}; only a paid order can be refunded")
     left = order.amount_fen - order.refunded_fen

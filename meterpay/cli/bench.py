@@ -11,6 +11,7 @@ from meterpay.cli.base import cli
 BENCHMARKS = {
     "api": "bench.api:bench_api",
     "billing": "bench.billing:bench_billing",
+    "bills": "bench.bills:bench_bills",
     "bot": "bench.bot:bench_bot",
     "commands": "bench.hardware:bench_commands",
     "month-end": "bench.monthend:bench_month_end",
