@@ -82,8 +82,8 @@ AUDIT_ACTIONS.update({
 })
 DETAIL_KEYS.update({
     "scheme_id": _("收费方案 ID"), "code": _("编码"), "name": _("名称"), "active": _("启用"),
-    "rule_id": _("公摊规则 ID"), "basis": _("分摊方式"), "tariff": _("电价方案"), "period": _("月份"), "step": _("步骤"), "items": _("明细数"),
-    "entries": _("记账笔数"), "bills": _("账单数"), "problems": _("问题数"),
+    "rule_id": _("公摊规则 ID"), "basis": _("分摊方式"), "tariff": _("电价方案"), "period": _("月份"),
+    "step": _("步骤"), "items": _("明细数"), "entries": _("记账笔数"), "bills": _("账单数"), "problems": _("问题数"),
 })
 REASONS = {
     "balance": _("余额不足"), "manual": _("手动"), "manager": _("管理员操作"), "recharged": _("已充值"),
