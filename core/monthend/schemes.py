@@ -20,7 +20,9 @@ The scheme JSON (``meterpay charges add --site NAME --scheme FILE.json``)::
   ``days present / days in the period``. The exact product is rounded to fen once, half up. A room
   without an area under a ``per_m2`` scheme is reported and not charged (never guessed).
 - Mode: ``deduct`` posts from the wallet at month end (it may go below zero); ``bill`` posts
-  nothing then and the item waits for a bill. A postpaid account's items always go on its bill.
+  nothing then and the item waits for a bill. A postpaid account's items always go on its bill, and
+  so do a closed account's (its wallet was settled when it closed: the share is billed, not
+  deducted from a wallet nobody tops up).
 """
 from __future__ import annotations
 
@@ -262,7 +264,7 @@ def compute(scheme: ChargeScheme, month: Period, accounts: Sequence[Any]) -> Com
             continue
         items.append({"site_id": site_id, "account_id": a.id, "kind": "charge", "source_id": scheme_id,
                       "code": code, "name": name, "period": pkey, "period_start": pstart, "period_end": pend,
-                      "amount_fen": fen, "mode": "bill" if bill or a.postpaid else "deduct",
+                      "amount_fen": fen, "mode": "bill" if bill or a.postpaid or a.closed else "deduct",
                       "key": f"charge:{scheme_id}:{a.id}:{pkey}", "revenue_code": revenue, "meta": meta})
     return Computed(items, problems, period)
 
