@@ -62,8 +62,8 @@ class MonthItem(Base):
     transaction; ``meterpay ledger check`` proves every deduct item's entry."""
 
     __tablename__ = "month_items"
-    __table_args__ = (Index("ix_month_items_site_period", "site_id", "period"),
-                      Index("ix_month_items_account_period", "account_id", "period"))
+    # one index besides the key and bill_no: (site, period), how the run and the bills find a month's items
+    __table_args__ = (Index("ix_month_items_site_period", "site_id", "period"),)
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     site_id: Mapped[int] = mapped_column(BigInteger)
     account_id: Mapped[int] = mapped_column(BigInteger)

@@ -94,7 +94,6 @@ def upgrade() -> None:
     sa.UniqueConstraint('key', name=op.f('uq_month_items_key'))
     )
     with op.batch_alter_table('month_items', schema=None) as batch_op:
-        batch_op.create_index('ix_month_items_account_period', ['account_id', 'period'], unique=False)
         batch_op.create_index(batch_op.f('ix_month_items_bill_no'), ['bill_no'], unique=False)
         batch_op.create_index('ix_month_items_site_period', ['site_id', 'period'], unique=False)
 
@@ -106,7 +105,6 @@ def downgrade() -> None:
     with op.batch_alter_table('month_items', schema=None) as batch_op:
         batch_op.drop_index('ix_month_items_site_period')
         batch_op.drop_index(batch_op.f('ix_month_items_bill_no'))
-        batch_op.drop_index('ix_month_items_account_period')
 
     op.drop_table('month_items')
     with op.batch_alter_table('apportion_rules', schema=None) as batch_op:
