@@ -81,9 +81,9 @@ AUDIT_ACTIONS.update({
     "month_end_step": _("月末结算步骤"), "month_end_run": _("月末结算"),
 })
 DETAIL_KEYS.update({
-    "scheme_id": _("收费方案 ID"), "code": _("编码"), "name": _("名称"), "active": _("启用"), "rule_id": _("公摊规则 ID"),
-    "basis": _("分摊方式"), "tariff": _("电价方案"), "period": _("月份"), "step": _("步骤"), "items": _("明细数"),
-    "entries": _("记账笔数"), "bills": _("账单数"), "problems": _("问题数"),
+    "scheme_id": _("收费方案 ID"), "code": _("编码"), "name": _("名称"), "active": _("启用"),
+    "rule_id": _("公摊规则 ID"), "basis": _("分摊方式"), "tariff": _("电价方案"), "period": _("月份"),
+    "step": _("步骤"), "items": _("明细数"), "entries": _("记账笔数"), "bills": _("账单数"), "problems": _("问题数"),
 })
 # --- bills (issue 12) ---
 AUDIT_ACTIONS.update({

@@ -20,7 +20,7 @@ The rule JSON (``meterpay apportion add --site NAME --rule FILE.json``)::
 - The split is largest remainder (``core.monthend.split``): floors in fen, the leftover fen to the
   largest remainders, ties to the lower account id, so the shares add up to the master's amount.
 - Each share is an item ``apportion:<rule id>:<account id>:<YYYY-MM>`` (code ``apportion:<utility>``,
-  revenue ``revenue:apportion:<utility>``); deduct or bill as ``mode`` says (postpaid: bill).
+  revenue ``revenue:apportion:<utility>``); deduct or bill as ``mode`` says (postpaid or closed: bill).
 """
 from __future__ import annotations
 
@@ -235,7 +235,7 @@ def compute(session: Session, rule: ApportionRule, month: Period, by_room: Mappi
             meta["area_m2"] = str(a.area)
         items.append(item_row(site_id=rule.site_id, account_id=a.id, kind="apportion", source_id=rule.id,
                               code=f"apportion:{utility}", name=rule.name, period=month, amount_fen=share,
-                              mode="bill" if rule.mode == "bill" or a.postpaid else "deduct",
+                              mode="bill" if rule.mode == "bill" or a.postpaid or a.closed else "deduct",
                               key=f"apportion:{rule.id}:{a.id}:{month.key}", revenue_code=apportion_revenue(utility),
                               meta=meta))
     return Computed(items, [], month)

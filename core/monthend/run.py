@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time as clock
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -150,15 +151,19 @@ def run_month_end(site_id: int, period: str, *, preview: bool = False, actor: st
             select(ApportionRule).where(ApportionRule.site_id == site_id, ApportionRule.active.is_(True))
             .order_by(ApportionRule.id))]
         accounts: list[AccountRow] | None = None
+        by_room: dict[str, list[AccountRow]] = {}
         previewed: list[dict] = []
         for name, source in steps:
             frozen = _step(session, site_id, month.key, name)
             if frozen is not None:  # done before: its problems (a room without an area) still stand
                 result.problems += [{"step": name, "message": p} for p in frozen.problems or []]
                 continue
+            t0 = clock.perf_counter()
             if accounts is None:
                 accounts = site_accounts(session, site_id, month, tz)
-            computed = _compute(session, source, month, accounts, tz)
+                by_room = _by_room(accounts)
+            computed = _compute(session, source, month, accounts, by_room, tz)
+            t1 = clock.perf_counter()
             result.problems += [{"step": name, "message": p} for p in computed.problems]
             if preview:
                 previewed += computed.items
@@ -166,8 +171,11 @@ def run_month_end(site_id: int, period: str, *, preview: bool = False, actor: st
             if isinstance(source, ApportionRule) and computed.problems:
                 session.rollback()
                 continue
-            result.entries += _freeze(session, site_id, month.key, name, computed, actor=actor, front=front)
+            entries = _freeze(session, site_id, month.key, name, computed, actor=actor, front=front)
             session.commit()
+            result.entries += entries
+            log.info("month end %s %s %s: %d items, %d entries; computed in %.2f s, posted and written in %.2f s",
+                     site.name, month.key, name, len(computed.items), entries, t1 - t0, clock.perf_counter() - t1)
         bills = _bills(session, site_id, month.key, preview=preview, actor=actor, front=front)
         result.bills = bills.count
         if not preview:
@@ -182,12 +190,17 @@ def run_month_end(site_id: int, period: str, *, preview: bool = False, actor: st
     return result
 
 
-def _compute(session: Session, source: Any, month: Period, accounts: list[AccountRow], tz: ZoneInfo) -> Computed:
-    if isinstance(source, ChargeScheme):
-        return schemes.compute(source, month, accounts)
+def _by_room(accounts: list[AccountRow]) -> dict[str, list[AccountRow]]:
     by_room: dict[str, list[AccountRow]] = defaultdict(list)
     for a in accounts:
         by_room[a.room].append(a)
+    return by_room
+
+
+def _compute(session: Session, source: Any, month: Period, accounts: list[AccountRow],
+             by_room: dict[str, list[AccountRow]], tz: ZoneInfo) -> Computed:
+    if isinstance(source, ChargeScheme):
+        return schemes.compute(source, month, accounts)
     return rules.compute(session, source, month, by_room, tz)
 
 
@@ -261,8 +274,9 @@ def _item_lines(items: list[dict], posted: dict[str, int | None], now: datetime)
         if m is None:
             m = metas[id(it["meta"])] = copy_text(json.dumps(it["meta"], ensure_ascii=False))
         name = texts.get(it["name"]) or texts.setdefault(it["name"], copy_text(it["name"]))
+        code = texts.get(it["code"]) or texts.setdefault(it["code"], copy_text(it["code"]))
         entry = posted.get(it["key"])
-        out.append(f"{it['site_id']}\t{it['account_id']}\t{it['kind']}\t{it['source_id']}\t{copy_text(it['code'])}\t"
+        out.append(f"{it['site_id']}\t{it['account_id']}\t{it['kind']}\t{it['source_id']}\t{code}\t"
                    f"{name}\t{it['period']}\t{it['period_start']}\t{it['period_end']}\t{it['amount_fen']}\t"
                    f"{it['mode']}\t{it['key']}\t{it['revenue_code']}\t{NULL if entry is None else entry}\t"
                    f"{NULL}\t{m}\t{at}\n")

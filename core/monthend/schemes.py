@@ -20,7 +20,9 @@ The scheme JSON (``meterpay charges add --site NAME --scheme FILE.json``)::
   ``days present / days in the period``. The exact product is rounded to fen once, half up. A room
   without an area under a ``per_m2`` scheme is reported and not charged (never guessed).
 - Mode: ``deduct`` posts from the wallet at month end (it may go below zero); ``bill`` posts
-  nothing then and the item waits for a bill. A postpaid account's items always go on its bill.
+  nothing then and the item waits for a bill. A postpaid account's items always go on its bill, and
+  so do a closed account's (its wallet was settled when it closed: the share is billed, not
+  deducted from a wallet nobody tops up).
 """
 from __future__ import annotations
 
@@ -233,6 +235,9 @@ def compute(scheme: ChargeScheme, month: Period, accounts: Sequence[Any]) -> Com
     wanted = _scope_test(spec["scope"])
     base = {"period": period.key, "basis": spec["basis"], "rate": spec["amount"], "scheme": scheme.name}
     cache: dict[tuple, tuple[int, dict]] = {}
+    # plain locals: an ORM attribute read costs a microsecond, 100,000 times per scheme
+    site_id, scheme_id, code, name, bill = scheme.site_id, scheme.id, scheme.code, scheme.name, spec["mode"] == "bill"
+    pkey, pstart, pend, pdays = period.key, period.start, period.end, period.days
     for a in accounts:
         if wanted is not None and not wanted(a):
             continue
@@ -240,9 +245,9 @@ def compute(scheme: ChargeScheme, month: Period, accounts: Sequence[Any]) -> Com
         if days <= 0:
             continue
         if not per_room and not a.area:
-            problems.append(f"room {a.room}: no area_m2 for the per-m² scheme {scheme.code}")
+            problems.append(f"room {a.room}: no area_m2 for the per-m² scheme {code}")
             continue
-        part = prorate and days < period.days
+        part = prorate and days < pdays
         ck = (None if per_room else a.area, days if part else 0)
         hit = cache.get(ck)
         if hit is None:
@@ -251,17 +256,16 @@ def compute(scheme: ChargeScheme, month: Period, accounts: Sequence[Any]) -> Com
             if not per_room:
                 meta["area_m2"] = str(a.area)
             if part:
-                exact = exact * days / period.days
-                meta.update(days=days, period_days=period.days)
+                exact = exact * days / pdays
+                meta.update(days=days, period_days=pdays)
             hit = cache[ck] = (to_fen(exact), meta)
         fen, meta = hit
         if fen <= 0:
             continue
-        items.append({"site_id": scheme.site_id, "account_id": a.id, "kind": "charge", "source_id": scheme.id,
-                      "code": scheme.code, "name": scheme.name, "period": period.key, "period_start": period.start,
-                      "period_end": period.end, "amount_fen": fen,
-                      "mode": "bill" if spec["mode"] == "bill" or a.postpaid else "deduct",
-                      "key": f"charge:{scheme.id}:{a.id}:{period.key}", "revenue_code": revenue, "meta": meta})
+        items.append({"site_id": site_id, "account_id": a.id, "kind": "charge", "source_id": scheme_id,
+                      "code": code, "name": name, "period": pkey, "period_start": pstart, "period_end": pend,
+                      "amount_fen": fen, "mode": "bill" if bill or a.postpaid or a.closed else "deduct",
+                      "key": f"charge:{scheme_id}:{a.id}:{pkey}", "revenue_code": revenue, "meta": meta})
     return Computed(items, problems, period)
 
 

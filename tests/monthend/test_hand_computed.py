@@ -36,7 +36,8 @@ def test_per_m2_charge_rounds_half_up_once_and_prorates_by_days(session, factory
     assert got == {a["101"].id: 12563, a["102"].id: 7625, a["103"].id: 4813, a["201"].id: 10000,
                    late.id: 2583, gone.id: 1000}
     assert result.charges_fen == 12563 + 7625 + 4813 + 10000 + 2583 + 1000
-    assert result.entries == 6
+    assert result.entries == 5  # the closed account's share goes on its bill: its wallet was settled
+    assert items(session, "charge")[(gone.id, scheme.id)].mode == "bill"
     assert account_balance(session, a["101"].id) == 10000 - 12563  # below zero: posted all the same
     entry = session.scalar(select(JournalEntry).where(
         JournalEntry.idempotency_key == f"charge:{scheme.id}:{a['101'].id}:2026-04"))
@@ -85,6 +86,8 @@ def test_days_present_weigh_the_area_of_who_was_there(session, garden):
     # weights 50.25 x 30 = 1507.5 and 30.50 x 15 = 457.5 (sum 1965): 10001 x 1507.5/1965 = 7672.5229..,
     # 10001 x 457.5/1965 = 2328.4770..: floors 10000, the last fen to .5229 (room 101)
     assert got == {a["101"].id: 7673, a["102"].id: 2328}
+    modes = {i.account_id: (i.mode, i.entry_id is None) for i in items(session, "apportion").values()}
+    assert modes == {a["101"].id: ("deduct", False), a["102"].id: ("bill", True)}  # 102 closed: billed
 
 
 def test_usage_basis_splits_by_each_accounts_own_kwh(session, garden):

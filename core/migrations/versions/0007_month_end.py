@@ -73,8 +73,8 @@ def upgrade() -> None:
 
     op.create_table('month_items',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('site_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('site_id', sa.BigInteger(), nullable=False),
+    sa.Column('account_id', sa.BigInteger(), nullable=False),
     sa.Column('kind', sa.String(length=10), nullable=False),
     sa.Column('source_id', sa.BigInteger(), nullable=False),
     sa.Column('code', sa.String(length=60), nullable=False),
@@ -86,18 +86,14 @@ def upgrade() -> None:
     sa.Column('mode', sa.String(length=10), nullable=False),
     sa.Column('key', sa.String(length=200), nullable=False),
     sa.Column('revenue_code', sa.String(length=80), nullable=False),
-    sa.Column('entry_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('entry_id', sa.BigInteger(), nullable=True),
     sa.Column('bill_no', sa.String(length=40), nullable=True),
     sa.Column('meta', sa.JSON(), nullable=False),
     sa.Column('created_at', core.db.UTCDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_month_items_account_id_accounts')),
-    sa.ForeignKeyConstraint(['entry_id'], ['journal_entries.id'], name=op.f('fk_month_items_entry_id_journal_entries')),
-    sa.ForeignKeyConstraint(['site_id'], ['sites.id'], name=op.f('fk_month_items_site_id_sites')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_month_items')),
     sa.UniqueConstraint('key', name=op.f('uq_month_items_key'))
     )
     with op.batch_alter_table('month_items', schema=None) as batch_op:
-        batch_op.create_index('ix_month_items_account_period', ['account_id', 'period'], unique=False)
         batch_op.create_index(batch_op.f('ix_month_items_bill_no'), ['bill_no'], unique=False)
         batch_op.create_index('ix_month_items_site_period', ['site_id', 'period'], unique=False)
 
@@ -109,7 +105,6 @@ def downgrade() -> None:
     with op.batch_alter_table('month_items', schema=None) as batch_op:
         batch_op.drop_index('ix_month_items_site_period')
         batch_op.drop_index(batch_op.f('ix_month_items_bill_no'))
-        batch_op.drop_index('ix_month_items_account_period')
 
     op.drop_table('month_items')
     with op.batch_alter_table('apportion_rules', schema=None) as batch_op:
