@@ -60,24 +60,29 @@ ZERO = Decimal(0)
 @dataclass
 class GenerateResult:
     """``count``: bills created (or that would be, for a preview); ``lines``: every line as
-    ``{room, kind: energy|charge|apportion, code, amount_fen}``; ``bill_nos``: the new numbers."""
+    ``{room, kind: energy|charge|apportion, code, amount_fen, bill_no}`` (built when read: the rows are
+    kept as tuples, a few hundred thousand of them at month end); ``bill_nos``: the new numbers."""
 
     period: str
     count: int = 0
     total_fen: int = 0
-    lines: list[dict] = field(default_factory=list)
+    rows: list[tuple] = field(default_factory=list)  # (room, kind, code, amount_fen, bill_no)
     bill_nos: list[str] = field(default_factory=list)
     preview: bool = False
 
+    @property
+    def lines(self) -> list[dict]:
+        return [{"room": r, "kind": k, "code": c, "amount_fen": a, "bill_no": b} for r, k, c, a, b in self.rows]
 
-@dataclass
+
+@dataclass(slots=True)
 class _Energy:
     fen: int = 0
     quantity: Decimal = ZERO
     intervals: int = 0
     plan_ids: set = field(default_factory=set)
     # part -> [exact priced amount in units of 1e-10 yuan (int), quantity]
-    parts: dict = field(default_factory=lambda: defaultdict(lambda: [0, ZERO]))
+    parts: dict = field(default_factory=dict)
 
 
 def part_of(line: dict) -> str:
@@ -128,21 +133,31 @@ def line_name(utility: str, part: str) -> str:
     return UTILITY_NAMES.get(utility, utility) + (f"（{label}）" if label else "")
 
 
-def energy_lines(utility: str, e: _Energy) -> list[dict]:
-    parts = sorted(e.parts.items(), key=lambda kv: _part_rank(kv[0]))
+def energy_lines(utility: str, e: _Energy) -> list[tuple]:
+    """The energy lines of one utility: ``(kind, code, name, quantity, amount_fen, revenue_code)``."""
+    parts = sorted(e.parts.items(), key=lambda kv: _part_rank(kv[0])) if len(e.parts) > 1 else list(e.parts.items())
     if not parts:
         parts = [("all", [0, e.quantity])]
     fens = split_fen(e.fen, [(p, v[0]) for p, v in parts])
     out = []
-    meta = {"intervals": e.intervals, "plan_ids": sorted(e.plan_ids)}
+    revenue = _revenue(utility)
     for part, (_amount, qty) in parts:
         fen = fens.get(part, 0)
         if fen == 0 and (part == "fixed" or qty == 0):
             continue
-        out.append({"kind": "energy", "code": f"{utility}:{part}", "name": line_name(utility, part),
-                    "quantity": None if part == "fixed" else qty, "amount_fen": fen,
-                    "revenue_code": f"revenue:{utility}", "meta": meta})
+        out.append(("energy", _code(utility, part), line_name(utility, part), None if part == "fixed" else qty, fen,
+                    revenue))
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _code(utility: str, part: str) -> str:
+    return f"{utility}:{part}"
+
+
+@functools.lru_cache(maxsize=16)
+def _revenue(utility: str) -> str:
+    return f"revenue:{utility}"
 
 
 def generate_for_period(session: Session, site_id: int, period: str, *, preview: bool, actor: str = "system",
@@ -193,32 +208,36 @@ def generate_for_period(session: Session, site_id: int, period: str, *, preview:
         by_account[a].append(u)
     rooms = dict(session.execute(select(Account.id, Room.number).join(Room, Room.id == Account.room_id)
                                  .where(Account.site_id == site_id)).all())
-    bills, lines = [], []
+    bills: list[tuple] = []
+    lines: list[tuple] = []
     now = utcnow()
     for account_id in accounts:
-        acct_lines = []
+        acct_lines: list[tuple] = []
+        metas: list[str] = []
         for utility in sorted(by_account.get(account_id, ()), key=_utility_rank):
-            acct_lines.extend(energy_lines(utility, energy[(account_id, utility)]))
-        for it in sorted(items.get(account_id, ()), key=lambda i: (i["kind"] != "charge", i["code"], i["item_id"])):
-            acct_lines.append({"kind": "charge" if it["kind"] == "charge" else "apportion", "code": it["code"],
-                               "name": it["name"], "quantity": None, "amount_fen": it["amount_fen"],
-                               "revenue_code": it["revenue_code"],
-                               "meta": {"item_id": it["item_id"], "key": it["key"], "source_id": it["source_id"]}})
+            e = energy[(account_id, utility)]
+            got = energy_lines(utility, e)
+            acct_lines.extend(got)
+            meta = json.dumps({"intervals": e.intervals, "plan_ids": sorted(e.plan_ids)})
+            metas.extend(meta for _ in got)
+        for it in sorted(items.get(account_id, ()), key=lambda i: (i[1] != "charge", i[2], i[0])):
+            item_id, kind, code, name, fen, revenue, source_id, key = it
+            acct_lines.append(("charge" if kind == "charge" else "apportion", code, name, None, fen, revenue))
+            metas.append(json.dumps({"item_id": item_id, "key": key, "source_id": source_id}))
         if not acct_lines:  # claimed nothing (cannot happen: the rows were found above), no bill
             continue
-        total = sum(ln["amount_fen"] for ln in acct_lines)
+        total = sum(ln[4] for ln in acct_lines)
         bill_no = bill_no_of[account_id]
-        bills.append({"id": bill_ids[account_id], "bill_no": bill_no, "kind": "bill", "site_id": site_id,
-                      "account_id": account_id, "period": p.text, "period_start": p.first, "period_end": p.last,
-                      "origin_key": f"gen:{account_id}:{p.text}", "corrects_id": None, "state": "draft",
-                      "total_fen": total, "paid_fen": 0, "credited_fen": 0, "due_date": None, "entry_id": None,
-                      "reason": "", "created_by": actor, "created_at": now, "confirmed_by": None,
-                      "confirmed_at": None, "paid_at": None, "notices_sent": 0, "last_notice_at": None})
+        bill_id = bill_ids[account_id]
+        bills.append((bill_id, bill_no, "bill", site_id, account_id, p.text, p.first, p.last,
+                      f"gen:{account_id}:{p.text}", None, "draft", total, 0, 0, None, None, "", actor, now, None,
+                      None, None, 0, None))
         room = rooms.get(account_id, "")
-        for n, ln in enumerate(acct_lines, 1):
-            lines.append({"bill_id": bill_ids[account_id], "line_no": n, **ln})
-            result.lines.append({"room": room, "kind": ln["kind"], "code": ln["code"], "amount_fen": ln["amount_fen"],
-                                 "bill_no": bill_no})
+        for n, (ln, meta) in enumerate(zip(acct_lines, metas), 1):
+            kind, code, name, qty, fen, revenue = ln
+            if not preview:
+                lines.append((bill_id, n, kind, code, name, qty, fen, revenue, meta))
+            result.rows.append((room, kind, code, fen, bill_no))
         result.count += 1
         result.total_fen += total
         result.bill_nos.append(bill_no)
@@ -349,22 +368,22 @@ def _energy(session: Session, pg: bool, *, bill_ids: list[int] | None = None, ac
             e.plan_ids.add(plan_id)
         for ln in lines or ():
             part = part_of(ln)
+            e.parts.setdefault(part, [0, ZERO])
             e.parts[part][0] += int(Decimal(str(ln.get("amount", "0"))).scaleb(10).to_integral_value())
             e.parts[part][1] += Decimal(str(ln.get("quantity", "0")))
     return out
 
 
-def _items(session: Session, where, bill_nos: list[str] | None) -> dict[int, list[dict]]:
+def _items(session: Session, where, bill_nos: list[str] | None) -> dict[int, list[tuple]]:
     q = select(MonthItem.id, MonthItem.account_id, MonthItem.kind, MonthItem.code, MonthItem.name,
                MonthItem.amount_fen, MonthItem.revenue_code, MonthItem.source_id, MonthItem.key).where(*where)
     if bill_nos is not None:
         from core.bulk_sql import ids_in
         q = q.where(ids_in(session, MonthItem.bill_no, bill_nos, strings=True))
-    out: dict[int, list[dict]] = defaultdict(list)
-    for r in session.execute(q):
-        out[r.account_id].append({"item_id": r.id, "kind": r.kind, "code": r.code, "name": r.name,
-                                  "amount_fen": int(r.amount_fen), "revenue_code": r.revenue_code,
-                                  "source_id": r.source_id, "key": r.key})
+    out: dict[int, list[tuple]] = defaultdict(list)
+    for r in session.execute(q).all():
+        out[r.account_id].append((r.id, r.kind, r.code, r.name, int(r.amount_fen), r.revenue_code, r.source_id,
+                                  r.key))
     return out
 
 
@@ -374,15 +393,14 @@ BILL_COLUMNS = ("id", "bill_no", "kind", "site_id", "account_id", "period", "per
 LINE_COLUMNS = ("id", "bill_id", "line_no", "kind", "code", "name", "quantity", "amount_fen", "revenue_code", "meta")
 
 
-def _write(session: Session, pg: bool, bills: list[dict], lines: list[dict]) -> None:
+def _write(session: Session, pg: bool, bills: list[tuple], lines: list[tuple]) -> None:
+    """``bills``: rows in BILL_COLUMNS order; ``lines``: rows in LINE_COLUMNS order without the id."""
     if pg:
-        copy_rows(session, f"COPY bills ({', '.join(BILL_COLUMNS)}) FROM STDIN",
-                  ([b[c] for c in BILL_COLUMNS] for b in bills))
+        copy_rows(session, f"COPY bills ({', '.join(BILL_COLUMNS)}) FROM STDIN", bills)
         line_ids = next_ids(session, "bill_lines", len(lines))
         copy_rows(session, f"COPY bill_lines ({', '.join(LINE_COLUMNS)}) FROM STDIN",
-                  ((lid, ln["bill_id"], ln["line_no"], ln["kind"], ln["code"], ln["name"], ln["quantity"],
-                    ln["amount_fen"], ln["revenue_code"], json.dumps(ln["meta"])) for lid, ln in zip(line_ids, lines)))
+                  ((lid, *ln) for lid, ln in zip(line_ids, lines)))
         return
-    session.execute(insert(cast(Table, Bill.__table__)), bills)
-    session.execute(insert(cast(Table, BillLine.__table__)), lines)
-
+    session.execute(insert(cast(Table, Bill.__table__)), [dict(zip(BILL_COLUMNS, b)) for b in bills])
+    session.execute(insert(cast(Table, BillLine.__table__)),
+                    [dict(zip(LINE_COLUMNS[1:], (*ln[:8], json.loads(ln[8])))) for ln in lines])
