@@ -42,6 +42,7 @@ from sqlalchemy import Table, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.bills import generate_pg
 from core.bills.periods import Period, parse_period
 from core.bulk_sql import copy_rows, next_ids
 from core.db import is_postgres, utcnow
@@ -129,7 +130,7 @@ def split_fen(fen: int, weights: list[tuple[str, int]]) -> dict[str, int]:
 
 @functools.lru_cache(maxsize=256)
 def line_name(utility: str, part: str) -> str:
-    label = PART_NAMES.get(part) or (f"第{part[4:]}阶梯" if part.startswith("tier") else part)
+    label = PART_NAMES[part] if part in PART_NAMES else (f"第{part[4:]}阶梯" if part.startswith("tier") else part)
     return UTILITY_NAMES.get(utility, utility) + (f"（{label}）" if label else "")
 
 
@@ -193,6 +194,22 @@ def generate_for_period(session: Session, site_id: int, period: str, *, preview:
     if not accounts:
         return result
     numbers = _numbers(session, site_id, p, len(accounts))
+    if pg:
+        ids = [0] * len(accounts) if preview else next_ids(session, "bills", len(accounts))
+        result.rows = generate_pg.generate(session, site_id=site_id, p=p, t0=t0, t1=t1, accounts=accounts,
+                                           bill_ids=ids, bill_nos=numbers, preview=preview, actor=actor,
+                                           now=utcnow())
+        seen: set[str] = set()
+        for _room, _kind, _code, fen, bill_no in result.rows:
+            if bill_no not in seen:
+                seen.add(bill_no)
+                result.bill_nos.append(bill_no)
+            result.total_fen += fen
+        result.count = len(result.bill_nos)
+        if not preview and result.count:
+            audit.record(session, actor=actor, front=front, action="bills_generated", site_id=site_id,
+                         period=p.text, count=result.count, amount=format_fen(result.total_fen))
+        return result
     bill_no_of = dict(zip(accounts, numbers))
     if preview:
         energy = _energy(session, pg, account_ids=accounts, t0=t0, t1=t1)
@@ -260,8 +277,8 @@ def next_numbers(session: Session, site_id: int, p: Period, n: int, *, letter: s
 
 def _numbers(session: Session, site_id: int, p: Period, n: int, letter: str = "B") -> list[str]:
     prefix = f"{letter}{site_id}-{p.first:%Y%m}-"
-    taken = session.scalar(select(func.count()).select_from(Bill).where(Bill.site_id == site_id,
-                                                                       Bill.bill_no.like(prefix + "%"))) or 0
+    top = session.scalar(select(func.max(Bill.bill_no)).where(Bill.site_id == site_id, Bill.bill_no.like(prefix + "%")))
+    taken = int(top.rsplit("-", 1)[1]) if top else 0  # zero-padded: the greatest text is the greatest number
     return [f"{prefix}{taken + i:05d}" for i in range(1, n + 1)]
 
 
