@@ -25,8 +25,9 @@
 - **Numbers:** ``B<site id>-<YYYYMM>-<sequence of 5 digits>``, in account id order, continuing the
   site's and period's sequence (a correction bill takes the next number).
 
-On PostgreSQL the rows are summed in SQL (``json_array_elements`` over the lines) and the bills and
-lines are written with COPY; elsewhere (SQLite: the demo, a laptop) the same in Python.
+On PostgreSQL everything after finding the accounts happens in SQL (``core.bills.generate_pg``: claim,
+sums, largest-remainder split, ``INSERT .. SELECT``), so no row per line passes through Python; elsewhere
+(SQLite: the demo, a laptop) the same in Python. Both make the same bills (the tests run both).
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, cast
+from typing import cast
 
 from sqlalchemy import Table, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
@@ -44,7 +45,7 @@ from sqlalchemy.orm import Session
 from core import audit
 from core.bills import generate_pg
 from core.bills.periods import Period, parse_period
-from core.bulk_sql import copy_rows, next_ids
+from core.bulk_sql import next_ids
 from core.db import is_postgres, utcnow
 from core.errors import NotFound
 from core.ledger.money import format_fen
@@ -212,13 +213,12 @@ def generate_for_period(session: Session, site_id: int, period: str, *, preview:
         return result
     bill_no_of = dict(zip(accounts, numbers))
     if preview:
-        energy = _energy(session, pg, account_ids=accounts, t0=t0, t1=t1)
+        energy = _energy(session, account_ids=accounts, t0=t0, t1=t1)
         items = _items(session, item_where, None)
         bill_ids = {a: 0 for a in accounts}
     else:
-        ids = next_ids(session, "bills", len(accounts)) if pg else _sqlite_ids(session, len(accounts))
-        bill_ids = dict(zip(accounts, ids))
-        energy = _claim(session, pg, p, t0, t1, site_id, bill_ids, bill_no_of)
+        bill_ids = dict(zip(accounts, _sqlite_ids(session, len(accounts))))
+        energy = _claim(session, p, t0, t1, site_id, bill_ids, bill_no_of)
         items = _items(session, [MonthItem.site_id == site_id], list(bill_no_of.values()))
     by_account: dict[int, list[str]] = defaultdict(list)
     for a, u in energy:
@@ -259,7 +259,7 @@ def generate_for_period(session: Session, site_id: int, period: str, *, preview:
         result.total_fen += total
         result.bill_nos.append(bill_no)
     if not preview and bills:
-        _write(session, pg, bills, lines)
+        _write(session, bills, lines)
         audit.record(session, actor=actor, front=front, action="bills_generated", site_id=site_id, period=p.text,
                      count=len(bills), amount=format_fen(result.total_fen))
     return result
@@ -287,27 +287,11 @@ def _sqlite_ids(session: Session, n: int) -> list[int]:
     return list(range(top + 1, top + 1 + n))
 
 
-def _claim(session: Session, pg: bool, p: Period, t0: datetime, t1: datetime, site_id: int,
+def _claim(session: Session, p: Period, t0: datetime, t1: datetime, site_id: int,
            bill_ids: dict[int, int], bill_no_of: dict[int, str]) -> dict[tuple[int, str], _Energy]:
-    """Mark the period's unbilled usage and the bill-mode items of these accounts as taken by their bills,
-    and return the sums of the usage rows taken (exactly those: on PostgreSQL the UPDATE's RETURNING
-    feeds the sums in the same statement)."""
+    """(Not PostgreSQL.) Mark the period's unbilled usage and the bill-mode items of these accounts as
+    taken by their bills, and return the sums of the usage rows taken."""
     accts = list(bill_ids)
-    if pg:
-        session.execute(text(
-            "UPDATE month_items AS mi SET bill_no = m.bill_no "
-            "FROM unnest(CAST(:a AS bigint[]), CAST(:n AS text[])) AS m(account_id, bill_no) "
-            "WHERE mi.account_id = m.account_id AND mi.site_id = :s AND mi.period_start <= :last "
-            "AND mi.mode = 'bill' AND mi.bill_no IS NULL"),
-            {"a": accts, "n": [bill_no_of[a] for a in accts], "s": site_id, "last": p.last})
-        source = ("c AS (UPDATE billed_usage AS bu SET bill_id = m.bill_id "
-                  "FROM unnest(CAST(:a AS bigint[]), CAST(:b AS bigint[])) AS m(account_id, bill_id) "
-                  "WHERE bu.account_id = m.account_id AND bu.billing_mode = 'postpaid' AND bu.bill_id IS NULL "
-                  "AND bu.ended_at >= :t0 AND bu.ended_at < :t1 "
-                  "RETURNING bu.account_id, bu.meter_id, bu.amount_fen, bu.quantity, bu.plan_id, bu.lines), "
-                  "r AS (SELECT c.account_id, mt.kind AS utility, c.amount_fen, c.quantity, c.plan_id, c.lines "
-                  "FROM c JOIN meters mt ON mt.id = c.meter_id)")
-        return _pg_sums(session, source, {"a": accts, "b": [bill_ids[a] for a in accts], "t0": t0, "t1": t1})
     bu = cast(Table, BilledUsage.__table__)
     session.execute(update(bu).where(bu.c.account_id == bindparam("a"), bu.c.billing_mode == "postpaid",
                                      bu.c.bill_id.is_(None), bu.c.ended_at >= t0, bu.c.ended_at < t1)
@@ -316,58 +300,14 @@ def _claim(session: Session, pg: bool, p: Period, t0: datetime, t1: datetime, si
     session.execute(update(mi).where(mi.c.account_id == bindparam("a"), mi.c.site_id == site_id,
                                      mi.c.period_start <= p.last, mi.c.mode == "bill", mi.c.bill_no.is_(None))
                     .values(bill_no=bindparam("n")), [{"a": a, "n": bill_no_of[a]} for a in accts])
-    return _energy(session, pg, bill_ids=list(bill_ids.values()))
+    return _energy(session, bill_ids=list(bill_ids.values()))
 
 
-_PG_SUMS = """
-WITH {source}
-SELECT 't' AS t, account_id, utility, NULL AS part, sum(amount_fen) AS fen, sum(quantity) AS qty,
-       count(*) AS n, array_remove(array_agg(DISTINCT plan_id), NULL) AS plans
-FROM r GROUP BY account_id, utility
-UNION ALL
-SELECT 'l', account_id, utility,
-       CASE WHEN coalesce(l->>'charge', '') <> '' THEN 'fixed'
-            WHEN coalesce(l->>'period', '') <> '' THEN l->>'period'
-            WHEN l->>'tier' IS NOT NULL THEN 'tier' || (l->>'tier')
-            ELSE 'all' END,
-       CAST(round(sum(CAST(l->>'amount' AS numeric)) * 10000000000) AS bigint),
-       sum(CAST(coalesce(l->>'quantity', '0') AS numeric)), 0, NULL
-FROM r CROSS JOIN LATERAL json_array_elements(CASE WHEN json_typeof(r.lines) = 'array' THEN r.lines
-                                                   ELSE '[]'::json END) AS l
-GROUP BY 2, 3, 4
-"""
-
-
-def _pg_sums(session: Session, source: str, params: dict[str, Any]) -> dict[tuple[int, str], _Energy]:
-    out: dict[tuple[int, str], _Energy] = defaultdict(_Energy)
-    for t, account_id, utility, part, fen, qty, n, plans in session.execute(
-            text(_PG_SUMS.format(source=source)), params).all():
-        e = out[(account_id, utility)]
-        if t == "t":
-            e.fen, e.quantity, e.intervals = int(fen), qty, int(n)
-            if plans:
-                e.plan_ids.update(plans)
-        else:
-            e.parts[part] = [int(fen or 0), qty or ZERO]
-    return out
-
-
-def _energy(session: Session, pg: bool, *, bill_ids: list[int] | None = None, account_ids: list[int] | None = None,
+def _energy(session: Session, *, bill_ids: list[int] | None = None, account_ids: list[int] | None = None,
             t0: datetime | None = None, t1: datetime | None = None) -> dict[tuple[int, str], _Energy]:
-    """Per (account, utility): the fen, quantity, intervals and plans of the rows, and per part the
-    exact priced amount and quantity. Rows claimed by ``bill_ids``, or (a preview) the unbilled
-    postpaid rows of ``account_ids`` that ended in [t0, t1)."""
-    if pg:
-        params: dict[str, Any]
-        if bill_ids is not None:
-            where, params = "bu.bill_id = ANY(CAST(:ids AS bigint[]))", {"ids": bill_ids}
-        else:
-            where = ("bu.account_id = ANY(CAST(:ids AS bigint[])) AND bu.billing_mode = 'postpaid' "
-                     "AND bu.bill_id IS NULL AND bu.ended_at >= :t0 AND bu.ended_at < :t1")
-            params = {"ids": account_ids, "t0": t0, "t1": t1}
-        return _pg_sums(session, "r AS (SELECT bu.account_id, m.kind AS utility, bu.amount_fen, bu.quantity, "
-                                 "bu.plan_id, bu.lines FROM billed_usage bu JOIN meters m ON m.id = bu.meter_id "
-                                 f"WHERE {where})", params)
+    """(Not PostgreSQL.) Per (account, utility): the fen, quantity, intervals and plans of the rows, and
+    per part the exact priced amount (units of 1e-10 yuan) and quantity. Rows claimed by ``bill_ids``,
+    or (a preview) the unbilled postpaid rows of ``account_ids`` that ended in [t0, t1)."""
     out: dict[tuple[int, str], _Energy] = defaultdict(_Energy)
     q = (select(BilledUsage.account_id, Meter.kind, BilledUsage.amount_fen, BilledUsage.quantity, BilledUsage.plan_id,
                 BilledUsage.lines).join(Meter, Meter.id == BilledUsage.meter_id))
@@ -410,14 +350,8 @@ BILL_COLUMNS = ("id", "bill_no", "kind", "site_id", "account_id", "period", "per
 LINE_COLUMNS = ("id", "bill_id", "line_no", "kind", "code", "name", "quantity", "amount_fen", "revenue_code", "meta")
 
 
-def _write(session: Session, pg: bool, bills: list[tuple], lines: list[tuple]) -> None:
-    """``bills``: rows in BILL_COLUMNS order; ``lines``: rows in LINE_COLUMNS order without the id."""
-    if pg:
-        copy_rows(session, f"COPY bills ({', '.join(BILL_COLUMNS)}) FROM STDIN", bills)
-        line_ids = next_ids(session, "bill_lines", len(lines))
-        copy_rows(session, f"COPY bill_lines ({', '.join(LINE_COLUMNS)}) FROM STDIN",
-                  ((lid, *ln) for lid, ln in zip(line_ids, lines)))
-        return
+def _write(session: Session, bills: list[tuple], lines: list[tuple]) -> None:
+    """(Not PostgreSQL.) ``bills``: rows in BILL_COLUMNS order; ``lines``: LINE_COLUMNS without the id."""
     session.execute(insert(cast(Table, Bill.__table__)), [dict(zip(BILL_COLUMNS, b)) for b in bills])
     session.execute(insert(cast(Table, BillLine.__table__)),
                     [dict(zip(LINE_COLUMNS[1:], (*ln[:8], json.loads(ln[8])))) for ln in lines])
