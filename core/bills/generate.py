@@ -25,8 +25,9 @@
 - **Numbers:** ``B<site id>-<YYYYMM>-<sequence of 5 digits>``, in account id order, continuing the
   site's and period's sequence (a correction bill takes the next number).
 
-On PostgreSQL the rows are summed in SQL (``json_array_elements`` over the lines) and the bills and
-lines are written with COPY; elsewhere (SQLite: the demo, a laptop) the same in Python.
+On PostgreSQL everything after finding the accounts happens in SQL (``core.bills.generate_pg``: claim,
+sums, largest-remainder split, ``INSERT .. SELECT``), so no row per line passes through Python; elsewhere
+(SQLite: the demo, a laptop) the same in Python. Both make the same bills (the tests run both).
 """
 from __future__ import annotations
 
@@ -36,14 +37,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, cast
+from typing import cast
 
 from sqlalchemy import Table, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.bills import generate_pg
 from core.bills.periods import Period, parse_period
-from core.bulk_sql import copy_rows, next_ids
+from core.bulk_sql import next_ids
 from core.db import is_postgres, utcnow
 from core.errors import NotFound
 from core.ledger.money import format_fen
@@ -60,24 +62,29 @@ ZERO = Decimal(0)
 @dataclass
 class GenerateResult:
     """``count``: bills created (or that would be, for a preview); ``lines``: every line as
-    ``{room, kind: energy|charge|apportion, code, amount_fen}``; ``bill_nos``: the new numbers."""
+    ``{room, kind: energy|charge|apportion, code, amount_fen, bill_no}`` (built when read: the rows are
+    kept as tuples, a few hundred thousand of them at month end); ``bill_nos``: the new numbers."""
 
     period: str
     count: int = 0
     total_fen: int = 0
-    lines: list[dict] = field(default_factory=list)
+    rows: list[tuple] = field(default_factory=list)  # (room, kind, code, amount_fen, bill_no)
     bill_nos: list[str] = field(default_factory=list)
     preview: bool = False
 
+    @property
+    def lines(self) -> list[dict]:
+        return [{"room": r, "kind": k, "code": c, "amount_fen": a, "bill_no": b} for r, k, c, a, b in self.rows]
 
-@dataclass
+
+@dataclass(slots=True)
 class _Energy:
     fen: int = 0
     quantity: Decimal = ZERO
     intervals: int = 0
     plan_ids: set = field(default_factory=set)
     # part -> [exact priced amount in units of 1e-10 yuan (int), quantity]
-    parts: dict = field(default_factory=lambda: defaultdict(lambda: [0, ZERO]))
+    parts: dict = field(default_factory=dict)
 
 
 def part_of(line: dict) -> str:
@@ -124,25 +131,35 @@ def split_fen(fen: int, weights: list[tuple[str, int]]) -> dict[str, int]:
 
 @functools.lru_cache(maxsize=256)
 def line_name(utility: str, part: str) -> str:
-    label = PART_NAMES.get(part) or (f"第{part[4:]}阶梯" if part.startswith("tier") else part)
+    label = PART_NAMES[part] if part in PART_NAMES else (f"第{part[4:]}阶梯" if part.startswith("tier") else part)
     return UTILITY_NAMES.get(utility, utility) + (f"（{label}）" if label else "")
 
 
-def energy_lines(utility: str, e: _Energy) -> list[dict]:
-    parts = sorted(e.parts.items(), key=lambda kv: _part_rank(kv[0]))
+def energy_lines(utility: str, e: _Energy) -> list[tuple]:
+    """The energy lines of one utility: ``(kind, code, name, quantity, amount_fen, revenue_code)``."""
+    parts = sorted(e.parts.items(), key=lambda kv: _part_rank(kv[0])) if len(e.parts) > 1 else list(e.parts.items())
     if not parts:
         parts = [("all", [0, e.quantity])]
     fens = split_fen(e.fen, [(p, v[0]) for p, v in parts])
     out = []
-    meta = {"intervals": e.intervals, "plan_ids": sorted(e.plan_ids)}
+    revenue = _revenue(utility)
     for part, (_amount, qty) in parts:
         fen = fens.get(part, 0)
         if fen == 0 and (part == "fixed" or qty == 0):
             continue
-        out.append({"kind": "energy", "code": f"{utility}:{part}", "name": line_name(utility, part),
-                    "quantity": None if part == "fixed" else qty, "amount_fen": fen,
-                    "revenue_code": f"revenue:{utility}", "meta": meta})
+        out.append(("energy", _code(utility, part), line_name(utility, part), None if part == "fixed" else qty, fen,
+                    revenue))
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _code(utility: str, part: str) -> str:
+    return f"{utility}:{part}"
+
+
+@functools.lru_cache(maxsize=16)
+def _revenue(utility: str) -> str:
+    return f"revenue:{utility}"
 
 
 def generate_for_period(session: Session, site_id: int, period: str, *, preview: bool, actor: str = "system",
@@ -178,52 +195,71 @@ def generate_for_period(session: Session, site_id: int, period: str, *, preview:
     if not accounts:
         return result
     numbers = _numbers(session, site_id, p, len(accounts))
+    if pg:
+        ids = [0] * len(accounts) if preview else next_ids(session, "bills", len(accounts))
+        result.rows = generate_pg.generate(session, site_id=site_id, p=p, t0=t0, t1=t1, accounts=accounts,
+                                           bill_ids=ids, bill_nos=numbers, preview=preview, actor=actor,
+                                           now=utcnow())
+        seen: set[str] = set()
+        for _room, _kind, _code, fen, bill_no in result.rows:
+            if bill_no not in seen:
+                seen.add(bill_no)
+                result.bill_nos.append(bill_no)
+            result.total_fen += fen
+        result.count = len(result.bill_nos)
+        if not preview and result.count:
+            audit.record(session, actor=actor, front=front, action="bills_generated", site_id=site_id,
+                         period=p.text, count=result.count, amount=format_fen(result.total_fen))
+        return result
     bill_no_of = dict(zip(accounts, numbers))
     if preview:
-        energy = _energy(session, pg, account_ids=accounts, t0=t0, t1=t1)
+        energy = _energy(session, account_ids=accounts, t0=t0, t1=t1)
         items = _items(session, item_where, None)
         bill_ids = {a: 0 for a in accounts}
     else:
-        ids = next_ids(session, "bills", len(accounts)) if pg else _sqlite_ids(session, len(accounts))
-        bill_ids = dict(zip(accounts, ids))
-        energy = _claim(session, pg, p, t0, t1, site_id, bill_ids, bill_no_of)
+        bill_ids = dict(zip(accounts, _sqlite_ids(session, len(accounts))))
+        energy = _claim(session, p, t0, t1, site_id, bill_ids, bill_no_of)
         items = _items(session, [MonthItem.site_id == site_id], list(bill_no_of.values()))
     by_account: dict[int, list[str]] = defaultdict(list)
     for a, u in energy:
         by_account[a].append(u)
     rooms = dict(session.execute(select(Account.id, Room.number).join(Room, Room.id == Account.room_id)
                                  .where(Account.site_id == site_id)).all())
-    bills, lines = [], []
+    bills: list[tuple] = []
+    lines: list[tuple] = []
     now = utcnow()
     for account_id in accounts:
-        acct_lines = []
+        acct_lines: list[tuple] = []
+        metas: list[str] = []
         for utility in sorted(by_account.get(account_id, ()), key=_utility_rank):
-            acct_lines.extend(energy_lines(utility, energy[(account_id, utility)]))
-        for it in sorted(items.get(account_id, ()), key=lambda i: (i["kind"] != "charge", i["code"], i["item_id"])):
-            acct_lines.append({"kind": "charge" if it["kind"] == "charge" else "apportion", "code": it["code"],
-                               "name": it["name"], "quantity": None, "amount_fen": it["amount_fen"],
-                               "revenue_code": it["revenue_code"],
-                               "meta": {"item_id": it["item_id"], "key": it["key"], "source_id": it["source_id"]}})
+            e = energy[(account_id, utility)]
+            got = energy_lines(utility, e)
+            acct_lines.extend(got)
+            meta = json.dumps({"intervals": e.intervals, "plan_ids": sorted(e.plan_ids)})
+            metas.extend(meta for _ in got)
+        for it in sorted(items.get(account_id, ()), key=lambda i: (i[1] != "charge", i[2], i[0])):
+            item_id, kind, code, name, fen, revenue, source_id, key = it
+            acct_lines.append(("charge" if kind == "charge" else "apportion", code, name, None, fen, revenue))
+            metas.append(json.dumps({"item_id": item_id, "key": key, "source_id": source_id}))
         if not acct_lines:  # claimed nothing (cannot happen: the rows were found above), no bill
             continue
-        total = sum(ln["amount_fen"] for ln in acct_lines)
+        total = sum(ln[4] for ln in acct_lines)
         bill_no = bill_no_of[account_id]
-        bills.append({"id": bill_ids[account_id], "bill_no": bill_no, "kind": "bill", "site_id": site_id,
-                      "account_id": account_id, "period": p.text, "period_start": p.first, "period_end": p.last,
-                      "origin_key": f"gen:{account_id}:{p.text}", "corrects_id": None, "state": "draft",
-                      "total_fen": total, "paid_fen": 0, "credited_fen": 0, "due_date": None, "entry_id": None,
-                      "reason": "", "created_by": actor, "created_at": now, "confirmed_by": None,
-                      "confirmed_at": None, "paid_at": None, "notices_sent": 0, "last_notice_at": None})
+        bill_id = bill_ids[account_id]
+        bills.append((bill_id, bill_no, "bill", site_id, account_id, p.text, p.first, p.last,
+                      f"gen:{account_id}:{p.text}", None, "draft", total, 0, 0, None, None, "", actor, now, None,
+                      None, None, 0, None))
         room = rooms.get(account_id, "")
-        for n, ln in enumerate(acct_lines, 1):
-            lines.append({"bill_id": bill_ids[account_id], "line_no": n, **ln})
-            result.lines.append({"room": room, "kind": ln["kind"], "code": ln["code"], "amount_fen": ln["amount_fen"],
-                                 "bill_no": bill_no})
+        for n, (ln, meta) in enumerate(zip(acct_lines, metas), 1):
+            kind, code, name, qty, fen, revenue = ln
+            if not preview:
+                lines.append((bill_id, n, kind, code, name, qty, fen, revenue, meta))
+            result.rows.append((room, kind, code, fen, bill_no))
         result.count += 1
         result.total_fen += total
         result.bill_nos.append(bill_no)
     if not preview and bills:
-        _write(session, pg, bills, lines)
+        _write(session, bills, lines)
         audit.record(session, actor=actor, front=front, action="bills_generated", site_id=site_id, period=p.text,
                      count=len(bills), amount=format_fen(result.total_fen))
     return result
@@ -241,8 +277,8 @@ def next_numbers(session: Session, site_id: int, p: Period, n: int, *, letter: s
 
 def _numbers(session: Session, site_id: int, p: Period, n: int, letter: str = "B") -> list[str]:
     prefix = f"{letter}{site_id}-{p.first:%Y%m}-"
-    taken = session.scalar(select(func.count()).select_from(Bill).where(Bill.site_id == site_id,
-                                                                       Bill.bill_no.like(prefix + "%"))) or 0
+    top = session.scalar(select(func.max(Bill.bill_no)).where(Bill.site_id == site_id, Bill.bill_no.like(prefix + "%")))
+    taken = int(top.rsplit("-", 1)[1]) if top else 0  # zero-padded: the greatest text is the greatest number
     return [f"{prefix}{taken + i:05d}" for i in range(1, n + 1)]
 
 
@@ -251,27 +287,11 @@ def _sqlite_ids(session: Session, n: int) -> list[int]:
     return list(range(top + 1, top + 1 + n))
 
 
-def _claim(session: Session, pg: bool, p: Period, t0: datetime, t1: datetime, site_id: int,
+def _claim(session: Session, p: Period, t0: datetime, t1: datetime, site_id: int,
            bill_ids: dict[int, int], bill_no_of: dict[int, str]) -> dict[tuple[int, str], _Energy]:
-    """Mark the period's unbilled usage and the bill-mode items of these accounts as taken by their bills,
-    and return the sums of the usage rows taken (exactly those: on PostgreSQL the UPDATE's RETURNING
-    feeds the sums in the same statement)."""
+    """(Not PostgreSQL.) Mark the period's unbilled usage and the bill-mode items of these accounts as
+    taken by their bills, and return the sums of the usage rows taken."""
     accts = list(bill_ids)
-    if pg:
-        session.execute(text(
-            "UPDATE month_items AS mi SET bill_no = m.bill_no "
-            "FROM unnest(CAST(:a AS bigint[]), CAST(:n AS text[])) AS m(account_id, bill_no) "
-            "WHERE mi.account_id = m.account_id AND mi.site_id = :s AND mi.period_start <= :last "
-            "AND mi.mode = 'bill' AND mi.bill_no IS NULL"),
-            {"a": accts, "n": [bill_no_of[a] for a in accts], "s": site_id, "last": p.last})
-        source = ("c AS (UPDATE billed_usage AS bu SET bill_id = m.bill_id "
-                  "FROM unnest(CAST(:a AS bigint[]), CAST(:b AS bigint[])) AS m(account_id, bill_id) "
-                  "WHERE bu.account_id = m.account_id AND bu.billing_mode = 'postpaid' AND bu.bill_id IS NULL "
-                  "AND bu.ended_at >= :t0 AND bu.ended_at < :t1 "
-                  "RETURNING bu.account_id, bu.meter_id, bu.amount_fen, bu.quantity, bu.plan_id, bu.lines), "
-                  "r AS (SELECT c.account_id, mt.kind AS utility, c.amount_fen, c.quantity, c.plan_id, c.lines "
-                  "FROM c JOIN meters mt ON mt.id = c.meter_id)")
-        return _pg_sums(session, source, {"a": accts, "b": [bill_ids[a] for a in accts], "t0": t0, "t1": t1})
     bu = cast(Table, BilledUsage.__table__)
     session.execute(update(bu).where(bu.c.account_id == bindparam("a"), bu.c.billing_mode == "postpaid",
                                      bu.c.bill_id.is_(None), bu.c.ended_at >= t0, bu.c.ended_at < t1)
@@ -280,58 +300,14 @@ def _claim(session: Session, pg: bool, p: Period, t0: datetime, t1: datetime, si
     session.execute(update(mi).where(mi.c.account_id == bindparam("a"), mi.c.site_id == site_id,
                                      mi.c.period_start <= p.last, mi.c.mode == "bill", mi.c.bill_no.is_(None))
                     .values(bill_no=bindparam("n")), [{"a": a, "n": bill_no_of[a]} for a in accts])
-    return _energy(session, pg, bill_ids=list(bill_ids.values()))
+    return _energy(session, bill_ids=list(bill_ids.values()))
 
 
-_PG_SUMS = """
-WITH {source}
-SELECT 't' AS t, account_id, utility, NULL AS part, sum(amount_fen) AS fen, sum(quantity) AS qty,
-       count(*) AS n, array_remove(array_agg(DISTINCT plan_id), NULL) AS plans
-FROM r GROUP BY account_id, utility
-UNION ALL
-SELECT 'l', account_id, utility,
-       CASE WHEN coalesce(l->>'charge', '') <> '' THEN 'fixed'
-            WHEN coalesce(l->>'period', '') <> '' THEN l->>'period'
-            WHEN l->>'tier' IS NOT NULL THEN 'tier' || (l->>'tier')
-            ELSE 'all' END,
-       CAST(round(sum(CAST(l->>'amount' AS numeric)) * 10000000000) AS bigint),
-       sum(CAST(coalesce(l->>'quantity', '0') AS numeric)), 0, NULL
-FROM r CROSS JOIN LATERAL json_array_elements(CASE WHEN json_typeof(r.lines) = 'array' THEN r.lines
-                                                   ELSE '[]'::json END) AS l
-GROUP BY 2, 3, 4
-"""
-
-
-def _pg_sums(session: Session, source: str, params: dict[str, Any]) -> dict[tuple[int, str], _Energy]:
-    out: dict[tuple[int, str], _Energy] = defaultdict(_Energy)
-    for t, account_id, utility, part, fen, qty, n, plans in session.execute(
-            text(_PG_SUMS.format(source=source)), params).all():
-        e = out[(account_id, utility)]
-        if t == "t":
-            e.fen, e.quantity, e.intervals = int(fen), qty, int(n)
-            if plans:
-                e.plan_ids.update(plans)
-        else:
-            e.parts[part] = [int(fen or 0), qty or ZERO]
-    return out
-
-
-def _energy(session: Session, pg: bool, *, bill_ids: list[int] | None = None, account_ids: list[int] | None = None,
+def _energy(session: Session, *, bill_ids: list[int] | None = None, account_ids: list[int] | None = None,
             t0: datetime | None = None, t1: datetime | None = None) -> dict[tuple[int, str], _Energy]:
-    """Per (account, utility): the fen, quantity, intervals and plans of the rows, and per part the
-    exact priced amount and quantity. Rows claimed by ``bill_ids``, or (a preview) the unbilled
-    postpaid rows of ``account_ids`` that ended in [t0, t1)."""
-    if pg:
-        params: dict[str, Any]
-        if bill_ids is not None:
-            where, params = "bu.bill_id = ANY(CAST(:ids AS bigint[]))", {"ids": bill_ids}
-        else:
-            where = ("bu.account_id = ANY(CAST(:ids AS bigint[])) AND bu.billing_mode = 'postpaid' "
-                     "AND bu.bill_id IS NULL AND bu.ended_at >= :t0 AND bu.ended_at < :t1")
-            params = {"ids": account_ids, "t0": t0, "t1": t1}
-        return _pg_sums(session, "r AS (SELECT bu.account_id, m.kind AS utility, bu.amount_fen, bu.quantity, "
-                                 "bu.plan_id, bu.lines FROM billed_usage bu JOIN meters m ON m.id = bu.meter_id "
-                                 f"WHERE {where})", params)
+    """(Not PostgreSQL.) Per (account, utility): the fen, quantity, intervals and plans of the rows, and
+    per part the exact priced amount (units of 1e-10 yuan) and quantity. Rows claimed by ``bill_ids``,
+    or (a preview) the unbilled postpaid rows of ``account_ids`` that ended in [t0, t1)."""
     out: dict[tuple[int, str], _Energy] = defaultdict(_Energy)
     q = (select(BilledUsage.account_id, Meter.kind, BilledUsage.amount_fen, BilledUsage.quantity, BilledUsage.plan_id,
                 BilledUsage.lines).join(Meter, Meter.id == BilledUsage.meter_id))
@@ -349,22 +325,22 @@ def _energy(session: Session, pg: bool, *, bill_ids: list[int] | None = None, ac
             e.plan_ids.add(plan_id)
         for ln in lines or ():
             part = part_of(ln)
+            e.parts.setdefault(part, [0, ZERO])
             e.parts[part][0] += int(Decimal(str(ln.get("amount", "0"))).scaleb(10).to_integral_value())
             e.parts[part][1] += Decimal(str(ln.get("quantity", "0")))
     return out
 
 
-def _items(session: Session, where, bill_nos: list[str] | None) -> dict[int, list[dict]]:
+def _items(session: Session, where, bill_nos: list[str] | None) -> dict[int, list[tuple]]:
     q = select(MonthItem.id, MonthItem.account_id, MonthItem.kind, MonthItem.code, MonthItem.name,
                MonthItem.amount_fen, MonthItem.revenue_code, MonthItem.source_id, MonthItem.key).where(*where)
     if bill_nos is not None:
         from core.bulk_sql import ids_in
         q = q.where(ids_in(session, MonthItem.bill_no, bill_nos, strings=True))
-    out: dict[int, list[dict]] = defaultdict(list)
-    for r in session.execute(q):
-        out[r.account_id].append({"item_id": r.id, "kind": r.kind, "code": r.code, "name": r.name,
-                                  "amount_fen": int(r.amount_fen), "revenue_code": r.revenue_code,
-                                  "source_id": r.source_id, "key": r.key})
+    out: dict[int, list[tuple]] = defaultdict(list)
+    for r in session.execute(q).all():
+        out[r.account_id].append((r.id, r.kind, r.code, r.name, int(r.amount_fen), r.revenue_code, r.source_id,
+                                  r.key))
     return out
 
 
@@ -374,15 +350,8 @@ BILL_COLUMNS = ("id", "bill_no", "kind", "site_id", "account_id", "period", "per
 LINE_COLUMNS = ("id", "bill_id", "line_no", "kind", "code", "name", "quantity", "amount_fen", "revenue_code", "meta")
 
 
-def _write(session: Session, pg: bool, bills: list[dict], lines: list[dict]) -> None:
-    if pg:
-        copy_rows(session, f"COPY bills ({', '.join(BILL_COLUMNS)}) FROM STDIN",
-                  ([b[c] for c in BILL_COLUMNS] for b in bills))
-        line_ids = next_ids(session, "bill_lines", len(lines))
-        copy_rows(session, f"COPY bill_lines ({', '.join(LINE_COLUMNS)}) FROM STDIN",
-                  ((lid, ln["bill_id"], ln["line_no"], ln["kind"], ln["code"], ln["name"], ln["quantity"],
-                    ln["amount_fen"], ln["revenue_code"], json.dumps(ln["meta"])) for lid, ln in zip(line_ids, lines)))
-        return
-    session.execute(insert(cast(Table, Bill.__table__)), bills)
-    session.execute(insert(cast(Table, BillLine.__table__)), lines)
-
+def _write(session: Session, bills: list[tuple], lines: list[tuple]) -> None:
+    """(Not PostgreSQL.) ``bills``: rows in BILL_COLUMNS order; ``lines``: LINE_COLUMNS without the id."""
+    session.execute(insert(cast(Table, Bill.__table__)), [dict(zip(BILL_COLUMNS, b)) for b in bills])
+    session.execute(insert(cast(Table, BillLine.__table__)),
+                    [dict(zip(LINE_COLUMNS[1:], (*ln[:8], json.loads(ln[8])))) for ln in lines])

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from core import audit
 from core.bills.generate import next_numbers
 from core.bills.periods import parse_period
+from core.bulk_sql import ids_in
 from core.db import is_postgres, utcnow
 from core.errors import Conflict, NotFound, ValidationError
 from core.ledger import PostResult, receivables
@@ -145,7 +146,7 @@ def list_bills(session: Session, site: Site, period: str | None = None, *, state
         by_bill: dict[int, list[BillLine]] = {}
         ids = [r.bill.id for r in rows]
         for k in range(0, len(ids), 5000):
-            for ln in session.scalars(select(BillLine).where(BillLine.bill_id.in_(ids[k:k + 5000]))
+            for ln in session.scalars(select(BillLine).where(ids_in(session, BillLine.bill_id, ids[k:k + 5000]))
                                       .order_by(BillLine.bill_id, BillLine.line_no)):
                 by_bill.setdefault(ln.bill_id, []).append(ln)
         for r in rows:
@@ -222,7 +223,8 @@ def confirm(session: Session, site_id: int, period: str, *, actor: str, front: s
     for k in range(0, len(ids), 10000):
         for bill_id, code, fen in session.execute(
                 select(BillLine.bill_id, BillLine.revenue_code, func.sum(BillLine.amount_fen))
-                .where(BillLine.bill_id.in_(ids[k:k + 10000])).group_by(BillLine.bill_id, BillLine.revenue_code)):
+                .where(ids_in(session, BillLine.bill_id, ids[k:k + 10000]))
+                .group_by(BillLine.bill_id, BillLine.revenue_code)):
             revenue.setdefault(bill_id, {})[code] = int(fen)
     items = [receivables.Receivable(d.bill_no, d.account_id, revenue.get(d.id, {}),
                                     {"period": p.text}) for d in drafts if d.total_fen > 0]

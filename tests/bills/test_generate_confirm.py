@@ -212,3 +212,24 @@ def test_ledger_check_sees_a_bill_that_disagrees_with_the_receivable(session, sh
     session.commit()
     problems = [p for p in validate(session) if p.check == "bills"]
     assert len(problems) == 1 and "owe 8150 fen" in problems[0].message
+
+
+def test_tiered_usage_gets_a_line_per_tier_split_to_the_fen(session, factory):
+    from core.sites.accounts import MeterSpec
+    from core.tariffs.store import add_plan
+    from tests.billing.conftest import BEIJING_TIERS
+    from tests.bills.conftest import reading
+    site = factory.site(name="Tiers")
+    add_plan(session, "bj", BEIJING_TIERS, site_id=site.id)
+    acct = factory.account(site=site, billing_mode="postpaid", tariff="bj", meters=(MeterSpec(serial="TIER-1"),))
+    m = acct.meters[0]
+    for when, total in (("2026-07-01 00:00", "0"), ("2026-07-15 00:00", "300"), ("2026-07-31 00:00", "500")):
+        reading(session, m.id, when, total)
+    session.commit()
+    res = gen(session, acct, "2026-07")
+    # 240 x 0.4883 = 117.192, 160 x 0.5383 = 86.128, 100 x 0.7883 = 78.83: 282.15 in all (28215 fen, as billed);
+    # split by largest remainder: 11719.2 -> 11719, 8612.8 -> 8613 (the leftover fen), 7883.0 -> 7883
+    assert [(ln["code"], ln["amount_fen"]) for ln in res.lines] == [
+        ("electricity:tier1", 11719), ("electricity:tier2", 8613), ("electricity:tier3", 7883)]
+    names = [ln.name for ln in service.detail(session, res.bill_nos[0]).row.lines]
+    assert names == ["电费（第1阶梯）", "电费（第2阶梯）", "电费（第3阶梯）"]
