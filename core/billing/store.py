@@ -130,6 +130,16 @@ class ReadingWriter:
         if lines:
             self._blocks.put(("copy", sql, lines))
 
+    def execute(self, sql: str) -> None:
+        """Queue statements (no parameters; several may be joined with ``;``) to run in order with
+        the COPYs, on the same connection and transaction, while the caller goes on: the database
+        merges what was just copied while billing prices the next block. Like ``copy``, it ends
+        the readings' COPY. Streaming writers only."""
+        if not self.streaming:
+            raise RuntimeError("only a streaming writer takes statements")
+        if sql:
+            self._blocks.put(("sql", sql, None))
+
     def wait(self) -> None:
         if self._thread is None:
             return
@@ -152,7 +162,7 @@ class ReadingWriter:
                     while True:
                         item = self._blocks.get()
                         got_end = item is None
-                        if item is None or item[0] == "copy":
+                        if item is None or item[0] in ("copy", "sql"):
                             break
                         first, block = item
                         buf: list[str] = []
@@ -171,10 +181,13 @@ class ReadingWriter:
                                     f"{_n(r[6])}\t{_n(r[7])}\t{r[8]}\t{r[9]}\t{now}\n")
                         copy.write("".join(buf))
                 while item is not None:
-                    _, sql, lines = item
-                    with cur.copy(sql) as copy:
-                        for k in range(0, len(lines), 10000):
-                            copy.write("".join(lines[k:k + 10000]))
+                    what, sql, lines = item
+                    if what == "sql":
+                        cur.execute(sql)
+                    else:
+                        with cur.copy(sql) as copy:
+                            for k in range(0, len(lines), 10000):
+                                copy.write("".join(lines[k:k + 10000]))
                     item = self._blocks.get()
                     got_end = item is None
         except BaseException as exc:  # noqa: BLE001 - re-raised by wait() in the caller's thread
