@@ -30,11 +30,13 @@ reading) also emits ``reading_billed``.
 """
 from __future__ import annotations
 
+import operator
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from itertools import islice
 from typing import Any, NamedTuple
 
 from sqlalchemy import case, select, text, tuple_, update
@@ -224,7 +226,11 @@ def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, sta
                      by_meter: dict[int, list[int]], existing: set, ctx: _BillContext, writer: ReadingWriter,
                      out: BatchResult, *, actor: str, front: str, detail: bool) -> tuple[BatchResult, _Billed]:
     times = [r.taken_at for r in rows]
-    new_rows: list[tuple] = []  # reading tuples to insert, handed to the writer a block at a time
+    # Rows in time order (a poll round, an export by time) leave each meter's rows in order already.
+    in_order = all(map(operator.le, times, islice(times, 1, None)))
+    # Readings to insert, handed to the writer a block at a time: a plain accepted reading as its
+    # RawReading (stored as it came, status "ok"), any other as a tuple of READING_COLUMNS.
+    new_rows: list[tuple] = []
     new_index: list[int] = []  # row index of every reading stored, in order
     statuses: dict[int, tuple[str, str]] = {}  # rows that are not plainly accepted (and baselines)
     billed_ok: dict[int, list[int]] = {}  # meter -> row indexes accepted after the cursor
@@ -232,9 +238,11 @@ def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, sta
     duplicate = ("duplicate", "")
     n_duplicate = n_anomaly = 0
     add_row, add_index = new_rows.append, new_index.append
+    first_new: dict[int, int] = {}  # meter -> position of its first stored reading in new_index
     for mid, idxs in by_meter.items():
-        if len(idxs) > 1:
+        if len(idxs) > 1 and not in_order:
             idxs.sort(key=times.__getitem__)  # stable: of two rows at one time the first in the file wins
+        first_new[mid] = len(new_index)
         st = states[mid]
         cur_at, cur_total = st["last_taken_at"], st["last_total"]
         closed = st["closed"]
@@ -255,7 +263,7 @@ def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, sta
                 # the common case: a new reading after the cursor, not below it
                 cur_at, cur_total = at, total
                 accepted.append(i)
-                add_row((mid, at, total, *_registers(periods), r.source, "ok"))
+                add_row(r)
                 add_index(i)
                 continue
             if closed:
@@ -305,10 +313,12 @@ def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, sta
     ids = writer.ids()
     if detail:
         reading_id = dict(zip(new_index, ids))
-    else:  # only what billing needs: each meter's baseline and last accepted reading
-        need = {idxs[-1] for idxs in billed_ok.values()}
-        need.update(st["baseline"] for st in states.values() if "baseline" in st)
-        reading_id = {i: rid for i, rid in zip(new_index, ids) if i in need}
+    else:  # only what billing needs: each meter's baseline and last accepted reading, found among
+        # the meter's own stored readings (they are consecutive in new_index)
+        need = [(mid, idxs[-1]) for mid, idxs in billed_ok.items()]
+        need += [(mid, st["baseline"]) for mid, st in states.items() if "baseline" in st]
+        find = new_index.index
+        reading_id = {i: ids[find(i, first_new[mid])] for mid, i in need}
     del new_rows
     if ctx.entry_ids is not None:
         # entries, postings and usage follow the readings through the same COPY stream, a block of
@@ -606,16 +616,17 @@ def _lock_states(session: Session, meters: dict[int, _Meter]) -> dict[int, dict]
     """Create missing billing states, lock them all in meter id order, then read each meter's
     account, billing mode and plan into ``meters`` (after the lock: see ``lock_states``)."""
     meter_ids = sorted(meters)
-    insert: Any
-    if is_postgres(session):
-        from sqlalchemy.dialects.postgresql import insert
-    else:
+    missing = [m for m in meter_ids if not meters[m].has_state]
+    if missing and is_postgres(session):  # one statement, the ids as one array
+        session.execute(text("INSERT INTO meter_billing_states (meter_id, cycle_used, exact_amount, billed_fen, "
+                             "closed, updated_at) SELECT m, 0, 0, 0, false, :now FROM unnest(CAST(:ids AS bigint[])) "
+                             "AS m ON CONFLICT (meter_id) DO NOTHING"), {"ids": missing, "now": utcnow()})
+    elif missing:
         from sqlalchemy.dialects.sqlite import insert
-    todo = [{"meter_id": m, "cycle_used": Decimal(0), "exact_amount": Decimal(0), "billed_fen": 0,
-             "closed": False, "updated_at": utcnow()} for m in meter_ids if not meters[m].has_state]
-    if todo:
+        now = utcnow()
         session.execute(insert(MeterBillingState.__table__).on_conflict_do_nothing(index_elements=["meter_id"]),
-                        todo)
+                        [{"meter_id": m, "cycle_used": Decimal(0), "exact_amount": Decimal(0), "billed_fen": 0,
+                          "closed": False, "updated_at": now} for m in missing])
     q = select(MeterBillingState.__table__).where(ids_in(session, MeterBillingState.meter_id, meter_ids)).order_by(
         MeterBillingState.meter_id).with_for_update()
     states = {}

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from core.bulk_sql import _take_ids, copy_lines, copy_rows, copy_text, next_ids
 from core.db import is_postgres, utcnow
 from core.models import BilledUsage, MeterEvent, Reading
+from core.tariffs.plan import PERIODS  # the register columns, in READING_COLUMNS order
 
 COPY_THRESHOLD = 50
 READING_COLUMNS = ("meter_id", "taken_at", "total", "sharp", "peak", "flat", "valley", "deep_valley",
@@ -99,7 +100,9 @@ class ReadingWriter:
             self._thread.start()
 
     def send(self, block: list[tuple]) -> None:
-        """Hand over the next readings, in order; the writer owns ``block`` from now on."""
+        """Hand over the next readings, in order; the writer owns ``block`` from now on. Each is a
+        tuple of READING_COLUMNS, or a reading as it arrived (a 5-tuple: meter id, taken_at, total,
+        periods or None, source) to store with status "ok"."""
         if not block:
             return
         if not self.streaming:
@@ -117,7 +120,7 @@ class ReadingWriter:
         rows, self._kept = self._kept, []
         if not rows:
             return []
-        objs = [Reading(**dict(zip(READING_COLUMNS, r))) for r in rows]
+        objs = [Reading(**dict(zip(READING_COLUMNS, _columns(r)))) for r in rows]
         self.session.add_all(objs)
         self.session.flush()
         return [o.id for o in objs]
@@ -174,6 +177,12 @@ class ReadingWriter:
                                 seen = iso[id(at)] = (at, at.isoformat())
                             when = seen[1]
                             # ints, ISO times, Decimal strings and fixed words need no escaping
+                            if len(r) == 5:  # a RawReading, stored as it came
+                                if r[3] is None:
+                                    add(f"{rid}\t{r[0]}\t{when}\t{r[2]}\t\\N\t\\N\t\\N\t\\N\t\\N\t{r[4]}\tok\t"
+                                        f"{now}\n")
+                                    continue
+                                r = _columns(r)
                             if r[3] is None and r[4] is None and r[5] is None and r[6] is None and r[7] is None:
                                 add(f"{rid}\t{r[0]}\t{when}\t{r[2]}\t\\N\t\\N\t\\N\t\\N\t\\N\t{r[8]}\t{r[9]}\t{now}\n")
                             else:
@@ -194,6 +203,19 @@ class ReadingWriter:
             self._failed.append(exc)
             while not got_end:  # let the caller's send() and wait() through
                 got_end = self._blocks.get() is None
+
+
+_NO_REGISTERS = (None,) * 5
+
+
+def _columns(r: tuple) -> tuple:
+    """A reading to store as a tuple of READING_COLUMNS: a RawReading (meter id, time, total,
+    periods, source; see ``send``) becomes a reading with status "ok"; a tuple stays as it is."""
+    if len(r) != 5:
+        return r
+    periods = r[3]
+    regs = _NO_REGISTERS if periods is None else tuple(map(periods.get, PERIODS))
+    return (r[0], r[1], r[2], *regs, r[4], "ok")
 
 
 def _n(value) -> str:
