@@ -52,6 +52,8 @@ from core.billing.store import (
     aware,
     insert_events,
     insert_usage,
+    prepare_stream,
+    stream_states,
     update_states,
     usage_lines,
     use_copy,
@@ -63,11 +65,12 @@ from core.ledger.bulk import (
     ENTRIES_COPY,
     POSTINGS_COPY,
     Consumption,
-    apply_wallet_deltas,
     entry_lines,
     lock_wallets,
     post_consumptions,
     posting_lines,
+    wallet_deltas_sql,
+    wallets_updated,
 )
 from core.ledger.money import to_fen
 from core.models import Account, LedgerAccount, Meter, Reading, Site
@@ -213,6 +216,8 @@ def _ingest_locked(session: Session, rows: list[RawReading], meters: dict, state
     # (COPY, on a thread) as they are decided, and the intervals priced meanwhile.
     expected = len(rows) - len(existing)
     ctx = _bill_context(session, meters, list(by_meter), stream=use_copy(session, expected))
+    if ctx.entry_ids is not None:
+        prepare_stream(session)  # the billing states follow the stream too
     ctx.rollup = rollups.Collector.begin(session, meters, stream=ctx.entry_ids is not None)  # issue 15
     writer = ReadingWriter(session, expected, reserved)
     try:
@@ -334,8 +339,10 @@ def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, sta
     finally:
         writer.wait()
     insert_events(session, events)
+    written: set[int] = set()  # meters whose billing state the writer wrote back already
     if isinstance(sink, _StreamedPosting):
-        apply_wallet_deltas(session, sink.wallet_deltas)
+        wallets_updated(session, [w for w, d in sink.wallet_deltas.items() if d])  # updated by the writer
+        written = sink.states_written
     else:
         _post_usage(session, sink, billed, actor=actor, front=front)
     for mid, st in states.items():
@@ -343,7 +350,7 @@ def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, sta
             i = st["baseline"]
             st.update(last_reading_id=reading_id[i], last_taken_at=rows[i].taken_at, last_total=rows[i].total,
                       last_periods=_periods_json(rows[i].periods), dirty=True)
-    update_states(session, [st for st in states.values() if st.get("dirty")])
+    update_states(session, [st for mid, st in states.items() if st.get("dirty") and mid not in written])
     rollups.flush(session, sink.rollup, meters)  # issue 15: usage_days/months (+ ledger_days when streamed)
 
     out.counts = {"accepted": len(rows) - n_duplicate - n_anomaly, "duplicate": n_duplicate, "anomaly": n_anomaly}
@@ -392,7 +399,8 @@ class _ToPost:
     consumptions: list[Consumption] = field(default_factory=list)
     rollup: rollups.Collector | None = None  # issue 15
 
-    def add(self, usage: list[dict], consumptions: list[Consumption]) -> None:
+    def add(self, usage: list[dict], consumptions: list[Consumption], states: Sequence[dict] = ()) -> None:
+        """``states``: the billing states of the block's meters, written back at the end."""
         if self.rollup is not None:  # issue 15 (the consumptions roll up as they are posted)
             self.rollup.add(usage)
         self.usage.extend(usage)
@@ -401,8 +409,10 @@ class _ToPost:
 
 class _StreamedPosting:
     """Entries, postings and billed usage of each block of priced meters queued on the readings'
-    COPY stream. Each key names a reading id taken from the sequence in this transaction, so no
-    entry can hold it yet (the unique index would still refuse one); the wallets are locked."""
+    COPY stream, then the statements that add the block's deltas to the wallets' cached balances
+    and write back its meters' billing states: the database does them while the next block is
+    priced. Each key names a reading id taken from the sequence in this transaction, so no entry
+    can hold it yet (the unique index would still refuse one); the wallets are locked."""
 
     def __init__(self, writer: ReadingWriter, entry_ids: list[int], *, actor: str, front: str):
         self.writer, self.actor, self.front = writer, actor, front
@@ -410,15 +420,19 @@ class _StreamedPosting:
         self.wallet_deltas: dict[int, int] = {}  # wallet ledger account id -> fen
         self.account_deltas: dict[int, int] = {}
         self.last_entry: dict[int, int] = {}
+        self.states_written: set[int] = set()  # meter ids
         self.rollup: rollups.Collector | None = None  # issue 15
 
-    def add(self, usage: list[dict], consumptions: list[Consumption]) -> None:
+    def add(self, usage: list[dict], consumptions: list[Consumption], states: Sequence[dict] = ()) -> None:
+        """``states``: the billing states of the block's meters (final: the block is priced)."""
         if self.rollup is not None:  # issue 15: these entries bypass journal/bulk, so roll them up here
             self.rollup.add(usage, consumptions, streamed=True, writer=self.writer)
         ids = [next(self.entry_ids) for _ in consumptions]
         by_key = {}
+        block: dict[int, int] = {}  # wallet -> fen, this block
         for eid, c in zip(ids, consumptions):
             by_key[c.key] = eid
+            block[c.wallet_id] = block.get(c.wallet_id, 0) - c.amount_fen
             self.wallet_deltas[c.wallet_id] = self.wallet_deltas.get(c.wallet_id, 0) - c.amount_fen
             self.account_deltas[c.account_id] = self.account_deltas.get(c.account_id, 0) - c.amount_fen
             self.last_entry[c.account_id] = eid
@@ -429,6 +443,9 @@ class _StreamedPosting:
         self.writer.copy(ENTRIES_COPY, entry_lines(ids, consumptions, actor=self.actor, front=self.front))
         self.writer.copy(POSTINGS_COPY, posting_lines(ids, consumptions))
         self.writer.copy(USAGE_COPY, usage_lines(usage))
+        self.writer.execute(wallet_deltas_sql(block))
+        stream_states(self.writer, states)
+        self.states_written.update(st["meter_id"] for st in states)
 
 
 def _bill_context(session: Session, meters: dict[int, _Meter], meter_ids: list[int], *,
@@ -462,10 +479,11 @@ def _price_usage(ctx: _BillContext, rows: list[RawReading], meters: dict[int, _M
     consumptions: list[Consumption] = []
     pricers, wallets, revenue = ctx.pricers, ctx.wallets, ctx.revenue
     assert pricers is not None  # loaded by _prepare
+    block_states: list[dict] = []
     for mid, idxs in billed_ok.items():
         if len(usage) >= _PRICE_BLOCK:
-            sink.add(usage, consumptions)
-            usage, consumptions = [], []
+            sink.add(usage, consumptions, block_states)
+            usage, consumptions, block_states = [], [], []
         m, st = meters[mid], states[mid]
         prev_at, prev_total = st["last_taken_at"], st["last_total"]
         prev_periods = st["last_periods"]
@@ -523,12 +541,13 @@ def _price_usage(ctx: _BillContext, rows: list[RawReading], meters: dict[int, _M
                   last_periods=_periods_json(rows[last].periods), cycle=state.cycle, cycle_used=state.used,
                   charged_month=state.charged_month, exact_amount=exact,
                   billed_fen=st["billed_fen"] + max(fen, 0), dirty=True)
+        block_states.append(st)
         # prepaid-meter usage is priced for reports, but the meter deducts it, not the platform
         billed = max(fen, 0) if m.billing_mode in ("prepaid-platform", "postpaid") else 0
         res.per_row[last] = (billed, quantity)
         res.total_fen += billed
     if usage:
-        sink.add(usage, consumptions)
+        sink.add(usage, consumptions, block_states)
     if isinstance(sink, _StreamedPosting):
         res.wallet_deltas, res.last_entry = sink.account_deltas, sink.last_entry
     return res
@@ -624,7 +643,8 @@ def _lock_states(session: Session, meters: dict[int, _Meter]) -> dict[int, dict]
     elif missing:
         from sqlalchemy.dialects.sqlite import insert
         now = utcnow()
-        session.execute(insert(MeterBillingState.__table__).on_conflict_do_nothing(index_elements=["meter_id"]),
+        table: Any = MeterBillingState.__table__
+        session.execute(insert(table).on_conflict_do_nothing(index_elements=["meter_id"]),
                         [{"meter_id": m, "cycle_used": Decimal(0), "exact_amount": Decimal(0), "billed_fen": 0,
                           "closed": False, "updated_at": now} for m in missing])
     q = select(MeterBillingState.__table__).where(ids_in(session, MeterBillingState.meter_id, meter_ids)).order_by(

@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 import queue
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, overload
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from core.bulk_sql import _take_ids, copy_lines, copy_rows, copy_text, next_ids
+from core.bulk_sql import _take_ids, copy_lines, copy_text, next_ids
 from core.db import is_postgres, utcnow
 from core.models import BilledUsage, MeterEvent, Reading
 from core.tariffs.plan import PERIODS  # the register columns, in READING_COLUMNS order
@@ -253,32 +253,58 @@ def insert_events(session: Session, rows: list[dict]) -> None:
         session.flush()
 
 
+STATE_COLUMNS = ("last_reading_id", "last_taken_at", "last_total", "last_periods", "cycle", "cycle_used",
+                 "charged_month", "exact_amount", "billed_fen", "seen_until")
+STATES_TEMP = ("CREATE TEMP TABLE IF NOT EXISTS _billing_state_upd (meter_id bigint, last_reading_id bigint,"
+               " last_taken_at timestamptz, last_total numeric, last_periods text, cycle text,"
+               " cycle_used numeric, charged_month text, exact_amount numeric, billed_fen bigint,"
+               " seen_until timestamptz) ON COMMIT DELETE ROWS")
+STATES_COPY = "COPY _billing_state_upd (meter_id, " + ", ".join(STATE_COLUMNS) + ") FROM STDIN"
+
+
+def _states_update(now: datetime) -> str:
+    """The UPDATE that writes back the states copied into ``_billing_state_upd``."""
+    return ("UPDATE meter_billing_states AS s SET " + ", ".join(
+        f"{c} = u.{c}" + ("::json" if c == "last_periods" else "") for c in STATE_COLUMNS)
+        + f", updated_at = '{now.isoformat()}' FROM _billing_state_upd AS u WHERE s.meter_id = u.meter_id")
+
+
+def state_lines(rows: Sequence[dict]) -> list[str]:
+    """Billing states as lines of STATES_COPY."""
+    t = copy_text
+    return ["\t".join([str(r["meter_id"]), *[t(_copy_value(c, r[c])) for c in STATE_COLUMNS]]) + "\n"
+            for r in rows]
+
+
+def prepare_stream(session: Session) -> None:
+    """Before a streaming writer starts: the temporary table ``stream_states`` copies into, empty."""
+    conn = session.connection()
+    conn.exec_driver_sql(STATES_TEMP)
+    conn.exec_driver_sql("DELETE FROM _billing_state_upd")
+
+
+def stream_states(writer: ReadingWriter, rows: Sequence[dict]) -> None:
+    """``update_states`` through a streaming writer (after ``prepare_stream``): the rows follow its
+    COPYs and are written back right after, while the caller goes on."""
+    if rows:
+        writer.copy(STATES_COPY, state_lines(rows))
+        writer.execute(f"{_states_update(utcnow())}; DELETE FROM _billing_state_upd")
+
+
 def update_states(session: Session, rows: list[dict]) -> None:
     """Write back billing states: dicts with meter_id and the columns to set."""
     if not rows:
         return
-    cols = ("last_reading_id", "last_taken_at", "last_total", "last_periods", "cycle", "cycle_used",
-            "charged_month", "exact_amount", "billed_fen", "seen_until")
     now = utcnow()
     if use_copy(session, len(rows)):
-        conn = session.connection()
-        conn.execute(text("CREATE TEMP TABLE IF NOT EXISTS _billing_state_upd (meter_id bigint, last_reading_id bigint,"
-                          " last_taken_at timestamptz, last_total numeric, last_periods text, cycle text,"
-                          " cycle_used numeric, charged_month text, exact_amount numeric, billed_fen bigint,"
-                          " seen_until timestamptz)"
-                          " ON COMMIT DELETE ROWS"))
-        conn.execute(text("DELETE FROM _billing_state_upd"))
-        copy_rows(session, "COPY _billing_state_upd (meter_id, " + ", ".join(cols) + ") FROM STDIN",
-                  ((r["meter_id"], *[_copy_value(c, r[c]) for c in cols]) for r in rows))
-        conn.execute(text(
-            "UPDATE meter_billing_states AS s SET " + ", ".join(
-                f"{c} = u.{c}" + ("::json" if c == "last_periods" else "") for c in cols)
-            + ", updated_at = :now FROM _billing_state_upd AS u WHERE s.meter_id = u.meter_id"), {"now": now})
+        prepare_stream(session)
+        copy_lines(session, STATES_COPY, state_lines(rows))
+        session.connection().exec_driver_sql(_states_update(now))
         return
     from core.models.billing import MeterBillingState
     for r in rows:
         session.query(MeterBillingState).filter(MeterBillingState.meter_id == r["meter_id"]).update(
-            {**{c: r[c] for c in cols}, "updated_at": now}, synchronize_session=False)
+            {**{c: r[c] for c in STATE_COLUMNS}, "updated_at": now}, synchronize_session=False)
 
 
 def _copy_value(col: str, value):
