@@ -270,10 +270,21 @@ def _states_update(now: datetime) -> str:
 
 
 def state_lines(rows: Sequence[dict]) -> list[str]:
-    """Billing states as lines of STATES_COPY."""
+    """Billing states as lines of STATES_COPY (ids, numbers and times need no escaping; the texts
+    and the registers' JSON go through ``copy_text``)."""
     t = copy_text
-    return ["\t".join([str(r["meter_id"]), *[t(_copy_value(c, r[c])) for c in STATE_COLUMNS]]) + "\n"
-            for r in rows]
+    out = []
+    for r in rows:
+        at, seen, periods = r["last_taken_at"], r["seen_until"], r["last_periods"]
+        rid, total = r["last_reading_id"], r["last_total"]
+        out.append(f"{r['meter_id']}\t{NULL if rid is None else rid}\t{NULL if at is None else at.isoformat()}\t"
+                   f"{NULL if total is None else total}\t{NULL if periods is None else t(json.dumps(periods))}\t"
+                   f"{t(r['cycle'])}\t{t(r['cycle_used'])}\t{t(r['charged_month'])}\t{t(r['exact_amount'])}\t"
+                   f"{t(r['billed_fen'])}\t{NULL if seen is None else seen.isoformat()}\n")
+    return out
+
+
+NULL = "\\N"  # COPY's text for NULL
 
 
 def prepare_stream(session: Session) -> None:
