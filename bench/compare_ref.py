@@ -15,9 +15,10 @@ prints every run with the load average before it, and:
 - the median CPU time of the bench processes (steadier than wall time under load, but it counts
   the whole bench, not only the import, and not the database server);
 - with ``--cpu``, as many more runs of the import alone per side (a driver in each tree: the same
-  site and CSV, then ``import_csv``), with its CPU time in the process (all threads) and in the
-  database server's backends (PostgreSQL on this host), and their ratios (below 1.00: this
-  checkout needs less);
+  site and CSV, then ``import_csv``; then the same meters' next readings, whose cursors and rollup
+  rows exist already), with its CPU time in the process (all threads) and in the database
+  server's backends (PostgreSQL on this host), and their ratios (below 1.00: this checkout needs
+  less);
 
 and a JSON line last (``--json``: only that).
 
@@ -94,18 +95,29 @@ try:
     bb._mute_listeners()
     from core.billing.csv_import import import_csv
     site = bb._build_site(meters, 7)
-    path = os.path.join(tempfile.mkdtemp(prefix="mp-compare-cpu-"), "readings.csv")
-    rows = bb._write_csv(path, site, per_meter, 7)
-    s0, c0, t0 = server_cpu(), os.times(), time.perf_counter()
-    with open(path, "rb") as fh:
-        summary = import_csv(fh)
-    wall, c1, s1 = time.perf_counter() - t0, os.times(), server_cpu()
-    os.remove(path)
-    print(json.dumps({"readings": rows, "import_seconds": round(wall, 3),
-                      "readings_per_second": round(rows / wall),
-                      "import_cpu_seconds": round(c1.user - c0.user + c1.system - c0.system, 3),
-                      "server_cpu_seconds": round(sum(v - s0.get(p, 0.0) for p, v in s1.items()), 3),
-                      "billed_fen": summary.billed_fen}))
+    work = tempfile.mkdtemp(prefix="mp-compare-cpu-")
+    both = os.path.join(work, "both.csv")
+    bb._write_csv(both, site, 2 * per_meter, 7)  # time-major: the first half of the rows comes first
+    with open(both, encoding="utf-8") as fh:
+        lines = fh.readlines()
+    n = meters * per_meter
+    paths = [os.path.join(work, "first.csv"), os.path.join(work, "next.csv")]
+    for path, part in zip(paths, (lines[1:1 + n], lines[1 + n:])):
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.writelines([lines[0], *part])
+    out = {}
+    for name, path in zip(("first", "next"), paths):  # a fresh site; then the same meters' next readings
+        s0, c0, t0 = server_cpu(), os.times(), time.perf_counter()
+        with open(path, "rb") as fh:
+            summary = import_csv(fh)
+        wall, c1, s1 = time.perf_counter() - t0, os.times(), server_cpu()
+        out[name] = {"import_seconds": round(wall, 3), "readings_per_second": round(n / wall),
+                     "import_cpu_seconds": round(c1.user - c0.user + c1.system - c0.system, 3),
+                     "server_cpu_seconds": round(sum(v - s0.get(p, 0.0) for p, v in s1.items()), 3),
+                     "billed_fen": summary.billed_fen}
+    for path in (both, *paths):
+        os.remove(path)
+    print(json.dumps({"readings": n, **out}))
 finally:
     drop()
 """
@@ -123,8 +135,10 @@ def _cpu_run(tree: Path, python: str, meters: int, readings: int) -> dict:
 
 def compare_cpu(ref_tree: Path, head_tree: Path, *, repeat: int, meters: int, readings: int, python: str,
                 say=lambda msg: None) -> dict:
-    """``--cpu``: the import alone, interleaved as ``compare``; medians of its wall time and CPU
-    (process and server) per side, and their ratios (head / ref: below 1, the head needs less)."""
+    """``--cpu``: the import alone, interleaved as ``compare``: ``first`` on a fresh site, then
+    ``next``, the same meters' next readings (every cursor, and every rollup row of the day, there
+    already). Medians of each one's rate and CPU (process and server) per side, and their ratios
+    (head / ref: below 1, the head needs less CPU)."""
     runs: list[dict] = []
     for k in range(repeat):
         order = [("ref", ref_tree), ("head", head_tree)]
@@ -134,19 +148,23 @@ def compare_cpu(ref_tree: Path, head_tree: Path, *, repeat: int, meters: int, re
             load = os.getloadavg()
             res = _cpu_run(tree, python, meters, readings)
             runs.append({"round": k + 1, "side": side, "load": [round(x, 2) for x in load], **res})
-            say(f"round {k + 1} {side:4s}: import {res['import_seconds']} s ({res['readings_per_second']:,}/s), "
-                f"CPU {res['import_cpu_seconds']} s in the process + {res['server_cpu_seconds']} s in the server, "
-                f"load {' '.join(f'{x:.2f}' for x in load)}")
-
-    def med(side: str, key: str) -> float:
-        return statistics.median(r[key] for r in runs if r["side"] == side)
-    out: dict = {"runs": runs, "same_billed_amount": len({r["billed_fen"] for r in runs}) == 1}
-    for key in ("readings_per_second", "import_cpu_seconds", "server_cpu_seconds"):
-        out[key] = {"ref": med("ref", key), "head": med("head", key),
-                    "ratio": round(med("head", key) / med("ref", key), 3) if med("ref", key) else None}
-    total = {side: med(side, "import_cpu_seconds") + med(side, "server_cpu_seconds") for side in ("ref", "head")}
-    out["total_cpu_seconds"] = {"ref": round(total["ref"], 3), "head": round(total["head"], 3),
-                                "ratio": round(total["head"] / total["ref"], 3)}
+            say(f"round {k + 1} {side:4s}: " + "; ".join(
+                f"{name} {r['import_seconds']} s ({r['readings_per_second']:,}/s), CPU {r['import_cpu_seconds']} s "
+                f"+ {r['server_cpu_seconds']} s in the server" for name, r in ((n, res[n]) for n in ("first", "next")))
+                + f"; load {' '.join(f'{x:.2f}' for x in load)}")
+    out: dict = {"runs": runs, "same_billed_amount": all(
+        len({r[name]["billed_fen"] for r in runs}) == 1 for name in ("first", "next"))}
+    for name in ("first", "next"):
+        def med(side: str, key: str, name: str = name) -> float:
+            return statistics.median(r[name][key] for r in runs if r["side"] == side)
+        part: dict = {}
+        for key in ("readings_per_second", "import_cpu_seconds", "server_cpu_seconds"):
+            part[key] = {"ref": med("ref", key), "head": med("head", key),
+                         "ratio": round(med("head", key) / med("ref", key), 3) if med("ref", key) else None}
+        total = {side: med(side, "import_cpu_seconds") + med(side, "server_cpu_seconds") for side in ("ref", "head")}
+        part["total_cpu_seconds"] = {"ref": round(total["ref"], 3), "head": round(total["head"], 3),
+                                     "ratio": round(total["head"] / total["ref"], 3) if total["ref"] else None}
+        out[name] = part
     return out
 
 
@@ -251,13 +269,15 @@ def main(ref: str, ref_dir: Path | None, head_dir: Path, repeat: int, meters: in
             say("the import alone, with its CPU time:")
             out["cpu"] = compare_cpu(ref_dir, head_dir, repeat=repeat, meters=meters, readings=readings,
                                      python=python, say=say)
-            c = out["cpu"]
-            say(f"medians: {c['readings_per_second']['ref']:,.0f} / {c['readings_per_second']['head']:,.0f} "
-                f"readings/s (x{c['readings_per_second']['ratio']}); process CPU {c['import_cpu_seconds']['ref']} / "
-                f"{c['import_cpu_seconds']['head']} s (x{c['import_cpu_seconds']['ratio']}); server CPU "
-                f"{c['server_cpu_seconds']['ref']} / {c['server_cpu_seconds']['head']} s "
-                f"(x{c['server_cpu_seconds']['ratio']}); both {c['total_cpu_seconds']['ref']} / "
-                f"{c['total_cpu_seconds']['head']} s (x{c['total_cpu_seconds']['ratio']})")
+            for name in ("first", "next"):
+                c = out["cpu"][name]
+                say(f"{name}, medians ref / head: {c['readings_per_second']['ref']:,.0f} / "
+                    f"{c['readings_per_second']['head']:,.0f} readings/s (x{c['readings_per_second']['ratio']}); "
+                    f"process CPU {c['import_cpu_seconds']['ref']} / {c['import_cpu_seconds']['head']} s "
+                    f"(x{c['import_cpu_seconds']['ratio']}); server CPU {c['server_cpu_seconds']['ref']} / "
+                    f"{c['server_cpu_seconds']['head']} s (x{c['server_cpu_seconds']['ratio']}); both "
+                    f"{c['total_cpu_seconds']['ref']} / {c['total_cpu_seconds']['head']} s "
+                    f"(x{c['total_cpu_seconds']['ratio']})")
         out["seconds"] = round(time.perf_counter() - t0, 1)
         say(f"median readings/s: ref {out['median_ref']:,}, head {out['median_head']:,}; "
             f"ratio of medians {out['ratio_of_medians']:.3f}, median of round ratios {out['median_round_ratio']:.3f}; "

@@ -89,6 +89,8 @@ except ImportError:  # pragma: no cover - psycopg is a dependency
     _CONFLICTS = (IntegrityError,)
 _NO_PERIODS = (None,) * len(PERIODS)
 SOURCES = ("poll", "import", "manual")
+_TOTAL = operator.itemgetter(2)  # RawReading.total
+_RUN = 4  # from this many rows a meter's rows are first tried as one plain run (_decide_and_bill)
 EARLY_IDS = 20_000  # from this many rows (PostgreSQL) reading ids are reserved on a connection of their own
 
 
@@ -244,6 +246,9 @@ def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, sta
     n_duplicate = n_anomaly = 0
     add_row, add_index = new_rows.append, new_index.append
     first_new: dict[int, int] = {}  # meter -> position of its first stored reading in new_index
+    totals = list(map(_TOTAL, rows))
+    existing_meters = {m for m, _ in existing}
+    lt, le = operator.lt, operator.le
     for mid, idxs in by_meter.items():
         if len(idxs) > 1 and not in_order:
             idxs.sort(key=times.__getitem__)  # stable: of two rows at one time the first in the file wins
@@ -254,7 +259,20 @@ def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, sta
         seen_until = st["seen_until"]
         previous_at = None  # rows are in time order: a repeat of a time is the row just before
         accepted: list[int] = []
-        for i in idxs:
+        todo: Sequence[int] = idxs
+        if len(idxs) >= _RUN and cur_at is not None and not closed and mid not in existing_meters:
+            # The common case for a whole run of a meter's rows at once (in C): times strictly after
+            # the cursor and each other, totals not below it or each other -- each row would take
+            # the common-case branch below.
+            ts = list(map(times.__getitem__, idxs))
+            if ts[0] > cur_at and all(map(lt, ts, islice(ts, 1, None))):
+                tots = list(map(totals.__getitem__, idxs))
+                if tots[0] >= cur_total and all(map(le, tots, islice(tots, 1, None))):
+                    cur_at, cur_total = ts[-1], tots[-1]
+                    new_rows.extend(map(rows.__getitem__, idxs))
+                    new_index.extend(idxs)
+                    accepted, todo = list(idxs), ()
+        for i in todo:
             r = rows[i]
             at = r.taken_at
             if at == previous_at or (existing and (mid, at) in existing):
