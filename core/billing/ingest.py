@@ -30,11 +30,13 @@ reading) also emits ``reading_billed``.
 """
 from __future__ import annotations
 
+import operator
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from itertools import islice
 from typing import Any, NamedTuple
 
 from sqlalchemy import case, select, text, tuple_, update
@@ -50,6 +52,8 @@ from core.billing.store import (
     aware,
     insert_events,
     insert_usage,
+    prepare_stream,
+    stream_states,
     update_states,
     usage_lines,
     use_copy,
@@ -61,11 +65,12 @@ from core.ledger.bulk import (
     ENTRIES_COPY,
     POSTINGS_COPY,
     Consumption,
-    apply_wallet_deltas,
     entry_lines,
     lock_wallets,
     post_consumptions,
     posting_lines,
+    wallet_deltas_sql,
+    wallets_updated,
 )
 from core.ledger.money import to_fen
 from core.models import Account, LedgerAccount, Meter, Reading, Site
@@ -84,6 +89,8 @@ except ImportError:  # pragma: no cover - psycopg is a dependency
     _CONFLICTS = (IntegrityError,)
 _NO_PERIODS = (None,) * len(PERIODS)
 SOURCES = ("poll", "import", "manual")
+_TOTAL = operator.itemgetter(2)  # RawReading.total
+_RUN = 4  # from this many rows a meter's rows are first tried as one plain run (_decide_and_bill)
 EARLY_IDS = 20_000  # from this many rows (PostgreSQL) reading ids are reserved on a connection of their own
 
 
@@ -211,6 +218,8 @@ def _ingest_locked(session: Session, rows: list[RawReading], meters: dict, state
     # (COPY, on a thread) as they are decided, and the intervals priced meanwhile.
     expected = len(rows) - len(existing)
     ctx = _bill_context(session, meters, list(by_meter), stream=use_copy(session, expected))
+    if ctx.entry_ids is not None:
+        prepare_stream(session)  # the billing states follow the stream too
     ctx.rollup = rollups.Collector.begin(session, meters, stream=ctx.entry_ids is not None)  # issue 15
     writer = ReadingWriter(session, expected, reserved)
     try:
@@ -224,7 +233,11 @@ def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, sta
                      by_meter: dict[int, list[int]], existing: set, ctx: _BillContext, writer: ReadingWriter,
                      out: BatchResult, *, actor: str, front: str, detail: bool) -> tuple[BatchResult, _Billed]:
     times = [r.taken_at for r in rows]
-    new_rows: list[tuple] = []  # reading tuples to insert, handed to the writer a block at a time
+    # Rows in time order (a poll round, an export by time) leave each meter's rows in order already.
+    in_order = all(map(operator.le, times, islice(times, 1, None)))
+    # Readings to insert, handed to the writer a block at a time: a plain accepted reading as its
+    # RawReading (stored as it came, status "ok"), any other as a tuple of READING_COLUMNS.
+    new_rows: list[tuple] = []
     new_index: list[int] = []  # row index of every reading stored, in order
     statuses: dict[int, tuple[str, str]] = {}  # rows that are not plainly accepted (and baselines)
     billed_ok: dict[int, list[int]] = {}  # meter -> row indexes accepted after the cursor
@@ -232,16 +245,34 @@ def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, sta
     duplicate = ("duplicate", "")
     n_duplicate = n_anomaly = 0
     add_row, add_index = new_rows.append, new_index.append
+    first_new: dict[int, int] = {}  # meter -> position of its first stored reading in new_index
+    totals = list(map(_TOTAL, rows))
+    existing_meters = {m for m, _ in existing}
+    lt, le = operator.lt, operator.le
     for mid, idxs in by_meter.items():
-        if len(idxs) > 1:
+        if len(idxs) > 1 and not in_order:
             idxs.sort(key=times.__getitem__)  # stable: of two rows at one time the first in the file wins
+        first_new[mid] = len(new_index)
         st = states[mid]
         cur_at, cur_total = st["last_taken_at"], st["last_total"]
         closed = st["closed"]
         seen_until = st["seen_until"]
         previous_at = None  # rows are in time order: a repeat of a time is the row just before
         accepted: list[int] = []
-        for i in idxs:
+        todo: Sequence[int] = idxs
+        if len(idxs) >= _RUN and cur_at is not None and not closed and mid not in existing_meters:
+            # The common case for a whole run of a meter's rows at once (in C): times strictly after
+            # the cursor and each other, totals not below it or each other -- each row would take
+            # the common-case branch below.
+            ts = list(map(times.__getitem__, idxs))
+            if ts[0] > cur_at and all(map(lt, ts, islice(ts, 1, None))):
+                tots = list(map(totals.__getitem__, idxs))
+                if tots[0] >= cur_total and all(map(le, tots, islice(tots, 1, None))):
+                    cur_at, cur_total = ts[-1], tots[-1]
+                    new_rows.extend(map(rows.__getitem__, idxs))
+                    new_index.extend(idxs)
+                    accepted, todo = list(idxs), ()
+        for i in todo:
             r = rows[i]
             at = r.taken_at
             if at == previous_at or (existing and (mid, at) in existing):
@@ -255,7 +286,7 @@ def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, sta
                 # the common case: a new reading after the cursor, not below it
                 cur_at, cur_total = at, total
                 accepted.append(i)
-                add_row((mid, at, total, *_registers(periods), r.source, "ok"))
+                add_row(r)
                 add_index(i)
                 continue
             if closed:
@@ -305,10 +336,12 @@ def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, sta
     ids = writer.ids()
     if detail:
         reading_id = dict(zip(new_index, ids))
-    else:  # only what billing needs: each meter's baseline and last accepted reading
-        need = {idxs[-1] for idxs in billed_ok.values()}
-        need.update(st["baseline"] for st in states.values() if "baseline" in st)
-        reading_id = {i: rid for i, rid in zip(new_index, ids) if i in need}
+    else:  # only what billing needs: each meter's baseline and last accepted reading, found among
+        # the meter's own stored readings (they are consecutive in new_index)
+        need = [(mid, idxs[-1]) for mid, idxs in billed_ok.items()]
+        need += [(mid, st["baseline"]) for mid, st in states.items() if "baseline" in st]
+        find = new_index.index
+        reading_id = {i: ids[find(i, first_new[mid])] for mid, i in need}
     del new_rows
     if ctx.entry_ids is not None:
         # entries, postings and usage follow the readings through the same COPY stream, a block of
@@ -324,8 +357,10 @@ def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, sta
     finally:
         writer.wait()
     insert_events(session, events)
+    written: set[int] = set()  # meters whose billing state the writer wrote back already
     if isinstance(sink, _StreamedPosting):
-        apply_wallet_deltas(session, sink.wallet_deltas)
+        wallets_updated(session, [w for w, d in sink.wallet_deltas.items() if d])  # updated by the writer
+        written = sink.states_written
     else:
         _post_usage(session, sink, billed, actor=actor, front=front)
     for mid, st in states.items():
@@ -333,7 +368,7 @@ def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, sta
             i = st["baseline"]
             st.update(last_reading_id=reading_id[i], last_taken_at=rows[i].taken_at, last_total=rows[i].total,
                       last_periods=_periods_json(rows[i].periods), dirty=True)
-    update_states(session, [st for st in states.values() if st.get("dirty")])
+    update_states(session, [st for mid, st in states.items() if st.get("dirty") and mid not in written])
     rollups.flush(session, sink.rollup, meters)  # issue 15: usage_days/months (+ ledger_days when streamed)
 
     out.counts = {"accepted": len(rows) - n_duplicate - n_anomaly, "duplicate": n_duplicate, "anomaly": n_anomaly}
@@ -382,7 +417,8 @@ class _ToPost:
     consumptions: list[Consumption] = field(default_factory=list)
     rollup: rollups.Collector | None = None  # issue 15
 
-    def add(self, usage: list[dict], consumptions: list[Consumption]) -> None:
+    def add(self, usage: list[dict], consumptions: list[Consumption], states: Sequence[dict] = ()) -> None:
+        """``states``: the billing states of the block's meters, written back at the end."""
         if self.rollup is not None:  # issue 15 (the consumptions roll up as they are posted)
             self.rollup.add(usage)
         self.usage.extend(usage)
@@ -391,8 +427,10 @@ class _ToPost:
 
 class _StreamedPosting:
     """Entries, postings and billed usage of each block of priced meters queued on the readings'
-    COPY stream. Each key names a reading id taken from the sequence in this transaction, so no
-    entry can hold it yet (the unique index would still refuse one); the wallets are locked."""
+    COPY stream, then the statements that add the block's deltas to the wallets' cached balances
+    and write back its meters' billing states: the database does them while the next block is
+    priced. Each key names a reading id taken from the sequence in this transaction, so no entry
+    can hold it yet (the unique index would still refuse one); the wallets are locked."""
 
     def __init__(self, writer: ReadingWriter, entry_ids: list[int], *, actor: str, front: str):
         self.writer, self.actor, self.front = writer, actor, front
@@ -400,15 +438,19 @@ class _StreamedPosting:
         self.wallet_deltas: dict[int, int] = {}  # wallet ledger account id -> fen
         self.account_deltas: dict[int, int] = {}
         self.last_entry: dict[int, int] = {}
+        self.states_written: set[int] = set()  # meter ids
         self.rollup: rollups.Collector | None = None  # issue 15
 
-    def add(self, usage: list[dict], consumptions: list[Consumption]) -> None:
+    def add(self, usage: list[dict], consumptions: list[Consumption], states: Sequence[dict] = ()) -> None:
+        """``states``: the billing states of the block's meters (final: the block is priced)."""
         if self.rollup is not None:  # issue 15: these entries bypass journal/bulk, so roll them up here
             self.rollup.add(usage, consumptions, streamed=True, writer=self.writer)
         ids = [next(self.entry_ids) for _ in consumptions]
         by_key = {}
+        block: dict[int, int] = {}  # wallet -> fen, this block
         for eid, c in zip(ids, consumptions):
             by_key[c.key] = eid
+            block[c.wallet_id] = block.get(c.wallet_id, 0) - c.amount_fen
             self.wallet_deltas[c.wallet_id] = self.wallet_deltas.get(c.wallet_id, 0) - c.amount_fen
             self.account_deltas[c.account_id] = self.account_deltas.get(c.account_id, 0) - c.amount_fen
             self.last_entry[c.account_id] = eid
@@ -419,6 +461,9 @@ class _StreamedPosting:
         self.writer.copy(ENTRIES_COPY, entry_lines(ids, consumptions, actor=self.actor, front=self.front))
         self.writer.copy(POSTINGS_COPY, posting_lines(ids, consumptions))
         self.writer.copy(USAGE_COPY, usage_lines(usage))
+        self.writer.execute(wallet_deltas_sql(block))
+        stream_states(self.writer, states)
+        self.states_written.update(st["meter_id"] for st in states)
 
 
 def _bill_context(session: Session, meters: dict[int, _Meter], meter_ids: list[int], *,
@@ -452,10 +497,11 @@ def _price_usage(ctx: _BillContext, rows: list[RawReading], meters: dict[int, _M
     consumptions: list[Consumption] = []
     pricers, wallets, revenue = ctx.pricers, ctx.wallets, ctx.revenue
     assert pricers is not None  # loaded by _prepare
+    block_states: list[dict] = []
     for mid, idxs in billed_ok.items():
         if len(usage) >= _PRICE_BLOCK:
-            sink.add(usage, consumptions)
-            usage, consumptions = [], []
+            sink.add(usage, consumptions, block_states)
+            usage, consumptions, block_states = [], [], []
         m, st = meters[mid], states[mid]
         prev_at, prev_total = st["last_taken_at"], st["last_total"]
         prev_periods = st["last_periods"]
@@ -513,12 +559,13 @@ def _price_usage(ctx: _BillContext, rows: list[RawReading], meters: dict[int, _M
                   last_periods=_periods_json(rows[last].periods), cycle=state.cycle, cycle_used=state.used,
                   charged_month=state.charged_month, exact_amount=exact,
                   billed_fen=st["billed_fen"] + max(fen, 0), dirty=True)
+        block_states.append(st)
         # prepaid-meter usage is priced for reports, but the meter deducts it, not the platform
         billed = max(fen, 0) if m.billing_mode in ("prepaid-platform", "postpaid") else 0
         res.per_row[last] = (billed, quantity)
         res.total_fen += billed
     if usage:
-        sink.add(usage, consumptions)
+        sink.add(usage, consumptions, block_states)
     if isinstance(sink, _StreamedPosting):
         res.wallet_deltas, res.last_entry = sink.account_deltas, sink.last_entry
     return res
@@ -606,16 +653,18 @@ def _lock_states(session: Session, meters: dict[int, _Meter]) -> dict[int, dict]
     """Create missing billing states, lock them all in meter id order, then read each meter's
     account, billing mode and plan into ``meters`` (after the lock: see ``lock_states``)."""
     meter_ids = sorted(meters)
-    insert: Any
-    if is_postgres(session):
-        from sqlalchemy.dialects.postgresql import insert
-    else:
+    missing = [m for m in meter_ids if not meters[m].has_state]
+    if missing and is_postgres(session):  # one statement, the ids as one array
+        session.execute(text("INSERT INTO meter_billing_states (meter_id, cycle_used, exact_amount, billed_fen, "
+                             "closed, updated_at) SELECT m, 0, 0, 0, false, :now FROM unnest(CAST(:ids AS bigint[])) "
+                             "AS m ON CONFLICT (meter_id) DO NOTHING"), {"ids": missing, "now": utcnow()})
+    elif missing:
         from sqlalchemy.dialects.sqlite import insert
-    todo = [{"meter_id": m, "cycle_used": Decimal(0), "exact_amount": Decimal(0), "billed_fen": 0,
-             "closed": False, "updated_at": utcnow()} for m in meter_ids if not meters[m].has_state]
-    if todo:
-        session.execute(insert(MeterBillingState.__table__).on_conflict_do_nothing(index_elements=["meter_id"]),
-                        todo)
+        now = utcnow()
+        table: Any = MeterBillingState.__table__
+        session.execute(insert(table).on_conflict_do_nothing(index_elements=["meter_id"]),
+                        [{"meter_id": m, "cycle_used": Decimal(0), "exact_amount": Decimal(0), "billed_fen": 0,
+                          "closed": False, "updated_at": now} for m in missing])
     q = select(MeterBillingState.__table__).where(ids_in(session, MeterBillingState.meter_id, meter_ids)).order_by(
         MeterBillingState.meter_id).with_for_update()
     states = {}

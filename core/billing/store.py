@@ -8,15 +8,16 @@ from __future__ import annotations
 import json
 import queue
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, overload
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from core.bulk_sql import _take_ids, copy_lines, copy_rows, copy_text, next_ids
+from core.bulk_sql import _take_ids, copy_lines, copy_text, next_ids
 from core.db import is_postgres, utcnow
 from core.models import BilledUsage, MeterEvent, Reading
+from core.tariffs.plan import PERIODS  # the register columns, in READING_COLUMNS order
 
 COPY_THRESHOLD = 50
 READING_COLUMNS = ("meter_id", "taken_at", "total", "sharp", "peak", "flat", "valley", "deep_valley",
@@ -99,7 +100,9 @@ class ReadingWriter:
             self._thread.start()
 
     def send(self, block: list[tuple]) -> None:
-        """Hand over the next readings, in order; the writer owns ``block`` from now on."""
+        """Hand over the next readings, in order; the writer owns ``block`` from now on. Each is a
+        tuple of READING_COLUMNS, or a reading as it arrived (a 5-tuple: meter id, taken_at, total,
+        periods or None, source) to store with status "ok"."""
         if not block:
             return
         if not self.streaming:
@@ -117,7 +120,7 @@ class ReadingWriter:
         rows, self._kept = self._kept, []
         if not rows:
             return []
-        objs = [Reading(**dict(zip(READING_COLUMNS, r))) for r in rows]
+        objs = [Reading(**dict(zip(READING_COLUMNS, _columns(r)))) for r in rows]
         self.session.add_all(objs)
         self.session.flush()
         return [o.id for o in objs]
@@ -129,6 +132,16 @@ class ReadingWriter:
             raise RuntimeError("only a streaming writer takes further COPYs")
         if lines:
             self._blocks.put(("copy", sql, lines))
+
+    def execute(self, sql: str) -> None:
+        """Queue statements (no parameters; several may be joined with ``;``) to run in order with
+        the COPYs, on the same connection and transaction, while the caller goes on: the database
+        merges what was just copied while billing prices the next block. Like ``copy``, it ends
+        the readings' COPY. Streaming writers only."""
+        if not self.streaming:
+            raise RuntimeError("only a streaming writer takes statements")
+        if sql:
+            self._blocks.put(("sql", sql, None))
 
     def wait(self) -> None:
         if self._thread is None:
@@ -152,7 +165,7 @@ class ReadingWriter:
                     while True:
                         item = self._blocks.get()
                         got_end = item is None
-                        if item is None or item[0] == "copy":
+                        if item is None or item[0] in ("copy", "sql"):
                             break
                         first, block = item
                         buf: list[str] = []
@@ -164,6 +177,12 @@ class ReadingWriter:
                                 seen = iso[id(at)] = (at, at.isoformat())
                             when = seen[1]
                             # ints, ISO times, Decimal strings and fixed words need no escaping
+                            if len(r) == 5:  # a RawReading, stored as it came
+                                if r[3] is None:
+                                    add(f"{rid}\t{r[0]}\t{when}\t{r[2]}\t\\N\t\\N\t\\N\t\\N\t\\N\t{r[4]}\tok\t"
+                                        f"{now}\n")
+                                    continue
+                                r = _columns(r)
                             if r[3] is None and r[4] is None and r[5] is None and r[6] is None and r[7] is None:
                                 add(f"{rid}\t{r[0]}\t{when}\t{r[2]}\t\\N\t\\N\t\\N\t\\N\t\\N\t{r[8]}\t{r[9]}\t{now}\n")
                             else:
@@ -171,16 +190,32 @@ class ReadingWriter:
                                     f"{_n(r[6])}\t{_n(r[7])}\t{r[8]}\t{r[9]}\t{now}\n")
                         copy.write("".join(buf))
                 while item is not None:
-                    _, sql, lines = item
-                    with cur.copy(sql) as copy:
-                        for k in range(0, len(lines), 10000):
-                            copy.write("".join(lines[k:k + 10000]))
+                    what, sql, lines = item
+                    if what == "sql":
+                        cur.execute(sql)
+                    else:
+                        with cur.copy(sql) as copy:
+                            for k in range(0, len(lines), 10000):
+                                copy.write("".join(lines[k:k + 10000]))
                     item = self._blocks.get()
                     got_end = item is None
         except BaseException as exc:  # noqa: BLE001 - re-raised by wait() in the caller's thread
             self._failed.append(exc)
             while not got_end:  # let the caller's send() and wait() through
                 got_end = self._blocks.get() is None
+
+
+_NO_REGISTERS = (None,) * 5
+
+
+def _columns(r: tuple) -> tuple:
+    """A reading to store as a tuple of READING_COLUMNS: a RawReading (meter id, time, total,
+    periods, source; see ``send``) becomes a reading with status "ok"; a tuple stays as it is."""
+    if len(r) != 5:
+        return r
+    periods = r[3]
+    regs = _NO_REGISTERS if periods is None else tuple(map(periods.get, PERIODS))
+    return (r[0], r[1], r[2], *regs, r[4], "ok")
 
 
 def _n(value) -> str:
@@ -218,32 +253,69 @@ def insert_events(session: Session, rows: list[dict]) -> None:
         session.flush()
 
 
+STATE_COLUMNS = ("last_reading_id", "last_taken_at", "last_total", "last_periods", "cycle", "cycle_used",
+                 "charged_month", "exact_amount", "billed_fen", "seen_until")
+STATES_TEMP = ("CREATE TEMP TABLE IF NOT EXISTS _billing_state_upd (meter_id bigint, last_reading_id bigint,"
+               " last_taken_at timestamptz, last_total numeric, last_periods text, cycle text,"
+               " cycle_used numeric, charged_month text, exact_amount numeric, billed_fen bigint,"
+               " seen_until timestamptz) ON COMMIT DELETE ROWS")
+STATES_COPY = "COPY _billing_state_upd (meter_id, " + ", ".join(STATE_COLUMNS) + ") FROM STDIN"
+
+
+def _states_update(now: datetime) -> str:
+    """The UPDATE that writes back the states copied into ``_billing_state_upd``."""
+    return ("UPDATE meter_billing_states AS s SET " + ", ".join(
+        f"{c} = u.{c}" + ("::json" if c == "last_periods" else "") for c in STATE_COLUMNS)
+        + f", updated_at = '{now.isoformat()}' FROM _billing_state_upd AS u WHERE s.meter_id = u.meter_id")
+
+
+def state_lines(rows: Sequence[dict]) -> list[str]:
+    """Billing states as lines of STATES_COPY (ids, numbers and times need no escaping; the texts
+    and the registers' JSON go through ``copy_text``)."""
+    t = copy_text
+    out = []
+    for r in rows:
+        at, seen, periods = r["last_taken_at"], r["seen_until"], r["last_periods"]
+        rid, total = r["last_reading_id"], r["last_total"]
+        out.append(f"{r['meter_id']}\t{NULL if rid is None else rid}\t{NULL if at is None else at.isoformat()}\t"
+                   f"{NULL if total is None else total}\t{NULL if periods is None else t(json.dumps(periods))}\t"
+                   f"{t(r['cycle'])}\t{t(r['cycle_used'])}\t{t(r['charged_month'])}\t{t(r['exact_amount'])}\t"
+                   f"{t(r['billed_fen'])}\t{NULL if seen is None else seen.isoformat()}\n")
+    return out
+
+
+NULL = "\\N"  # COPY's text for NULL
+
+
+def prepare_stream(session: Session) -> None:
+    """Before a streaming writer starts: the temporary table ``stream_states`` copies into, empty."""
+    conn = session.connection()
+    conn.exec_driver_sql(STATES_TEMP)
+    conn.exec_driver_sql("DELETE FROM _billing_state_upd")
+
+
+def stream_states(writer: ReadingWriter, rows: Sequence[dict]) -> None:
+    """``update_states`` through a streaming writer (after ``prepare_stream``): the rows follow its
+    COPYs and are written back right after, while the caller goes on."""
+    if rows:
+        writer.copy(STATES_COPY, state_lines(rows))
+        writer.execute(f"{_states_update(utcnow())}; DELETE FROM _billing_state_upd")
+
+
 def update_states(session: Session, rows: list[dict]) -> None:
     """Write back billing states: dicts with meter_id and the columns to set."""
     if not rows:
         return
-    cols = ("last_reading_id", "last_taken_at", "last_total", "last_periods", "cycle", "cycle_used",
-            "charged_month", "exact_amount", "billed_fen", "seen_until")
     now = utcnow()
     if use_copy(session, len(rows)):
-        conn = session.connection()
-        conn.execute(text("CREATE TEMP TABLE IF NOT EXISTS _billing_state_upd (meter_id bigint, last_reading_id bigint,"
-                          " last_taken_at timestamptz, last_total numeric, last_periods text, cycle text,"
-                          " cycle_used numeric, charged_month text, exact_amount numeric, billed_fen bigint,"
-                          " seen_until timestamptz)"
-                          " ON COMMIT DELETE ROWS"))
-        conn.execute(text("DELETE FROM _billing_state_upd"))
-        copy_rows(session, "COPY _billing_state_upd (meter_id, " + ", ".join(cols) + ") FROM STDIN",
-                  ((r["meter_id"], *[_copy_value(c, r[c]) for c in cols]) for r in rows))
-        conn.execute(text(
-            "UPDATE meter_billing_states AS s SET " + ", ".join(
-                f"{c} = u.{c}" + ("::json" if c == "last_periods" else "") for c in cols)
-            + ", updated_at = :now FROM _billing_state_upd AS u WHERE s.meter_id = u.meter_id"), {"now": now})
+        prepare_stream(session)
+        copy_lines(session, STATES_COPY, state_lines(rows))
+        session.connection().exec_driver_sql(_states_update(now))
         return
     from core.models.billing import MeterBillingState
     for r in rows:
         session.query(MeterBillingState).filter(MeterBillingState.meter_id == r["meter_id"]).update(
-            {**{c: r[c] for c in cols}, "updated_at": now}, synchronize_session=False)
+            {**{c: r[c] for c in STATE_COLUMNS}, "updated_at": now}, synchronize_session=False)
 
 
 def _copy_value(col: str, value):

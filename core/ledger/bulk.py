@@ -127,7 +127,31 @@ def apply_wallet_deltas(session: Session, deltas: dict[int, int]) -> None:
         text("UPDATE ledger_accounts AS la SET balance_fen = la.balance_fen + d.delta "
              "FROM unnest(CAST(:ids AS bigint[]), CAST(:deltas AS bigint[])) AS d(id, delta) WHERE la.id = d.id"),
         {"ids": wids, "deltas": [deltas[w] for w in wids]})
+    wallets_updated(session, wids)
+
+
+def wallet_deltas_sql(deltas: dict[int, int]) -> str:
+    """``apply_wallet_deltas``'s UPDATE as one statement with its values written in (integers
+    only), for billing's streaming writer, which runs it on the transaction's connection while
+    billing goes on (the wallets are locked already); the caller then calls ``wallets_updated``
+    once for all of them. Empty when no delta is non-zero."""
+    wids = sorted(w for w, d in deltas.items() if d)
+    if not wids:
+        return ""
+    ids = ",".join(str(int(w)) for w in wids)
+    amounts = ",".join(str(int(deltas[w])) for w in wids)
+    return ("UPDATE ledger_accounts AS la SET balance_fen = la.balance_fen + d.delta "
+            f"FROM unnest('{{{ids}}}'::bigint[], '{{{amounts}}}'::bigint[]) AS d(id, delta) WHERE la.id = d.id")
+
+
+def wallets_updated(session: Session, wallet_ids) -> None:
+    """After the cached balances of ``wallet_ids`` changed in this transaction: every process's
+    balance cache is told at commit, and this session's loaded wallets read them again."""
+    wids = sorted(set(wallet_ids))
+    if not wids:
+        return
     balance_cache.wallets_changed(session, wids)
+    changed = set(wids)
     for obj in list(session.identity_map.values()):
-        if isinstance(obj, LedgerAccount) and obj.id in deltas:
+        if isinstance(obj, LedgerAccount) and obj.id in changed:
             session.expire(obj, ["balance_fen"])

@@ -223,19 +223,20 @@ class Collector:
 
     ``begin`` makes one before billing's writer takes the connection. On billing's streaming path
     (PostgreSQL, many rows) the rollup rows go into temporary tables by COPY *through the writer*,
-    behind the readings, entries and usage it streams -- while billing goes on pricing -- and
-    ``flush`` (after the writer is done) merges each temporary table with one ``INSERT .. SELECT ..
-    ON CONFLICT``. Otherwise the rows are kept and ``flush`` merges them.
+    behind the readings, entries and usage it streams, each block followed by the statements that
+    merge it (``INSERT .. SELECT .. ON CONFLICT``, then the temporary table emptied): the database
+    merges one block while billing prices the next, and nothing is left for ``flush``. Otherwise
+    the rows are kept and ``flush`` merges them.
     """
 
     def __init__(self, meters: Mapping[int, Any] | None = None, *, stream: bool = False) -> None:
         self.meters = meters or {}
         self.stream = stream
         self.zones: dict[str, ZoneInfo] = {}
+        self.days: dict[tuple[datetime, str], date] = {}  # (time, zone name) -> local day
         self.usage: list[tuple] = []        # kept for flush (not streaming)
         self.consumptions: list[tuple] = []
         self.readings: list[dict] = []
-        self.queued: set[str] = set()       # temporary tables holding streamed rows
 
     @classmethod
     def begin(cls, session: Session, meters: Mapping[int, Any], *, stream: bool) -> Collector:
@@ -254,33 +255,49 @@ class Collector:
             z = self.zones[name] = zone(name)
         return z
 
+    def day(self, at: datetime, meter_id: int) -> date:
+        """The local day of ``at`` for the meter's site (the readings of a poll round share their
+        times, so each is converted once)."""
+        key = (at, self.meters[meter_id].tz)
+        d = self.days.get(key)
+        if d is None:
+            d = self.days[key] = local_day(at, self.tz(meter_id))
+        return d
+
     def add(self, usage: Sequence[Mapping], consumptions: Sequence[Any] = (), *, streamed: bool = False,
             writer: Any = None) -> None:
         """``usage``: billing's billed-usage dicts (before ``_key`` is dropped); ``streamed``: the
         ``consumptions`` go in by COPY, not through ``journal.post``/``bulk``, so roll them up here;
-        ``writer``: billing's streaming writer (the rows follow its COPY)."""
+        ``writer``: billing's streaming writer (the rows follow its COPY, merged right after)."""
         if not ENABLED:
             return
         closing = {u["_key"]: (u["meter_id"], u["ended_at"]) for u in usage if u.get("_key")} if streamed else {}
         if self.stream and writer is not None:
-            # one usage row per meter in a batch (``flush`` sums per key anyway), written as COPY lines
+            # one usage row per meter in a batch, so a block's rows have distinct keys (the merge
+            # still sums per key), written as COPY lines
             out = []
+            day, meters = self.day, self.meters
             for u in usage:
                 mid = u["meter_id"]
-                q, f = usage_parts(u["quantity"], int(u["amount_fen"]), u["lines"])
-                out.append(f"{mid}\t{local_day(u['ended_at'], self.tz(mid))}\t{u['account_id'] or 0}\t"
-                           f"{self.meters[mid].kind}\t{u['quantity']}\t" + "\t".join(map(str, q.values())) +
-                           f"\t{int(u['amount_fen'])}\t" + "\t".join(map(str, f.values())) + "\t1\n")
+                fen = int(u["amount_fen"])
+                q, f = usage_parts(u["quantity"], fen, u["lines"])
+                out.append(f"{mid}\t{day(u['ended_at'], mid)}\t{u['account_id'] or 0}\t{meters[mid].kind}\t"
+                           f"{u['quantity']}\t" + "\t".join(map(str, q.values())) + f"\t{fen}\t" +
+                           "\t".join(map(str, f.values())) + "\t1\n")
+            merge = []
             if out:
-                writer.copy(f"COPY _merge_usage_days (meter_id, day, account_id, kind, {', '.join(USAGE_SUMS)}) "
-                            "FROM STDIN", out)
-                self.queued.add("usage_days")
-            if streamed and consumptions:  # the site of each account is joined in by ``flush``
-                writer.copy("COPY _merge_ledger_days (account_id, day, ledger_account_id, kind, amount_fen, "
-                            "postings) FROM STDIN", [
-                                f"{c.account_id}\t{local_day(closing[c.key][1], self.tz(closing[c.key][0]))}\t"
-                                f"{c.revenue_id}\tconsumption\t{c.amount_fen}\t1\n" for c in consumptions])
-                self.queued.add("ledger_days")
+                writer.copy(USAGE_DAYS_COPY, out)
+                merge += [USAGE_DAYS_MERGE, MONTHS_FROM_DAYS, "DELETE FROM _merge_usage_days"]
+            if streamed and consumptions:  # the site of each account is joined in by the merge
+                lines = []
+                for c in consumptions:
+                    mid, ended_at = closing[c.key]
+                    lines.append(f"{c.account_id}\t{day(ended_at, mid)}\t{c.revenue_id}\tconsumption\t"
+                                 f"{c.amount_fen}\t1\n")
+                writer.copy(LEDGER_DAYS_COPY, lines)
+                merge += [LEDGER_DAYS_MERGE, "DELETE FROM _merge_ledger_days"]
+            if merge:
+                writer.execute("; ".join(merge))
             return
         self.usage.extend((u["meter_id"], u["account_id"], u["ended_at"], u["quantity"], u["amount_fen"],
                            u["lines"]) for u in usage)
@@ -290,19 +307,27 @@ class Collector:
 
     def readings_stored(self, rows: Sequence[Any], groups: Mapping[int, Sequence[int]],
                         statuses: Mapping[int, tuple], *, writer: Any = None) -> None:
-        """Billing stored its batch's ``rows`` (see ``reading_rows``)."""
+        """Billing stored its batch's ``rows`` (see ``reading_rows``); with ``writer`` (streaming)
+        they follow its COPY and are merged right after, while billing prices."""
         if not ENABLED or not groups:
             return
-        days = reading_rows(rows, groups, statuses, self.meters, self.zones)
         if self.stream and writer is not None:
-            if days:
-                writer.copy(f"COPY _merge_reading_days ({READING_COLS}) FROM STDIN", [
-                    f"{r['meter_id']}\t{r['day']}\t{_iso(r['first_at'])}\t{_nul(r['first_total'])}\t"
-                    f"{_iso(r['last_at'])}\t{_nul(r['last_total'])}\t{r['readings']}\t{r['anomalies']}\n"
-                    for r in days])
-                self.queued.add("reading_days")
-        else:
-            self.readings.extend(days)
+            iso: dict[datetime, str] = {}
+
+            def at(v: datetime | None) -> str:
+                if v is None:
+                    return "\\N"
+                text = iso.get(v)
+                if text is None:
+                    text = iso[v] = v.isoformat()
+                return text
+            lines = [f"{m}\t{d}\t{at(v[0])}\t{_nul(v[1])}\t{at(v[2])}\t{_nul(v[3])}\t{v[4]}\t{v[5]}\n"
+                     for (m, d), v in _reading_days(rows, groups, statuses, self.meters, self.zones, self.days).items()]
+            if lines:
+                writer.copy(READING_DAYS_COPY, lines)
+                writer.execute(f"{READING_DAYS_MERGE}; DELETE FROM _merge_reading_days")
+            return
+        self.readings.extend(reading_rows(rows, groups, statuses, self.meters, self.zones))
 
 
 def _nul(v) -> str:
@@ -317,44 +342,26 @@ TEMP_TABLES = ("ledger_days", "usage_days", "reading_days")
 
 
 def flush(session: Session, collector: Collector | None, meters: Mapping[int, Any] | None = None) -> None:
-    """Write what ``collector`` holds (after billing's writer is done with the connection)."""
+    """Write what ``collector`` kept (after billing's writer is done with the connection); the
+    streamed rows were merged by the writer already."""
     if not ENABLED or collector is None:
         return
-    sql = []  # the streamed rows merged in one round trip, each temporary table emptied after
-    if "reading_days" in collector.queued:
-        sql.append(f"INSERT INTO reading_days ({READING_COLS}) SELECT {READING_COLS} FROM _merge_reading_days "
-                   f"ORDER BY meter_id, day ON CONFLICT (meter_id, day) DO UPDATE SET {READINGS_SQL}")
-    if "usage_days" in collector.queued:
-        cols = ", ".join(USAGE_SUMS)
-        sums = ", ".join(f"sum({c})" for c in USAGE_SUMS)
-        sql.append(f"INSERT INTO usage_days (meter_id, day, account_id, kind, {cols}) SELECT meter_id, day, "
-                   f"account_id, min(kind), {sums} FROM _merge_usage_days GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 "
-                   f"ON CONFLICT (meter_id, day, account_id) DO UPDATE SET {_sums_sql('usage_days', USAGE_SUMS)}")
-        sql.append(MONTHS_FROM_DAYS)
-    if "ledger_days" in collector.queued:
-        sql.append("INSERT INTO ledger_days (account_id, day, ledger_account_id, kind, site_id, amount_fen, postings) "
-                   "SELECT t.account_id, t.day, t.ledger_account_id, t.kind, min(a.site_id), sum(t.amount_fen), "
-                   "sum(t.postings) FROM _merge_ledger_days t LEFT JOIN accounts a ON a.id = t.account_id "
-                   "GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 ON CONFLICT (account_id, day, ledger_account_id, kind) "
-                   f"DO UPDATE SET {_sums_sql('ledger_days', ('amount_fen', 'postings'))}")
-    if sql:
-        _driver_run(session, "; ".join(sql + [f"DELETE FROM _merge_{t}" for t in sorted(collector.queued)]))
     if collector.readings:
         write_readings(session, collector.readings)
     if collector.usage:
         usage = UsageRows()
         for meter_id, account_id, ended_at, quantity, amount_fen, lines in collector.usage:
-            usage.add(meter_id, account_id or 0, local_day(ended_at, collector.tz(meter_id)),
+            usage.add(meter_id, account_id or 0, collector.day(ended_at, meter_id),
                       collector.meters[meter_id].kind, quantity, int(amount_fen), lines)
         usage.write(session)
     if collector.consumptions:
         sites = sites_of(session, [c[0] for c in collector.consumptions])
         ledger = LedgerRows()
         for account_id, revenue_id, fen, meter_id, ended_at in collector.consumptions:
-            ledger.add(account_id, local_day(ended_at, collector.tz(meter_id)), revenue_id, "consumption",
+            ledger.add(account_id, collector.day(ended_at, meter_id), revenue_id, "consumption",
                        sites.get(account_id, (None, None))[0], fen)
         ledger.write(session)
-    collector.usage, collector.consumptions, collector.readings, collector.queued = [], [], [], set()
+    collector.usage, collector.consumptions, collector.readings = [], [], []
 
 
 READING_COLS = "meter_id, day, first_at, first_total, last_at, last_total, readings, anomalies"
@@ -369,8 +376,20 @@ def reading_rows(rows: Sequence[Any], groups: Mapping[int, Sequence[int]], statu
 
     A meter's rows usually fall on one local day: then only its first and last row are looked at.
     Rows over several days are cut at each local midnight (a bisect on their times)."""
+    return [{"meter_id": m, "day": d, "first_at": v[0], "first_total": v[1], "last_at": v[2], "last_total": v[3],
+             "readings": v[4], "anomalies": v[5]}
+            for (m, d), v in sorted(_reading_days(rows, groups, statuses, meters, zones).items())]
+
+
+def _reading_days(rows: Sequence[Any], groups: Mapping[int, Sequence[int]], statuses: Mapping[int, tuple],
+                  meters: Mapping[int, Any], zones: dict[str, ZoneInfo] | None = None,
+                  local: dict[tuple[datetime, str], date] | None = None) -> dict[tuple[int, date], list]:
+    """``reading_rows`` as (meter, day) -> [first_at, first_total, last_at, last_total, readings,
+    anomalies], unsorted. ``local``: (time, zone name) -> local day, a cache shared with the caller."""
     days: dict[tuple[int, date], list] = {}
     zones = {} if zones is None else zones
+    local = {} if local is None else local
+    ends: dict[tuple[date, str], datetime] = {}  # (day, zone name) -> the next local midnight
     anomalous = {i for i, st in statuses.items() if st[0] == "anomaly"}
     duplicate = {i for i, st in statuses.items() if st[0] == "duplicate"}
     for meter, idxs in groups.items():
@@ -378,13 +397,19 @@ def reading_rows(rows: Sequence[Any], groups: Mapping[int, Sequence[int]], statu
         if not group:
             continue
         name = meters[meter].tz
-        tz = zones.get(name) or zones.setdefault(name, zone(name))
         first_at, last_at = rows[group[0]].taken_at, rows[group[-1]].taken_at
-        day = local_day(first_at, tz)
-        end = datetime.combine(day + timedelta(days=1), datetime.min.time(), tz)
+        day = local.get((first_at, name))
+        if day is None:
+            tz = zones.get(name) or zones.setdefault(name, zone(name))
+            day = local[(first_at, name)] = local_day(first_at, tz)
+        end = ends.get((day, name))
+        if end is None:
+            tz = zones.get(name) or zones.setdefault(name, zone(name))
+            end = ends[(day, name)] = datetime.combine(day + timedelta(days=1), datetime.min.time(), tz)
         if last_at < end:  # one day: no need to look at the rows in between
             runs: list[tuple[date, Sequence[int], Sequence[datetime] | None]] = [(day, group, None)]
         else:
+            tz = zones.get(name) or zones.setdefault(name, zone(name))
             times = [rows[i].taken_at for i in group]
             runs = []
             a = 0
@@ -398,8 +423,7 @@ def reading_rows(rows: Sequence[Any], groups: Mapping[int, Sequence[int]], statu
             if cur is None:
                 cur = days[(meter, day)] = [None, None, None, None, 0, 0]
             _add_run(cur, rows, run, run_times, anomalous)
-    return [{"meter_id": m, "day": d, "first_at": v[0], "first_total": v[1], "last_at": v[2], "last_total": v[3],
-             "readings": v[4], "anomalies": v[5]} for (m, d), v in sorted(days.items())]
+    return days
 
 
 def readings_stored(session: Session, rows: Sequence[Any], groups: Mapping[int, Sequence[int]],
@@ -641,6 +665,24 @@ MONTHS_FROM_DAYS = (
     f"{', '.join(f'sum({c})' for c in USAGE_SUMS)} FROM _merge_usage_days "
     f"GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 ON CONFLICT (meter_id, month, account_id) DO UPDATE SET "
     f"{_sums_sql('usage_months', USAGE_SUMS)}")
+
+
+USAGE_DAYS_COPY = f"COPY _merge_usage_days (meter_id, day, account_id, kind, {', '.join(USAGE_SUMS)}) FROM STDIN"
+USAGE_DAYS_MERGE = (
+    f"INSERT INTO usage_days (meter_id, day, account_id, kind, {', '.join(USAGE_SUMS)}) SELECT meter_id, day, "
+    f"account_id, min(kind), {', '.join(f'sum({c})' for c in USAGE_SUMS)} FROM _merge_usage_days GROUP BY 1, 2, 3 "
+    f"ORDER BY 1, 2, 3 ON CONFLICT (meter_id, day, account_id) DO UPDATE SET {_sums_sql('usage_days', USAGE_SUMS)}")
+LEDGER_DAYS_COPY = ("COPY _merge_ledger_days (account_id, day, ledger_account_id, kind, amount_fen, postings) "
+                    "FROM STDIN")
+LEDGER_DAYS_MERGE = (
+    "INSERT INTO ledger_days (account_id, day, ledger_account_id, kind, site_id, amount_fen, postings) "
+    "SELECT t.account_id, t.day, t.ledger_account_id, t.kind, min(a.site_id), sum(t.amount_fen), sum(t.postings) "
+    "FROM _merge_ledger_days t LEFT JOIN accounts a ON a.id = t.account_id GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 "
+    "ON CONFLICT (account_id, day, ledger_account_id, kind) "
+    f"DO UPDATE SET {_sums_sql('ledger_days', ('amount_fen', 'postings'))}")
+READING_DAYS_COPY = f"COPY _merge_reading_days ({READING_COLS}) FROM STDIN"
+READING_DAYS_MERGE = (f"INSERT INTO reading_days ({READING_COLS}) SELECT {READING_COLS} FROM _merge_reading_days "
+                      f"ORDER BY meter_id, day ON CONFLICT (meter_id, day) DO UPDATE SET {READINGS_SQL}")
 
 
 def _months_from_days(session: Session) -> None:

@@ -75,3 +75,37 @@ def test_flat_plan_bills_last_minus_first_times_ct_whatever_the_order_and_replay
     expected = to_fen((series[-1][1] - series[0][1]) * ct * Decimal("0.5383"))
     assert ledger.account_balance(session, acct.id) == -expected
     assert validate(session) == []
+
+
+@st.composite
+def after_a_cursor(draw):
+    """A first reading (the cursor), then a batch: times after, at or before it, totals that may
+    fall (anomalies), repeats, in time order or not."""
+    start = at("2026-07-28 00:00")
+    rows = []
+    for _ in range(draw(st.integers(1, 10))):
+        hours = draw(st.integers(-3, 30))
+        rows.append((start + timedelta(hours=hours), Decimal("500.00") + Decimal(draw(st.integers(-300, 9000))) / 100))
+    if draw(st.booleans()):
+        rows.sort()
+    return rows
+
+
+@PROPS
+@given(after_a_cursor())
+def test_a_plain_run_taken_at_once_decides_as_row_by_row(session, billed_account, monkeypatch, batch):
+    """``_decide_and_bill`` takes a meter's rows as one run when each would be a plain accepted
+    reading (``_RUN`` rows or more); otherwise row by row. Either way every row gets the same
+    status, reason, amount and quantity, and the same usage is billed."""
+    import sys
+    decide = sys.modules["core.billing.ingest"]
+    results, balances = [], []
+    for run in (1, 10 ** 9):
+        monkeypatch.setattr(decide, "_RUN", run)
+        account, meter = billed_account(BEIJING_TIERS)
+        ingest_batch(session, [RawReading(meter.id, at("2026-07-28 00:00"), Decimal("500.00"))])
+        res = ingest_batch(session, [RawReading(meter.id, t, v) for t, v in batch])
+        results.append([(r.status, r.reason, r.billed_fen, r.quantity, r.late) for r in res.results])
+        balances.append(ledger.account_balance(session, account.id))
+    session.commit()
+    assert results[0] == results[1] and balances[0] == balances[1]

@@ -204,3 +204,42 @@ def test_a_large_batch_takes_its_reading_ids_on_a_connection_of_its_own(session,
     assert len(stored) == 60 and set(stored) <= set(made[0].ids(60)) and not set(stored) & set(ids)
     assert ledger.account_balance(session, a1.id) == ledger.account_balance(session, a2.id) < 100_000
     assert validate(session) == []
+
+
+def test_streamed_blocks_leave_the_same_states_balances_and_rollups_as_the_orm_path(
+        session, billed_account, monkeypatch, pg_only):
+    """Billing's streaming writer writes each priced block's wallet deltas, billing states and
+    rollups behind its COPYs (here a block of 2 meters): after three batches -- baselines only,
+    then two of several readings crossing a tier -- every state, balance and rollup equals the
+    ORM path's for the same readings, and ``ledger check`` (rollups too) is clean."""
+    import sys
+
+    from core.models import UsageDay, UsageMonth
+    from core.models.billing import MeterBillingState
+    from core.reports.check import validate as validate_rollups
+    from tests.billing.conftest import BEIJING_TIERS
+    monkeypatch.setattr(sys.modules["core.billing.ingest"], "_PRICE_BLOCK", 2)  # the module, not the function
+    copied = [billed_account(BEIJING_TIERS, mode=mode) for mode in ("prepaid-platform", "postpaid") * 3]
+    by_orm = [billed_account(BEIJING_TIERS, mode=mode) for mode in ("prepaid-platform", "postpaid") * 3]
+
+    def batch(accounts, start, hours):
+        rows = _series([m for _, m in accounts], start + hours, "37.5")
+        return [r for r in rows if r.taken_at >= at("2026-07-01 00:00") + timedelta(hours=start)]
+    for start, hours in ((0, 1), (1, 5), (6, 6)):
+        _copy_then_orm(session, monkeypatch, batch(copied, start, hours), batch(by_orm, start, hours))
+    session.expire_all()
+
+    def state(meter):
+        st = session.get(MeterBillingState, meter.id)
+        return (st.last_taken_at, st.last_total, st.cycle, st.cycle_used, st.charged_month, st.exact_amount,
+                st.billed_fen, st.seen_until, session.get(Reading, st.last_reading_id).taken_at)
+
+    def sums(model, meter):
+        row = session.scalar(select(model).where(model.meter_id == meter.id))
+        return (row.quantity, row.fee_fen, row.q_none, row.f_none, row.intervals)
+    for (a1, m1), (a2, m2) in zip(copied, by_orm):
+        assert state(m1) == state(m2) and state(m1)[1] == Decimal(100) + 11 * Decimal("37.5")
+        assert ledger.account_balance(session, a1.id) == ledger.account_balance(session, a2.id)
+        assert sums(UsageDay, m1) == sums(UsageDay, m2) and sums(UsageMonth, m1) == sums(UsageMonth, m2)
+    assert ledger.account_balance(session, copied[0][0].id) < 100_000 - 240 * 48  # past the first tier
+    assert validate(session) == [] and validate_rollups(session) == []
