@@ -15,7 +15,8 @@ from meterpay.cli.base import friendly_errors, print_json
 @click.option("--rounds", type=int, default=1, show_default=True, help="report the best of this many rounds")
 @click.option("--store", is_flag=True, help="the poller's whole round: also store readings through billing")
 @click.option("--database-url", default=None,
-              help="with --store: default a scratch SQLite file; with --workers: PostgreSQL (a scratch database beside it)")
+              help="with --store: default a scratch SQLite file; with --workers: PostgreSQL (a scratch database "
+                   "beside it)")
 @click.option("--workers", type=int, default=None,
               help="run the round as RQ jobs on N real `meterpay worker` processes (PostgreSQL, Redis; stores)")
 @click.option("--shard-gateways", type=int, default=None,

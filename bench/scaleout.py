@@ -102,7 +102,7 @@ def worker_processes(n: int, env: dict, queues: str = QUEUES, logdir: str | None
     logs = []
     try:
         for i in range(n):
-            log = open(os.path.join(logdir, f"worker-{i}.log"), "w")  # noqa: SIM115 (closed below)
+            log = open(os.path.join(logdir, f"worker-{i}.log"), "w")
             logs.append(log)
             procs.append(subprocess.Popen([sys.executable, "-m", "meterpay.cli.__main__", "worker", "--queues", queues,
                                            "--name", f"bench{i}"], env=env, stdout=log, stderr=subprocess.STDOUT))
@@ -132,7 +132,7 @@ def worker_processes(n: int, env: dict, queues: str = QUEUES, logdir: str | None
 def warm_up() -> None:
     """Job: import what the measured jobs run, so no worker pays its imports inside a round."""
     import core.billing  # noqa: F401
-    import hardware.executor  # noqa: F401
+    import hardware.executor
     import hardware.poller  # noqa: F401
     time.sleep(0.3)
 
@@ -189,9 +189,12 @@ def _stage(database_url: str | None, redis_url: str | None, prefix: str) -> Iter
     from core.migrate import upgrade
     base = database_url or get_settings().database_url
     if not base.startswith("postgresql"):
-        raise RuntimeError("--workers needs PostgreSQL: pass --database-url postgresql://...")
+        from core.errors import ValidationError
+        raise ValidationError("--workers needs PostgreSQL: pass --database-url postgresql://...")
+    from core import jobs
     url, drop = scratch_database(base, prefix)
     saved = {k: os.environ.get(k) for k in ("METERPAY_DATABASE_URL", "METERPAY_REDIS_URL")}
+    jobs.set_eager(False)  # the jobs go to the workers (the tests' default is eager; their fixture resets it)
     try:
         with (private_redis() if redis_url is None else _given_redis(redis_url)) as (rurl, rproc):
             os.environ["METERPAY_DATABASE_URL"] = url
