@@ -241,6 +241,10 @@ def _measure(stage: dict, workers: list, sim, enqueue) -> dict:
            "redis_cpu_s": None if r0 is None else round(cpu_of(stage["redis_pid"]) - r0, 3),
            "simulator_cpu_s": round(cpu_of(sim.pid) - s0, 3), "jobs": len(job_ids),
            "failed_jobs": sum(1 for j in jobs if j.is_failed)}
+    failed = [j for j in jobs if j.is_failed]
+    if failed:
+        info = failed[0].latest_result()
+        out["first_failure"] = (getattr(info, "exc_string", None) or "")[-1500:]
     out["results"] = [j.return_value() for j in jobs if j.is_finished]
     return out
 
