@@ -62,6 +62,21 @@ def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def _wait_up_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Until something listens on ``port``; raises if ``proc`` exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[3:5]} exited early")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on port {port}") from None
+            time.sleep(0.1)
+
+
 @contextmanager
 def private_redis() -> Iterator[tuple[str, subprocess.Popen]]:
     """``redis-server`` on a free loopback port in a temp dir, without persistence."""

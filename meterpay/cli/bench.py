@@ -13,6 +13,7 @@ BENCHMARKS = {
     "billing": "bench.billing:bench_billing",
     "bot": "bench.bot:bench_bot",
     "commands": "bench.hardware:bench_commands",
+    "load": "bench.load:bench_load",
     "monitor": "bench.admin:bench_monitor",
     "poll": "bench.hardware:bench_poll",
     "reports": "bench.reports:bench_reports",
