@@ -20,7 +20,7 @@ from meterpay.cli.base import friendly_errors, print_json
 @click.option("--workers", type=int, default=None,
               help="run the round as RQ jobs on N real `meterpay worker` processes (PostgreSQL, Redis; stores)")
 @click.option("--shard-gateways", type=int, default=None,
-              help="with --workers: gateways per poll_gateways job (default: gateways / workers)")
+              help="with --workers: gateways per poll_gateways job (default: gateways / workers, at most 100)")
 @click.option("--redis-url", default=None, help="with --workers: default a private redis-server on a free port")
 @friendly_errors
 def bench_poll(gateways, meters_per_gateway, baud, port_base, turnaround_ms, rounds, store, database_url, workers,

@@ -229,15 +229,16 @@ async def _ping_client(port: int, stop_at: float, tally: Tally) -> None:
 
 
 class Tenant:
-    def __init__(self, index: int, account_id: int, port: int, sandbox_port: int, seed: int):
+    def __init__(self, index: int, account_id: int, port: int, sandbox_port: int, seed: int,
+                 mix: tuple = MIX):
         self.code, self.account_id = CODE.format(index), account_id
         self.port, self.sandbox_port = port, sandbox_port
         self.conn = Conn("127.0.0.1", port)
         self.token: str | None = None
         self.order_no: str | None = None
         self.rnd = random.Random(seed)
-        self.kinds = [k for k, _ in MIX]
-        self.weights = [w for _, w in MIX]
+        self.kinds = [k for k, _ in mix]
+        self.weights = [w for _, w in mix]
 
     def auth(self) -> dict:
         return {"Authorization": f"Bearer {self.token}"}
@@ -297,7 +298,7 @@ class Tenant:
 
 
 def run_phase(kind: str, port: int, sandbox_port: int, accounts: list[int], seconds: float, serve_pids: list[int],
-              seed: int = 1) -> dict:
+              seed: int = 1, mix: tuple = MIX) -> dict:
     """``kind`` "ping" or "mix" with one client per account for ``seconds``; plus the server's CPU."""
     tally = Tally()
 
@@ -306,7 +307,7 @@ def run_phase(kind: str, port: int, sandbox_port: int, accounts: list[int], seco
         if kind == "ping":
             await asyncio.gather(*[_ping_client(port, stop_at, tally) for _ in accounts])
         else:
-            tenants = [Tenant(i, a, port, sandbox_port, seed * 100_003 + i) for i, a in enumerate(accounts)]
+            tenants = [Tenant(i, a, port, sandbox_port, seed * 100_003 + i, mix) for i, a in enumerate(accounts)]
             await asyncio.gather(*[t.run(stop_at, tally) for t in tenants])
     c0 = sum(cpu_of(p) for p in serve_pids)
     t0 = time.perf_counter()
@@ -410,7 +411,7 @@ def _stop(proc: subprocess.Popen) -> None:
 def load_test(*, clients: int, seconds: float, gateways: int, per_gateway: int, import_meters: int,
               poll_interval: float, billing_interval: float, web_workers: int, threads: int | None,
               job_workers: int, port_base: int, database_url: str | None, redis_url: str | None,
-              baud: int = 9600) -> dict:
+              baud: int = 9600, mix: tuple = MIX) -> dict:
     import secrets
 
     from bench.hardware_engine import simulator_process
@@ -430,7 +431,12 @@ def load_test(*, clients: int, seconds: float, gateways: int, per_gateway: int, 
                "METERPAY_SANDBOX_KEY_DIR": os.path.join(work, "keys")}
         if threads:
             env["METERPAY_WEB_THREADS"] = str(threads)
-        sandbox = _start(["sandbox", "--port", str(sandbox_port)], env, os.path.join(work, "sandbox.log"))
+        # The sandbox plays WeChat and WeChat Pay: under gunicorn (one process, as its orders are kept in
+        # memory; many threads, as it waits on our callbacks) so the internet edge is not the bottleneck.
+        sandbox = subprocess.Popen([sys.executable, "-m", "gunicorn", "meterpay.sandbox:create_sandbox_app()",
+                                    "--bind", f"127.0.0.1:{sandbox_port}", "--workers", "1", "--threads", "32",
+                                    "--worker-class", "gthread", "--log-level", "warning"], env=env,
+                                   stdout=open(os.path.join(work, "sandbox.log"), "w"), stderr=subprocess.STDOUT)
         stack.callback(_stop, sandbox)
         _wait_up_port(sandbox_port, sandbox)
         serve = _start(["serve", "--workers", str(web_workers)], env, os.path.join(work, "serve.log"))
@@ -443,10 +449,10 @@ def load_test(*, clients: int, seconds: float, gateways: int, per_gateway: int, 
         accounts = seeded["accounts"]
         time.sleep(1.0)
         run_phase("ping", port, sandbox_port, accounts, min(2.0, seconds), serve_pids)   # warm-up
-        run_phase("mix", port, sandbox_port, accounts, min(2.0, seconds), serve_pids, seed=9)
+        run_phase("mix", port, sandbox_port, accounts, min(2.0, seconds), serve_pids, seed=9, mix=mix)
         load0 = loadavg()
         idle = {"ping": run_phase("ping", port, sandbox_port, accounts, seconds, serve_pids),
-                "mix": run_phase("mix", port, sandbox_port, accounts, seconds, serve_pids, seed=2),
+                "mix": run_phase("mix", port, sandbox_port, accounts, seconds, serve_pids, seed=2, mix=mix),
                 "loadavg": [load0, loadavg()]}
         # the background: poll rounds and the billing process
         poll = PollDriver(seeded["gateway_ids"], poll_interval, hw_settings.poll_shard_gateways())
@@ -460,7 +466,7 @@ def load_test(*, clients: int, seconds: float, gateways: int, per_gateway: int, 
         time.sleep(min(1.0, poll_interval / 2))  # the first round is under way
         load1 = loadavg()
         busy = {"ping": run_phase("ping", port, sandbox_port, accounts, seconds, serve_pids),
-                "mix": run_phase("mix", port, sandbox_port, accounts, seconds, serve_pids, seed=3),
+                "mix": run_phase("mix", port, sandbox_port, accounts, seconds, serve_pids, seed=3, mix=mix),
                 "loadavg": [load1, loadavg()]}
         poll.stop.set()
         open(stop_file, "w").close()
@@ -488,7 +494,7 @@ def load_test(*, clients: int, seconds: float, gateways: int, per_gateway: int, 
                   f"{threads or env.get('METERPAY_WEB_THREADS') or 'default'} threads)",
         "job_workers": job_workers, "site": {"polled_meters": gateways * per_gateway, "gateways": gateways,
                                              "import_meters": import_meters, "seed_s": round(seed_s, 1)},
-        "mix_weights": dict(MIX), "idle": idle, "busy": busy,
+        "mix_weights": dict(mix), "idle": idle, "busy": busy,
         "background": {"poll_interval_s": poll_interval, "poll_rounds": rounds, "billing_interval_s": billing_interval,
                        "billing_imports": imports, "simulator_cpu_s": round(sim_cpu, 2)},
         "recharges": {"paid": len(paid), "credited": credited},
@@ -516,12 +522,14 @@ def load_test(*, clients: int, seconds: float, gateways: int, per_gateway: int, 
 @click.option("--web-workers", type=int, default=2, show_default=True, help="gunicorn workers of `meterpay serve`")
 @click.option("--threads", type=int, default=None, help="threads per gunicorn worker (METERPAY_WEB_THREADS)")
 @click.option("--job-workers", type=int, default=1, show_default=True, help="`meterpay worker` processes")
+@click.option("--mix", default=None,
+              help="request weights, e.g. balance=60,usage=15,order=10,login=10,recharge=5 (the default)")
 @click.option("--port-base", type=int, default=26000, show_default=True, help="first simulator gateway port")
 @click.option("--database-url", default=None, help="PostgreSQL (a scratch database beside it); default: configured")
 @click.option("--redis-url", default=None, help="default: a private redis-server on a free port")
 @friendly_errors
 def bench_load(clients, seconds, gateways, meters_per_gateway, import_meters, poll_interval, billing_interval,
-               web_workers, threads, job_workers, port_base, database_url, redis_url):
+               web_workers, threads, job_workers, mix, port_base, database_url, redis_url):
     """Tenant traffic on `meterpay serve` while polling and billing run, next to the idle system."""
     from core.errors import ValidationError
     if not 1 <= clients <= 500 or not 0.5 <= seconds <= 600 or not 1 <= gateways <= 5000 \
@@ -529,10 +537,19 @@ def bench_load(clients, seconds, gateways, meters_per_gateway, import_meters, po
             or clients > gateways * meters_per_gateway + import_meters:
         raise ValidationError("--clients 1-500 (at most one per meter), --seconds 0.5-600, --gateways 1-5000, "
                               "--meters-per-gateway 1-247, --import-meters >= 0, --poll-interval > 0")
+    weights = MIX
+    if mix:
+        try:
+            weights = tuple((k.strip(), int(v)) for k, v in (part.split("=") for part in mix.split(",")))
+        except ValueError:
+            raise ValidationError("--mix: kind=weight,... e.g. balance=60,usage=15") from None
+        unknown = {k for k, _ in weights} - {k for k, _ in MIX}
+        if unknown or not any(w > 0 for _, w in weights) or any(w < 0 for _, w in weights):
+            raise ValidationError(f"--mix: kinds are {', '.join(k for k, _ in MIX)}, weights >= 0, one > 0")
     print(json.dumps(load_test(clients=clients, seconds=seconds, gateways=gateways, per_gateway=meters_per_gateway,
                                import_meters=import_meters, poll_interval=poll_interval,
                                billing_interval=billing_interval or poll_interval, web_workers=web_workers,
                                threads=threads, job_workers=job_workers, port_base=port_base,
-                               database_url=database_url, redis_url=redis_url)))
+                               database_url=database_url, redis_url=redis_url, mix=weights)))
 
 

@@ -302,7 +302,8 @@ def poll_workers(gateways: int, per_gateway: int, baud: int, port_base: int, tur
     profile = "acrel-ddsy1352"
     exchanges = modbus_exchange_bytes(profile)
     per_meter = sum(wire_time(q, r, baud, turnaround_ms / 1000) for q, r in exchanges)
-    shard = shard or -(-gateways // workers)
+    # as production splits a round (METERPAY_POLL_SHARD_GATEWAYS, 100), but enough jobs for every worker
+    shard = shard or min(100, -(-gateways // workers))
     meters = gateways * per_gateway
     runs = []
     with _stage(database_url, redis_url, "bench_scale_poll") as stage:
