@@ -281,7 +281,7 @@ class Tenant:
         # the tenant pays in the sandbox; it posts the signed callback to the server (not counted here)
         pay = Conn("127.0.0.1", self.sandbox_port)
         try:
-            pstatus, _ = await pay.request("POST", f"/_sandbox/pay/{self.order_no}", body=b"{}")
+            pstatus, _ = await pay.request("POST", f"/_sandbox/pay/{self.order_no}?notify=later", body=b"{}")
         finally:
             pay.close()
         if pstatus == 200:
