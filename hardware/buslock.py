@@ -42,12 +42,19 @@ def _redis_url() -> str | None:
     return get_settings().redis_url
 
 
+POOL_SIZE = 32  # Redis connections per event loop; a lock command holds one for one round trip
+
+
 def _redis(url: str):
+    """The loop's client. Its pool is bounded and *waits* for a free connection: a poll shard takes
+    the locks of hundreds of gateways at once, and redis-py's default pool raises "Too many
+    connections" past 100 instead of waiting."""
     per_loop = _redis_clients.setdefault(asyncio.get_running_loop(), {})
     client = per_loop.get(url)
     if client is None:
-        from redis.asyncio import Redis
-        client = per_loop[url] = Redis.from_url(url)
+        from redis.asyncio import BlockingConnectionPool, Redis
+        pool = BlockingConnectionPool.from_url(url, max_connections=POOL_SIZE, timeout=30)
+        client = per_loop[url] = Redis(connection_pool=pool)
     return client
 
 

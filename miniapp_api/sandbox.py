@@ -4,7 +4,9 @@ Mounted by ``meterpay/sandbox.py`` (``meterpay sandbox --port 5055``) and by the
 orders in memory, verifies our signed requests with our sandbox public keys, signs its answers
 and notifications with its own sandbox keys, and sends notifications to the ``notify_url`` we
 gave it. A person (or a test) "pays" an order with ``POST /_sandbox/pay/<order no>``; add
-``?notify=0`` to lose the callback. Never point production at it.
+``?notify=0`` to lose the callback, or ``?notify=later`` to get the answer first and the callback
+afterwards from another thread (as the real services do; ``meterpay bench load`` uses it). Never
+point production at it.
 
 It can misbehave the way the real services do: ``inject(api, *faults)`` (or ``POST /_sandbox/faults
 {"api": ..., "faults": [...]}``) queues faults that the next calls of that API consume, one per call
@@ -605,16 +607,22 @@ def alipay_pay(no: str, *, notify: bool = True, amount_fen: int | None = None) -
 
 @bp.route("/_sandbox/pay/<no>", methods=["GET", "POST"])
 def sandbox_pay(no):
-    """GET: a page with a Pay button (the demo); POST: pay now (``?notify=0`` loses the callback)."""
+    """GET: a page with a Pay button (the demo); POST: pay now (``?notify=0`` loses the callback,
+    ``?notify=later`` sends it after answering)."""
     if no not in WX_ORDERS and no not in ALI_ORDERS:
         return jsonify({"error": f"no sandbox order {no}"}), 404
     if request.method == "GET":
         return Response(f"""<!doctype html><meta charset=utf-8><title>SANDBOX payment</title>
 <h1 style="color:#b00">SANDBOX — no real money</h1><p>Order {no}</p>
 <form method=post><button>Pay this order in the sandbox</button></form>""", mimetype="text/html")
-    notify = request.args.get("notify", "1") != "0"
-    result = wx_pay(no, notify=notify) if no in WX_ORDERS else alipay_pay(no, notify=notify)
-    return jsonify({"sandbox": True, **result})
+    mode = request.args.get("notify", "1")
+    pay = wx_pay if no in WX_ORDERS else alipay_pay
+    if mode == "later":
+        # As the real providers do: the payer's answer now, the notification afterwards from another thread.
+        result = pay(no, notify=False)
+        threading.Thread(target=pay, args=(no,), daemon=True).start()
+        return jsonify({"sandbox": True, **result, "notified": "later"})
+    return jsonify({"sandbox": True, **pay(no, notify=mode != "0")})
 
 
 @bp.post("/_sandbox/faults")

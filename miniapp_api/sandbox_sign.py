@@ -8,6 +8,7 @@ These are the providers' published algorithms: WeChat Pay v3 (RSA-SHA256 over
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import secrets
 import time
@@ -71,14 +72,21 @@ def alipay_appid() -> str:
     return _env("METERPAY_ALIPAY_APPID", sandbox_keys.ALIPAY_APPID)
 
 
+@functools.lru_cache(maxsize=32)
+def _load_private(pem: str):
+    """A PEM private key, loaded once per text: OpenSSL 3 checks an RSA key as it loads it (tens of
+    milliseconds), which made every signed sandbox answer slow."""
+    return serialization.load_pem_private_key(pem.encode(), password=None)
+
+
 def _private(name: str):
-    return serialization.load_pem_private_key(sandbox_keys.read(name).encode(), password=None)
+    return _load_private(sandbox_keys.read(name))
 
 
 def _merchant_public():
     path = config.raw("METERPAY_WXPAY_PRIVATE_KEY_FILE")
     pem = open(path).read() if path else sandbox_keys.read("wxpay_merchant_key.pem")
-    return serialization.load_pem_private_key(pem.encode(), password=None).public_key()
+    return _load_private(pem).public_key()
 
 
 def rsa_sha256(key, message: str) -> str:

@@ -15,6 +15,7 @@ BENCHMARKS = {
     "bot": "bench.bot:bench_bot",
     "commands": "bench.hardware:bench_commands",
     "month-end": "bench.monthend:bench_month_end",
+    "load": "bench.load:bench_load",
     "monitor": "bench.admin:bench_monitor",
     "poll": "bench.hardware:bench_poll",
     "reports": "bench.reports:bench_reports",

@@ -141,6 +141,18 @@ def test_different_gateways_do_not_wait_for_each_other(redis_url):
     assert asyncio.run(main()) < 0.35
 
 
+def test_a_round_of_more_gateways_than_redis_connections_takes_every_bus_lock(redis_url):
+    """One poll shard reads hundreds of gateways at once: the bus locks share a bounded pool of
+    Redis connections and wait for a free one (redis-py's own pool raised "Too many connections"
+    past 100 and failed the whole shard)."""
+    async def main():
+        async def hold(url):
+            async with bus_lock(url):
+                await asyncio.sleep(0.05)
+        await asyncio.gather(*(hold(f"tcp://10.1.{i // 250}.{i % 250}:1") for i in range(300)))
+    asyncio.run(main())
+
+
 def test_a_bus_held_too_long_is_a_clear_error(redis_url):
     async def main():
         async with bus_lock("tcp://10.0.0.3:1"):

@@ -215,3 +215,17 @@ def test_a_mismatched_alipay_callback_flags_the_order(bound_tenant, pay_env, ove
     assert post_ali(pay_env, body).text == "success"
     row = order_row(order["order_no"])
     assert row.state == "flagged" and reason in row.flag_reason and balance_of(account.id) == 1000
+
+
+@pytest.mark.parametrize("channel", ["wechat", "alipay"])
+def test_the_sandbox_can_answer_the_payer_first_and_notify_afterwards(bound_tenant, pay_env, channel):
+    """``?notify=later`` (what ``meterpay bench load`` uses): the payer gets the answer at once, the
+    signed notification follows from another thread and credits the order, as a real provider does."""
+    tenant, account = bound_tenant()
+    order = _order(tenant, account, channel)
+    paid = requests.post(f"{pay_env['fake']}/_sandbox/pay/{order['order_no']}?notify=later", timeout=10).json()
+    assert paid["notified"] == "later" and paid["transaction_id"]
+    deadline = time.monotonic() + 10
+    while balance_of(account.id) != 6000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert balance_of(account.id) == 6000
