@@ -265,6 +265,7 @@ AREA_TITLES = {
     "alarms": "Alarms and notifications",
     "sites": "Sites and the demo",
     "hardware": "Hardware",
+    "batch": "Batch tasks",
     "wechat": "WeChat apps (shared by the mini-program and the bot)",
     "miniapp": "Mini-program and payments",
     "bot": "Bot and alarm channels",

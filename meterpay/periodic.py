@@ -32,6 +32,8 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob("supply-enforce", "core.supply.enforce.sweep", 60, "default", 300),
     # alarms: an account whose alarm level disagrees with its balance is evaluated
     PeriodicJob("alarms-sweep", "core.alarms.balance.sweep", 300, "notify", 300),
+    # batch: start scheduled tasks when due, follow their items, restart the engine of a dead worker
+    PeriodicJob("batch-sweep", "core.batch.runner.sweep", 10, "default", 120),
 ]
 
 

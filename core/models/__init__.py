@@ -2,6 +2,7 @@
 from core.db import Base
 from core.models.alarm import AlarmState, BotConfirmation, Notification, SupplyControl
 from core.models.audit import AuditLog
+from core.models.batch import BatchItem, BatchTask
 from core.models.billing import BilledUsage, MeterBillingState
 from core.models.binding import TenantBinding
 from core.models.command import MeterCommand, MeterCommandEvent
@@ -22,5 +23,5 @@ __all__ = [
     "AuditLog", "AccountPreset", "BilledUsage", "MeterBillingState",
     "PaymentRefund", "PaymentReconciliation", "TenantBinding",
     "AlarmState", "BotConfirmation", "Notification", "SupplyControl",
-    "LedgerDay", "UsageDay", "UsageMonth", "ReadingDay",
+    "LedgerDay", "UsageDay", "UsageMonth", "ReadingDay", "BatchTask", "BatchItem",
 ]
