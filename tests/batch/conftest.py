@@ -16,7 +16,7 @@ def wired_site(factory, simulator, session):  # noqa: F811
 
     def make(n: int = 3, *, profile: str = "dlt645-2007", protocol: str = "dlt645", per_gateway: int = 10,
              billing_mode: str = "prepaid-platform", balance_fen: int = 10000, tariff=None, site=None,
-             floors_of: int = 10):
+             floors_of: int = 10, building: str = "A"):
         site = site or factory.site()
         gws, out = [], []
         for g in range(0, n, per_gateway):
@@ -26,10 +26,11 @@ def wired_site(factory, simulator, session):  # noqa: F811
         i = 0
         for gw, addrs in gws:
             for a in addrs:
-                room = factory.room(site, number=f"{i // floors_of + 1}{i % floors_of + 1:02d}", building="A",
+                prefix = "" if building == "A" else building
+                room = factory.room(site, number=f"{prefix}{i // floors_of + 1}{i % floors_of + 1:02d}", building=building,
                                     floor=str(i // floors_of + 1))
                 acct = factory.account(room=room, billing_mode=billing_mode, balance_fen=balance_fen, tariff=tariff,
-                                       meters=(MeterSpec(serial=f"S{site.id}-{i}", kind="electricity", profile=profile,
+                                       meters=(MeterSpec(serial=f"S{site.id}-{building}-{i}", kind="electricity", profile=profile,
                                                          gateway=gw.url, address=a),))
                 meter = session.query(Meter).filter_by(account_id=acct.id).one()
                 out.append((room, acct, meter, gw.meter(a)))
