@@ -29,6 +29,8 @@ import time
 import uuid
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
 from core.batch import runner
 from core.batch import settings as batch_settings
 from core.jobs import job
@@ -156,8 +158,12 @@ def drive(task_id: int, *, window: int | None = None) -> dict[str, Any]:
             cap = per_gateway * gateways
             fresh: list[int] = []
             if feeding and not queue_empty and cap - len(inflight) >= max(1, cap // 4):
-                fed = runner.feed(task_id, min(cap - len(inflight), FEED_CHUNK))
-                stats["fed"] += fed.taken
+                try:
+                    fed = runner.feed(task_id, min(cap - len(inflight), FEED_CHUNK))
+                except OperationalError:  # a deadlock with a stop or a retry: nothing was taken; again
+                    log.warning("feeding batch task %s failed; trying again", task_id, exc_info=True)
+                    fed = runner.Fed(taken=-1)
+                stats["fed"] += max(fed.taken, 0)
                 feeding = fed.running
                 queue_empty = fed.taken == 0
                 fresh = fed.command_ids

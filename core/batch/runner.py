@@ -73,7 +73,7 @@ def begin(task_id: int, token: str) -> bool:
     """An engine takes (a share of) a task: pending -> running, its lease noted. False when the task
     is not runnable (not confirmed, not due, stopped, cancelled, finished)."""
     with session_scope() as s:
-        task = s.scalar(select(BatchTask).where(BatchTask.id == task_id).with_for_update())
+        task = s.scalar(select(BatchTask).where(BatchTask.id == task_id).with_for_update(key_share=True))
         if task is None or task.state not in ("pending", "running"):
             return False
         now = utcnow()
@@ -306,7 +306,7 @@ def sweep() -> dict[str, int]:
             or_(BatchTask.state == "pending",
                 and_(BatchTask.state == "running",
                      or_(BatchTask.driver_until.is_(None), BatchTask.driver_until < now))))
-            .with_for_update(skip_locked=True)))
+            .with_for_update(skip_locked=True, key_share=True)))
         ids = []
         for task in drive:
             if not _has_work(s, task.id):  # every item was skipped when frozen, or ended meanwhile
@@ -343,7 +343,7 @@ def feed_peek(task_id: int) -> int:
 def release(task_id: int, token: str) -> None:
     """The engine ends: its lease goes (if still its own) and a task with nothing left is finished."""
     with session_scope() as s:
-        task = s.scalar(select(BatchTask).where(BatchTask.id == task_id).with_for_update())
+        task = s.scalar(select(BatchTask).where(BatchTask.id == task_id).with_for_update(key_share=True))
         if task is None:
             return
         if task.driver_token == token:

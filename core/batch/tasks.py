@@ -165,7 +165,8 @@ def preview(session: Session, *, site_id: int, action: str, selection: dict, par
 
 def get_task(session: Session, task_id: int, *, lock: bool = False) -> BatchTask:
     q = select(BatchTask).where(BatchTask.id == task_id)
-    task = session.scalar(q.with_for_update() if lock else q) if isinstance(task_id, int) else None
+    # FOR NO KEY UPDATE: items written meanwhile (which take KEY SHARE on their task) are not blocked
+    task = session.scalar(q.with_for_update(key_share=True) if lock else q) if isinstance(task_id, int) else None
     if task is None:
         raise NotFound(f"no batch task {task_id}")
     return task
