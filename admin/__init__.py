@@ -15,6 +15,7 @@ def init_app(app) -> None:
     from admin import (  # noqa: F401 - routes
         audit_log,
         auth,
+        batch,
         finance,
         monitor,
         opening,

@@ -55,6 +55,9 @@ AUDIT_ACTIONS = {
     "supply_cut_cancelled": _("取消断电"),
     "refund_stuck": _("退款久未完成"), "refund_abnormal_resolved": _("退款异常已处理"),
     "meter_credit": _("写入电表"), "copy_tariff_template": _("复制价格模板"),
+    "batch_create": _("创建批量任务"), "batch_confirm": _("确认批量任务"), "batch_run": _("立即执行批量任务"),
+    "batch_cancel": _("取消批量任务"), "batch_stop": _("停止批量任务"), "batch_retry": _("重试批量任务"),
+    "batch_start": _("批量任务开始"), "batch_finish": _("批量任务完成"), "charge": _("收费扣款"),
     # a state added later reads as its code until it has words (a test lists what the code records)
     **{f"refund_{state}": REFUND_STATE_WORDS[state] for state in REFUND_STATES if state in REFUND_STATE_WORDS},
 }
@@ -73,6 +76,10 @@ DETAIL_KEYS = {
     "bound": _("已绑定"), "billed": _("已计费"), "field": _("字段"), "day": _("日期"), "count": _("条数"),
     "queue": _("队列"), "purchase_count": _("购电次数"), "on": _("开启"), "state": _("状态"),
     "attempts": _("尝试次数"), "last_error": _("最近错误"), "outcome": _("处理结果"), "note": _("备注"),
+    "task_id": _("批量任务号"), "batch_action": _("批量操作"), "what": _("操作内容"), "items": _("条目数"),
+    "scheduled_at": _("计划时间"), "unsent": _("未发送条目"), "failed_only": _("仅失败条目"), "code": _("收费代码"),
+    "queued": _("排队中"), "sent": _("已发送"), "confirmed": _("已确认"), "failed": _("失败"), "skipped": _("已跳过"),
+    "cancelled": _("已取消"),
 }
 REASONS = {
     "balance": _("余额不足"), "manual": _("手动"), "manager": _("管理员操作"), "recharged": _("已充值"),
