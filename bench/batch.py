@@ -222,7 +222,8 @@ def _race(site_id: int, probe_meter: int, rooms: int, probe: bool, sim_pid: int)
         counts = dict(s.execute(select(BatchItem.state, func.count()).group_by(BatchItem.state)).all())
     return {"total_s": round(total, 3), "items_by_state": counts, "single_command": latency,
             "engines_peak_rss_mb": [o["max_rss_mb"] for o in outs],
-            "engine_stats": [{k: o[k] for k in ("fed", "attempts", "confirmed", "failed", "expired")} for o in outs],
+            "engine_stats": [{k: o[k] for k in ("fed", "attempts", "confirmed", "failed", "expired", "feed_s", "claim_s",
+                                                "finish_s", "finishes")} for o in outs],
             "simulator_cpu_s": round(_cpu(sim_pid) - sim_cpu0, 2)}
 
 

@@ -109,36 +109,54 @@ def feed(task_id: int, limit: int) -> Fed:
             return out
         meter_ids = {i.meter_id for i in items if i.meter_id}
         account_ids = {i.account_id for i in items if i.account_id}
-        if meter_ids:
-            list(s.scalars(select(Meter).where(Meter.id.in_(meter_ids))))  # into the identity map
-        if account_ids:
-            list(s.scalars(select(Account).where(Account.id.in_(account_ids))))
+        # held here: the session's identity map keeps only weak references
+        meters = list(s.scalars(select(Meter).where(Meter.id.in_(meter_ids)))) if meter_ids else []
+        accounts = list(s.scalars(select(Account).where(Account.id.in_(account_ids)))) if account_ids else []
         actor = task.confirmed_by or task.created_by
         ttl = timedelta(seconds=settings.command_ttl())
         now = utcnow()
+        specs: dict[str, tuple[BatchItem, tuple[int, str, dict, str]]] = {}
         for item in items:
             item.updated_at = now
             try:
                 if task.action in actions.METER_ACTIONS:
-                    _meter_item(s, task, item, actor, ttl)
+                    spec = _meter_item(s, task, item)
+                    if spec is not None:
+                        specs[spec[3]] = (item, spec)
                 else:
                     with s.begin_nested():
                         _account_item(s, task, item, actor, ttl)
             except MeterpayError as exc:
-                item.state, item.reason = ("skipped" if exc.code in ("account_closed", "conflict") else "failed",
-                                           exc.message[:500])
-            if item.state == "sent" and item.command_id:
-                out.command_ids.append(item.command_id)
+                _refused(item, exc)
+        if specs:  # the meter commands in one go (commands.request_many: one INSERT, keys as request's)
+            made = commands.request_many(s, [spec for _i, spec in specs.values()], actor=actor, front=task.front,
+                                         ttl=ttl)
+            for key, (item, _spec) in specs.items():
+                got = made[key]
+                if isinstance(got, MeterpayError):
+                    _refused(item, got)
+                else:
+                    item.state, item.command_id = "sent", got.id
+        out.command_ids = [i.command_id for i in items if i.state == "sent" and i.command_id]
         out.taken = len(items)
+        del meters, accounts
         sync_items(s, [i for i in items if i.state == "sent"])  # a command a re-run found already ended
     return out
 
 
 def _skip(item: BatchItem, reason: str) -> None:
     item.state, item.reason = "skipped", reason
+    return None
 
 
-def _meter_item(s: Session, task: BatchTask, item: BatchItem, actor: str, ttl: timedelta) -> None:
+def _refused(item: BatchItem, exc: MeterpayError) -> None:
+    item.state, item.reason = ("skipped" if exc.code in ("account_closed", "conflict") else "failed",
+                               exc.message[:500])
+
+
+def _meter_item(s: Session, task: BatchTask, item: BatchItem) -> tuple[int, str, dict, str] | None:
+    """The command an item of a meter action becomes (meter id, kind, params, key), or None when it
+    is skipped (the reason is on the item)."""
     meter = s.get(Meter, item.meter_id) if item.meter_id else None
     account = s.get(Account, item.account_id) if item.account_id else None
     if meter is None or meter.status != "active":
@@ -151,9 +169,7 @@ def _meter_item(s: Session, task: BatchTask, item: BatchItem, actor: str, ttl: t
     if not _can(meter, kind):
         return _skip(item, f"profile {meter.profile} cannot {kind.replace('_', ' ')}")
     params = {"reason": f"batch {task.id}"} if task.action in ("relay_off", "relay_on") else dict(task.params or {})
-    cmd = commands.request(s, meter.id, kind, params, key=item_key(task.id, item.seq, item.tries), actor=actor,
-                           front=task.front, ttl=ttl, enqueue=False)
-    item.state, item.command_id = "sent", cmd.id
+    return meter.id, kind, params, item_key(task.id, item.seq, item.tries)
 
 
 def _account_item(s: Session, task: BatchTask, item: BatchItem, actor: str, ttl: timedelta) -> None:
