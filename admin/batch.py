@@ -16,7 +16,7 @@ from admin.web import actor, bp, db, new_op, render, require_write, site_or_404
 from core.batch import actions, tasks
 from core.batch.selection import STATUSES, RoomList, parse_floor, parse_rooms_file
 from core.errors import MeterpayError, ValidationError
-from core.models import Building, BatchItem, BatchTask, Floor
+from core.models import BatchItem, BatchTask, Building, Floor
 from core.models.batch import BATCH_ACTIONS
 from core.utils import utcnow
 
@@ -186,7 +186,8 @@ def batch_control(task_id: int, op: str):
             tasks.confirm_task(session, task.id, actor=actor(), front="admin")
             message = _("已确认")
         elif op == "run":
-            message = _("已开始") if tasks.run_now(session, task.id, actor=actor(), front="admin") else _("任务已执行过")
+            started = tasks.run_now(session, task.id, actor=actor(), front="admin")
+            message = _("已开始") if started else _("任务已执行过")
         elif op == "cancel":
             tasks.cancel(session, task.id, actor=actor(), front="admin")
             message = _("已取消或停止")

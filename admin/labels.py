@@ -39,7 +39,7 @@ CHAT_COMMANDS = {
     "recharge": _("聊天命令：充值"), "refund": _("聊天命令：退费"), "keep": _("聊天命令：保电"),
     "arrears": _("聊天命令：欠费"), "offline": _("聊天命令：离线"), "daily": _("聊天命令：日报"),
     "confirm": _("聊天命令：确认"), "cancel": _("聊天命令：取消"), "help": _("聊天命令：帮助"),
-    "tariff": _("聊天命令：更改电价"), "water_tariff": _("聊天命令：更改水价"),
+    "tariff": _("聊天命令：更改电价"), "water_tariff": _("聊天命令：更改水价"), "batch": _("聊天命令：批量操作"),
 }
 REFUND_STATE_WORDS = {"requested": _("退款已申请"), "pending": _("退款处理中"), "unknown": _("退款结果未知"),
                       "abnormal": _("退款异常"), "succeeded": _("退款成功"), "failed": _("退款失败")}

@@ -41,6 +41,9 @@ sys.stdout.write(json.dumps(stats) + "\n")
 """
 
 
+ENGINE_STATS = ("fed", "attempts", "confirmed", "failed", "expired", "feed_s", "claim_s", "finish_s", "finishes")
+
+
 @click.command("batch")
 @click.option("--rooms", type=int, default=10000, show_default=True, help="items per task")
 @click.option("--gateways", type=int, default=200, show_default=True)
@@ -97,7 +100,7 @@ def run(rooms: int = 10000, gateways: int = 200, baud: int = 9600, turnaround_ms
         port_base: int = 18300, database_url: str | None = None, redis_url: str | None = None, *,
         probe: bool = True) -> dict:
     from bench.common import scratch_database
-    from bench.hardware_engine import _cpu_of, simulator_process
+    from bench.hardware_engine import simulator_process
     from core.config import reset_settings
     from core.db import reset_engine
     from core.migrate import upgrade
@@ -222,8 +225,7 @@ def _race(site_id: int, probe_meter: int, rooms: int, probe: bool, sim_pid: int)
         counts = dict(s.execute(select(BatchItem.state, func.count()).group_by(BatchItem.state)).all())
     return {"total_s": round(total, 3), "items_by_state": counts, "single_command": latency,
             "engines_peak_rss_mb": [o["max_rss_mb"] for o in outs],
-            "engine_stats": [{k: o[k] for k in ("fed", "attempts", "confirmed", "failed", "expired", "feed_s", "claim_s",
-                                                "finish_s", "finishes")} for o in outs],
+            "engine_stats": [{k: o[k] for k in ENGINE_STATS} for o in outs],
             "simulator_cpu_s": round(_cpu(sim_pid) - sim_cpu0, 2)}
 
 

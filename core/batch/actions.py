@@ -86,10 +86,10 @@ def clean_params(session: Session, site_id: int, action: str, params: dict | Non
     if action == "set_tariff":
         out: dict[str, Any] = {}
         for utility in ("electricity", "water"):
-            name = p.get(utility)
-            if name:
-                check_unit(find_plan(session, str(name), site_id), utility, name=str(name))
-                out[utility] = str(name)
+            plan_name = p.get(utility)
+            if plan_name:
+                check_unit(find_plan(session, str(plan_name), site_id), utility, name=str(plan_name))
+                out[utility] = str(plan_name)
         if not out:
             raise ValidationError("set_tariff needs params.electricity and/or params.water (plan names)",
                                   field="electricity")

@@ -146,7 +146,6 @@ def feed(task_id: int, limit: int) -> Fed:
 
 def _skip(item: BatchItem, reason: str) -> None:
     item.state, item.reason = "skipped", reason
-    return None
 
 
 def _refused(item: BatchItem, exc: MeterpayError) -> None:
@@ -159,15 +158,19 @@ def _meter_item(s: Session, task: BatchTask, item: BatchItem) -> tuple[int, str,
     is skipped (the reason is on the item)."""
     meter = s.get(Meter, item.meter_id) if item.meter_id else None
     account = s.get(Account, item.account_id) if item.account_id else None
+    why = None
     if meter is None or meter.status != "active":
-        return _skip(item, "meter out of service")
-    if account is not None and account.status != "open":
-        return _skip(item, "account closed")
-    if meter.gateway_id is None:
-        return _skip(item, "meter is not behind a gateway")
+        why = "meter out of service"
+    elif account is not None and account.status != "open":
+        why = "account closed"
+    elif meter.gateway_id is None:
+        why = "meter is not behind a gateway"
+    elif not _can(meter, command_kind(task.action, meter)):
+        why = f"profile {meter.profile} cannot {command_kind(task.action, meter).replace('_', ' ')}"
+    if why is not None or meter is None:
+        _skip(item, why or "meter out of service")
+        return None
     kind = command_kind(task.action, meter)
-    if not _can(meter, kind):
-        return _skip(item, f"profile {meter.profile} cannot {kind.replace('_', ' ')}")
     params = {"reason": f"batch {task.id}"} if task.action in ("relay_off", "relay_on") else dict(task.params or {})
     return meter.id, kind, params, item_key(task.id, item.seq, item.tries)
 

@@ -56,7 +56,7 @@ def parse_rooms_file(filename: str, data: bytes) -> RoomList:
         from openpyxl import load_workbook
         try:
             sheet = load_workbook(io.BytesIO(data), read_only=True, data_only=True).worksheets[0]
-        except Exception as exc:  # openpyxl raises many kinds for a file that is not a workbook
+        except Exception as exc:  # noqa: BLE001 - openpyxl raises many kinds for a file that is not a workbook
             raise ValidationError(f"rooms: not a readable .xlsx ({type(exc).__name__})", field="rooms") from None
         rows = [["" if v is None else str(v) for v in row] for row in sheet.iter_rows(values_only=True)]
     else:

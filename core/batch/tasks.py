@@ -68,7 +68,8 @@ def build_items(action: str, targets: list[Target], *, params: dict, amounts: di
         rank = ranks[gw] = ranks.get(gw, -1) + 1
         out.append({"seq": len(out) + 1, "room_id": t.room_id, "room": t.room,
                     "account_id": t.account.id if t.account is not None else None,
-                    "meter_id": meter.id if meter is not None else None, "meter": meter.serial if meter is not None else "",
+                    "meter_id": meter.id if meter is not None else None,
+                    "meter": meter.serial if meter is not None else "",
                     "gateway_id": gw, "rank": rank, "amount_fen": amount, "state": state, "reason": reason,
                     "tries": 1, "updated_at": utcnow()})
 

@@ -29,8 +29,9 @@ def post_charge(session: Session, *, account_id: int, code: str, name: str, amou
     check_amount(amount_fen)
     wallet = ledger.wallet_of(session, account.id)
     revenue = ledger.system_account(session, f"revenue:charge:{code}")
-    result = ledger.post(session, key=key, kind="charge", legs=[Leg(wallet.id, -amount_fen), Leg(revenue.id, amount_fen)],
-                         account_id=account.id, memo=memo or name or code, actor=actor, front=front,
+    result = ledger.post(session, key=key, kind="charge",
+                         legs=[Leg(wallet.id, -amount_fen), Leg(revenue.id, amount_fen)], account_id=account.id,
+                         memo=memo or name or code, actor=actor, front=front,
                          meta={"code": code, "name": name, **(meta or {})})
     if result.created:
         audit.record(session, actor=actor, front=front, action="charge", site_id=account.site_id,
