@@ -133,17 +133,16 @@ class Lanes:
 def drive(task_id: int, *, window: int | None = None) -> dict[str, Any]:
     """Run a task's items until none is left (or the task stops and its commands in flight end).
     Safe to run twice at once (the items and commands are claimed with SKIP LOCKED, and keyed).
-    Returns counts of what this engine did."""
+    Returns counts of what this engine did, and the seconds its database work took."""
     token = uuid.uuid4().hex
     if not runner.begin(task_id, token):
         return {"task": task_id, "ran": False}
     per_gateway = window or batch_settings.window()
     lanes = Lanes()
-    inflight: set[int] = set()
-    waiting: set[int] = set(runner.outstanding(task_id))  # commands an earlier engine left
-    tokens: set[str] = set()
-    stats: dict[str, Any] = {"task": task_id, "ran": True, "fed": 0, "attempts": 0, "confirmed": 0, "failed": 0,
-                             "expired": 0, "feed_s": 0.0, "claim_s": 0.0, "finish_s": 0.0, "finishes": 0}
+    st = _State(waiting=set(runner.outstanding(task_id)))  # commands an earlier engine left
+    st.stats["task"] = task_id
+    finisher = threading.Thread(target=_finisher, args=(lanes, st), daemon=True, name="batch-finisher")
+    finisher.start()
     feeding, queue_empty = True, False
     gateways = max(1, runner.gateway_count(task_id))
     last_renew = last_retry = 0.0
@@ -153,38 +152,39 @@ def drive(task_id: int, *, window: int | None = None) -> dict[str, Any]:
             if now - last_renew > min(5.0, settings.command_lease() / 3):
                 if runner.renew(task_id, token) != "running":
                     feeding = False
+                with st.lock:
+                    tokens = set(st.tokens)
                 if tokens:
                     executor._renew(tokens)
                 last_renew = now
-            # finish in batches: a quarter of what is in flight, or what waited a quarter second
-            if lanes.done and (len(lanes.done) >= max(1, len(inflight) // 4) or now - lanes.first_done_at > 0.25
-                               or not feeding or queue_empty):
-                t = time.perf_counter()
-                _finish(lanes.take_done(), inflight, waiting, stats)
-                stats["finish_s"] += time.perf_counter() - t
-                stats["finishes"] += 1
+            st.draining = not feeding or queue_empty
             cap = per_gateway * gateways
+            with st.lock:  # commands still to be sent (those done and waiting to be finished are not)
+                busy = len(st.inflight) - len(lanes.done) - st.finishing
             fresh: list[int] = []
-            if feeding and not queue_empty and cap - len(inflight) >= max(1, cap // 4):
+            if feeding and not queue_empty and cap - busy >= max(1, cap // 4):
                 t = time.perf_counter()
                 try:
-                    fed = runner.feed(task_id, min(cap - len(inflight), FEED_CHUNK))
+                    fed = runner.feed(task_id, min(cap - busy, FEED_CHUNK))
                 except OperationalError:  # a deadlock with a stop or a retry: nothing was taken; again
                     log.warning("feeding batch task %s failed; trying again", task_id, exc_info=True)
                     fed = runner.Fed(taken=-1)
-                stats["fed"] += max(fed.taken, 0)
+                st.stats["fed"] += max(fed.taken, 0)
                 feeding = fed.running
                 queue_empty = fed.taken == 0
                 fresh = fed.command_ids
-                stats["feed_s"] += time.perf_counter() - t
+                st.stats["feed_s"] += time.perf_counter() - t
             retry: list[int] = []
-            if waiting and now - last_retry > RETRY_CHECK:
-                retry, last_retry = sorted(waiting), now
+            if st.waiting and now - last_retry > RETRY_CHECK:
+                with st.lock:
+                    retry, last_retry = sorted(st.waiting), now
             if fresh or retry:
                 t = time.perf_counter()
-                _claim(fresh + retry, lanes, inflight, waiting, tokens, stats)
-                stats["claim_s"] += time.perf_counter() - t
-            if not inflight and not waiting and (queue_empty or not feeding) and not lanes.done:
+                _claim(fresh + retry, lanes, st)
+                st.stats["claim_s"] += time.perf_counter() - t
+            with st.lock:
+                idle = not st.inflight and not st.waiting and not st.finishing and not lanes.done
+            if idle and (queue_empty or not feeding):
                 if feeding and queue_empty:  # one more look: a retry may have queued items meanwhile
                     queue_empty = runner.feed_peek(task_id) == 0
                     if not queue_empty:
@@ -193,51 +193,97 @@ def drive(task_id: int, *, window: int | None = None) -> dict[str, Any]:
             if not fresh:
                 lanes.wake.wait(0.05)
                 lanes.wake.clear()
-        for k in ("feed_s", "claim_s", "finish_s"):
-            stats[k] = round(stats[k], 2)
     finally:
+        st.stop = True
+        finisher.join(120)
         lanes.close()
         leftover = lanes.take_done()
         if leftover:
-            _finish(leftover, inflight, waiting, stats)
+            _finish(leftover, st)
         runner.release(task_id, token)
-    return stats
+    for k in ("feed_s", "claim_s", "finish_s"):
+        st.stats[k] = round(st.stats[k], 2)
+    return st.stats
 
 
-def _claim(ids: list[int], lanes: Lanes, inflight: set[int], waiting: set[int], tokens: set[str],
-           stats: dict) -> None:
+class _State:
+    """What the engine's threads share (under ``lock``): commands in the lanes, commands waiting for
+    a retry, the lease tokens of its claims, and its counts."""
+
+    def __init__(self, waiting: set[int]):
+        self.lock = threading.Lock()
+        self.inflight: set[int] = set()
+        self.waiting = waiting
+        self.tokens: set[str] = set()
+        self.finishing = 0
+        self.draining = False
+        self.stop = False
+        self.stats: dict[str, Any] = {"ran": True, "fed": 0, "attempts": 0, "confirmed": 0, "failed": 0,
+                                      "expired": 0, "feed_s": 0.0, "claim_s": 0.0, "finish_s": 0.0, "finishes": 0}
+
+
+def _finisher(lanes: Lanes, st: _State) -> None:
+    """Finish what the lanes did, in batches (a quarter of what is in flight, or what waited a
+    quarter second), in a thread of its own: lock waits here never hold up feeding the lanes."""
+    while not st.stop:
+        done_n = len(lanes.done)
+        if done_n and (done_n >= max(1, len(st.inflight) // 4) or st.draining
+                       or time.monotonic() - lanes.first_done_at > 0.25):
+            done = lanes.take_done()
+            with st.lock:
+                st.finishing = len(done)
+            t = time.perf_counter()
+            try:
+                _finish(done, st)
+            except Exception:  # the commands stay running under their lease; retry_due frees them
+                log.exception("finishing %s batch commands failed", len(done))
+                with st.lock:
+                    for snap, _o in done:
+                        st.inflight.discard(snap.command_id)
+            finally:
+                with st.lock:
+                    st.finishing = 0
+            st.stats["finish_s"] += time.perf_counter() - t
+            st.stats["finishes"] += 1
+        else:
+            time.sleep(0.02)
+
+
+def _claim(ids: list[int], lanes: Lanes, st: _State) -> None:
     claimed = executor._claim(ids)
     snaps, ended = [], []
-    for cid, got in claimed.items():
-        if isinstance(got, Snapshot):
-            waiting.discard(cid)
-            inflight.add(cid)
-            tokens.add(got.token)
-            snaps.append(got)
-        elif got in FINAL_STATES or got == "missing":
-            waiting.discard(cid)
-            ended.append(cid)
-            if got in stats:
-                stats[got] += 1
-        else:  # not-due, waiting for an older command of the meter, or another worker has it
-            waiting.add(cid)
-    stats["attempts"] += len(snaps)
+    with st.lock:
+        for cid, got in claimed.items():
+            if isinstance(got, Snapshot):
+                st.waiting.discard(cid)
+                st.inflight.add(cid)
+                st.tokens.add(got.token)
+                snaps.append(got)
+            elif got in FINAL_STATES or got == "missing":
+                st.waiting.discard(cid)
+                ended.append(cid)
+                if got in st.stats:
+                    st.stats[got] += 1
+            else:  # not-due, waiting for an older command of the meter, or another worker has it
+                st.waiting.add(cid)
+        st.stats["attempts"] += len(snaps)
     lanes.submit(sorted(snaps, key=lambda s: s.command_id))
     if ended:
         runner.sync_commands(ended)
 
 
-def _finish(done: list[tuple[Snapshot, Outcome]], inflight: set[int], waiting: set[int], stats: dict) -> None:
+def _finish(done: list[tuple[Snapshot, Outcome]], st: _State) -> None:
     snaps = [snap for snap, _o in done]
     states = executor._finish(snaps, {snap.command_id: outcome for snap, outcome in done})
-    for snap in snaps:
-        inflight.discard(snap.command_id)
     ended = []
-    for cid, state in states.items():
-        if state == "pending":
-            waiting.add(cid)
-        elif state in FINAL_STATES:
-            ended.append(cid)
-            stats[state] += 1
-        # "taken": another worker owns the command now; its item follows when that one ends (sweep)
+    with st.lock:
+        for snap in snaps:
+            st.inflight.discard(snap.command_id)
+        for cid, state in states.items():
+            if state == "pending":
+                st.waiting.add(cid)
+            elif state in FINAL_STATES:
+                ended.append(cid)
+                st.stats[state] += 1
+            # "taken": another worker owns the command now; its item follows when that one ends (sweep)
     runner.sync_commands(ended)
