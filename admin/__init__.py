@@ -16,6 +16,7 @@ def init_app(app) -> None:
         audit_log,
         auth,
         bills,
+        batch,
         finance,
         monitor,
         monthend,

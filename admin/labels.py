@@ -39,7 +39,7 @@ CHAT_COMMANDS = {
     "recharge": _("聊天命令：充值"), "refund": _("聊天命令：退费"), "keep": _("聊天命令：保电"),
     "arrears": _("聊天命令：欠费"), "offline": _("聊天命令：离线"), "daily": _("聊天命令：日报"),
     "confirm": _("聊天命令：确认"), "cancel": _("聊天命令：取消"), "help": _("聊天命令：帮助"),
-    "tariff": _("聊天命令：更改电价"), "water_tariff": _("聊天命令：更改水价"),
+    "tariff": _("聊天命令：更改电价"), "water_tariff": _("聊天命令：更改水价"), "batch": _("聊天命令：批量操作"),
 }
 REFUND_STATE_WORDS = {"requested": _("退款已申请"), "pending": _("退款处理中"), "unknown": _("退款结果未知"),
                       "abnormal": _("退款异常"), "succeeded": _("退款成功"), "failed": _("退款失败")}
@@ -55,6 +55,9 @@ AUDIT_ACTIONS = {
     "supply_cut_cancelled": _("取消断电"),
     "refund_stuck": _("退款久未完成"), "refund_abnormal_resolved": _("退款异常已处理"),
     "meter_credit": _("写入电表"), "copy_tariff_template": _("复制价格模板"),
+    "batch_create": _("创建批量任务"), "batch_confirm": _("确认批量任务"), "batch_run": _("立即执行批量任务"),
+    "batch_cancel": _("取消批量任务"), "batch_stop": _("停止批量任务"), "batch_retry": _("重试批量任务"),
+    "batch_start": _("批量任务开始"), "batch_finish": _("批量任务完成"), "charge": _("收费扣款"),
     # a state added later reads as its code until it has words (a test lists what the code records)
     **{f"refund_{state}": REFUND_STATE_WORDS[state] for state in REFUND_STATES if state in REFUND_STATE_WORDS},
 }
@@ -73,6 +76,10 @@ DETAIL_KEYS = {
     "bound": _("已绑定"), "billed": _("已计费"), "field": _("字段"), "day": _("日期"), "count": _("条数"),
     "queue": _("队列"), "purchase_count": _("购电次数"), "on": _("开启"), "state": _("状态"),
     "attempts": _("尝试次数"), "last_error": _("最近错误"), "outcome": _("处理结果"), "note": _("备注"),
+    "task_id": _("批量任务号"), "batch_action": _("批量操作"), "what": _("操作内容"), "items": _("条目数"),
+    "scheduled_at": _("计划时间"), "unsent": _("未发送条目"), "failed_only": _("仅失败条目"), "code": _("收费代码"),
+    "queued": _("排队中"), "sent": _("已发送"), "confirmed": _("已确认"), "failed": _("失败"), "skipped": _("已跳过"),
+    "cancelled": _("已取消"),
 }
 # --- monthend (issue 12: charges, apportionment, month-end run) ---
 AUDIT_ACTIONS.update({

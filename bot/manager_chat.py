@@ -9,6 +9,7 @@
     水价 301 商业水价   the water plan                  (water-tariff 301 NAME)
     欠费 / 离线 / 日报  arrears, offline meters, today  (arrears / offline / daily) — answered later
     确认 1234 / 取消   confirm / cancel the pending command (confirm 1234 / cancel)
+    批量 拉闸 A栋3层   a batch task over a floor, building, site or status (bot/batch_chat.py)
 
 Commands that move money or change supply ask for a confirmation code first; the confirmed
 action runs under the key ``bot:confirm:<id>``, so a repeated confirmation moves nothing twice.
@@ -23,7 +24,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from bot import settings
+from bot import batch_chat, settings
 from bot.tenant_chat import balance_words
 from core import audit, clock
 from core.alarms.shown import shown_balance, shown_fee_status
@@ -55,6 +56,7 @@ ALIASES = {
     "日报": "daily", "daily": "daily", "report": "daily",
     "确认": "confirm", "confirm": "confirm", "ok": "confirm",
     "取消": "cancel", "cancel": "cancel",
+    "批量": "batch", "batch": "batch",
     "帮助": "help", "help": "help", "?": "help", "？": "help",
 }
 ACTIONS = ("trip", "restore", "recharge", "refund", "keep", "tariff", "water_tariff")
@@ -69,6 +71,7 @@ HELP = ("管理命令：\n房间 301 — 房间状态\n拉闸 301 / 合闸 301 �
         "退费 301 50 — 退费（元）\n保电 301 开|关\n电价 301 商业电价 / 水价 301 商业水价 — 更改价格方案\n"
         "欠费 — 告警和欠费户\n离线 — 离线表\n日报 — 今日汇总\n"
         "确认 1234 / 取消 — 确认或取消待执行的命令\n"
+        "批量 拉闸 A栋3层 / 批量 充值 A栋3层 20 / 批量 进度 12 — 批量操作\n"
         "English: status, trip, restore, recharge, refund, keep, tariff, water-tariff, arrears, offline, daily, "
         "confirm, cancel")
 
@@ -111,6 +114,10 @@ def _run(session: Session, manager: Manager, cmd: str, args: list[str], msg_key:
         return room_status(session, manager, _need(args, 1, "房间 301")[0])
     if cmd in ACTIONS:
         return ask_confirmation(session, manager, cmd, args)
+    if cmd == "batch":
+        if batch_chat.is_progress(args):
+            return batch_chat.progress(session, manager, args)
+        return ask_batch_confirmation(session, manager, args)
     if cmd == "confirm":
         return confirm(session, manager, _need(args, 1, "确认 1234")[0])
     if cmd == "cancel":
@@ -212,6 +219,18 @@ def ask_confirmation(session: Session, manager: Manager, action: str, args: list
            f"回复「确认 {code}」执行，{settings.confirm_minutes()} 分钟内有效；回复「取消」放弃。"
 
 
+def ask_batch_confirmation(session: Session, manager: Manager, args: list[str]) -> str:
+    """批量 ...: the task is previewed (how many items), and made only on 确认 <code>."""
+    task = batch_chat.parse(session, manager, args)
+    _cancel_pending(session, manager)
+    now = clock.now()
+    code = f"{secrets.randbelow(10000):04d}"
+    session.add(BotConfirmation(manager_id=manager.id, code=code, action="batch", params=task, summary=task["what"],
+                                created_at=now, expires_at=now + timedelta(minutes=settings.confirm_minutes())))
+    session.flush()
+    return f"请确认：{task['what']}。\n回复「确认 {code}」执行，{settings.confirm_minutes()} 分钟内有效；回复「取消」放弃。"
+
+
 def _cancel_pending(session: Session, manager: Manager) -> int:
     result = session.execute(update(BotConfirmation).where(BotConfirmation.manager_id == manager.id,
                                                            BotConfirmation.used_at.is_(None))
@@ -236,6 +255,11 @@ def confirm(session: Session, manager: Manager, code: str) -> str:
             session.flush()
             return "确认码错误次数过多，命令已取消，请重新发送。"
         raise ValidationError("确认码不对")
+    if row.action == "batch":
+        row.used_at = now
+        result = batch_chat.create(session, manager, row.params, actor(manager))
+        session.flush()
+        return result
     account = session.get(Account, int(row.params["account_id"]))
     if account is None or not can_access_site(session, manager.id, account.site_id):
         raise Forbidden("not your site")

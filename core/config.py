@@ -266,6 +266,7 @@ AREA_TITLES = {
     "sites": "Sites and the demo",
     "hardware": "Hardware",
     "bills": "Postpaid bills",
+    "batch": "Batch tasks",
     "wechat": "WeChat apps (shared by the mini-program and the bot)",
     "miniapp": "Mini-program and payments",
     "bot": "Bot and alarm channels",

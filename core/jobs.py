@@ -43,7 +43,7 @@ from core.config import get_settings
 
 log = logging.getLogger(__name__)
 
-QUEUES = ("default", "meters", "billing", "payments", "notify")
+QUEUES = ("default", "meters", "billing", "payments", "notify", "batch")
 JOB_RETRIES = 3              # RQ runs a failed or abandoned job up to this many more times
 REDIS_CONNECT_TIMEOUT = 3.0  # seconds: an unreachable Redis is an error quickly, never a hang
 REDIS_SOCKET_TIMEOUT = 10.0  # seconds a command may take (web and enqueues; workers block longer)

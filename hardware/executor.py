@@ -352,7 +352,9 @@ def _fenced(snap: Snapshot, when: str, *, answered: bool) -> Outcome:
     return Outcome("fenced", f"attempt {snap.attempt} lost its lease {when}; nothing sent", answered=answered)
 
 
-async def _attempt(snap: Snapshot, link) -> Outcome:
+async def _attempt(snap: Snapshot, link, *, low: bool = False) -> Outcome:
+    """One attempt of one command on an open link; ``low``: a batch command, which gives the bus
+    up to single commands and polls waiting for it (``hardware.buslock``)."""
     try:
         profile = profiles.get(snap.profile)
         profile.check_protocol(snap.protocol)
@@ -360,7 +362,7 @@ async def _attempt(snap: Snapshot, link) -> Outcome:
     except (ValueError, Unsupported) as exc:
         return Outcome("failed", str(exc))
     try:
-        async with bus_lock(snap.url):
+        async with bus_lock(snap.url, low=low):
             if snap.kind == "recharge":
                 return await _recharge(profile, link, snap)
             return await _send_and_verify(profile, link, snap)
@@ -543,8 +545,11 @@ def retry_due() -> dict:
                                                         MeterCommand.deadline <= now)).all():
             outbox.transition(s, cmd, "expired", _expiry_detail(cmd))
             counts["expired"] += 1
+        # batch tasks' commands (key batch:...) are sent by their task's engine on queue "batch"
+        # (hardware.batch_engine; core.batch.runner.sweep restarts a dead one), not on "meters"
         due = s.scalars(select(MeterCommand.id).where(MeterCommand.state == "pending",
-                                                      MeterCommand.next_attempt_at <= now)
+                                                      MeterCommand.next_attempt_at <= now,
+                                                      ~MeterCommand.idempotency_key.like("batch:%"))
                         .order_by(MeterCommand.id)).all()
         for i in range(0, len(due), BATCH):
             enqueue_after_commit(s, execute_many, list(due[i:i + BATCH]), queue="meters")

@@ -36,6 +36,8 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob("month-end-due", "core.monthend.run.run_due", 300, "billing", 3600),
     # bills: 欠费通知 of overdue postpaid bills whose day has come (schedule per site: arrears_notice)
     PeriodicJob("bills-arrears", "core.bills.arrears.send_due", 3600, "notify", 600),
+    # batch: start scheduled tasks when due, follow their items, restart the engine of a dead worker
+    PeriodicJob("batch-sweep", "core.batch.runner.sweep", 10, "default", 120),
 ]
 
 

@@ -10,8 +10,8 @@ import importlib
 from core import config
 from core.config import Var
 
-AREA_MODULES = ("core.config", "hardware.settings", "miniapp_api.settings", "bot.settings", "admin.settings",
-                "meterpay.settings")
+AREA_MODULES = ("core.config", "core.batch.settings", "hardware.settings", "miniapp_api.settings", "bot.settings",
+                "admin.settings", "meterpay.settings")
 
 config.declare(
     "web",

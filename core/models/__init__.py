@@ -3,6 +3,7 @@ from core.db import Base
 from core.models.alarm import AlarmState, BotConfirmation, Notification, SupplyControl
 from core.models.audit import AuditLog
 from core.models.bill import Bill, BillLine
+from core.models.batch import BatchItem, BatchTask
 from core.models.billing import BilledUsage, MeterBillingState
 from core.models.binding import TenantBinding
 from core.models.command import MeterCommand, MeterCommandEvent
@@ -25,5 +26,5 @@ __all__ = [
     "PaymentRefund", "PaymentReconciliation", "TenantBinding",
     "AlarmState", "BotConfirmation", "Notification", "SupplyControl",
     "LedgerDay", "UsageDay", "UsageMonth", "ReadingDay",
-    "ChargeScheme", "ApportionRule", "MonthItem", "MonthEndStep", "Bill", "BillLine",
+    "ChargeScheme", "ApportionRule", "MonthItem", "MonthEndStep", "Bill", "BillLine", "BatchTask", "BatchItem",
 ]

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import audit, signals
-from core.errors import Conflict, NotFound, ValidationError
+from core.errors import Conflict, MeterpayError, NotFound, ValidationError
 from core.jobs import enqueue_after_commit
 from core.ledger import new_key
 from core.models import Meter, MeterCommand, MeterCommandEvent
@@ -105,3 +105,69 @@ def transition(session: Session, cmd: MeterCommand, state: str, detail: str = ""
     if state in FINAL_STATES:
         signals.emit(session, "command_finished", command_id=cmd.id, state=state, kind=cmd.kind,
                      requested_at=cmd.created_at, finished_at=cmd.finished_at)
+
+
+def request_many(session: Session, specs: list[tuple[int, str, dict, str]], *, actor: str = "system",
+                 front: str = "system", ttl: timedelta = DEFAULT_TTL) -> dict[str, MeterCommand | MeterpayError]:
+    """``request`` for many commands in one go (a batch task's feed): ``specs`` are (meter id, kind,
+    params, key). Nothing is enqueued (the caller's engine sends them; ``retry_due`` would too).
+
+    Returns, per key, the command (the existing one for a key already used, as ``request``) or the
+    error ``request`` would have raised for it (nothing written for that one). The new rows go in
+    with one INSERT (and their events and audit records likewise); if another transaction inserted
+    one of the keys meanwhile, it falls back to ``request`` one by one, which waits for that
+    transaction and returns its command."""
+    out: dict[str, MeterCommand | MeterpayError] = {}
+    if not specs:
+        return out
+    keys = [key for _m, _k, _p, key in specs]
+    for cmd in session.scalars(select(MeterCommand).where(MeterCommand.idempotency_key.in_(keys))):
+        out[cmd.idempotency_key] = cmd
+    meters = {m.id: m for m in session.scalars(select(Meter).where(Meter.id.in_({m for m, _k, _p, _key in specs})))}
+    now = utcnow()
+    new: list[MeterCommand] = []
+    for meter_id, kind, params, key in specs:
+        if key in out:
+            continue
+        meter = meters.get(meter_id)
+        try:
+            if kind not in COMMAND_KINDS:
+                raise ValidationError(f"unknown command {kind!r}", field="kind")
+            if meter is None:
+                raise NotFound(f"no meter {meter_id}")
+            if meter.status != "active":
+                raise Conflict(f"meter {meter.serial} is out of service")
+            if kind in ELECTRIC_ONLY and meter.kind != "electricity":
+                raise ValidationError(f"{kind} is for electricity meters; {meter.serial} is a {meter.kind} meter")
+            if kind in WATER_ONLY and meter.kind != "water":
+                raise ValidationError(f"{kind} is for water meters; {meter.serial} is a {meter.kind} meter")
+            if kind == "recharge":
+                raise ValidationError("recharges go through request() one by one", field="kind")
+        except MeterpayError as exc:
+            out[key] = exc
+            continue
+        cmd = MeterCommand(meter_id=meter_id, kind=kind, params=params or {}, state="pending", idempotency_key=key,
+                           attempts=0, created_at=now, next_attempt_at=now, deadline=now + ttl, requested_by=actor,
+                           front=front, result={})
+        new.append(cmd)
+        out[key] = cmd
+    if not new:
+        return out
+    try:
+        with session.begin_nested():
+            session.add_all(new)
+            session.flush()
+    except IntegrityError:  # a key inserted by another transaction since the look-up: one by one
+        for cmd in new:
+            out[cmd.idempotency_key] = request(session, cmd.meter_id, cmd.kind, cmd.params, key=cmd.idempotency_key,
+                                               actor=actor, front=front, ttl=ttl, enqueue=False)
+        return out
+    for cmd in new:
+        session.add(MeterCommandEvent(command_id=cmd.id, state="pending", at=now, detail="requested"))
+        meter = meters[cmd.meter_id]
+        if cmd.kind in SUPPLY_KINDS:
+            meter.commanded_state = {"relay_off": "off", "relay_on": "on", "valve_close": "closed",
+                                     "valve_open": "open"}.get(cmd.kind, meter.commanded_state)
+            audit.record(session, actor=actor, front=front, action=f"command:{cmd.kind}", site_id=meter.site_id,
+                         account_id=meter.account_id, meter_id=meter.id, command_id=cmd.id, params=cmd.params)
+    return out

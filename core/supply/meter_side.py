@@ -48,10 +48,11 @@ def push_recharge_to_meter(account_id: int, entry_kind: str, delta_fen: int, ent
 
 
 def push_entry(session: Session, account_id: int, entry_id: int, amount_fen: int, *,
-               warn: bool = True) -> MeterCommand | None:
+               warn: bool = True, enqueue: bool = True) -> MeterCommand | None:
     """Queue the recharge command that puts ``amount_fen`` of entry ``entry_id`` on the account's
     credit meter (key ``meter-recharge:<entry id>``: once, however often called). None when the
-    account is not billed on the meter, is closed (its wallet was settled) or has no active meter."""
+    account is not billed on the meter, is closed (its wallet was settled) or has no active meter.
+    ``enqueue=False``: the row only (a batch engine sends it; ``retry_due`` would too)."""
     account = session.get(Account, account_id)
     if account is None or account.billing_mode != "prepaid-meter" or account.status != "open":
         return None
@@ -61,7 +62,7 @@ def push_entry(session: Session, account_id: int, entry_id: int, amount_fen: int
             log.warning("meter-side account %s has no active meter; recharge %s not pushed", account_id, entry_id)
         return None
     return commands.request(session, meter.id, "recharge", {"amount_fen": int(amount_fen)},
-                            key=f"{PUSH_PREFIX}{entry_id}", actor="meter-side", front="system")
+                            key=f"{PUSH_PREFIX}{entry_id}", actor="meter-side", front="system", enqueue=enqueue)
 
 
 def account_of(session: Session, cmd: MeterCommand) -> int | None:

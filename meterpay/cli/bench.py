@@ -10,6 +10,7 @@ from meterpay.cli.base import cli
 # name -> "module:command"; adding a benchmark is adding a line here and a module in bench/.
 BENCHMARKS = {
     "api": "bench.api:bench_api",
+    "batch": "bench.batch:bench_batch",
     "billing": "bench.billing:bench_billing",
     "bills": "bench.bills:bench_bills",
     "bot": "bench.bot:bench_bot",

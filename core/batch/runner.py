@@ -1,0 +1,370 @@
+"""Running a batch task's items: each becomes a normal command or entry under its key.
+
+``feed(task_id, limit)`` takes queued items (``FOR UPDATE SKIP LOCKED``, in (rank, id) order, so
+all gateways get work at once and two engines never take the same item) and, in the same
+transaction, turns each into what a single room action would do:
+
+- a meter action: one outbox command (``core.supply.commands.request``) keyed
+  ``batch:<task>:<item>``, not enqueued (the batch engine sends it); the item is ``sent``;
+- ``recharge``: ``cashdesk.desk_recharge`` keyed ``batch:<task>:<item>``; on a prepaid-meter
+  account also its meter push (``meter-recharge:<entry>``, as single recharges) in the same
+  transaction, and the item is ``sent`` until the meter confirms;
+- ``charge``: ``core.ledger.charges.post_charge`` keyed ``batch:<task>:<item>``;
+- ``set_tariff``: ``core.sites.accounts.change_tariff`` per utility;
+- ``set_alarms``: the account's alarm levels, and the meter's alarm amounts where its profile
+  keeps them (a command); ``keep_power_*``: the account's flag, and the meter's where supported.
+
+An item is skipped, with its reason, when the account is closed, the meter is out of service or
+behind no gateway, or its profile cannot do the action. A key already used returns what it made
+the first time, so a worker killed after a commit and a second engine on the same task add
+nothing. ``sync`` brings ``sent`` items in step with their commands (confirmed; failed with the
+command's error; expired: skipped, "meter offline past the deadline").
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.batch import actions, settings
+from core.batch.tasks import counts, item_key
+from core.db import session_scope
+from core.errors import MeterpayError
+from core.ledger import cashdesk, charges
+from core.models import Account, Meter, MeterCommand
+from core.models.batch import BatchItem, BatchTask
+from core.models.command import FINAL_STATES
+from core.supply import commands, control, meter_side
+from core.utils import utcnow
+
+log = logging.getLogger(__name__)
+
+DRIVER_LEASE = timedelta(seconds=60)
+# Set by hardware (``hardware.batch_engine``) on import: can this profile do this command kind?
+# Unset (a process without hardware), every profile is assumed able and the executor says no.
+supports: Callable[[str, str], bool] | None = None
+
+
+@dataclass
+class Fed:
+    command_ids: list[int] = field(default_factory=list)
+    taken: int = 0           # items taken from the queue
+    running: bool = True     # False: the task is no longer running (stopped, cancelled, finished)
+
+
+def command_kind(action: str, meter: Meter) -> str:
+    if action in ("relay_off", "relay_on"):
+        if meter.kind == "water":
+            return "valve_close" if action == "relay_off" else "valve_open"
+        return action
+    return {"set_meter_prices": "set_prices"}.get(action, action)
+
+
+def _can(meter: Meter, kind: str) -> bool:
+    return supports is None or supports(meter.profile, kind)
+
+
+def begin(task_id: int, token: str) -> bool:
+    """An engine takes (a share of) a task: pending -> running, its lease noted. False when the task
+    is not runnable (not confirmed, not due, stopped, cancelled, finished)."""
+    with session_scope() as s:
+        task = s.scalar(select(BatchTask).where(BatchTask.id == task_id).with_for_update(key_share=True))
+        if task is None or task.state not in ("pending", "running"):
+            return False
+        now = utcnow()
+        if task.state == "pending":
+            task.state, task.started_at = "running", task.started_at or now
+            audit.record(s, actor=task.confirmed_by or task.created_by, front="job", action="batch_start",
+                         site_id=task.site_id, task_id=task.id)
+        task.driver_token, task.driver_until = token, now + DRIVER_LEASE
+    return True
+
+
+def renew(task_id: int, token: str) -> str:
+    """The engine's heartbeat: push back its lease; returns the task's state."""
+    with session_scope() as s:
+        s.execute(update(BatchTask).where(BatchTask.id == task_id)
+                  .values(driver_token=token, driver_until=utcnow() + DRIVER_LEASE)
+                  .execution_options(synchronize_session=False))
+        return s.scalar(select(BatchTask.state).where(BatchTask.id == task_id)) or "missing"
+
+
+def feed(task_id: int, limit: int) -> Fed:
+    """Take up to ``limit`` queued items of a running task and act on them, in one transaction."""
+    out = Fed()
+    with session_scope() as s:
+        task = s.get(BatchTask, task_id)
+        if task is None or task.state != "running":
+            out.running = False
+            return out
+        items = list(s.scalars(select(BatchItem).where(BatchItem.task_id == task_id, BatchItem.state == "queued")
+                               .order_by(BatchItem.rank, BatchItem.id).limit(limit)
+                               .with_for_update(skip_locked=True)))
+        if not items:
+            return out
+        meter_ids = {i.meter_id for i in items if i.meter_id}
+        account_ids = {i.account_id for i in items if i.account_id}
+        # held here: the session's identity map keeps only weak references
+        meters = list(s.scalars(select(Meter).where(Meter.id.in_(meter_ids)))) if meter_ids else []
+        accounts = list(s.scalars(select(Account).where(Account.id.in_(account_ids)))) if account_ids else []
+        actor = task.confirmed_by or task.created_by
+        ttl = timedelta(seconds=settings.command_ttl())
+        now = utcnow()
+        specs: dict[str, tuple[BatchItem, tuple[int, str, dict, str]]] = {}
+        for item in items:
+            item.updated_at = now
+            try:
+                if task.action in actions.METER_ACTIONS:
+                    spec = _meter_item(s, task, item)
+                    if spec is not None:
+                        specs[spec[3]] = (item, spec)
+                else:
+                    with s.begin_nested():
+                        _account_item(s, task, item, actor, ttl)
+            except MeterpayError as exc:
+                _refused(item, exc)
+        if specs:  # the meter commands in one go (commands.request_many: one INSERT, keys as request's)
+            made = commands.request_many(s, [spec for _i, spec in specs.values()], actor=actor, front=task.front,
+                                         ttl=ttl)
+            for key, (item, _spec) in specs.items():
+                got = made[key]
+                if isinstance(got, MeterpayError):
+                    _refused(item, got)
+                else:
+                    item.state, item.command_id = "sent", got.id
+        out.command_ids = [i.command_id for i in items if i.state == "sent" and i.command_id]
+        out.taken = len(items)
+        del meters, accounts
+        sync_items(s, [i for i in items if i.state == "sent"])  # a command a re-run found already ended
+    return out
+
+
+def _skip(item: BatchItem, reason: str) -> None:
+    item.state, item.reason = "skipped", reason
+
+
+def _refused(item: BatchItem, exc: MeterpayError) -> None:
+    item.state, item.reason = ("skipped" if exc.code in ("account_closed", "conflict") else "failed",
+                               exc.message[:500])
+
+
+def _meter_item(s: Session, task: BatchTask, item: BatchItem) -> tuple[int, str, dict, str] | None:
+    """The command an item of a meter action becomes (meter id, kind, params, key), or None when it
+    is skipped (the reason is on the item)."""
+    meter = s.get(Meter, item.meter_id) if item.meter_id else None
+    account = s.get(Account, item.account_id) if item.account_id else None
+    why = None
+    if meter is None or meter.status != "active":
+        why = "meter out of service"
+    elif account is not None and account.status != "open":
+        why = "account closed"
+    elif meter.gateway_id is None:
+        why = "meter is not behind a gateway"
+    elif not _can(meter, command_kind(task.action, meter)):
+        why = f"profile {meter.profile} cannot {command_kind(task.action, meter).replace('_', ' ')}"
+    if why is not None or meter is None:
+        _skip(item, why or "meter out of service")
+        return None
+    kind = command_kind(task.action, meter)
+    params = {"reason": f"batch {task.id}"} if task.action in ("relay_off", "relay_on") else dict(task.params or {})
+    return meter.id, kind, params, item_key(task.id, item.seq, item.tries)
+
+
+def _account_item(s: Session, task: BatchTask, item: BatchItem, actor: str, ttl: timedelta) -> None:
+    account = s.get(Account, item.account_id) if item.account_id else None
+    if account is None:
+        return _skip(item, "no open account")
+    if account.status != "open":
+        return _skip(item, "account closed")
+    key, p, front = item_key(task.id, item.seq, item.tries), task.params or {}, task.front
+    meter = s.get(Meter, item.meter_id) if item.meter_id else None
+    if meter is not None and meter.status != "active":
+        meter = None
+    if task.action == "recharge":
+        amount = item.amount_fen or int(p["amount_fen"])
+        result = cashdesk.desk_recharge(s, account.id, amount, key=key, actor=actor, front=front,
+                                        memo=f"batch {task.id} recharge")
+        item.entry_id, item.state = result.entry_id, "confirmed"
+        cmd = meter_side.push_entry(s, account.id, result.entry_id, amount, warn=False, enqueue=False)
+        if cmd is not None:  # the money reaches the meter as single recharges do; the item waits for it
+            item.state, item.command_id = "sent", cmd.id
+    elif task.action == "charge":
+        result = charges.post_charge(s, account_id=account.id, code=p["code"], name=p.get("name", ""),
+                                     amount_fen=int(p["amount_fen"]), key=key, memo=f"batch {task.id} {p.get('name')}",
+                                     meta={"batch_task": task.id, "item": item.seq}, actor=actor, front=front)
+        item.entry_id, item.state = result.entry_id, "confirmed"
+    elif task.action == "set_tariff":
+        from core.sites.accounts import change_tariff
+        done = []
+        for utility in ("electricity", "water"):
+            if p.get(utility) and any(m.kind == utility and m.status == "active" for m in account.meters):
+                change_tariff(s, account.id, p[utility], utility=utility, actor=actor, front=front)
+                done.append(utility)
+        if not done:
+            return _skip(item, "no meter of the utilities given")
+        item.state = "confirmed"
+    elif task.action == "set_alarms":
+        old = list(account.alarm_levels or [])
+        levels = [{"amount_fen": int(p[k]), "times": int(old[i]["times"]) if i < len(old) else 1,
+                   "every_minutes": int(old[i]["every_minutes"]) if i < len(old) else 0}
+                  for i, k in enumerate(("alarm1_fen", "alarm2_fen", "alarm3_fen")) if k in p]
+        control.set_alarm_levels(s, account.id, levels, actor=actor, front=front)
+        item.state = "confirmed"
+        meter_params = {k: int(p[k]) for k in ("alarm1_fen", "alarm2_fen") if k in p}
+        if meter is not None and meter.gateway_id is not None and _can(meter, "set_alarms"):
+            cmd = commands.request(s, meter.id, "set_alarms", meter_params, key=key, actor=actor, front=front,
+                                   ttl=ttl, enqueue=False)
+            item.state, item.command_id = "sent", cmd.id
+        else:
+            item.reason = "account alarm amounts set; the meter keeps none"
+    elif task.action in ("keep_power_on", "keep_power_off"):
+        on = task.action == "keep_power_on"
+        account.keep_power = on
+        for m in account.meters:
+            m.keep_power = on
+        audit.record(s, actor=actor, front=front, action=task.action, site_id=account.site_id,
+                     account_id=account.id, task_id=task.id)
+        item.state = "confirmed"
+        if meter is not None and meter.gateway_id is not None and _can(meter, task.action):
+            cmd = commands.request(s, meter.id, task.action, {}, key=key, actor=actor, front=front, ttl=ttl,
+                                   enqueue=False)
+            item.state, item.command_id = "sent", cmd.id
+    else:  # pragma: no cover - the actions are checked when the task is created
+        raise ValueError(task.action)
+
+
+def sync_items(s: Session, items: list[BatchItem]) -> int:
+    """Bring ``sent`` items in step with their commands' final states; returns how many ended."""
+    ids = [i.command_id for i in items if i.state == "sent" and i.command_id]
+    if not ids:
+        return 0
+    cmds = {c.id: c for c in s.scalars(select(MeterCommand).where(MeterCommand.id.in_(ids)))}
+    now, n = utcnow(), 0
+    for item in items:
+        cmd = cmds.get(item.command_id or 0)
+        if item.state != "sent" or cmd is None:
+            continue
+        if cmd.state == "confirmed":
+            item.state = "confirmed"
+        elif cmd.state == "failed":
+            item.state, item.reason = "failed", (cmd.last_error or "failed")[:500]
+        elif cmd.state == "expired":
+            item.state, item.reason = "skipped", f"meter offline past the deadline ({(cmd.last_error or '')[:300]})"
+        else:
+            continue
+        item.updated_at, n = now, n + 1
+    return n
+
+
+def sync_commands(command_ids: list[int]) -> int:
+    """``sync_items`` for the items of these commands, in one transaction; tasks that ran out of
+    work are finished."""
+    if not command_ids:
+        return 0
+    with session_scope() as s:
+        items = list(s.scalars(select(BatchItem).where(BatchItem.command_id.in_(command_ids),
+                                                       BatchItem.state == "sent").with_for_update(skip_locked=True)))
+        n = sync_items(s, items)
+        for task_id in {i.task_id for i in items}:
+            task = s.get(BatchTask, task_id)
+            if task is not None:
+                finish_if_done(s, task)
+    return n
+
+
+def outstanding(task_id: int) -> list[int]:
+    """Commands of the task's ``sent`` items that have not ended (what an engine still has to send)."""
+    with session_scope() as s:
+        return list(s.scalars(select(BatchItem.command_id).join(MeterCommand, MeterCommand.id == BatchItem.command_id)
+                              .where(BatchItem.task_id == task_id, BatchItem.state == "sent",
+                                     MeterCommand.state.in_(("pending", "running")))
+                              .order_by(BatchItem.rank, BatchItem.id)))
+
+
+def finish_if_done(s: Session, task: BatchTask) -> bool:
+    """A running or stopped task whose items all ended is finished (stopped stays stopped)."""
+    if task.state not in ("running", "stopped") or task.finished_at is not None:
+        return False
+    left = s.scalar(select(func.count()).select_from(BatchItem).where(
+        BatchItem.task_id == task.id, BatchItem.state.in_(("queued", "sent"))))
+    if left:
+        return False
+    task.finished_at = utcnow()
+    if task.state == "running":
+        task.state = "finished"
+    task.driver_token = task.driver_until = None
+    audit.record(s, actor=task.confirmed_by or task.created_by, front="job", action="batch_finish",
+                 site_id=task.site_id, task_id=task.id, counts=counts(s, task.id))
+    return True
+
+
+def sweep() -> dict[str, int]:
+    """Periodic: start scheduled tasks whose time came; bring sent items in step with ended
+    commands; finish tasks with nothing left; and start an engine for every pending task and every
+    running one whose engine's lease ran out (its worker died): the new engine goes on from the
+    database, and the keys make sure nothing is done twice."""
+    out = {"started": 0, "synced": 0, "finished": 0, "driven": 0}
+    with session_scope() as s:
+        now = utcnow()
+        due = s.execute(update(BatchTask).where(BatchTask.state == "scheduled", BatchTask.scheduled_at <= now)
+                        .values(state="pending").execution_options(synchronize_session=False))
+        out["started"] = int(getattr(due, "rowcount", 0) or 0)
+        ended = list(s.scalars(select(BatchItem).join(MeterCommand, MeterCommand.id == BatchItem.command_id)
+                               .where(BatchItem.state == "sent", MeterCommand.state.in_(FINAL_STATES))
+                               .limit(5000).with_for_update(of=BatchItem, skip_locked=True)))
+        out["synced"] = sync_items(s, ended)
+        for task in s.scalars(select(BatchTask).where(BatchTask.state.in_(("running", "stopped")),
+                                                      BatchTask.finished_at.is_(None))):
+            out["finished"] += finish_if_done(s, task)
+        drive = list(s.scalars(select(BatchTask).where(
+            or_(BatchTask.state == "pending",
+                and_(BatchTask.state == "running",
+                     or_(BatchTask.driver_until.is_(None), BatchTask.driver_until < now))))
+            .with_for_update(skip_locked=True, key_share=True)))
+        ids = []
+        for task in drive:
+            if not _has_work(s, task.id):  # every item was skipped when frozen, or ended meanwhile
+                task.state = "running" if task.state == "pending" else task.state
+                out["finished"] += finish_if_done(s, task)
+                continue
+            task.driver_until = now + DRIVER_LEASE  # so the next sweep does not start a second engine
+            ids.append(task.id)
+    for task_id in ids:
+        from core.jobs import enqueue
+        enqueue("hardware.batch_engine.drive", task_id, queue="batch", timeout=86400)
+        out["driven"] += 1
+    return out
+
+
+def _has_work(s: Session, task_id: int) -> bool:
+    return bool(s.scalar(select(exists().where(BatchItem.task_id == task_id,
+                                               BatchItem.state.in_(("queued", "sent"))))))
+
+
+def gateway_count(task_id: int) -> int:
+    with session_scope() as s:
+        return int(s.scalar(select(func.count(func.distinct(BatchItem.gateway_id)))
+                            .where(BatchItem.task_id == task_id, BatchItem.gateway_id.is_not(None))) or 0)
+
+
+def feed_peek(task_id: int) -> int:
+    """How many items of the task are queued (an engine's last look before it ends)."""
+    with session_scope() as s:
+        return int(s.scalar(select(func.count()).select_from(BatchItem)
+                            .where(BatchItem.task_id == task_id, BatchItem.state == "queued")) or 0)
+
+
+def release(task_id: int, token: str) -> None:
+    """The engine ends: its lease goes (if still its own) and a task with nothing left is finished."""
+    with session_scope() as s:
+        task = s.scalar(select(BatchTask).where(BatchTask.id == task_id).with_for_update(key_share=True))
+        if task is None:
+            return
+        if task.driver_token == token:
+            task.driver_token = task.driver_until = None
+        finish_if_done(s, task)

@@ -1,0 +1,289 @@
+"""The batch engine: sends a batch task's commands, every gateway in parallel, one at a time per
+gateway, giving the bus up to single commands and polls.
+
+``drive(task_id)`` (queue "batch", started by ``core.batch.tasks.kick`` or the periodic
+``core.batch.runner.sweep``) runs until the task has nothing left:
+
+- *feed*: ``core.batch.runner.feed`` turns queued items into outbox commands (and posts the money
+  items) in short transactions, keeping about ``METERPAY_BATCH_WINDOW`` commands per gateway in
+  flight, so a stop cancels all but those, and the task's progress shows as it goes;
+- *lanes*: one asyncio task per gateway sends its commands in order on one connection through the
+  executor's fenced attempt (``hardware.executor._attempt``) with the bus lock taken ``low``
+  (``hardware.buslock``): a single command or a poll round waiting for the bus goes next;
+- *finish*: what the lanes did is finished in batches by the executor's own finish (confirmed,
+  failed, or back to pending with backoff), then the items follow their commands
+  (``core.batch.runner.sync_commands``). Commands waiting for a retry are claimed again when due.
+
+Claims, finishes and feeding run in this thread while the lanes work the wire in theirs, so the
+database work overlaps the serial time. The engine holds a lease on the task and on its running
+commands (renewed as it goes); if its worker dies, the commands are released by ``retry_due`` and
+the sweep starts a new engine, which resumes from the database: the keys ``batch:<task>:<item>``
+and the executor's fence make sure no item is sent or posted twice.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy.exc import OperationalError
+
+from core.batch import runner
+from core.batch import settings as batch_settings
+from core.jobs import job
+from core.models.command import FINAL_STATES
+from hardware import executor, profiles, settings
+from hardware.errors import Unsupported
+from hardware.executor import Outcome, Snapshot
+from hardware.transports import open_link
+
+log = logging.getLogger(__name__)
+
+FEED_CHUNK = 500          # items per feed transaction
+RETRY_CHECK = 1.0         # seconds between looks at commands waiting for a retry
+
+
+def _supports(profile: str, kind: str) -> bool:
+    try:
+        profiles.get(profile).supports(kind)
+    except (ValueError, Unsupported):
+        return False
+    return True
+
+
+runner.supports = _supports
+
+
+class Lanes:
+    """An event loop in a thread of its own; one lane (asyncio task) per gateway."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="batch-lanes")
+        self.thread.start()
+        self.queues: dict[tuple[str, str], asyncio.Queue] = {}
+        self.tasks: list[asyncio.Task] = []
+        self.done: list[tuple[Snapshot, Outcome]] = []
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.first_done_at = 0.0
+
+    def submit(self, snaps: list[Snapshot]) -> None:
+        if snaps:
+            self.loop.call_soon_threadsafe(self._put, snaps)
+
+    def _put(self, snaps: list[Snapshot]) -> None:
+        for snap in snaps:
+            key = (snap.url, snap.protocol)
+            q = self.queues.get(key)
+            if q is None:
+                q = self.queues[key] = asyncio.Queue()
+                self.tasks.append(self.loop.create_task(self._lane(key, q)))
+            q.put_nowait(snap)
+
+    async def _lane(self, key: tuple[str, str], q: asyncio.Queue) -> None:
+        url, protocol = key
+        link = None
+        try:
+            while True:
+                snap = await q.get()
+                if snap is None:
+                    return
+                try:
+                    if link is None:
+                        link = open_link(url, protocol)
+                    outcome = await executor._attempt(snap, link, low=True)
+                except ValueError as exc:
+                    outcome = Outcome("failed", str(exc))
+                except Exception as exc:
+                    log.exception("batch command %s attempt crashed", snap.command_id)
+                    outcome = Outcome("retry", f"internal error: {type(exc).__name__}: {exc}")
+                with self.lock:
+                    if not self.done:
+                        self.first_done_at = time.monotonic()
+                    self.done.append((snap, outcome))
+                self.wake.set()
+        finally:
+            if link is not None:
+                await link.close()
+
+    def take_done(self) -> list[tuple[Snapshot, Outcome]]:
+        with self.lock:
+            done, self.done = self.done, []
+        return done
+
+    def close(self) -> None:
+        async def stop() -> None:
+            for q in self.queues.values():
+                q.put_nowait(None)
+            if self.tasks:
+                await asyncio.gather(*self.tasks, return_exceptions=True)
+        try:
+            asyncio.run_coroutine_threadsafe(stop(), self.loop).result(30)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            self.loop.close()
+
+
+@job("batch", timeout=86400)
+def drive(task_id: int, *, window: int | None = None) -> dict[str, Any]:
+    """Run a task's items until none is left (or the task stops and its commands in flight end).
+    Safe to run twice at once (the items and commands are claimed with SKIP LOCKED, and keyed).
+    Returns counts of what this engine did, and the seconds its database work took."""
+    token = uuid.uuid4().hex
+    if not runner.begin(task_id, token):
+        return {"task": task_id, "ran": False}
+    per_gateway = window or batch_settings.window()
+    lanes = Lanes()
+    st = _State(waiting=set(runner.outstanding(task_id)))  # commands an earlier engine left
+    st.stats["task"] = task_id
+    finisher = threading.Thread(target=_finisher, args=(lanes, st), daemon=True, name="batch-finisher")
+    finisher.start()
+    feeding, queue_empty = True, False
+    gateways = max(1, runner.gateway_count(task_id))
+    last_renew = last_retry = 0.0
+    try:
+        while True:
+            now = time.monotonic()
+            if now - last_renew > min(5.0, settings.command_lease() / 3):
+                if runner.renew(task_id, token) != "running":
+                    feeding = False
+                with st.lock:
+                    tokens = set(st.tokens)
+                if tokens:
+                    executor._renew(tokens)
+                last_renew = now
+            st.draining = not feeding or queue_empty
+            cap = per_gateway * gateways
+            with st.lock:  # commands still to be sent (those done and waiting to be finished are not)
+                busy = len(st.inflight) - len(lanes.done) - st.finishing
+            fresh: list[int] = []
+            if feeding and not queue_empty and cap - busy >= max(1, cap // 4):
+                t = time.perf_counter()
+                try:
+                    fed = runner.feed(task_id, min(cap - busy, FEED_CHUNK))
+                except OperationalError:  # a deadlock with a stop or a retry: nothing was taken; again
+                    log.warning("feeding batch task %s failed; trying again", task_id, exc_info=True)
+                    fed = runner.Fed(taken=-1)
+                st.stats["fed"] += max(fed.taken, 0)
+                feeding = fed.running
+                queue_empty = fed.taken == 0
+                fresh = fed.command_ids
+                st.stats["feed_s"] += time.perf_counter() - t
+            retry: list[int] = []
+            if st.waiting and now - last_retry > RETRY_CHECK:
+                with st.lock:
+                    retry, last_retry = sorted(st.waiting), now
+            if fresh or retry:
+                t = time.perf_counter()
+                _claim(fresh + retry, lanes, st)
+                st.stats["claim_s"] += time.perf_counter() - t
+            with st.lock:
+                idle = not st.inflight and not st.waiting and not st.finishing and not lanes.done
+            if idle and (queue_empty or not feeding):
+                if feeding and queue_empty:  # one more look: a retry may have queued items meanwhile
+                    queue_empty = runner.feed_peek(task_id) == 0
+                    if not queue_empty:
+                        continue
+                break
+            if not fresh:
+                lanes.wake.wait(0.05)
+                lanes.wake.clear()
+    finally:
+        st.stop = True
+        finisher.join(120)
+        lanes.close()
+        leftover = lanes.take_done()
+        if leftover:
+            _finish(leftover, st)
+        runner.release(task_id, token)
+    for k in ("feed_s", "claim_s", "finish_s"):
+        st.stats[k] = round(st.stats[k], 2)
+    return st.stats
+
+
+class _State:
+    """What the engine's threads share (under ``lock``): commands in the lanes, commands waiting for
+    a retry, the lease tokens of its claims, and its counts."""
+
+    def __init__(self, waiting: set[int]):
+        self.lock = threading.Lock()
+        self.inflight: set[int] = set()
+        self.waiting = waiting
+        self.tokens: set[str] = set()
+        self.finishing = 0
+        self.draining = False
+        self.stop = False
+        self.stats: dict[str, Any] = {"ran": True, "fed": 0, "attempts": 0, "confirmed": 0, "failed": 0,
+                                      "expired": 0, "feed_s": 0.0, "claim_s": 0.0, "finish_s": 0.0, "finishes": 0}
+
+
+def _finisher(lanes: Lanes, st: _State) -> None:
+    """Finish what the lanes did, in batches (a quarter of what is in flight, or what waited a
+    quarter second), in a thread of its own: lock waits here never hold up feeding the lanes."""
+    while not st.stop:
+        done_n = len(lanes.done)
+        if done_n and (done_n >= max(1, len(st.inflight) // 4) or st.draining
+                       or time.monotonic() - lanes.first_done_at > 0.25):
+            done = lanes.take_done()
+            with st.lock:
+                st.finishing = len(done)
+            t = time.perf_counter()
+            try:
+                _finish(done, st)
+            except Exception:  # the commands stay running under their lease; retry_due frees them
+                log.exception("finishing %s batch commands failed", len(done))
+                with st.lock:
+                    for snap, _o in done:
+                        st.inflight.discard(snap.command_id)
+            finally:
+                with st.lock:
+                    st.finishing = 0
+            st.stats["finish_s"] += time.perf_counter() - t
+            st.stats["finishes"] += 1
+        else:
+            time.sleep(0.02)
+
+
+def _claim(ids: list[int], lanes: Lanes, st: _State) -> None:
+    claimed = executor._claim(ids)
+    snaps, ended = [], []
+    with st.lock:
+        for cid, got in claimed.items():
+            if isinstance(got, Snapshot):
+                st.waiting.discard(cid)
+                st.inflight.add(cid)
+                st.tokens.add(got.token)
+                snaps.append(got)
+            elif got in FINAL_STATES or got == "missing":
+                st.waiting.discard(cid)
+                ended.append(cid)
+                if got in st.stats:
+                    st.stats[got] += 1
+            else:  # not-due, waiting for an older command of the meter, or another worker has it
+                st.waiting.add(cid)
+        st.stats["attempts"] += len(snaps)
+    lanes.submit(sorted(snaps, key=lambda s: s.command_id))
+    if ended:
+        runner.sync_commands(ended)
+
+
+def _finish(done: list[tuple[Snapshot, Outcome]], st: _State) -> None:
+    snaps = [snap for snap, _o in done]
+    states = executor._finish(snaps, {snap.command_id: outcome for snap, outcome in done})
+    ended = []
+    with st.lock:
+        for snap in snaps:
+            st.inflight.discard(snap.command_id)
+        for cid, state in states.items():
+            if state == "pending":
+                st.waiting.add(cid)
+            elif state in FINAL_STATES:
+                ended.append(cid)
+                st.stats[state] += 1
+            # "taken": another worker owns the command now; its item follows when that one ends (sweep)
+    runner.sync_commands(ended)
