@@ -15,8 +15,8 @@ def init_app(app) -> None:
     from admin import (  # noqa: F401 - routes
         audit_log,
         auth,
-        bills,
         batch,
+        bills,
         finance,
         monitor,
         monthend,

@@ -2,8 +2,8 @@
 from core.db import Base
 from core.models.alarm import AlarmState, BotConfirmation, Notification, SupplyControl
 from core.models.audit import AuditLog
-from core.models.bill import Bill, BillLine
 from core.models.batch import BatchItem, BatchTask
+from core.models.bill import Bill, BillLine
 from core.models.billing import BilledUsage, MeterBillingState
 from core.models.binding import TenantBinding
 from core.models.command import MeterCommand, MeterCommandEvent
