@@ -5,7 +5,7 @@ once."""
 from __future__ import annotations
 
 import io
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from flask import abort, flash, redirect, request, send_file, url_for
 from flask_babel import gettext as _
@@ -19,12 +19,20 @@ from core.reports.rollups import zone
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-def this_period(site) -> str:
-    return f"{datetime.now(zone(site.timezone)).date():%Y-%m}"
+def default_period(site) -> str:
+    """The newest month with bills, else last month (the month-end run bills the month just ended)."""
+    from sqlalchemy import func, select
+
+    from core.models import Bill
+    newest = db().scalar(select(func.max(Bill.period)).where(Bill.site_id == site.id))
+    if newest:
+        return newest
+    first = datetime.now(zone(site.timezone)).date().replace(day=1)
+    return f"{first - timedelta(days=1):%Y-%m}"
 
 
 def _period(site) -> str:
-    return (request.values.get("period") or "").strip() or this_period(site)
+    return (request.values.get("period") or "").strip() or default_period(site)
 
 
 @bp.get("/sites/<int:site_id>/bills")

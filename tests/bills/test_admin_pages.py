@@ -90,3 +90,11 @@ def test_another_sites_bill_is_404_and_a_viewer_cannot_pay(manage, session, shop
     assert manage.post(f"/admin/bills/{bill.bill_no}/confirm").status_code == 403
     session.expire_all()
     assert session.get(Bill, bill.id).state == "draft"
+
+
+def test_the_list_opens_on_the_newest_month_with_bills(manage, session, shop):
+    bill = made(session, shop)
+    site = session.get(Site, shop.site_id)
+    manage.as_manager("alice", sites=[site])
+    page = manage.client.get(f"/admin/sites/{site.id}/bills").text
+    assert 'value="2026-04"' in page and bill.bill_no in page
