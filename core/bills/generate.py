@@ -6,7 +6,8 @@
   ``postpaid`` mode, not yet on a bill (``bill_id`` NULL), whose interval ended inside the period:
   ``ended_at`` in [local midnight of the 1st, local midnight of the next 1st) in the site's timezone
   (so a reading at 00:00 on 1 May closes an April interval no more; it is May's, as the reports date
-  it). One line per utility (the meter's kind) and part: TOU period (sharp, peak, flat, valley,
+  it), and any earlier unbilled row: a reading stored after its month's bill was made (a gateway
+  offline for days, a CSV import) goes on the next month's bill instead of waiting forever. One line per utility (the meter's kind) and part: TOU period (sharp, peak, flat, valley,
   deep_valley), tier (``tier<n>``), a plan's fixed charge (``fixed``), or ``all`` for usage priced
   without a split. A utility's fen are the sum of the rows' ``amount_fen`` (what billing accrued,
   exactly the energy report's fee); they are split over the parts by largest remainder in proportion
@@ -35,7 +36,7 @@ import functools
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import cast
 
@@ -162,6 +163,10 @@ def _revenue(utility: str) -> str:
     return f"revenue:{utility}"
 
 
+# The earliest ``ended_at`` a bill takes: every unbilled postpaid row before the period's end.
+LATE_ROWS_SINCE = datetime(2000, 1, 1, tzinfo=timezone.utc)
+
+
 def generate_for_period(session: Session, site_id: int, period: str, *, preview: bool, actor: str = "system",
                         front: str = "system") -> GenerateResult:
     """Make the draft bills of ``site_id`` for ``period`` (``YYYY-MM``) as the module says; returns
@@ -173,6 +178,8 @@ def generate_for_period(session: Session, site_id: int, period: str, *, preview:
         raise NotFound(f"no site {site_id}")
     p = parse_period(period)
     t0, t1 = p.bounds(site.timezone)
+    # a late row (its reading stored after its own month's bill was made) goes on the next bill
+    t0 = LATE_ROWS_SINCE
     pg = is_postgres(session)
     if pg:
         # the sums below sort in memory; the planner guesses 100 lines per row, so JIT would only cost time
