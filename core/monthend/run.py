@@ -176,6 +176,8 @@ def run_month_end(site_id: int, period: str, *, preview: bool = False, actor: st
             result.entries += entries
             log.info("month end %s %s %s: %d items, %d entries; computed in %.2f s, posted and written in %.2f s",
                      site.name, month.key, name, len(computed.items), entries, t1 - t0, clock.perf_counter() - t1)
+        if preview:  # the bills' preview sees this preview's bill-mode items (rolled back with it)
+            _stage_bill_items(session, [it for it in previewed if it["mode"] == "bill"])
         bills = _bills(session, site_id, month.key, preview=preview, actor=actor, front=front)
         result.bills = bills.count
         if not preview:
@@ -281,6 +283,15 @@ def _item_lines(items: list[dict], posted: dict[str, int | None], now: datetime)
                    f"{it['mode']}\t{it['key']}\t{it['revenue_code']}\t{NULL if entry is None else entry}\t"
                    f"{NULL}\t{m}\t{at}\n")
     return out
+
+
+def _stage_bill_items(session: Session, items: list[dict]) -> None:
+    """(Preview only, rolled back by the caller.) Write the bill-mode items a preview computed, so
+    the bills' preview counts and lists them as the real run would."""
+    if items:
+        now = utcnow()
+        session.execute(insert(MonthItem), [{**it, "entry_id": None, "bill_no": None, "created_at": now}
+                                            for it in items])
 
 
 def _bills(session: Session, site_id: int, period: str, *, preview: bool, actor: str, front: str) -> Any:

@@ -74,6 +74,7 @@ def test_preview_changes_nothing_and_shows_what_the_run_posts(session, busy):
     assert preview.entries == 0 and preview.items == 64 * 3 + 60 + 3
     run = run_month_end(busy.site.id, "2026-04", actor="test")
     assert totals(run) == totals(preview)
+    assert preview.bills == run.bills == 3  # the bill-mode shares of 101, 102, 103 make a bill each
     assert run.entries == 64 * 3 + 60  # the ratio rule is bill mode: items only
     again = run_month_end(busy.site.id, "2026-04", preview=True, actor="test")  # a preview after the run
     assert totals(again) == totals(run)
