@@ -74,7 +74,7 @@ def test_bad_input_is_refused_on_the_form(manage, factory, session):
     assert r.status_code == 422 and "999" in r.text
     upload = manage.post(f"/admin/sites/{site.id}/batch/preview",
                          {"action": "recharge", "scope": "rooms",
-                          "file": (io.BytesIO("room,amount\n101,12.00\n201,3\n".encode()), "rooms.csv")},
+                          "file": (io.BytesIO(b"room,amount\n101,12.00\n201,3\n"), "rooms.csv")},
                          content_type="multipart/form-data")
     assert upload.status_code == 200 and "共 2 项" in upload.text
     assert session.scalar(select(BatchTask.id)) is None
