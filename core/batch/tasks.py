@@ -94,7 +94,7 @@ def build_items(action: str, targets: list[Target], *, params: dict, amounts: di
 
 def create_task(session: Session, *, site_id: int, action: str, selection: dict, params: dict | None = None,
                 at: str | datetime | None = None, actor: str = "system", front: str = "system",
-                confirmed: bool = False, rooms_file: RoomList | None = None) -> BatchTask:
+                confirmed: bool = False, rooms_file: RoomList | None = None, kick_engine: bool = True) -> BatchTask:
     """Freeze the selection into items and keep the task. Nothing is sent or posted here: an
     engine does that once the task starts (now, or at ``at`` in the site's timezone).
 
@@ -141,7 +141,7 @@ def create_task(session: Session, *, site_id: int, action: str, selection: dict,
                  scheduled_at=format_at(when, site))
     if task.confirmed_by:
         audit.record(session, actor=actor, front=front, action="batch_confirm", site_id=site.id, task_id=task.id)
-    if task.state == "pending":
+    if task.state == "pending" and kick_engine:
         kick(session, task)
     return task
 
