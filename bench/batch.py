@@ -36,12 +36,15 @@ get_engine()
 sys.stdout.write("ready\n"); sys.stdout.flush()
 sys.stdin.readline()
 stats = batch_engine.drive(task)
-stats["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+ru = resource.getrusage(resource.RUSAGE_SELF)
+stats["max_rss_mb"] = round(ru.ru_maxrss / 1024, 1)
+stats["cpu_s"] = round(ru.ru_utime + ru.ru_stime, 2)
 sys.stdout.write(json.dumps(stats) + "\n")
 """
 
 
-ENGINE_STATS = ("fed", "attempts", "confirmed", "failed", "expired", "feed_s", "claim_s", "finish_s", "finishes")
+ENGINE_STATS = ("fed", "attempts", "confirmed", "failed", "expired", "feed_s", "claim_s", "finish_s", "finishes",
+                "cpu_s")
 
 
 @click.command("batch")
