@@ -101,7 +101,9 @@ def create_task(session: Session, *, site_id: int, action: str, selection: dict,
     A money or supply action (``actions.CONFIRMED_ACTIONS``) starts only once confirmed: pass
     ``confirmed=True`` when the caller's own confirmation step was taken (the CLI, a confirmed chat
     code), else the task waits ``unconfirmed`` for ``confirm_task``. Raises ValidationError (action,
-    params, selection, time, too many items), NotFound (site)."""
+    params, selection, time, too many items), NotFound (site). ``kick_engine=False``: the caller
+    starts the engine itself (the bench); otherwise a pending task is enqueued after commit (Redis)
+    or started by the periodic sweep."""
     site = session.get(Site, site_id) if isinstance(site_id, int) else None
     if site is None:
         raise NotFound(f"no site {site_id}")
