@@ -79,7 +79,7 @@ DETAIL_KEYS = {
     "task_id": _("批量任务号"), "batch_action": _("批量操作"), "what": _("操作内容"), "items": _("条目数"),
     "scheduled_at": _("计划时间"), "unsent": _("未发送条目"), "failed_only": _("仅失败条目"), "code": _("收费代码"),
     "queued": _("排队中"), "sent": _("已发送"), "confirmed": _("已确认"), "failed": _("失败"), "skipped": _("已跳过"),
-    "cancelled": _("已取消"),
+    "cancelled": _("已取消"), "counts": _("条目统计"),
 }
 # --- monthend (issue 12: charges, apportionment, month-end run) ---
 AUDIT_ACTIONS.update({

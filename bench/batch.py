@@ -36,12 +36,15 @@ get_engine()
 sys.stdout.write("ready\n"); sys.stdout.flush()
 sys.stdin.readline()
 stats = batch_engine.drive(task)
-stats["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+ru = resource.getrusage(resource.RUSAGE_SELF)
+stats["max_rss_mb"] = round(ru.ru_maxrss / 1024, 1)
+stats["cpu_s"] = round(ru.ru_utime + ru.ru_stime, 2)
 sys.stdout.write(json.dumps(stats) + "\n")
 """
 
 
-ENGINE_STATS = ("fed", "attempts", "confirmed", "failed", "expired", "feed_s", "claim_s", "finish_s", "finishes")
+ENGINE_STATS = ("fed", "attempts", "confirmed", "failed", "expired", "feed_s", "claim_s", "finish_s", "finishes",
+                "cpu_s")
 
 
 @click.command("batch")
@@ -126,7 +129,7 @@ def run(rooms: int = 10000, gateways: int = 200, baud: int = 9600, turnaround_ms
         with simulator_process(gateways, per_gateway + 1, port_base, baud, turnaround_ms, protocol="dlt645",
                                profile="dlt645-2007") as sim:
             result = _race(site_id, probe_meter, rooms, probe, sim.pid)
-        multi = bool(redis_url) or not url.startswith("sqlite")
+        multi = bool(redis_url)
         return {"benchmark": "batch", "rooms": rooms, "gateways": gateways, "baud": baud,
                 "turnaround_ms": turnaround_ms, "database": url.split(":", 1)[0], "bus_locks": "redis" if redis_url
                 else "per process", "engines": 2 if multi else 1, "items": 2 * rooms,
@@ -196,10 +199,12 @@ def _race(site_id: int, probe_meter: int, rooms: int, probe: bool, sim_pid: int)
     from core.models import BatchItem
     with session_scope() as s:
         relay = tasks.create_task(s, site_id=site_id, action="relay_off", selection={"all": True}, actor="bench",
-                                  front="cli", confirmed=True).id
+                                  front="cli", confirmed=True, kick_engine=False).id
         prices = tasks.create_task(s, site_id=site_id, action="set_meter_prices", selection={"all": True},
-                                   params=PRICES, actor="bench", front="cli", confirmed=True).id
-    multi = os.environ.get("METERPAY_REDIS_URL") or not os.environ["METERPAY_DATABASE_URL"].startswith("sqlite")
+                                   params=PRICES, actor="bench", front="cli", confirmed=True,
+                                   kick_engine=False).id
+    # two engine processes only when the bus locks are shared (Redis); else one, the tasks in turn
+    multi = bool(os.environ.get("METERPAY_REDIS_URL"))
     engines = [_spawn(t) for t in ((relay, prices) if multi else (relay,))]
     sim_cpu0 = _cpu(sim_pid)
     t0 = time.perf_counter()
@@ -207,7 +212,7 @@ def _race(site_id: int, probe_meter: int, rooms: int, probe: bool, sim_pid: int)
         p.stdin.write("go\n")
         p.stdin.flush()
     latency: dict = {}
-    if not multi:  # one engine process (SQLite): the tasks one after the other
+    if not multi:  # one engine process: the tasks one after the other
         engines[0].wait()
         engines.append(_spawn(prices))
         engines[-1].stdin.write("go\n")

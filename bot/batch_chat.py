@@ -29,8 +29,8 @@ WORDS = {"拉闸": "relay_off", "断电": "relay_off", "trip": "relay_off", "合
          "restore": "relay_on", "保电": "keep_power_on", "keep": "keep_power_on", "取消保电": "keep_power_off",
          "unkeep": "keep_power_off", "校时": "sync_clock", "sync": "sync_clock", "充值": "recharge",
          "recharge": "recharge"}
-STATUS_WORDS = {"欠费": "arrears", "离线": "offline", "保电中": "keep_power", "一级告警": "alarm1", "二级告警": "alarm2",
-                "三级告警": "alarm3"}
+STATUS_WORDS = {"欠费": "arrears", "离线": "offline", "保电中": "keep_power", "一级告警": "alarm1",
+                "二级告警": "alarm2", "三级告警": "alarm3"}
 SCOPE = re.compile(r"^(?P<b>[^:：栋]+?)(?:栋|幢|号楼)?(?:[:：]?(?P<f>[^:：层]+?)(?:层|楼)?)?$")
 USAGE = "格式：批量 拉闸 A栋3层（或 A栋、全部、欠费）；批量 充值 A栋3层 20；批量 进度 12"
 

@@ -228,7 +228,8 @@ def ask_batch_confirmation(session: Session, manager: Manager, args: list[str]) 
     session.add(BotConfirmation(manager_id=manager.id, code=code, action="batch", params=task, summary=task["what"],
                                 created_at=now, expires_at=now + timedelta(minutes=settings.confirm_minutes())))
     session.flush()
-    return f"请确认：{task['what']}。\n回复「确认 {code}」执行，{settings.confirm_minutes()} 分钟内有效；回复「取消」放弃。"
+    minutes = settings.confirm_minutes()
+    return f"请确认：{task['what']}。\n回复「确认 {code}」执行，{minutes} 分钟内有效；回复「取消」放弃。"
 
 
 def _cancel_pending(session: Session, manager: Manager) -> int:

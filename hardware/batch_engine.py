@@ -42,7 +42,7 @@ from hardware.transports import open_link
 
 log = logging.getLogger(__name__)
 
-FEED_CHUNK = 500          # items per feed transaction
+FEED_CHUNK = 200          # items per feed transaction (short: a feed locks the meters it commands)
 RETRY_CHECK = 1.0         # seconds between looks at commands waiting for a retry
 
 

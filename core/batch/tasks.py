@@ -94,14 +94,16 @@ def build_items(action: str, targets: list[Target], *, params: dict, amounts: di
 
 def create_task(session: Session, *, site_id: int, action: str, selection: dict, params: dict | None = None,
                 at: str | datetime | None = None, actor: str = "system", front: str = "system",
-                confirmed: bool = False, rooms_file: RoomList | None = None) -> BatchTask:
+                confirmed: bool = False, rooms_file: RoomList | None = None, kick_engine: bool = True) -> BatchTask:
     """Freeze the selection into items and keep the task. Nothing is sent or posted here: an
     engine does that once the task starts (now, or at ``at`` in the site's timezone).
 
     A money or supply action (``actions.CONFIRMED_ACTIONS``) starts only once confirmed: pass
     ``confirmed=True`` when the caller's own confirmation step was taken (the CLI, a confirmed chat
     code), else the task waits ``unconfirmed`` for ``confirm_task``. Raises ValidationError (action,
-    params, selection, time, too many items), NotFound (site)."""
+    params, selection, time, too many items), NotFound (site). ``kick_engine=False``: the caller
+    starts the engine itself (the bench); otherwise a pending task is enqueued after commit (Redis)
+    or started by the periodic sweep."""
     site = session.get(Site, site_id) if isinstance(site_id, int) else None
     if site is None:
         raise NotFound(f"no site {site_id}")
@@ -141,7 +143,7 @@ def create_task(session: Session, *, site_id: int, action: str, selection: dict,
                  scheduled_at=format_at(when, site))
     if task.confirmed_by:
         audit.record(session, actor=actor, front=front, action="batch_confirm", site_id=site.id, task_id=task.id)
-    if task.state == "pending":
+    if task.state == "pending" and kick_engine:
         kick(session, task)
     return task
 

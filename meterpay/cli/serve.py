@@ -161,6 +161,8 @@ def run(demo: bool, host: str | None) -> None:
     settings = _settings()
     if settings.redis_url:
         children.append(subprocess.Popen(exe + ["worker"]))
+        # batch tasks on a worker of their own: a long task never holds up single commands and polls
+        children.append(subprocess.Popen(exe + ["worker", "--queues", "batch"]))
         children.append(subprocess.Popen(exe + ["scheduler"]))
         scheduler_thread = None
     else:
