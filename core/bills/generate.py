@@ -7,8 +7,8 @@
   ``ended_at`` in [local midnight of the 1st, local midnight of the next 1st) in the site's timezone
   (so a reading at 00:00 on 1 May closes an April interval no more; it is May's, as the reports date
   it), and any earlier unbilled row: a reading stored after its month's bill was made (a gateway
-  offline for days, a CSV import) goes on the next month's bill instead of waiting forever. One line per utility (the meter's kind) and part: TOU period (sharp, peak, flat, valley,
-  deep_valley), tier (``tier<n>``), a plan's fixed charge (``fixed``), or ``all`` for usage priced
+  offline for days, a CSV import) goes on the next month's bill instead of waiting forever. One
+  line per utility (the meter's kind) and part: TOU period (sharp, peak, flat, valley, deep_valley), tier (``tier<n>``), a plan's fixed charge (``fixed``), or ``all`` for usage priced
   without a split. A utility's fen are the sum of the rows' ``amount_fen`` (what billing accrued,
   exactly the energy report's fee); they are split over the parts by largest remainder in proportion
   to the exact priced amounts of the rows' lines (ties in part order), so the lines add up to it.
@@ -36,7 +36,7 @@ import functools
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import cast
 
@@ -164,7 +164,7 @@ def _revenue(utility: str) -> str:
 
 
 # The earliest ``ended_at`` a bill takes: every unbilled postpaid row before the period's end.
-LATE_ROWS_SINCE = datetime(2000, 1, 1, tzinfo=timezone.utc)
+LATE_ROWS_SINCE = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def generate_for_period(session: Session, site_id: int, period: str, *, preview: bool, actor: str = "system",
