@@ -7,11 +7,12 @@
   ``ended_at`` in [local midnight of the 1st, local midnight of the next 1st) in the site's timezone
   (so a reading at 00:00 on 1 May closes an April interval no more; it is May's, as the reports date
   it), and any earlier unbilled row: a reading stored after its month's bill was made (a gateway
-  offline for days, a CSV import) goes on the next month's bill instead of waiting forever. One
-  line per utility (the meter's kind) and part: TOU period (sharp, peak, flat, valley, deep_valley), tier (``tier<n>``), a plan's fixed charge (``fixed``), or ``all`` for usage priced
-  without a split. A utility's fen are the sum of the rows' ``amount_fen`` (what billing accrued,
-  exactly the energy report's fee); they are split over the parts by largest remainder in proportion
-  to the exact priced amounts of the rows' lines (ties in part order), so the lines add up to it.
+  offline for days, a CSV import) goes on the next month's bill instead of waiting forever. One line
+  per utility (the meter's kind) and part: TOU period (sharp, peak, flat, valley, deep_valley), tier
+  (``tier<n>``), a plan's fixed charge (``fixed``), or ``all`` for usage priced without a split. A
+  utility's fen are the sum of the rows' ``amount_fen`` (what billing accrued, exactly the energy
+  report's fee); they are split over the parts by largest remainder in proportion to the exact priced
+  amounts of the rows' lines (ties in part order), so the lines add up to it.
 - **Charge and apportionment lines** are the site's ``month_items`` rows in ``bill`` mode not on a bill
   yet (``bill_no`` NULL) whose period starts by the end of the month (``period_start <= last day``: the
   month's own items, a quarter or year starting in it, a one-time charge dated in it, and any earlier
