@@ -126,12 +126,14 @@ def write_import_files(directory: str, serials: list[str], batches: int) -> list
 
 def billing_loop(directory: str, interval: float, stop_file: str, report: str) -> None:
     """Child process: import the next readings file every ``interval`` seconds until ``stop_file``
-    exists; writes what it did to ``report`` (JSON)."""
+    exists (an import under way is finished first); writes what it did to ``report`` (JSON), and
+    ``report + ".ready"`` once it is about to start the first import."""
     from core.billing.csv_import import import_csv
     from core.signals import load_listeners
     load_listeners()
     done = []
     files = sorted(f for f in os.listdir(directory) if f.endswith(".csv"))
+    open(report + ".ready", "w").close()  # imported and about to start the first file
     next_at = time.monotonic()
     for name in files:
         while time.monotonic() < next_at:
@@ -469,6 +471,11 @@ def load_test(*, clients: int, seconds: float, gateways: int, per_gateway: int, 
                                     files_dir, str(billing_interval), stop_file, billing_report], env=stage["env"],
                                    stdout=open(os.path.join(work, "billing.log"), "w"), stderr=subprocess.STDOUT)
         stack.callback(_stop, billing)
+        deadline = time.monotonic() + 120
+        while not os.path.exists(billing_report + ".ready"):  # the busy side starts with billing under way
+            if billing.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the billing process did not start (see {work}/billing.log)")
+            time.sleep(0.05)
         poll.start()
         time.sleep(min(1.0, poll_interval / 2))  # the first round is under way
         load1 = loadavg()

@@ -376,15 +376,22 @@ def usage(session: Session, account: Account, granularity: str, start: date, end
     def at(d: date) -> datetime:
         return datetime.combine(d, time(0), tzinfo=tz)
     t0, t1 = at(periods[0][1]), at(periods[-1][2])
-    meter_ids = list(session.scalars(select(Meter.id).where(Meter.account_id == account.id, Meter.kind == kind)))
+    # Two statements whatever the number of meters: each meter with the last good reading before the
+    # span (one index probe each), then every good reading in the span.
+    before_span = (select(Reading.total).where(Reading.meter_id == Meter.id, Reading.taken_at < t0,
+                                               Reading.status == "ok")
+                   .order_by(Reading.taken_at.desc()).limit(1).correlate(Meter).scalar_subquery())
+    befores = dict(session.execute(select(Meter.id, before_span).where(Meter.account_id == account.id,
+                                                                      Meter.kind == kind)).tuples().all())
+    in_span: dict[int, list] = defaultdict(list)
+    if befores:
+        for row in session.execute(select(Reading.meter_id, Reading.taken_at, Reading.total).where(
+                Reading.meter_id.in_(list(befores)), Reading.taken_at >= t0, Reading.taken_at < t1,
+                Reading.status == "ok").order_by(Reading.meter_id, Reading.taken_at)):
+            in_span[row.meter_id].append(row)
     used: dict[str, Decimal] = defaultdict(Decimal)
-    for mid in meter_ids:
-        before = session.scalar(select(Reading.total).where(Reading.meter_id == mid, Reading.taken_at < t0,
-                                                            Reading.status == "ok")
-                                .order_by(Reading.taken_at.desc()).limit(1))
-        rows = session.execute(select(Reading.taken_at, Reading.total).where(
-            Reading.meter_id == mid, Reading.taken_at >= t0, Reading.taken_at < t1, Reading.status == "ok")
-            .order_by(Reading.taken_at)).all()
+    for mid, before in befores.items():
+        rows = in_span[mid]
         last = before
         i = 0
         for label, _p0, p1 in periods:
