@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import select
@@ -189,8 +189,10 @@ class _Parser:
                 raise ValidationError(f"taken_at: {text!r} is not an ISO 8601 time", field="taken_at") from None
             if taken_at.tzinfo is None:
                 taken_at = taken_at.replace(tzinfo=zone(tz or "Asia/Shanghai"))
-            elif len(self.offset_times) < 100_000:
-                self.offset_times[text] = taken_at
+            else:
+                taken_at = _shared_offset(taken_at)
+                if len(self.offset_times) < 100_000:
+                    self.offset_times[text] = taken_at
             self.times[(text, tz)] = taken_at
         total = row[self.i_total].strip() if self.i_total is not None and self.i_total < n else ""
         if not total:
@@ -204,6 +206,22 @@ class _Parser:
                         periods = {}
                     periods[name] = _decimal(v, name)
         return RawReading(meter_id, taken_at, _decimal(total, "total"), periods, "import")
+
+
+_OFFSETS: dict[tuple[timedelta | None, str | None], tzinfo] = {}  # (UTC offset, name) -> one timezone object
+
+
+def _shared_offset(at: datetime) -> datetime:
+    """``at`` with the process's one ``timezone`` object of its UTC offset: the same time, but
+    times of one offset then compare and hash without computing offsets (``fromisoformat`` makes
+    a new ``timezone`` for every text, and two datetimes with different tzinfo objects call
+    ``utcoffset`` on both at every comparison: 1 us instead of 0.2 us, for every comparison
+    billing makes between reading times)."""
+    tz = at.tzinfo
+    if type(tz) is not timezone:
+        return at
+    shared = _OFFSETS.setdefault((tz.utcoffset(None), tz.tzname(None)), tz)
+    return at if shared is tz else at.replace(tzinfo=shared)
 
 
 def _row_shape(periods: list[tuple[str, int]]) -> tuple[list[tuple[str, int]], Callable, tuple]:

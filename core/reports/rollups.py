@@ -280,14 +280,21 @@ class Collector:
             for u in usage:
                 mid = u["meter_id"]
                 fen = int(u["amount_fen"])
-                q, f = usage_parts(u["quantity"], fen, u["lines"])
+                lines = u["lines"]
+                if not any("period" in ln or "charge" in ln for ln in lines or ()):
+                    # no TOU split, no fixed charge: all of it is "none" (as usage_parts says)
+                    qty = Decimal(u["quantity"])
+                    out.append(f"{mid}\t{day(u['ended_at'], mid)}\t{u['account_id'] or 0}\t{meters[mid].kind}\t"
+                               f"{qty}\t{_ZEROS_BEFORE_NONE}\t{qty}\t{fen}\t{_ZEROS_BEFORE_NONE}\t{fen}\t0\t1\n")
+                    continue
+                q, f = usage_parts(u["quantity"], fen, lines)
                 out.append(f"{mid}\t{day(u['ended_at'], mid)}\t{u['account_id'] or 0}\t{meters[mid].kind}\t"
                            f"{u['quantity']}\t" + "\t".join(map(str, q.values())) + f"\t{fen}\t" +
                            "\t".join(map(str, f.values())) + "\t1\n")
             merge = []
             if out:
                 writer.copy(USAGE_DAYS_COPY, out)
-                merge += [USAGE_DAYS_MERGE, MONTHS_FROM_DAYS, "DELETE FROM _merge_usage_days"]
+                merge += [BLOCK_DAYS_MERGE, BLOCK_MONTHS_MERGE, "DELETE FROM _merge_usage_days"]
             if streamed and consumptions:  # the site of each account is joined in by the merge
                 lines = []
                 for c in consumptions:
@@ -536,6 +543,9 @@ class LedgerRows:
         self.rows = {}
 
 
+# "none" is the last period and "fixed" follows it (the fast path of ``Collector.add`` writes them so)
+assert ROLLUP_PERIODS[-1] == "none" and FEE_PARTS == (*ROLLUP_PERIODS, "fixed")
+_ZEROS_BEFORE_NONE = "\t".join("0" for _ in ROLLUP_PERIODS[:-1])
 USAGE_SUMS = ("quantity", *(f"q_{p}" for p in ROLLUP_PERIODS), "fee_fen", *(f"f_{p}" for p in FEE_PARTS), "intervals")
 
 
@@ -668,10 +678,17 @@ MONTHS_FROM_DAYS = (
 
 
 USAGE_DAYS_COPY = f"COPY _merge_usage_days (meter_id, day, account_id, kind, {', '.join(USAGE_SUMS)}) FROM STDIN"
-USAGE_DAYS_MERGE = (
+# A block of billing's stream has one usage row per meter (one billed interval per meter and
+# batch), so its rows need no GROUP BY: each key comes once (ON CONFLICT would refuse a second).
+BLOCK_DAYS_MERGE = (
     f"INSERT INTO usage_days (meter_id, day, account_id, kind, {', '.join(USAGE_SUMS)}) SELECT meter_id, day, "
-    f"account_id, min(kind), {', '.join(f'sum({c})' for c in USAGE_SUMS)} FROM _merge_usage_days GROUP BY 1, 2, 3 "
-    f"ORDER BY 1, 2, 3 ON CONFLICT (meter_id, day, account_id) DO UPDATE SET {_sums_sql('usage_days', USAGE_SUMS)}")
+    f"account_id, kind, {', '.join(USAGE_SUMS)} FROM _merge_usage_days ORDER BY 1, 2, 3 "
+    f"ON CONFLICT (meter_id, day, account_id) DO UPDATE SET {_sums_sql('usage_days', USAGE_SUMS)}")
+BLOCK_MONTHS_MERGE = (
+    f"INSERT INTO usage_months (meter_id, month, account_id, kind, {', '.join(USAGE_SUMS)}) "
+    f"SELECT meter_id, CAST(date_trunc('month', day) AS date), account_id, kind, {', '.join(USAGE_SUMS)} "
+    f"FROM _merge_usage_days ORDER BY 1, 2, 3 ON CONFLICT (meter_id, month, account_id) DO UPDATE SET "
+    f"{_sums_sql('usage_months', USAGE_SUMS)}")
 LEDGER_DAYS_COPY = ("COPY _merge_ledger_days (account_id, day, ledger_account_id, kind, amount_fen, postings) "
                     "FROM STDIN")
 LEDGER_DAYS_MERGE = (
