@@ -6,6 +6,7 @@ request (core.sites.selfservice), so unbinding takes effect at once.
 from __future__ import annotations
 
 import functools
+import threading
 import time
 
 from flask import g, request
@@ -78,13 +79,28 @@ def openid_from_token(token: str) -> str:
     return openid
 
 
+_login_clients: dict[tuple, object] = {}
+_login_lock = threading.Lock()
+
+
+def _login_client(s):
+    """One wechatpy client per (app id, secret, API base) and process, so logins reuse its HTTP
+    session's kept-alive connections (a new client per login opened a new connection each time)."""
+    from wechatpy import WeChatClient
+    key = (s.appid, s.secret, s.api_base)
+    with _login_lock:
+        client = _login_clients.get(key)
+        if client is None:
+            client = _login_clients[key] = WeChatClient(s.appid, s.secret, timeout=10)
+    return client
+
+
 def code_to_openid(code: str) -> str:
     """WeChat's jscode2session through wechatpy (no access token is needed for this call)."""
     import requests
-    from wechatpy import WeChatClient
     from wechatpy.exceptions import WeChatClientException
     s = cfg.miniapp()
-    client = WeChatClient(s.appid, s.secret, timeout=10)
+    client = _login_client(s)
     params = [("appid", s.appid), ("secret", s.secret), ("js_code", code), ("grant_type", "authorization_code")]
     try:
         # A list of params keeps wechatpy from fetching and adding an access token.
