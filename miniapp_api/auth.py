@@ -6,7 +6,9 @@ request (core.sites.selfservice), so unbinding takes effect at once.
 from __future__ import annotations
 
 import functools
+import threading
 import time
+from typing import Any
 
 from flask import g, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -78,13 +80,35 @@ def openid_from_token(token: str) -> str:
     return openid
 
 
+_login_clients: dict[tuple[str, str, str], Any] = {}
+_login_lock = threading.Lock()
+
+
+def _login_client(appid: str, secret: str, api_base: str):
+    """One wechatpy client per (app id, secret, API base) per process, shared by its threads, on a
+    kept-alive HTTP session (``core.utils.keepalive_http_session``): a login costs one request on
+    an open connection, not a new client, a new TCP connection and a scan of the proxy environment."""
+    key = (appid, secret, api_base)
+    found = _login_clients.get(key)
+    if found is None:
+        from wechatpy import WeChatClient
+
+        from core.utils import keepalive_http_session
+        with _login_lock:
+            found = _login_clients.get(key)
+            if found is None:
+                found = WeChatClient(appid, secret, timeout=10)
+                found._http = keepalive_http_session(api_base)
+                _login_clients[key] = found
+    return found
+
+
 def code_to_openid(code: str) -> str:
     """WeChat's jscode2session through wechatpy (no access token is needed for this call)."""
     import requests
-    from wechatpy import WeChatClient
     from wechatpy.exceptions import WeChatClientException
     s = cfg.miniapp()
-    client = WeChatClient(s.appid, s.secret, timeout=10)
+    client = _login_client(s.appid, s.secret, s.api_base)
     params = [("appid", s.appid), ("secret", s.secret), ("js_code", code), ("grant_type", "authorization_code")]
     try:
         # A list of params keeps wechatpy from fetching and adding an access token.
