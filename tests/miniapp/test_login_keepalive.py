@@ -38,3 +38,14 @@ def test_the_proxy_environment_is_read_once_per_client(pay_env, monkeypatch):
     assert client._http.trust_env is False
     assert client._http.proxies.get("http") == "http://proxy.invalid:3128"
     assert auth._login_client(s.appid, s.secret, "http://wechat.example") is client
+
+
+def test_a_get_on_a_connection_closed_while_idle_is_retried_once_a_post_never():
+    from urllib3.util.retry import Retry
+
+    from core.utils import keepalive_http_session
+    retry = keepalive_http_session("http://wechat.example").get_adapter("http://wechat.example/").max_retries
+    assert isinstance(retry, Retry)
+    assert retry.total == 1 and retry.read == 1
+    assert retry.is_retry("GET", 200) is False
+    assert "GET" in retry.allowed_methods and "POST" not in retry.allowed_methods
