@@ -12,6 +12,7 @@ from wechatpy.session.memorystorage import MemoryStorage
 
 from bot import settings
 from core.config import get_settings
+from core.utils import keepalive_http_session
 
 _clients: dict[tuple, MeterpayWeChatClient] = {}
 _lock = threading.Lock()
@@ -26,6 +27,7 @@ class MeterpayWeChatClient(WeChatClient):
         self.API_BASE_URL = f"{self.base}/cgi-bin/"
         self.wxa.API_BASE_URL = f"{self.base}/"
         self.timeout = settings.http_timeout()
+        self._http = keepalive_http_session(self.base)  # read the proxy environment once, keep connections
 
     def fetch_access_token(self):
         return self._fetch_access_token(url=f"{self.base}/cgi-bin/token",

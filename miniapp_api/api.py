@@ -144,11 +144,9 @@ def unbind(account_id: int):
 @auth.tenant_required
 def usage(account_id: int):
     q = query(schemas.UsageQuery)
-    with new_session() as session:
-        acct = selfservice.account_for(session, g.openid, _id(account_id))
-        by = q.by or q.granularity
-        points = selfservice.usage(session, acct, by, q.start, q.end, q.kind)
-        tariff = schemas.TariffInfo(**selfservice.tariff_info(session, acct, q.kind))
+    by = q.by or q.granularity
+    points, info = selfservice.usage_view(g.openid, _id(account_id), by, q.start, q.end, q.kind)
+    tariff = schemas.TariffInfo(**info)
     return render(schemas.Usage(account_id=account_id, granularity=by, kind=q.kind, tariff=tariff,
                                 points=[_usage_point(p) for p in points]))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from typing import Any
 
 from flask import g, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -79,20 +80,27 @@ def openid_from_token(token: str) -> str:
     return openid
 
 
-_login_clients: dict[tuple, object] = {}
+_login_clients: dict[tuple[str, str, str], Any] = {}
 _login_lock = threading.Lock()
 
 
-def _login_client(s):
-    """One wechatpy client per (app id, secret, API base) and process, so logins reuse its HTTP
-    session's kept-alive connections (a new client per login opened a new connection each time)."""
-    from wechatpy import WeChatClient
-    key = (s.appid, s.secret, s.api_base)
-    with _login_lock:
-        client = _login_clients.get(key)
-        if client is None:
-            client = _login_clients[key] = WeChatClient(s.appid, s.secret, timeout=10)
-    return client
+def _login_client(appid: str, secret: str, api_base: str):
+    """One wechatpy client per (app id, secret, API base) per process, shared by its threads, on a
+    kept-alive HTTP session (``core.utils.keepalive_http_session``): a login costs one request on
+    an open connection, not a new client, a new TCP connection and a scan of the proxy environment."""
+    key = (appid, secret, api_base)
+    found = _login_clients.get(key)
+    if found is None:
+        from wechatpy import WeChatClient
+
+        from core.utils import keepalive_http_session
+        with _login_lock:
+            found = _login_clients.get(key)
+            if found is None:
+                found = WeChatClient(appid, secret, timeout=10)
+                found._http = keepalive_http_session(api_base)
+                _login_clients[key] = found
+    return found
 
 
 def code_to_openid(code: str) -> str:
@@ -100,7 +108,7 @@ def code_to_openid(code: str) -> str:
     import requests
     from wechatpy.exceptions import WeChatClientException
     s = cfg.miniapp()
-    client = _login_client(s)
+    client = _login_client(s.appid, s.secret, s.api_base)
     params = [("appid", s.appid), ("secret", s.secret), ("js_code", code), ("grant_type", "authorization_code")]
     try:
         # A list of params keeps wechatpy from fetching and adding an access token.

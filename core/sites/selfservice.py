@@ -365,33 +365,22 @@ QUANTUM = {"electricity": Decimal("0.01"), "water": Decimal("0.001")}
 
 
 def usage(session: Session, account: Account, granularity: str, start: date, end: date,
-          kind: str = "electricity") -> list[UsagePoint]:
+          kind: str = "electricity", *, tz: ZoneInfo | None = None) -> list[UsagePoint]:
     """Usage of one kind (kWh or m3) per day, month or year, from register differences, the cost
-    (consumption of that kind) deducted in each period and what each utility cost (``spending_fen``)."""
+    (consumption of that kind) deducted in each period and what each utility cost (``spending_fen``).
+
+    Two statements (the readings of every meter of that kind, the spending), three when ``tz``
+    (the site's time zone) is not given."""
     if kind not in QUANTUM:
         raise ValidationError("kind: must be electricity or water", field="kind")
     periods = _periods(granularity, start, end)
-    tz = site_zone(session, account)
+    tz = tz or site_zone(session, account)
 
     def at(d: date) -> datetime:
         return datetime.combine(d, time(0), tzinfo=tz)
     t0, t1 = at(periods[0][1]), at(periods[-1][2])
-    # Two statements whatever the number of meters: each meter with the last good reading before the
-    # span (one index probe each), then every good reading in the span.
-    before_span = (select(Reading.total).where(Reading.meter_id == Meter.id, Reading.taken_at < t0,
-                                               Reading.status == "ok")
-                   .order_by(Reading.taken_at.desc()).limit(1).correlate(Meter).scalar_subquery())
-    befores = dict(session.execute(select(Meter.id, before_span).where(Meter.account_id == account.id,
-                                                                      Meter.kind == kind)).tuples().all())
-    in_span: dict[int, list] = defaultdict(list)
-    if befores:
-        for row in session.execute(select(Reading.meter_id, Reading.taken_at, Reading.total).where(
-                Reading.meter_id.in_(list(befores)), Reading.taken_at >= t0, Reading.taken_at < t1,
-                Reading.status == "ok").order_by(Reading.meter_id, Reading.taken_at)):
-            in_span[row.meter_id].append(row)
     used: dict[str, Decimal] = defaultdict(Decimal)
-    for mid, before in befores.items():
-        rows = in_span[mid]
+    for before, rows in _readings_by_meter(session, account.id, kind, t0, t1):
         last = before
         i = 0
         for label, _p0, p1 in periods:
@@ -411,21 +400,89 @@ def usage(session: Session, account: Account, granularity: str, start: date, end
                        spending[label]) for label, _, _ in periods]
 
 
+def _readings_by_meter(session: Session, account_id: int, kind: str, t0: datetime,
+                       t1: datetime) -> list[tuple[Any, list]]:
+    """For each meter of ``kind`` on the account: (the last good total before ``t0`` or None, its
+    good readings in [t0, t1) oldest first, as rows with ``taken_at`` and ``total``): one statement."""
+    found: dict[int, tuple[Any, list]] = {}
+    ranged: list = []
+    row: Any
+    for row in session.execute(_READINGS, {"account_id": account_id, "kind": kind, "t0": t0, "t1": t1}):
+        if row.taken_at is None:
+            found[row.meter_id] = (row.total, [])
+        else:
+            ranged.append(row)
+    for row in sorted(ranged, key=lambda r: r.taken_at):
+        found[row.meter_id][1].append(row)
+    return [found[mid] for mid in sorted(found)]
+
+
+def _readings_statement():
+    from sqlalchemy import null, union_all
+    account_id, kind, t0 = bindparam("account_id"), bindparam("kind"), bindparam("t0")
+    before = (select(Reading.total).where(Reading.meter_id == Meter.id, Reading.taken_at < t0, Reading.status == "ok")
+              .order_by(Reading.taken_at.desc()).limit(1).scalar_subquery())
+    in_range = (select(Reading.meter_id, Reading.taken_at, Reading.total)
+                .join(Meter, Meter.id == Reading.meter_id)
+                .where(Meter.account_id == account_id, Meter.kind == kind, Reading.taken_at >= t0,
+                       Reading.taken_at < bindparam("t1"), Reading.status == "ok"))
+    befores = select(Meter.id, null(), before).where(Meter.account_id == account_id, Meter.kind == kind)
+    return union_all(in_range, befores)
+
+
+# Built once (the hot path): building a statement per request cost more CPU than running it.
+_READINGS = _readings_statement()
+_ACCOUNT_AND_ZONE = (select(Account, Site.timezone)
+                     .join(TenantBinding, and_(TenantBinding.account_id == Account.id,
+                                               TenantBinding.openid == bindparam("openid")))
+                     .outerjoin(Site, Site.id == Account.site_id)
+                     .where(Account.id == bindparam("account_id")))
+
+
+def usage_view(openid: str, account_id: int, granularity: str, start: date, end: date,
+               kind: str = "electricity") -> tuple[list[UsagePoint], dict]:
+    """The usage chart of an account the openid is bound to: (``usage(...)`` points, ``tariff_info``).
+
+    Four reads on an autocommit connection (no BEGIN, ROLLBACK or pool ping around them): the
+    account with its site's time zone, the readings, the spending, the plan with its versions.
+    Raises NotFound if the openid is not bound to the account (or ValidationError, as ``usage``)."""
+    for attempt in (1, 2):
+        try:
+            with Session(_read_engine()) as session:
+                row = session.execute(_ACCOUNT_AND_ZONE, {"openid": openid, "account_id": account_id}).first()
+                if row is None:
+                    raise NotFound(f"no account {account_id}")
+                account, zone = row
+                points = usage(session, account, granularity, start, end, kind,
+                               tz=ZoneInfo(zone or "Asia/Shanghai"))
+                return points, tariff_info(session, account, kind)
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
+
+
 def spending_fen(session: Session, account: Account, periods: list[tuple[str, date, date]]) -> dict[str, dict]:
     """What each utility cost the account per period (fen), from the report rollup ``ledger_days``:
     the consumption posted to ``revenue:<utility>``, dated by the reading that closed each billed
     interval (issue 15), so it agrees with the finance reports to the fen."""
-    from core.models.report import LedgerDay
-    rows = session.execute(
-        select(LedgerDay.day, LedgerAccount.code, LedgerDay.amount_fen)
-        .join(LedgerAccount, LedgerAccount.id == LedgerDay.ledger_account_id)
-        .where(LedgerDay.account_id == account.id, LedgerDay.day >= periods[0][1], LedgerDay.day < periods[-1][2],
-               LedgerAccount.code.in_([f"revenue:{k}" for k in QUANTUM])))
+    rows = session.execute(_SPENDING, {"account_id": account.id, "d0": periods[0][1], "d1": periods[-1][2]})
     out: dict[str, dict] = {label: dict.fromkeys(QUANTUM, 0) for label, _, _ in periods}
     for day, code, amount in rows:
         label = next(label for label, p0, p1 in periods if p0 <= day < p1)
         out[label][code.split(":", 1)[1]] += int(amount)
     return out
+
+
+def _spending_statement():
+    from core.models.report import LedgerDay
+    return (select(LedgerDay.day, LedgerAccount.code, LedgerDay.amount_fen)
+            .join(LedgerAccount, LedgerAccount.id == LedgerDay.ledger_account_id)
+            .where(LedgerDay.account_id == bindparam("account_id"), LedgerDay.day >= bindparam("d0"),
+                   LedgerDay.day < bindparam("d1"), LedgerAccount.code.in_([f"revenue:{k}" for k in QUANTUM])))
+
+
+_SPENDING = _spending_statement()
 
 
 def transactions(session: Session, account: Account, *, limit: int = 20, before_id: int | None = None) -> list[dict]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from core import audit
@@ -198,14 +198,20 @@ def plans_at(session: Session, site_id: int, *, unit: str | None = None) -> list
     return [p for p in rows if p.site_id is not None] + [p for p in rows if p.site_id is None and p.name not in own]
 
 
+_PLAN_AND_VERSIONS = (select(TariffPlan, TariffVersion)   # built once: plan_summary is on the usage hot path
+                      .outerjoin(TariffVersion, TariffVersion.plan_id == TariffPlan.id)
+                      .where(TariffPlan.id == bindparam("plan_id")).order_by(TariffVersion.effective_from))
+
+
 def plan_summary(session: Session, plan_id: int | None, today: date | None = None) -> dict | None:
     """``{"plan", "unit", "kind", "price"}`` of the version in force ``today`` (None: no plan)."""
     if plan_id is None:
         return None
-    plan = session.get(TariffPlan, plan_id)
-    if plan is None:
+    rows = session.execute(_PLAN_AND_VERSIONS, {"plan_id": plan_id}).all()
+    if not rows:
         return None
-    vs = versions(session, plan.id)
+    plan = rows[0][0]
+    vs = [v for _, v in rows if v is not None]   # one statement: the plan and its versions
     if not vs:
         return {"plan": plan.name, "unit": plan.unit, "kind": plan.kind, "price": ""}
     today = today or datetime.now(site_tz()).date()

@@ -100,3 +100,35 @@ def test_a_utility_without_a_plan_says_so(session, bound_tenant, pay_env):
     tenant, account = bound_tenant(meters=(MeterSpec(serial="W-N", kind="water", profile="cjt188-water"),))
     assert tenant.get(f"/accounts/{account.id}").json()["tariffs"] == [
         {"utility": "water", "plan": None, "unit": "m3", "price": None}]
+
+
+def test_the_usage_chart_costs_four_statements_whatever_the_meters(session, bound_tenant, pay_env):
+    """The hot path (issue 13 item 8): the account with its time zone, every meter's readings in one
+    statement, the spending, the plan with its versions; no BEGIN/ROLLBACK or pool ping around them."""
+    import sqlalchemy as sa
+
+    from core.models import Meter, Reading
+    from core.sites.accounts import MeterSpec
+    from core.tariffs.store import add_plan
+    add_plan(session, "usage-count", {"kind": "flat", "unit": "kWh", "price": "0.5"})
+    tenant, account = bound_tenant(tariff="usage-count", meters=(MeterSpec(serial="E-CNT1"), MeterSpec(serial="E-CNT2")))
+    for serial, totals in (("E-CNT1", ("1.00", "2.00", "4.50")), ("E-CNT2", ("10.00", "10.00", "11.25"))):
+        meter = session.scalar(select(Meter).where(Meter.serial == serial))
+        for day, total in zip((3, 4, 5), totals, strict=True):
+            session.add(Reading(meter_id=meter.id, taken_at=datetime(2026, 11, day, 12, tzinfo=SH), total=Decimal(total)))
+    session.commit()
+    url = f"/accounts/{account.id}/usage?start=2026-11-04&end=2026-11-05"
+    tenant.get(url)  # warm: pools, caches
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        seen.append(statement)
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", count)
+    try:
+        body = tenant.get(url).json()
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", count)
+    # 2.00 - 1.00 + 0.00, then 4.50 - 2.00 + 11.25 - 10.00
+    assert [(p["period"], p["usage"]) for p in body["points"]] == [("2026-11-04", "1.00"), ("2026-11-05", "3.75")]
+    assert body["tariff"]["plan"] == "usage-count"
+    assert len(seen) == 4, seen
