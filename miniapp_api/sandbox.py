@@ -605,6 +605,18 @@ def alipay_pay(no: str, *, notify: bool = True, amount_fen: int | None = None) -
 
 # --- sandbox controls -------------------------------------------------------------------
 
+# Notifications sent after the payer's answer (``?notify=later``), for ``wait_for_later_notifications``.
+LATER_NOTIFICATIONS: list[threading.Thread] = []
+
+
+def wait_for_later_notifications(timeout: float = 10.0) -> None:
+    """(Tests.) Until every ``?notify=later`` notification was sent and answered (the app's
+    handler finished), at most ``timeout`` seconds."""
+    while LATER_NOTIFICATIONS:
+        LATER_NOTIFICATIONS.pop().join(timeout)
+
+
+
 @bp.route("/_sandbox/pay/<no>", methods=["GET", "POST"])
 def sandbox_pay(no):
     """GET: a page with a Pay button (the demo); POST: pay now (``?notify=0`` loses the callback,
@@ -620,7 +632,9 @@ def sandbox_pay(no):
     if mode == "later":
         # As the real providers do: the payer's answer now, the notification afterwards from another thread.
         result = pay(no, notify=False)
-        threading.Thread(target=pay, args=(no,), daemon=True).start()
+        later = threading.Thread(target=pay, args=(no,), daemon=True)
+        LATER_NOTIFICATIONS.append(later)
+        later.start()
         return jsonify({"sandbox": True, **result, "notified": "later"})
     return jsonify({"sandbox": True, **pay(no, notify=mode != "0")})
 
