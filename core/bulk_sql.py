@@ -45,7 +45,10 @@ def copy_text(value) -> str:
     if value is None:
         return "\\N"
     if isinstance(value, str):
-        return value.translate(_COPY_ESCAPES)
+        # most values need no escape: four substring tests are ~10x cheaper than translate's per-char map
+        if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+            return value.translate(_COPY_ESCAPES)
+        return value
     if isinstance(value, datetime):
         return value.isoformat()
     return str(value)  # int, Decimal: digits, sign, point, exponent

@@ -169,11 +169,13 @@ LATE_ROWS_SINCE = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def generate_for_period(session: Session, site_id: int, period: str, *, preview: bool, actor: str = "system",
-                        front: str = "system") -> GenerateResult:
+                        front: str = "system", with_lines: bool = True) -> GenerateResult:
     """Make the draft bills of ``site_id`` for ``period`` (``YYYY-MM``) as the module says; returns
     what it made (or would make, ``preview=True``, which writes nothing). Moves no money: a draft is
     outside the ledger until it is confirmed. Raises NotFound (no such site) and ValidationError
-    (a malformed period). Call inside a transaction; the caller commits."""
+    (a malformed period). Call inside a transaction; the caller commits. ``with_lines=False`` (the
+    scheduled month-end run, which reports no line): on PostgreSQL ``lines`` stays empty and the
+    bills are counted and totalled per bill, not read back line by line."""
     site = session.get(Site, site_id)
     if site is None:
         raise NotFound(f"no site {site_id}")
@@ -205,15 +207,20 @@ def generate_for_period(session: Session, site_id: int, period: str, *, preview:
     numbers = _numbers(session, site_id, p, len(accounts))
     if pg:
         ids = [0] * len(accounts) if preview else next_ids(session, "bills", len(accounts))
-        result.rows = generate_pg.generate(session, site_id=site_id, p=p, t0=t0, t1=t1, accounts=accounts,
-                                           bill_ids=ids, bill_nos=numbers, preview=preview, actor=actor,
-                                           now=utcnow())
-        seen: set[str] = set()
-        for _room, _kind, _code, fen, bill_no in result.rows:
-            if bill_no not in seen:
-                seen.add(bill_no)
-                result.bill_nos.append(bill_no)
-            result.total_fen += fen
+        rows = generate_pg.generate(session, site_id=site_id, p=p, t0=t0, t1=t1, accounts=accounts,
+                                    bill_ids=ids, bill_nos=numbers, preview=preview, actor=actor, now=utcnow(),
+                                    lines=with_lines)
+        if with_lines:
+            result.rows = rows
+            seen: set[str] = set()
+            for _room, _kind, _code, fen, bill_no in rows:
+                if bill_no not in seen:
+                    seen.add(bill_no)
+                    result.bill_nos.append(bill_no)
+                result.total_fen += fen
+        else:  # (bill_no, total) per bill
+            result.bill_nos = [no for no, _fen in rows]
+            result.total_fen = sum(int(fen) for _no, fen in rows)
         result.count = len(result.bill_nos)
         if not preview and result.count:
             audit.record(session, actor=actor, front=front, action="bills_generated", site_id=site_id,

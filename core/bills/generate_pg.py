@@ -27,8 +27,10 @@ CREATE TEMP TABLE {TMP} (
 ) ON COMMIT DROP
 """
 
-_MAP = ("m AS (SELECT * FROM unnest(CAST(:a AS bigint[]), CAST(:b AS bigint[]), CAST(:n AS text[])) "
-        "AS m(account_id, bill_id, bill_no))")
+# the id and number lists go as one comma-joined text each (no per-element adaptation of 100,000 values;
+# bill numbers are B<site>-<YYYYMM>-<digits>, no comma)
+_MAP = ("m AS (SELECT * FROM unnest(CAST(string_to_array(:a, ',') AS bigint[]), "
+        "CAST(string_to_array(:b, ',') AS bigint[]), string_to_array(:n, ',')) AS m(account_id, bill_id, bill_no))")
 
 _CLAIM_USAGE = """
 c AS (UPDATE billed_usage AS bu SET bill_id = m.bill_id FROM m
@@ -41,7 +43,8 @@ r AS (SELECT c.account_id, mt.kind AS utility, c.amount_fen, c.quantity, c.plan_
 _SEE_USAGE = """
 r AS (SELECT bu.account_id, mt.kind AS utility, bu.amount_fen, bu.quantity, bu.plan_id, bu.lines
       FROM billed_usage bu JOIN meters mt ON mt.id = bu.meter_id
-      WHERE bu.account_id = ANY(CAST(:a AS bigint[])) AND bu.billing_mode = 'postpaid' AND bu.bill_id IS NULL
+      WHERE bu.account_id = ANY(CAST(string_to_array(:a, ',') AS bigint[]))
+        AND bu.billing_mode = 'postpaid' AND bu.bill_id IS NULL
         AND bu.ended_at >= :t0 AND bu.ended_at < :t1)"""
 
 # part rank: TOU periods in order, then tiers, then the fixed charge and unsplit usage (as PART_ORDER)
@@ -106,7 +109,8 @@ ci AS (UPDATE month_items AS mi SET bill_no = m.bill_no FROM m
 _SEE_ITEMS = """
 ci AS (SELECT mi.id, mi.account_id, mi.kind, mi.code, mi.name, mi.amount_fen, mi.revenue_code, mi.source_id, mi.key
        FROM month_items mi
-       WHERE mi.account_id = ANY(CAST(:a AS bigint[])) AND mi.site_id = :s AND mi.period_start <= :last
+       WHERE mi.account_id = ANY(CAST(string_to_array(:a, ',') AS bigint[])) AND mi.site_id = :s
+         AND mi.period_start <= :last
          AND mi.mode = 'bill' AND mi.bill_no IS NULL)"""
 
 _ITEMS = f"""
@@ -141,11 +145,20 @@ ORDER BY t.bill_no, t.o1, t.o2, t.o3, t.o4, t.o5
 """
 
 
+_TOTALS = f"SELECT bill_no, sum(amount_fen) FROM {TMP} GROUP BY bill_no ORDER BY bill_no"
+
+
 def generate(session: Session, *, site_id: int, p: Period, t0: datetime, t1: datetime, accounts: list[int],
-             bill_ids: list[int], bill_nos: list[str], preview: bool, actor: str, now: datetime) -> list[tuple]:
+             bill_ids: list[int], bill_nos: list[str], preview: bool, actor: str, now: datetime,
+             lines: bool = True) -> list[tuple]:
     """Steps 1-3 of the module for ``accounts`` (sorted) with their ``bill_ids`` and ``bill_nos``;
-    returns ``(room, kind, code, amount_fen, bill_no)`` per line in bill and line order."""
-    params: dict[str, Any] = {"a": accounts, "b": bill_ids, "n": bill_nos, "t0": t0, "t1": t1, "s": site_id,
+    returns ``(room, kind, code, amount_fen, bill_no)`` per line in bill and line order -- or, with
+    ``lines=False`` (the scheduled month-end run, which reports no line), one ``(bill_no, total_fen)``
+    per bill in number order instead of step 3."""
+    if any("," in no for no in bill_nos):
+        raise ValueError("a bill number with a comma")
+    params: dict[str, Any] = {"a": ",".join(map(str, accounts)), "b": ",".join(map(str, bill_ids)),
+                              "n": ",".join(bill_nos), "t0": t0, "t1": t1, "s": site_id,
                               "last": p.last, "first": p.first, "p": p.text, "actor": actor, "now": now}
     session.execute(text(f"DROP TABLE IF EXISTS {TMP}"))
     session.execute(text(_CREATE))
@@ -156,6 +169,6 @@ def generate(session: Session, *, site_id: int, p: Period, t0: datetime, t1: dat
     if not preview:
         session.execute(text(_BILLS), params)
         session.execute(text(_LINES), params)
-    rows = [tuple(r) for r in session.execute(text(_REPORT)).all()]
+    rows = [tuple(r) for r in session.execute(text(_REPORT if lines else _TOTALS)).all()]
     session.execute(text(f"DROP TABLE {TMP}"))
     return rows

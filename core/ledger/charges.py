@@ -187,12 +187,13 @@ def _copy_post(session: Session, items: list[Deduction], wallets: dict[int, int]
         if m is None:
             m = metas[id(it.meta)] = copy_text(json.dumps(it.meta, ensure_ascii=False))
         return m
-    copy_lines(session, bulk.ENTRIES_COPY, [
+    # generators, not lists: COPY sends each block as it is made (PostgreSQL inserts while Python formats)
+    copy_lines(session, bulk.ENTRIES_COPY, (
         f"{eid}\t{_key(it.key)}\t{KINDS[it.kind]}\t{it.account_id}\t{memo(it)}\t{who}\t{meta(it)}\t{now}\n"
-        for eid, it in zip(ids, todo)])
-    copy_lines(session, bulk.POSTINGS_COPY, [
+        for eid, it in zip(ids, todo)))
+    copy_lines(session, bulk.POSTINGS_COPY, (
         f"{eid}\t{wallets[it.account_id]}\t{-it.amount_fen}\n{eid}\t{revenue[it.revenue_code]}\t{it.amount_fen}\n"
-        for eid, it in zip(ids, todo)])
+        for eid, it in zip(ids, todo)))
     deltas: dict[int, int] = {}
     for it in todo:
         w = wallets[it.account_id]

@@ -30,7 +30,7 @@ import json
 import logging
 import time as clock
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -178,7 +178,8 @@ def run_month_end(site_id: int, period: str, *, preview: bool = False, actor: st
                      site.name, month.key, name, len(computed.items), entries, t1 - t0, clock.perf_counter() - t1)
         if preview:  # the bills' preview sees this preview's bill-mode items (rolled back with it)
             _stage_bill_items(session, [it for it in previewed if it["mode"] == "bill"])
-        bills = _bills(session, site_id, month.key, preview=preview, actor=actor, front=front)
+        bills = _bills(session, site_id, month.key, preview=preview, actor=actor, front=front,
+                       with_lines=with_lines)
         result.bills = bills.count
         if not preview:
             _record_done(session, site_id, month.key, result, actor=actor, front=front)
@@ -264,13 +265,13 @@ def _freeze(session: Session, site_id: int, period: str, step: str, computed: Co
     return created
 
 
-def _item_lines(items: list[dict], posted: dict[str, int | None], now: datetime) -> list[str]:
+def _item_lines(items: list[dict], posted: dict[str, int | None], now: datetime) -> Iterator[str]:
     """``month_items`` rows as COPY text (escaping and JSON done once per distinct value; keys and
-    revenue codes are plain: ids, ascii codes and a period)."""
+    revenue codes are plain: ids, ascii codes and a period). A generator: COPY sends each block as it
+    is made, so PostgreSQL inserts one block while the next is formatted."""
     texts: dict[Any, str] = {}
     metas: dict[int, str] = {}
     at = now.isoformat()
-    out = []
     for it in items:
         m = metas.get(id(it["meta"]))
         if m is None:
@@ -278,11 +279,10 @@ def _item_lines(items: list[dict], posted: dict[str, int | None], now: datetime)
         name = texts.get(it["name"]) or texts.setdefault(it["name"], copy_text(it["name"]))
         code = texts.get(it["code"]) or texts.setdefault(it["code"], copy_text(it["code"]))
         entry = posted.get(it["key"])
-        out.append(f"{it['site_id']}\t{it['account_id']}\t{it['kind']}\t{it['source_id']}\t{code}\t"
-                   f"{name}\t{it['period']}\t{it['period_start']}\t{it['period_end']}\t{it['amount_fen']}\t"
-                   f"{it['mode']}\t{it['key']}\t{it['revenue_code']}\t{NULL if entry is None else entry}\t"
-                   f"{NULL}\t{m}\t{at}\n")
-    return out
+        yield (f"{it['site_id']}\t{it['account_id']}\t{it['kind']}\t{it['source_id']}\t{code}\t"
+               f"{name}\t{it['period']}\t{it['period_start']}\t{it['period_end']}\t{it['amount_fen']}\t"
+               f"{it['mode']}\t{it['key']}\t{it['revenue_code']}\t{NULL if entry is None else entry}\t"
+               f"{NULL}\t{m}\t{at}\n")
 
 
 def _stage_bill_items(session: Session, items: list[dict]) -> None:
@@ -294,9 +294,11 @@ def _stage_bill_items(session: Session, items: list[dict]) -> None:
                                             for it in items])
 
 
-def _bills(session: Session, site_id: int, period: str, *, preview: bool, actor: str, front: str) -> Any:
+def _bills(session: Session, site_id: int, period: str, *, preview: bool, actor: str, front: str,
+           with_lines: bool = True) -> Any:
     from core.bills.generate import generate_for_period
-    out = generate_for_period(session, site_id, period, preview=preview, actor=actor, front=front)
+    out = generate_for_period(session, site_id, period, preview=preview, actor=actor, front=front,
+                              with_lines=with_lines)
     if preview:
         session.rollback()
     else:

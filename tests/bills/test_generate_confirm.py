@@ -11,7 +11,7 @@ from core.errors import Conflict, InsufficientFunds, ValidationError
 from core.ledger import account_balance, cashdesk
 from core.ledger.check import validate
 from core.ledger.receivables import RECEIVABLE
-from core.models import Bill, BilledUsage, JournalEntry, LedgerAccount, MonthItem, Posting, Site
+from core.models import Bill, BilledUsage, BillLine, JournalEntry, LedgerAccount, MonthItem, Posting, Site
 from core.reports.check import validate as validate_rollups
 from tests.bills.conftest import item
 
@@ -233,3 +233,20 @@ def test_tiered_usage_gets_a_line_per_tier_split_to_the_fen(session, factory):
         ("electricity:tier1", 11719), ("electricity:tier2", 8613), ("electricity:tier3", 7883)]
     names = [ln.name for ln in service.detail(session, res.bill_nos[0]).row.lines]
     assert names == ["电费（第1阶梯）", "电费（第2阶梯）", "电费（第3阶梯）"]
+
+
+def test_generating_without_lines_makes_the_same_bills_and_totals(session, shop):
+    item(session, shop)  # 物业费 123.45, bill mode
+    item(session, shop, kind="apportion", code="common-e", name="公摊电费", amount_fen=1001)
+    session.commit()
+    preview = gen(session, shop, preview=True)
+    res = generate.generate_for_period(session, shop.site_id, "2026-04", preview=False, actor="test", front="cli",
+                                       with_lines=False)
+    session.commit()
+    # 40.80 + 21.00 + 5.70 + 15.00 + 123.45 + 10.01
+    assert (res.count, res.total_fen, res.bill_nos) == (1, 21596, [f"B{shop.site_id}-202604-00001"])
+    assert (preview.count, preview.total_fen) == (res.count, res.total_fen)
+    bill = session.scalar(select(Bill))
+    assert bill.total_fen == 21596
+    assert session.scalar(select(func.count()).select_from(BillLine).where(BillLine.bill_id == bill.id)) == 6
+    assert session.scalar(select(MonthItem.bill_no).where(MonthItem.code == "property")) == bill.bill_no
