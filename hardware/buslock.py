@@ -165,7 +165,8 @@ class LowHold:
     """
 
     MAX_STREAK = 16
-    STEP_ASIDE = 0.06   # seconds a lane waits after a streak (a waiting low taker polls every <= 0.05 s)
+    STEP_ASIDE = 0.12   # seconds a lane waits after a streak (a waiting low taker polls every <= 0.1 s)
+    LOW_PAUSE_MAX = 0.1
 
     def __init__(self, gateway_url: str):
         self.gateway_url = gateway_url
@@ -193,14 +194,14 @@ class LowHold:
                 if time.monotonic() > deadline:
                     raise BusBusy(f"gateway {self.gateway_url} stayed busy for {wait:g}s")
                 await asyncio.sleep(pause)
-                pause = min(pause * 2, 0.05)
+                pause = min(pause * 2, self.LOW_PAUSE_MAX)
         else:
             lock = _local(self.key)
             while not (_local_free_for_low(self.key) and lock.acquire(blocking=False)):
                 if time.monotonic() > deadline:
                     raise BusBusy(f"gateway {self.gateway_url} stayed busy for {wait:g}s")
                 await asyncio.sleep(pause)
-                pause = min(pause * 2, 0.05)
+                pause = min(pause * 2, self.LOW_PAUSE_MAX)
         self.held, self.streak = True, 1
 
     async def keep(self) -> bool:
