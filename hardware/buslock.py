@@ -139,3 +139,106 @@ async def bus_lock(gateway_url: str, wait: float = 60.0, *, low: bool = False):
         yield
     finally:
         lock.release()
+
+
+# keep the bus for the next low command only when no normal taker waits and it is still ours
+_KEEP_LOW = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+if tonumber(redis.call('get', KEYS[2]) or '0') > 0 then redis.call('del', KEYS[1]) return 0 end
+redis.call('pexpire', KEYS[1], ARGV[2])
+return 1
+"""
+
+
+class LowHold:
+    """A batch lane's hold on one gateway's bus across consecutive batch commands.
+
+    Taking and giving the bus back around every command costs two Redis round trips, and a lane
+    with more commands queued takes it right back anyway. Instead the lane takes it ``low`` once
+    (``take``, exactly as ``bus_lock(low=True)``) and after each command asks to ``keep`` it: one
+    round trip that keeps the bus only if nobody normal waits for it (else gives it up, so a single
+    command or a poll round waits for at most the one batch command on the wire, as before). The
+    lane ``release``s it when its queue runs empty, on any error, and after ``MAX_STREAK`` commands
+    in a row, then steps aside for ``STEP_ASIDE`` seconds (another batch engine on the same bus gets
+    its turn).
+    A holder that dies leaves the key to expire after ``LEASE_SECONDS``, as ``bus_lock``.
+    """
+
+    MAX_STREAK = 16
+    STEP_ASIDE = 0.12   # seconds a lane waits after a streak (a waiting low taker polls every <= 0.1 s)
+    LOW_PAUSE_MAX = 0.1
+
+    def __init__(self, gateway_url: str):
+        self.gateway_url = gateway_url
+        self.key = gateway_key(gateway_url)
+        self.redis_url = _redis_url()
+        self.token = uuid.uuid4().hex
+        self.held = False
+        self.streak = 0
+        self.step_aside_until = 0.0
+
+    async def take(self, wait: float = 60.0) -> None:
+        if self.held:
+            self.streak += 1
+            return
+        if self.step_aside_until > time.monotonic():
+            await asyncio.sleep(self.step_aside_until - time.monotonic())
+        deadline = time.monotonic() + wait
+        # Low takers wait for batch commands (each ~0.5 s on the wire) or a poll round: polling the
+        # lock faster only burns CPU (the normal takers still poll from 2 ms).
+        pause = 0.005
+        if self.redis_url:
+            client = _redis(self.redis_url)
+            name, want = f"meterpay:bus:{self.key}", f"meterpay:buswant:{self.key}"
+            while not await client.eval(_TAKE_LOW, 2, name, want, self.token, int(LEASE_SECONDS * 1000)):
+                if time.monotonic() > deadline:
+                    raise BusBusy(f"gateway {self.gateway_url} stayed busy for {wait:g}s")
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, self.LOW_PAUSE_MAX)
+        else:
+            lock = _local(self.key)
+            while not (_local_free_for_low(self.key) and lock.acquire(blocking=False)):
+                if time.monotonic() > deadline:
+                    raise BusBusy(f"gateway {self.gateway_url} stayed busy for {wait:g}s")
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, self.LOW_PAUSE_MAX)
+        self.held, self.streak = True, 1
+
+    async def keep(self) -> bool:
+        """After a command, with another queued: keep the bus if nobody waits and the streak allows."""
+        if not self.held:
+            return False
+        if self.streak >= self.MAX_STREAK:  # step aside for longer than a waiting low taker's pause
+            await self.release()
+            self.step_aside_until = time.monotonic() + self.STEP_ASIDE
+            return False
+        if self.redis_url:
+            kept = bool(await _redis(self.redis_url).eval(
+                _KEEP_LOW, 2, f"meterpay:bus:{self.key}", f"meterpay:buswant:{self.key}", self.token,
+                int(LEASE_SECONDS * 1000)))
+            if not kept:
+                self.held = False
+            return kept
+        if _local_free_for_low(self.key):
+            return True
+        await self.release()
+        return False
+
+    async def release(self) -> None:
+        if not self.held:
+            return
+        self.held = False
+        if self.redis_url:
+            await _redis(self.redis_url).eval(_RELEASE, 1, f"meterpay:bus:{self.key}", self.token)
+        else:
+            _local(self.key).release()
+
+    @asynccontextmanager
+    async def turn(self, wait: float = 60.0):
+        """The bus for one command's exchanges (taken if not held); given up if the body fails."""
+        await self.take(wait)
+        try:
+            yield
+        except BaseException:
+            await self.release()
+            raise

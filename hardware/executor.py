@@ -60,7 +60,7 @@ from core.supply import meter_side
 from core.utils import utcnow
 from hardware import aio, profiles, settings
 from hardware.availability import record_failure, record_success
-from hardware.buslock import bus_lock
+from hardware.buslock import LowHold, bus_lock
 from hardware.errors import CommError, HardwareError, MeterRefused, Unsupported
 from hardware.transports import open_link
 from hardware.values import MeterValues
@@ -347,14 +347,101 @@ def _pg_fence(engine: Engine, params: tuple) -> bool:
     return False
 
 
+class LoopFence:
+    """The fence (same statement, same guarantee) on asynchronous PostgreSQL connections of one event
+    loop: a batch lane fences every command, and a hop to a worker thread and back costs more CPU
+    than the statement. A few autocommit connections shared by the loop's lanes, each statement
+    prepared once per connection; a connection that died is dropped and the fence tried once more.
+    Elsewhere (SQLite) it runs ``_fence`` in a thread as before. ``close`` in the loop when done."""
+
+    SIZE = 4
+
+    def __init__(self) -> None:
+        self.free: list[Any] = []
+        self.made = 0
+        self.cond: asyncio.Condition | None = None
+
+    async def __call__(self, snap: Snapshot) -> bool:
+        engine = _fence_engine()
+        if engine.dialect.name != "postgresql":
+            return await asyncio.to_thread(_fence, snap)
+        import psycopg
+        params = (utcnow() + _lease(), snap.command_id, snap.token, snap.attempt)
+        for attempt in (1, 2):
+            conn = await self._get(engine)
+            try:
+                async with conn.cursor() as cur:
+                    await cur.execute(_FENCE_SQL, params, prepare=True)
+                    row = await cur.fetchone()
+            except psycopg.OperationalError:
+                await self._drop(conn)
+                if attempt == 2:
+                    raise
+                continue
+            except BaseException:
+                await self._drop(conn)
+                raise
+            await self._put(conn)
+            return row is not None
+        return False
+
+    async def _get(self, engine: Engine) -> Any:
+        import psycopg
+        if self.cond is None:
+            self.cond = asyncio.Condition()
+        async with self.cond:
+            while not self.free and self.made >= self.SIZE:
+                await self.cond.wait()
+            if self.free:
+                return self.free.pop()
+            self.made += 1
+        try:
+            return await psycopg.AsyncConnection.connect(
+                engine.url.set(drivername="postgresql").render_as_string(hide_password=False), autocommit=True)
+        except BaseException:
+            await self._drop(None)
+            raise
+
+    async def _put(self, conn: Any) -> None:
+        assert self.cond is not None
+        async with self.cond:
+            self.free.append(conn)
+            self.cond.notify()
+
+    async def _drop(self, conn: Any) -> None:
+        if conn is not None:
+            import psycopg
+            try:
+                await conn.close()
+            except psycopg.Error:  # already broken
+                pass
+        assert self.cond is not None
+        async with self.cond:
+            self.made -= 1
+            self.cond.notify()
+
+    async def close(self) -> None:
+        free, self.free = self.free, []
+        for conn in free:
+            await conn.close()
+
+
 def _fenced(snap: Snapshot, when: str, *, answered: bool) -> Outcome:
     log.warning("command %s attempt %s is no longer its own %s; nothing sent", snap.command_id, snap.attempt, when)
     return Outcome("fenced", f"attempt {snap.attempt} lost its lease {when}; nothing sent", answered=answered)
 
 
-async def _attempt(snap: Snapshot, link, *, low: bool = False) -> Outcome:
+async def _thread_fence(snap: Snapshot) -> bool:
+    return await asyncio.to_thread(_fence, snap)
+
+
+async def _attempt(snap: Snapshot, link, *, low: bool = False, hold: LowHold | None = None,
+                   fence: LoopFence | None = None) -> Outcome:
     """One attempt of one command on an open link; ``low``: a batch command, which gives the bus
-    up to single commands and polls waiting for it (``hardware.buslock``)."""
+    up to single commands and polls waiting for it (``hardware.buslock``); ``hold``: a batch lane's
+    low hold on the bus, kept across its commands (taken here if not held, given up on an error);
+    ``fence``: the lane's loop's fence connections (else each fence runs in a worker thread)."""
+    afence = fence or _thread_fence
     try:
         profile = profiles.get(snap.profile)
         profile.check_protocol(snap.protocol)
@@ -362,19 +449,19 @@ async def _attempt(snap: Snapshot, link, *, low: bool = False) -> Outcome:
     except (ValueError, Unsupported) as exc:
         return Outcome("failed", str(exc))
     try:
-        async with bus_lock(snap.url, low=low):
+        async with (hold.turn() if hold is not None else bus_lock(snap.url, low=low)):
             if snap.kind == "recharge":
-                return await _recharge(profile, link, snap)
-            return await _send_and_verify(profile, link, snap)
+                return await _recharge(profile, link, snap, afence)
+            return await _send_and_verify(profile, link, snap, afence)
     except CommError as exc:
         return Outcome("retry", f"no confirmation: {exc}", comm_error=str(exc))
     except (MeterRefused, Unsupported, ValueError) as exc:
         return Outcome("failed", str(exc), answered=isinstance(exc, MeterRefused))
 
 
-async def _send_and_verify(profile, link, snap: Snapshot) -> Outcome:
+async def _send_and_verify(profile, link, snap: Snapshot, afence=_thread_fence) -> Outcome:
     sent_error = None
-    if not await asyncio.to_thread(_fence, snap):
+    if not await afence(snap):
         return _fenced(snap, "before the send", answered=False)
     try:
         await profile.send(link, snap.address, snap.kind, snap.params)
@@ -388,7 +475,7 @@ async def _send_and_verify(profile, link, snap: Snapshot) -> Outcome:
     return Outcome("retry", why, values, answered=True, observed_at=observed_at)
 
 
-async def _recharge(profile, link, snap: Snapshot) -> Outcome:
+async def _recharge(profile, link, snap: Snapshot, afence=_thread_fence) -> Outcome:
     amount = int(snap.params["amount_fen"])
     observed_at = datetime.now(UTC)
     count, remaining = await profile.read_purchase(link, snap.address)
@@ -401,7 +488,7 @@ async def _recharge(profile, link, snap: Snapshot) -> Outcome:
     result = {"base_count": base, "purchase_count": count}
     if count > base:
         return _recharge_confirmed(profile, snap, count, remaining, result, "found applied on a retry", observed_at)
-    if not await asyncio.to_thread(_fence, snap):
+    if not await afence(snap):
         return _fenced(snap, "before the recharge send", answered=True)
     refused = None
     try:

@@ -116,6 +116,7 @@ def feed(task_id: int, limit: int) -> Fed:
         ttl = timedelta(seconds=settings.command_ttl())
         now = utcnow()
         specs: dict[str, tuple[BatchItem, tuple[int, str, dict, str]]] = {}
+        open_commands: set[int] = set()  # items whose command is known not to have ended (no sync needed)
         for item in items:
             item.updated_at = now
             try:
@@ -137,10 +138,13 @@ def feed(task_id: int, limit: int) -> Fed:
                     _refused(item, got)
                 else:
                     item.state, item.command_id = "sent", got.id
+                    if got.state not in FINAL_STATES:
+                        open_commands.add(item.id)
         out.command_ids = [i.command_id for i in items if i.state == "sent" and i.command_id]
         out.taken = len(items)
         del meters, accounts
-        sync_items(s, [i for i in items if i.state == "sent"])  # a command a re-run found already ended
+        # a command a re-run found already ended
+        sync_items(s, [i for i in items if i.state == "sent" and i.id not in open_commands])
     return out
 
 

@@ -154,3 +154,32 @@ def test_a_command_whose_worker_died_is_free_one_lease_later(session, wired_mete
     assert command(session, cmd.id).state == "confirmed"
     assert states(session, cmd.id) == ["pending", "running", "pending", "running", "confirmed"]
     assert sim.applied == ["relay off"]
+
+
+def test_the_loop_fence_of_batch_lanes_fences_the_same(session, wired_meter):
+    """Batch lanes fence on their event loop's own connections (executor.LoopFence): a stale
+    attempt is refused, the current one passes and its lease is pushed back."""
+    import asyncio
+
+    meter, _sim, _gw = wired_meter("dlt645-2007", "000000000053", "dlt645")
+    cmd = commands.request(session, meter.id, "relay_off", {}, enqueue=False)
+    session.commit()
+    old = executor._claim([cmd.id])[cmd.id]
+    session.execute(update(MeterCommand).where(MeterCommand.id == cmd.id)
+                    .values(state="pending", lease_owner=None, lease_until=None))
+    session.commit()
+    new = executor._claim([cmd.id])[cmd.id]
+    assert isinstance(old, executor.Snapshot) and isinstance(new, executor.Snapshot)
+    session.execute(update(MeterCommand).where(MeterCommand.id == cmd.id)
+                    .values(lease_until=utcnow() + timedelta(seconds=1)))
+    session.commit()
+
+    async def main():
+        fence = executor.LoopFence()
+        try:
+            return await asyncio.gather(fence(old), fence(new), *(fence(new) for _ in range(10)))
+        finally:
+            await fence.close()
+    got = asyncio.run(main())
+    assert got[0] is False and all(got[1:])
+    assert command(session, cmd.id).lease_until > utcnow() + timedelta(seconds=10)
