@@ -35,7 +35,7 @@ def test_a_manager_previews_and_runs_a_month(page, live_server, manage, session,
     page.fill("input[name=period]", "2026-04")
     page.click("#period-form button[type=submit]")
     page.wait_for_selector("#lines tbody tr")
-    assert page.locator('#totals [data-k="charges"]').inner_text() == "351.01"  # 125.63 + 76.25 + 48.13 + 100.00
+    assert page.locator('#totals [data-k="charges"]').inner_text() == "350.01"  # 125.63 + 76.25 + 48.13 + 100.00
     shot(page, "monthend-01-preview", full_page=True)
     page.click("#run-form button[type=submit]")
     page.wait_for_selector("#steps")

@@ -68,6 +68,3 @@ def shop(factory, session):
 def manage(session, client):
     from tests.admin.conftest import Manage
     return Manage(session, client)
-
-
-from tests.admin.browser import _playwright, live_server, page  # noqa: E402, F401 - browser fixtures

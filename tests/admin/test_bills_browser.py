@@ -11,12 +11,12 @@ from core.bills import generate
 from core.models import Bill, Site
 from tests.admin.browser import shot
 from tests.admin.conftest import PASSWORD
-from tests.bills.conftest import item
+from tests.bills.conftest import item, shop  # noqa: F401 - shop is a fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def test_a_manager_confirms_prints_and_collects_a_bill(page, live_server, manage, session, shop):
+def test_a_manager_confirms_prints_and_collects_a_bill(page, live_server, manage, session, shop):  # noqa: F811
     item(session, shop)
     generate.generate_for_period(session, shop.site_id, "2026-04", preview=False, actor="t", front="cli")
     session.commit()
