@@ -407,6 +407,9 @@ def test_ledger_check_sees_a_refund_reversed_while_unknown(paid):
     assert result.exit_code == 1 and refund_no in result.output and "refund-reversal" in result.output
 
     other = refund(order_no, 1000)  # succeeded, then forced to failed without its reversal
+    # the sandbox also posts Alipay's refund notification from a thread: let its handler finish first,
+    # or on SQLite (no row locks) its "succeeded" can land after the forced "failed" below
+    assert wait_for(lambda: any(n["kind"] == "alipay-refund" for n in sandbox.SENT), timeout=15)
     with session_scope() as s:
         s.scalar(select(PaymentRefund).where(PaymentRefund.refund_no == other)).state = "failed"
     assert any(other in p and "never reversed" in p for p in ledger_problems())
