@@ -195,12 +195,13 @@ def child(site: str, lines: bool = False) -> None:
     the scheduled run does without)."""
     from core import signals
     from core.db import session_scope
-    from core.monthend.run import run_month_end, site_by_name
+    from core.models.site import site_named
+    from core.monthend.run import run_month_end
     for event in ("balance_changed",):
         for fn in list(signals._listeners.get(event, ())):
             signals.disconnect(event, fn)
     with session_scope() as s:
-        site_id = site_by_name(s, site).id
+        site_id = site_named(s, site).id
     t0 = time.perf_counter()
     result = run_month_end(site_id, PERIOD, actor="bench", front="cli", with_lines=lines)
     elapsed = time.perf_counter() - t0

@@ -35,15 +35,6 @@ KIND_NAMES = {"energy": "能耗", "charge": "收费项目", "apportion": "公摊
 DEFAULT_DUE_DAYS = 15
 
 
-def site_named(session: Session, name: str | None) -> Site:
-    if not name or not str(name).strip():
-        raise ValidationError("--site: give the site's name", field="site")
-    site = session.scalar(select(Site).where(Site.name == str(name).strip()))
-    if site is None:
-        raise NotFound(f"no site {name!r}", field="site")
-    return site
-
-
 def site_today(site: Site) -> date:
     return datetime.now(ZoneInfo(site.timezone or "Asia/Shanghai")).date()
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, ForeignKey, Numeric, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import JSON, ForeignKey, Numeric, String, UniqueConstraint, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from core.db import Base, BigId, UTCDateTime, utcnow
+from core.errors import NotFound, ValidationError
 
 
 class Site(Base):
@@ -58,3 +59,23 @@ class Room(Base):
     area_m2: Mapped[Decimal | None] = mapped_column(Numeric(10, 2), nullable=True)
 
     floor: Mapped[Floor] = relationship(back_populates="rooms")
+
+
+# --- a site by what a person typed ------------------------------------------------------------
+# Every front and service that takes ``--site NAME`` (reports, bills, month end, batch tasks,
+# tariffs, imports, manager roles) finds the site here, so a blank or unknown name errs one way.
+
+def find_site(session: Session, name: str | None) -> Site | None:
+    """The site named ``name`` (surrounding spaces ignored), or None."""
+    name = str(name or "").strip()
+    return session.scalar(select(Site).where(Site.name == name)) if name else None
+
+
+def site_named(session: Session, name: str | None, *, field: str = "site") -> Site:
+    """The site named ``name``. Raises ValidationError for a blank name, NotFound for an unknown one."""
+    if not name or not str(name).strip():
+        raise ValidationError(f"--{field}: give the site's name", field=field)
+    site = find_site(session, name)
+    if site is None:
+        raise NotFound(f"no site named {str(name).strip()!r}", field=field)
+    return site

@@ -104,13 +104,6 @@ class MonthEndResult:
                 "items": self.items, "problems": self.problems, "lines": self.lines}
 
 
-def site_by_name(session: Session, name: str) -> Site:
-    site = session.scalar(select(Site).where(Site.name == name))
-    if site is None:
-        raise NotFound(f"no site named {name!r}", field="site")
-    return site
-
-
 def site_accounts(session: Session, site_id: int, month: Period, tz: ZoneInfo) -> list[AccountRow]:
     """The site's accounts that may be present in ``month`` or in the quarter or year starting with it."""
     year_start = datetime.combine(date(month.start.year, 1, 1), time.min, tz)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import NotFound, ValidationError
 from core.ledger.money import format_fen
-from core.models import Building, Floor, Meter, Room, Site
+from core.models import Building, Floor, Meter, Room
 
 UNITS = {"electricity": "kWh", "water": "m³"}
 QUANTUM = {"electricity": Decimal("0.01"), "water": Decimal("0.001")}
@@ -23,15 +23,6 @@ _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MONTH = re.compile(r"^\d{4}-\d{2}$")
 _YEAR = re.compile(r"^\d{4}$")
 FIRST_YEAR, LAST_YEAR = 2000, 2099
-
-
-def site_named(session: Session, name: str | None) -> Site:
-    if not name or not str(name).strip():
-        raise ValidationError("--site: give the site's name", field="site")
-    site = session.scalar(select(Site).where(Site.name == str(name).strip()))
-    if site is None:
-        raise NotFound(f"no site {name!r}", field="site")
-    return site
 
 
 def meter_serial(session: Session, serial: str | None) -> Meter:

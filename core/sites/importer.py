@@ -38,10 +38,11 @@ from sqlalchemy.orm import Session
 
 from core import billing
 from core.db import get_existing
-from core.errors import MeterpayError, NotFound, ValidationError
+from core.errors import MeterpayError, ValidationError
 from core.ledger.money import format_fen, parse_yuan
 from core.models import Account, Building, Floor, Meter, Room, Site, Tenant
 from core.models.meter import METER_KINDS
+from core.models.site import find_site, site_named
 from core.models.tenant import BILLING_MODES
 from core.sites.accounts import MeterSpec, OpenAccountRequest, attach_meter, change_tariff, open_account
 from core.tariffs.store import plan_for
@@ -290,10 +291,10 @@ def import_rows(session: Session, site_name: str, rows: Iterable[tuple[int, dict
             parsed.append((raw, parse_row(line, raw, profiles)))
         except MeterpayError as exc:
             parsed.append((raw, RowError(line, exc.message)))
-    site = session.scalar(select(Site).where(Site.name == site_name))
+    site = find_site(session, site_name)
     if site is None:
         if not create_site:
-            raise NotFound(f"no site named {site_name!r}")
+            site_named(session, site_name)  # raises: blank or unknown
         site = Site(name=site_name, settings={})
         session.add(site)
         session.commit()

@@ -5,9 +5,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from core.errors import Conflict, NotFound, ValidationError
-from core.models import Manager, ManagerRole, Site
+from core.errors import Conflict, ValidationError
+from core.models import Manager, ManagerRole
 from core.models.manager import ROLES
+from core.models.site import site_named
 
 
 def create_manager(session: Session, username: str, password: str, *, sites: list[str] | None = None,
@@ -28,9 +29,7 @@ def create_manager(session: Session, username: str, password: str, *, sites: lis
     if all_sites:
         session.add(ManagerRole(manager_id=manager.id, site_id=None, role=role))
     for name in sites or []:
-        site = session.scalar(select(Site).where(Site.name == name))
-        if site is None:
-            raise NotFound(f"no site named {name!r}", field="sites")
+        site = site_named(session, name, field="sites")
         session.add(ManagerRole(manager_id=manager.id, site_id=site.id, role=role))
     session.flush()
     return manager

@@ -48,13 +48,10 @@ def batch() -> None:
 @friendly_errors
 def create(site_name, action, rooms_file, all_rooms, buildings, floors, status, params_text, at, as_json):
     """Create a task; it starts by itself (now, or at --at)."""
-    from sqlalchemy import select
-
     from core.batch import tasks
     from core.batch.selection import parse_floor, parse_rooms_file
     from core.db import session_scope
-    from core.errors import NotFound
-    from core.models import Site
+    from core.models.site import site_named
     if not (rooms_file or all_rooms or buildings or floors or status):
         fail("choose the rooms: --rooms FILE, --all, --building B or --floor B:F")
     try:
@@ -78,9 +75,7 @@ def create(site_name, action, rooms_file, all_rooms, buildings, floors, status, 
             room_list = parse_rooms_file(rooms_file, fh.read())
         selection["file"] = rooms_file
     with session_scope() as s:
-        site = s.scalar(select(Site).where(Site.name == site_name))
-        if site is None:
-            raise NotFound(f"no site named {site_name!r}", field="site")
+        site = site_named(s, site_name)
         task = tasks.create_task(s, site_id=site.id, action=action, selection=selection, params=params, at=at,
                                  actor=_actor(), front="cli", confirmed=True, rooms_file=room_list)
         out = {"id": task.id, "items": task.item_count, "scheduled_at": tasks.format_at(task.scheduled_at, site),

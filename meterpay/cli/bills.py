@@ -37,9 +37,10 @@ def list_cmd(site, period, state, as_json) -> None:
     from core.bills import service
     from core.db import session_scope
     from core.ledger.money import format_fen
+    from core.models.site import site_named
     _required(site=site, period=period)
     with session_scope() as s:
-        st = service.site_named(s, site)
+        st = site_named(s, site)
         rows = service.list_bills(s, st, period, state=state, with_lines=as_json)
         if as_json:
             print_json({"site": st.name, "period": period.strip(), "count": len(rows),
@@ -68,9 +69,10 @@ def confirm_cmd(site, period, actor, as_json) -> None:
     from core.bills import service
     from core.db import session_scope
     from core.ledger.money import format_fen
+    from core.models.site import site_named
     _required(site=site, period=period)
     with session_scope() as s:
-        st = service.site_named(s, site)
+        st = site_named(s, site)
         done = service.confirm(s, st.id, period, actor=actor, front="cli")
     if as_json:
         print_json({"confirmed": done.count, "total": format_fen(done.total_fen), "bills": done.bill_nos})
@@ -88,9 +90,10 @@ def export_cmd(site, period, out, arrears) -> None:
     """The bills (or the arrears list) of a site and period as .xlsx with Chinese headers."""
     from core.bills import export, service
     from core.db import session_scope
+    from core.models.site import site_named
     _required(site=site, period=period, out=out)
     with session_scope() as s:
-        st = service.site_named(s, site)
+        st = site_named(s, site)
         if arrears:
             rows = service.list_bills(s, st, period, state="confirmed", with_lines=False)
             export.arrears_xlsx(rows, out)

@@ -33,11 +33,11 @@ def charges() -> None:
 def charges_add(site_name: str, path: str) -> None:
     """Store a charge scheme; prints {"id": ..}."""
     from core.db import session_scope
-    from core.monthend.run import site_by_name
+    from core.models.site import site_named
     from core.monthend.schemes import add_scheme
     spec = _load(path)
     with session_scope() as session:
-        scheme = add_scheme(session, site_by_name(session, site_name).id, spec, actor="cli", front="cli")
+        scheme = add_scheme(session, site_named(session, site_name).id, spec, actor="cli", front="cli")
         print_json({"id": scheme.id})
 
 
@@ -48,11 +48,11 @@ def charges_add(site_name: str, path: str) -> None:
 def charges_list(site_name: str, as_json: bool) -> None:
     """The site's charge schemes."""
     from core.db import session_scope
-    from core.monthend.run import site_by_name
+    from core.models.site import site_named
     from core.monthend.schemes import list_schemes
     with session_scope() as session:
         rows = [{"id": s.id, **s.spec, "active": s.active} for s in
-                list_schemes(session, site_by_name(session, site_name).id)]
+                list_schemes(session, site_named(session, site_name).id)]
     if as_json:
         print_json(rows)
         return
@@ -74,11 +74,11 @@ def apportion() -> None:
 def apportion_add(site_name: str, path: str) -> None:
     """Store an apportionment rule; prints {"id": ..}."""
     from core.db import session_scope
+    from core.models.site import site_named
     from core.monthend.rules import add_rule
-    from core.monthend.run import site_by_name
     spec = _load(path)
     with session_scope() as session:
-        rule = add_rule(session, site_by_name(session, site_name).id, spec, actor="cli", front="cli")
+        rule = add_rule(session, site_named(session, site_name).id, spec, actor="cli", front="cli")
         print_json({"id": rule.id})
 
 
@@ -89,11 +89,11 @@ def apportion_add(site_name: str, path: str) -> None:
 def apportion_list(site_name: str, as_json: bool) -> None:
     """The site's apportionment rules."""
     from core.db import session_scope
+    from core.models.site import site_named
     from core.monthend.rules import list_rules
-    from core.monthend.run import site_by_name
     with session_scope() as session:
         rows = [{"id": r.id, **r.spec, "active": r.active} for r in
-                list_rules(session, site_by_name(session, site_name).id)]
+                list_rules(session, site_named(session, site_name).id)]
     if as_json:
         print_json(rows)
         return
@@ -110,10 +110,10 @@ def apportion_list(site_name: str, as_json: bool) -> None:
 def apportion_master_plan(site_name: str, serial: str, tariff: str | None) -> None:
     """Set the plan that prices a common-area (master) meter."""
     from core.db import session_scope
+    from core.models.site import site_named
     from core.monthend.rules import set_master_plan
-    from core.monthend.run import site_by_name
     with session_scope() as session:
-        meter = set_master_plan(session, site_by_name(session, site_name).id, serial, tariff, actor="cli",
+        meter = set_master_plan(session, site_named(session, site_name).id, serial, tariff, actor="cli",
                                 front="cli")
         print_json({"meter": meter.serial, "tariff_plan_id": meter.tariff_plan_id})
 
@@ -128,12 +128,13 @@ def month_end(site_name: str, period: str, preview: bool, as_json: bool) -> None
     """Run (or preview) a site's month end: charges, apportionment, then bills."""
     from core.db import session_scope
     from core.ledger.money import format_fen
+    from core.models.site import site_named
     from core.monthend import periods
-    from core.monthend.run import run_month_end, site_by_name
+    from core.monthend.run import run_month_end
     from core.signals import load_listeners
     periods.month(period)
     with session_scope() as session:
-        site_id = site_by_name(session, site_name).id
+        site_id = site_named(session, site_name).id
     if not preview:
         load_listeners()
     result = run_month_end(site_id, period, preview=preview, actor="cli", front="cli")

@@ -51,11 +51,12 @@ def _json_xlsx(fn):
 def income_cmd(site, start, end, by, as_json, xlsx) -> None:
     """收入概况: income by composition, cash in by channel and refunds per day, month or year."""
     from core.db import session_scope
+    from core.models.site import site_named
     from core.reports import base, export, finance
     _required(site=site, **{"from": start, "to": end})
     with session_scope() as s:
         a, b = base.parse_range(start, end)
-        rep = finance.income(s, base.site_named(s, site), a, b, by)
+        rep = finance.income(s, site_named(s, site), a, b, by)
 
     def lines(r):
         yield f"{'period':<12}{'income':>14}{'cash in':>14}{'refunds':>12}"
@@ -76,10 +77,11 @@ def income_cmd(site, start, end, by, as_json, xlsx) -> None:
 def energy_cmd(site, period, utility, building, floor, as_json, xlsx) -> None:
     """用电综合报表 (water: 用水): per shop, total and per TOU period, with fees."""
     from core.db import session_scope
-    from core.reports import base, energy, export
+    from core.models.site import site_named
+    from core.reports import energy, export
     _required(site=site, period=period)
     with session_scope() as s:
-        rep = energy.energy(s, base.site_named(s, site), period, utility=utility, building=building, floor=floor)
+        rep = energy.energy(s, site_named(s, site), period, utility=utility, building=building, floor=floor)
 
     def lines(r):
         yield f"{'room':<10}{'tenant':<16}{'total':>12}{'sharp':>10}{'peak':>10}{'flat':>10}{'valley':>10}{'fee':>12}"
@@ -100,10 +102,11 @@ def energy_cmd(site, period, utility, building, floor, as_json, xlsx) -> None:
 def yoy_cmd(site, year, by, utility, as_json, xlsx) -> None:
     """能耗同比: each month against the same month last year (null where last year has no data)."""
     from core.db import session_scope
-    from core.reports import base, energy, export
+    from core.models.site import site_named
+    from core.reports import energy, export
     _required(site=site, year=year)
     with session_scope() as s:
-        rep = energy.yoy(s, base.site_named(s, site), year, by=by, utility=utility)
+        rep = energy.yoy(s, site_named(s, site), year, by=by, utility=utility)
 
     def lines(r):
         yield f"{'key':<12}{'month':<9}{'usage':>12}{'last year':>12}{'change %':>10}"
@@ -151,11 +154,12 @@ def meter_cmd(meter, by, period, as_json, xlsx) -> None:
 def orders_cmd(site, start, end, kind, channel, state, building, room, tenant, as_json, xlsx) -> None:
     """订单总览: every money flow of a site, filtered, with its total."""
     from core.db import session_scope
+    from core.models.site import site_named
     from core.reports import base, export, finance
     _required(site=site, **{"from": start, "to": end})
     with session_scope() as s:
         a, b = base.parse_range(start, end)
-        rep = finance.orders(s, base.site_named(s, site), a, b, kind=kind, channel=channel, state=state,
+        rep = finance.orders(s, site_named(s, site), a, b, kind=kind, channel=channel, state=state,
                              building=building, room=room, tenant=tenant)
 
     def lines(r):

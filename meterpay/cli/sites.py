@@ -89,18 +89,13 @@ def check(site_name: str | None, as_json: bool) -> None:
     Their readings are kept and billing waits: assigning a plan of the right unit bills the whole
     gap at once on the next reading. Exit status 1 when any meter is listed.
     """
-    from sqlalchemy import select
-
     from core.db import session_scope
-    from core.errors import NotFound
-    from core.models import Site
+    from core.models.site import site_named
     from core.sites.checks import unpriced_meters
     with session_scope() as session:
         site_id = None
         if site_name is not None:
-            site_id = session.scalar(select(Site.id).where(Site.name == site_name))
-            if site_id is None:
-                raise NotFound(f"no site named {site_name!r}")
+            site_id = site_named(session, site_name).id
         meters = unpriced_meters(session, site_id)
     if as_json:
         print_json({"ok": not meters, "unpriced": [

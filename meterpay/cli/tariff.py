@@ -33,16 +33,10 @@ def load_plan_file(path: str) -> dict:
 
 
 def _site_id(session, name: str | None) -> int | None:
-    from sqlalchemy import select
-
-    from core.errors import NotFound
-    from core.models import Site
+    from core.models.site import site_named
     if name is None:
         return None
-    site_id = session.scalar(select(Site.id).where(Site.name == name))
-    if site_id is None:
-        raise NotFound(f"no site named {name!r}", field="site")
-    return site_id
+    return site_named(session, name).id
 
 
 def _manager_id(session, username: str | None) -> int | None:
