@@ -232,7 +232,8 @@ def orders(session: Session, site: Site, start: date, end: date, *, kind: str | 
     ``kind="consumption"``. Time is when the money belongs, as income dates it: the paid time of an
     online payment, the start of a charge's period, the reading of usage, else when it was posted.
     ``amount`` is the tenant's side (the wallet's change; for an entry without a wallet, such as a
-    bill paid at the desk, the money received). Filters: entry kind, channel (wechat, alipay, cash,
+    bill paid at the desk, the money received; for a bill's credit note, the whole credit: what is
+    owed less plus what went to the wallet). Filters: entry kind, channel (wechat, alipay, cash,
     transfer, wallet), state, building, room (exact), tenant (part of the name)."""
     if kind is not None:
         kind = parse_choice(kind, ORDER_KINDS, "kind")
@@ -287,7 +288,10 @@ def orders(session: Session, site: Site, start: date, end: date, *, kind: str | 
         wallet = sum(a for _c, k, a in legs[e.id] if k == "wallet")
         has_wallet = any(k == "wallet" for _c, k, _a in legs[e.id])
         chan = next((ch for c, _k, _a in legs[e.id] if (ch := channel_of(c)) is not None), None) or "wallet"
-        amount = wallet if has_wallet else -sum(a for c, _k, a in legs[e.id] if channel_of(c) is not None)
+        if meta.get("credit_no"):  # a bill's credit note: what the tenant owes less, and any rest to the wallet
+            amount = -sum(a for c, _k, a in legs[e.id] if c.startswith("revenue:"))
+        else:
+            amount = wallet if has_wallet else -sum(a for c, _k, a in legs[e.id] if channel_of(c) is not None)
         refund = refunds.get(e.id)
         if e.id in reversed_ids:
             st = "reversed"

@@ -183,6 +183,13 @@ def test_a_credit_note_takes_back_a_line_and_what_is_owed(session, shop):
     # the detail page's data traces both credit notes to the bill
     d = service.detail(session, bill.bill_no)
     assert [c.total_fen for c in d.credits] == [2345, 10000]
+    # the order overview shows each credit note's whole amount (owed less, or to the wallet)
+    from core.reports import finance
+    from core.bills.service import site_today
+    site = session.get(Site, shop.site_id)
+    today = site_today(site)
+    report = finance.orders(session, site, today - timedelta(days=1), today + timedelta(days=1), kind="adjustment")
+    assert sorted(r.amount_fen for r in report.rows) == [2345, 10000]
 
 
 def test_a_correction_bill_is_a_new_numbered_draft_pointing_at_the_bill(session, shop):
