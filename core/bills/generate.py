@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, text, update
+from sqlalchemy import Table, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from core import audit
@@ -197,9 +197,14 @@ def generate_for_period(session: Session, site_id: int, period: str, *, preview:
                    BilledUsage.ended_at >= t0, BilledUsage.ended_at < t1]
     item_where = [MonthItem.site_id == site_id, MonthItem.period_start <= p.last, MonthItem.mode == "bill",
                   MonthItem.bill_no.is_(None)]
+    # an account whose unbilled rows are all 0 fen and 0 quantity (a vacant shop) gets no bill this
+    # time: no number is spent on it (bill numbers have no gaps) and its rows stay unclaimed, so the
+    # first bill with something on it takes them along
     found: set[int] = {a for a in session.scalars(select(BilledUsage.account_id).distinct()
                                                   .join(Account, Account.id == BilledUsage.account_id)
-                                                  .where(*usage_where)) if a is not None}
+                                                  .where(*usage_where, or_(BilledUsage.amount_fen != 0,
+                                                                           BilledUsage.quantity != 0)))
+                       if a is not None}
     found |= set(session.scalars(select(MonthItem.account_id).distinct().where(*item_where)))
     accounts = sorted(found - have)
     if not accounts:

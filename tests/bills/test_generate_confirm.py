@@ -13,6 +13,7 @@ from core.ledger.check import validate
 from core.ledger.receivables import RECEIVABLE
 from core.models import Bill, BilledUsage, BillLine, JournalEntry, LedgerAccount, MonthItem, Posting, Site
 from core.reports.check import validate as validate_rollups
+from core.sites.accounts import MeterSpec
 from tests.bills.conftest import item
 
 
@@ -184,8 +185,8 @@ def test_a_credit_note_takes_back_a_line_and_what_is_owed(session, shop):
     d = service.detail(session, bill.bill_no)
     assert [c.total_fen for c in d.credits] == [2345, 10000]
     # the order overview shows each credit note's whole amount (owed less, or to the wallet)
-    from core.reports import finance
     from core.bills.service import site_today
+    from core.reports import finance
     site = session.get(Site, shop.site_id)
     today = site_today(site)
     report = finance.orders(session, site, today - timedelta(days=1), today + timedelta(days=1), kind="adjustment")
@@ -257,3 +258,30 @@ def test_generating_without_lines_makes_the_same_bills_and_totals(session, shop)
     assert bill.total_fen == 21596
     assert session.scalar(select(func.count()).select_from(BillLine).where(BillLine.bill_id == bill.id)) == 6
     assert session.scalar(select(MonthItem.bill_no).where(MonthItem.code == "property")) == bill.bill_no
+
+
+def test_a_vacant_shop_gets_no_bill_and_spends_no_number_until_it_uses_something(session, shop, factory):
+    from tests.bills.conftest import reading
+    room = factory.room(session.get(Site, shop.site_id), number="102")
+    vacant = factory.account(site=session.get(Site, shop.site_id), room=room, billing_mode="postpaid", tariff="tou",
+                             meters=(MeterSpec(serial="SHOP2-E", kind="electricity"),))
+    meter = vacant.meters[0]
+    reading(session, meter.id, "2026-03-31 23:00", "500", "100", "200", "200")
+    reading(session, meter.id, "2026-04-30 23:00", "500", "100", "200", "200")  # April: nothing used
+    session.commit()
+    assert session.scalar(select(func.count()).select_from(BilledUsage).where(BilledUsage.account_id == vacant.id))
+    res = gen(session, shop)
+    assert res.count == 1 and res.bill_nos == [f"B{shop.site_id}-202604-00001"]  # no gap for the vacant shop
+    assert session.scalar(select(func.count()).select_from(Bill).where(Bill.account_id == vacant.id)) == 0
+    # its rows point at no bill: unclaimed, not claimed by a bill that was never made
+    assert session.scalars(select(BilledUsage.bill_id).where(BilledUsage.account_id == vacant.id)).all() == [None]
+    # in May it uses 10 kWh flat: the May bill takes the April row too, and its lines are May's
+    reading(session, meter.id, "2026-05-20 12:00", "510", "100", "210", "200")
+    session.commit()
+    may = gen(session, vacant, period="2026-05")
+    assert may.count == 2  # the shop's 1 May interval and the once-vacant shop
+    bill = session.scalar(select(Bill).where(Bill.account_id == vacant.id))
+    assert bill.bill_no.endswith("-202605-00002") or bill.bill_no.endswith("-202605-00001")
+    assert bill.total_fen == 600  # 10 kWh x 0.60
+    assert set(session.scalars(select(BilledUsage.bill_id).where(BilledUsage.account_id == vacant.id))) == {bill.id}
+    assert clean(session) == []
