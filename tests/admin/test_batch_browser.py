@@ -39,13 +39,14 @@ def test_a_manager_runs_a_batch_cut_and_watches_it_finish(page, live_server, man
     page.click("#create")
     page.wait_for_url(re.compile(r"/admin/batch/\d+$"))
     task_id = int(page.url.rsplit("/", 1)[1])
-    assert page.inner_text("#task-state") == "pending"
+    assert page.get_attribute("#task-state", "data-state") == "pending" and page.inner_text("#task-state") == "待执行"
     worker = threading.Thread(target=batch_engine.drive, args=(task_id,))  # a worker on queue "batch"
     worker.start()
-    page.wait_for_function("document.querySelector('#task-state').textContent === 'finished'", timeout=60000)
+    page.wait_for_function("document.querySelector('#task-state').dataset.state === 'finished'", timeout=60000)
+    assert page.inner_text("#task-state") == "已完成"  # words for the manager, the code in data-state
     worker.join(30)
     assert page.inner_text('#task-counts [data-k="confirmed"] b') == "4"
-    assert page.locator("#batch-items td.state", has_text="confirmed").count() == 4
+    assert page.locator('#batch-items td.state[data-state="confirmed"]', has_text="已确认").count() == 4
     assert not any(sim.relay_on for *_x, sim in rooms)
     shot(page, "batch-03-finished", full_page=True)
     with page.expect_download() as got:
