@@ -52,14 +52,32 @@ TOU_PERIODS = ("sharp", "peak", "flat", "valley")
 OPENING_FEN = 200_000
 
 
+def open_wallets(s, account_ids, fen: int = OPENING_FEN) -> None:
+    """A wallet per account holding ``fen``, each with its balanced opening entry, in bulk inserts
+    (the benchmarks' sites have thousands of accounts; ``core.sites`` opens them one at a time)."""
+    from sqlalchemy import insert
+
+    from core import ledger
+    from core.models import JournalEntry, LedgerAccount, Posting
+    equity = ledger.system_account(s, "equity:opening-balances")
+    wallet_ids = s.scalars(insert(LedgerAccount).returning(LedgerAccount.id, sort_by_parameter_order=True),
+                           [{"code": f"wallet:{a}", "kind": "wallet", "account_id": a, "balance_fen": fen}
+                            for a in account_ids]).all()
+    entry_ids = s.scalars(insert(JournalEntry).returning(JournalEntry.id, sort_by_parameter_order=True),
+                          [{"idempotency_key": f"opening:{a}", "kind": "opening", "account_id": a,
+                            "memo": "opening balance", "meta": {}} for a in account_ids]).all()
+    s.execute(insert(Posting), [p for e, w in zip(entry_ids, wallet_ids)
+                                for p in ({"entry_id": e, "ledger_account_id": w, "amount_fen": fen},
+                                          {"entry_id": e, "ledger_account_id": equity.id, "amount_fen": -fen})])
+
+
 def _build_site(n_meters: int, seed: int) -> list[tuple[str, str, bool]]:
     """Site, rooms, tenants, accounts with wallets and meters, inserted in bulk.
     Returns (serial, plan name, reports registers) per meter."""
     from sqlalchemy import insert
 
-    from core import ledger
     from core.db import session_scope, utcnow
-    from core.models import Account, Building, Floor, JournalEntry, LedgerAccount, Meter, Posting, Room, Site, Tenant
+    from core.models import Account, Building, Floor, Meter, Room, Site, Tenant
     from core.tariffs.store import add_plan
     rnd = random.Random(seed)
     out = []
@@ -94,18 +112,7 @@ def _build_site(n_meters: int, seed: int) -> list[tuple[str, str, bool]]:
             out.append((f"BENCH{i:06d}", plan, registers))
         account_ids = s.scalars(insert(Account).returning(Account.id, sort_by_parameter_order=True),
                                 accounts).all()
-        # Every wallet opens with 2,000 yuan (an opening entry each), so no alarm or trip fires.
-        equity = ledger.system_account(s, "equity:opening-balances")
-        wallet_ids = s.scalars(insert(LedgerAccount).returning(LedgerAccount.id, sort_by_parameter_order=True),
-                               [{"code": f"wallet:{a}", "kind": "wallet", "account_id": a,
-                                 "balance_fen": OPENING_FEN} for a in account_ids]).all()
-        entry_ids = s.scalars(insert(JournalEntry).returning(JournalEntry.id, sort_by_parameter_order=True),
-                              [{"idempotency_key": f"opening:{a}", "kind": "opening", "account_id": a,
-                                "memo": "opening balance", "meta": {}} for a in account_ids]).all()
-        s.execute(insert(Posting), [p for e, w in zip(entry_ids, wallet_ids)
-                                    for p in ({"entry_id": e, "ledger_account_id": w, "amount_fen": OPENING_FEN},
-                                              {"entry_id": e, "ledger_account_id": equity.id,
-                                               "amount_fen": -OPENING_FEN})])
+        open_wallets(s, account_ids)  # 2,000 yuan each, so no alarm or trip fires
         for i, a in enumerate(account_ids):
             meters.append({"serial": out[i][0], "site_id": site.id, "room_id": room_ids[i], "account_id": a,
                            "kind": "electricity", "profile": "acrel-ddsy1352", "address": str(i % 247 + 1),

@@ -55,10 +55,9 @@ def _build_site(n_meters: int, seed: int) -> dict:
     """Site, buildings, floors, rooms, tenants, accounts with opening balances, meters (bulk inserts)."""
     from sqlalchemy import insert
 
-    from bench.billing import PLANS
-    from core import ledger
+    from bench.billing import PLANS, open_wallets
     from core.db import session_scope, utcnow
-    from core.models import Account, Building, Floor, JournalEntry, LedgerAccount, Meter, Posting, Room, Site, Tenant
+    from core.models import Account, Building, Floor, Meter, Room, Site, Tenant
     from core.tariffs.store import add_plan
     rnd = random.Random(seed)
     with session_scope() as s:
@@ -95,17 +94,7 @@ def _build_site(n_meters: int, seed: int) -> dict:
                              "billing_mode": mode, "electricity_plan_id": plan_ids[plan], "status": "open",
                              "opened_at": now})
         account_ids = s.scalars(insert(Account).returning(Account.id, sort_by_parameter_order=True), accounts).all()
-        equity = ledger.system_account(s, "equity:opening-balances")
-        wallet_ids = s.scalars(insert(LedgerAccount).returning(LedgerAccount.id, sort_by_parameter_order=True),
-                               [{"code": f"wallet:{a}", "kind": "wallet", "account_id": a,
-                                 "balance_fen": OPENING_FEN} for a in account_ids]).all()
-        entry_ids = s.scalars(insert(JournalEntry).returning(JournalEntry.id, sort_by_parameter_order=True),
-                              [{"idempotency_key": f"opening:{a}", "kind": "opening", "account_id": a,
-                                "memo": "opening balance", "meta": {}} for a in account_ids]).all()
-        s.execute(insert(Posting), [p for e, w in zip(entry_ids, wallet_ids)
-                                    for p in ({"entry_id": e, "ledger_account_id": w, "amount_fen": OPENING_FEN},
-                                              {"entry_id": e, "ledger_account_id": equity.id,
-                                               "amount_fen": -OPENING_FEN})])
+        open_wallets(s, account_ids, OPENING_FEN)
         meter_ids = s.scalars(insert(Meter).returning(Meter.id, sort_by_parameter_order=True), [
             {"serial": f"RPT{i:06d}", "site_id": site.id, "room_id": room_ids[i], "account_id": account_ids[i],
              "kind": "electricity", "profile": "acrel-ddsy1352", "address": str(i % 247 + 1), "ct_ratio": 1}

@@ -85,6 +85,17 @@ def _make_engine(url: str) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
+        @event.listens_for(engine, "savepoint")
+        def _sqlite_savepoint_in_a_transaction(conn, _name):
+            # pysqlite opens a transaction only before DML, so a SAVEPOINT issued first (a ledger post's
+            # begin_nested) would be the outermost one and its RELEASE would commit everything so far:
+            # a post inside a larger unit could be committed alone. A deferred BEGIN first keeps the
+            # savepoint inside the unit, which commits or rolls back whole, as on PostgreSQL. (BEGIN
+            # DEFERRED takes no lock until the first statement.)
+            raw = conn.connection.dbapi_connection
+            if raw is not None and not raw.in_transaction:
+                raw.execute("BEGIN")
+
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]

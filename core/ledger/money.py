@@ -18,6 +18,20 @@ def to_fen(yuan: Decimal) -> int:
     return int((yuan * FEN_PER_YUAN).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+def decimal_of(text: str | int | Decimal, *, field: str = "amount") -> Decimal:
+    """A yuan figure as a person typed it, as an exact, finite Decimal. Floats (inexact), text that is
+    not a number, NaN and infinities are refused with a ValidationError naming ``field``."""
+    if isinstance(text, (bool, float)):
+        raise ValidationError(f"{field}: give the amount as a decimal string, not a float", field=field)
+    try:
+        value = Decimal(str(text).strip())
+    except (InvalidOperation, ValueError):
+        raise ValidationError(f"{field}: {text!r} is not an amount in yuan", field=field) from None
+    if not value.is_finite():
+        raise ValidationError(f"{field}: {text!r} is not an amount in yuan", field=field)
+    return value
+
+
 def parse_yuan(text: str | int | Decimal, *, field: str = "amount", allow_zero: bool = False,
                allow_negative: bool = False) -> int:
     """Parse a yuan amount as a user types it ("50", "50.5", "50.00") into fen.
@@ -25,13 +39,8 @@ def parse_yuan(text: str | int | Decimal, *, field: str = "amount", allow_zero: 
     More than two decimal places, floats, NaN and infinities are refused with a ValidationError
     naming ``field``.
     """
-    if isinstance(text, (bool, float)):
-        raise ValidationError(f"{field}: give the amount as a decimal string, not a float", field=field)
-    try:
-        value = Decimal(str(text).strip())
-    except (InvalidOperation, ValueError):
-        raise ValidationError(f"{field}: {text!r} is not an amount in yuan", field=field) from None
-    if not value.is_finite() or value.adjusted() > 15:
+    value = decimal_of(text, field=field)
+    if value.adjusted() > 15:
         raise ValidationError(f"{field}: {text!r} is not an amount in yuan", field=field)
     if value != value.quantize(Decimal("0.01")):
         raise ValidationError(f"{field}: {text!r} has more than two decimal places", field=field)

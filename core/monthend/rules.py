@@ -40,7 +40,7 @@ from core.ledger.charges import apportion_revenue
 from core.models import ApportionRule, BilledUsage, Meter, Reading, Room
 from core.monthend import periods
 from core.monthend.periods import Period
-from core.monthend.schemes import Computed, item_row
+from core.monthend.schemes import Computed, choice, item_row, spec_name
 from core.monthend.split import split
 
 BASES = ("ratio", "area", "usage")
@@ -62,20 +62,9 @@ def _weight(value: Any, room: str) -> str:
 
 def normalise(session: Session, site_id: int, spec: Any) -> tuple[dict, Meter]:
     """The rule as stored, and its master meter; ValidationError naming the field."""
-    if not isinstance(spec, dict):
-        raise ValidationError("a rule is a JSON object")
-    unknown = sorted(set(spec) - FIELDS)
-    if unknown:
-        raise ValidationError(f"unknown field(s): {', '.join(unknown)}", field=unknown[0])
-    name = str(spec.get("name") or "").strip()
-    if not name or len(name) > 120:
-        raise ValidationError("name: 1-120 characters", field="name")
-    basis = spec.get("basis")
-    if basis not in BASES:
-        raise ValidationError(f"basis: must be one of {', '.join(BASES)} (got {basis!r})", field="basis")
-    mode = spec.get("mode")
-    if mode not in MODES:
-        raise ValidationError(f"mode: must be one of {', '.join(MODES)} (got {mode!r})", field="mode")
+    name = spec_name(spec, FIELDS, "a rule")
+    basis = choice(spec, "basis", BASES)
+    mode = choice(spec, "mode", MODES)
     master = session.scalar(select(Meter).where(Meter.serial == str(spec.get("master") or ""),
                                                 Meter.site_id == site_id))
     if master is None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 from core import audit
 from core.errors import Conflict, ValidationError
 from core.ledger.charges import CODE, charge_revenue
-from core.ledger.money import format_fen, parse_yuan, to_fen
+from core.ledger.money import decimal_of, format_fen, parse_yuan, to_fen
 from core.models import Building, ChargeScheme, Floor, Room
 from core.monthend import periods
 from core.monthend.periods import Period
@@ -57,7 +57,7 @@ def _date(value: Any, field: str) -> date:
         raise ValidationError(f"{field}: {value!r} is not a date YYYY-MM-DD", field=field) from None
 
 
-def _choice(spec: Mapping, field: str, choices: Sequence[str], default: str | None = None) -> str:
+def choice(spec: Mapping, field: str, choices: Sequence[str], default: str | None = None) -> str:
     value = spec.get(field, default)
     if value not in choices:
         raise ValidationError(f"{field}: must be one of {', '.join(choices)} (got {value!r})", field=field)
@@ -66,41 +66,43 @@ def _choice(spec: Mapping, field: str, choices: Sequence[str], default: str | No
 
 def rate(text: Any, *, field: str = "amount") -> Decimal:
     """A per-m² rate in yuan: a decimal string (or integer), > 0, at most four places."""
-    if isinstance(text, (bool, float)):
-        raise ValidationError(f"{field}: give the amount as a decimal string, not a float", field=field)
-    try:
-        value = Decimal(str(text).strip())
-    except (InvalidOperation, ValueError):
-        raise ValidationError(f"{field}: {text!r} is not an amount in yuan", field=field) from None
-    if not value.is_finite() or value <= 0 or value.adjusted() > 9:
+    value = decimal_of(text, field=field)
+    if value <= 0 or value.adjusted() > 9:
         raise ValidationError(f"{field}: {text!r} is not a positive amount in yuan", field=field)
     if value != value.quantize(Decimal("0.0001")):
         raise ValidationError(f"{field}: {text!r} has more than four decimal places", field=field)
     return value
 
 
-def normalise(session: Session, site_id: int, spec: Any) -> dict:
-    """The scheme as stored: every field checked (ValidationError naming the field), defaults filled."""
+def spec_name(spec: Any, fields: set[str] | frozenset[str], what: str) -> str:
+    """A scheme's or rule's spec is a JSON object of known fields with a name: its name, or
+    ValidationError naming the field."""
     if not isinstance(spec, dict):
-        raise ValidationError("a scheme is a JSON object")
-    unknown = sorted(set(spec) - FIELDS)
+        raise ValidationError(f"{what} is a JSON object")
+    unknown = sorted(set(spec) - fields)
     if unknown:
         raise ValidationError(f"unknown field(s): {', '.join(unknown)}", field=unknown[0])
     name = str(spec.get("name") or "").strip()
     if not name or len(name) > 120:
         raise ValidationError("name: 1-120 characters", field="name")
+    return name
+
+
+def normalise(session: Session, site_id: int, spec: Any) -> dict:
+    """The scheme as stored: every field checked (ValidationError naming the field), defaults filled."""
+    name = spec_name(spec, FIELDS, "a scheme")
     code = spec.get("code")
     if not isinstance(code, str) or not CODE.match(code):
         raise ValidationError("code: ascii letters, digits, '_', '-' or '.', at most 40", field="code")
-    basis = _choice(spec, "basis", BASES)
+    basis = choice(spec, "basis", BASES)
     amount = spec.get("amount")
     if basis == "fixed":
         amount_text = format_fen(parse_yuan(amount if amount is not None else "", field="amount"))
     else:
         amount_text = str(rate(amount if amount is not None else ""))
-    every = _choice(spec, "every", EVERY)
+    every = choice(spec, "every", EVERY)
     out: dict[str, Any] = {"name": name, "code": code, "basis": basis, "amount": amount_text, "every": every,
-                           "mode": _choice(spec, "mode", MODES), "prorate": _choice(spec, "prorate", PRORATE, "none")}
+                           "mode": choice(spec, "mode", MODES), "prorate": choice(spec, "prorate", PRORATE, "none")}
     if every == "once":
         if spec.get("date") in (None, ""):
             raise ValidationError("date: a one-time scheme needs its date YYYY-MM-DD", field="date")

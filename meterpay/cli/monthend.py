@@ -21,6 +21,23 @@ def _load(path: str) -> object:
     return None
 
 
+def _add_spec(site_name: str, path: str, add) -> None:
+    """Store the JSON spec at ``path`` for the site with ``add`` (add_scheme, add_rule); print its id."""
+    from core.db import session_scope
+    from core.models.site import site_named
+    spec = _load(path)
+    with session_scope() as session:
+        print_json({"id": add(session, site_named(session, site_name).id, spec, actor="cli", front="cli").id})
+
+
+def _specs(site_name: str, lister) -> list[dict]:
+    """The site's stored specs (list_schemes, list_rules) with their ids and whether they are active."""
+    from core.db import session_scope
+    from core.models.site import site_named
+    with session_scope() as session:
+        return [{"id": o.id, **o.spec, "active": o.active} for o in lister(session, site_named(session, site_name).id)]
+
+
 @cli.group()
 def charges() -> None:
     """Custom charge schemes (property fee, rent, ...)."""
@@ -32,13 +49,8 @@ def charges() -> None:
 @friendly_errors
 def charges_add(site_name: str, path: str) -> None:
     """Store a charge scheme; prints {"id": ..}."""
-    from core.db import session_scope
-    from core.models.site import site_named
     from core.monthend.schemes import add_scheme
-    spec = _load(path)
-    with session_scope() as session:
-        scheme = add_scheme(session, site_named(session, site_name).id, spec, actor="cli", front="cli")
-        print_json({"id": scheme.id})
+    _add_spec(site_name, path, add_scheme)
 
 
 @charges.command("list")
@@ -47,12 +59,8 @@ def charges_add(site_name: str, path: str) -> None:
 @friendly_errors
 def charges_list(site_name: str, as_json: bool) -> None:
     """The site's charge schemes."""
-    from core.db import session_scope
-    from core.models.site import site_named
     from core.monthend.schemes import list_schemes
-    with session_scope() as session:
-        rows = [{"id": s.id, **s.spec, "active": s.active} for s in
-                list_schemes(session, site_named(session, site_name).id)]
+    rows = _specs(site_name, list_schemes)
     if as_json:
         print_json(rows)
         return
@@ -73,13 +81,8 @@ def apportion() -> None:
 @friendly_errors
 def apportion_add(site_name: str, path: str) -> None:
     """Store an apportionment rule; prints {"id": ..}."""
-    from core.db import session_scope
-    from core.models.site import site_named
     from core.monthend.rules import add_rule
-    spec = _load(path)
-    with session_scope() as session:
-        rule = add_rule(session, site_named(session, site_name).id, spec, actor="cli", front="cli")
-        print_json({"id": rule.id})
+    _add_spec(site_name, path, add_rule)
 
 
 @apportion.command("list")
@@ -88,12 +91,8 @@ def apportion_add(site_name: str, path: str) -> None:
 @friendly_errors
 def apportion_list(site_name: str, as_json: bool) -> None:
     """The site's apportionment rules."""
-    from core.db import session_scope
-    from core.models.site import site_named
     from core.monthend.rules import list_rules
-    with session_scope() as session:
-        rows = [{"id": r.id, **r.spec, "active": r.active} for r in
-                list_rules(session, site_named(session, site_name).id)]
+    rows = _specs(site_name, list_rules)
     if as_json:
         print_json(rows)
         return

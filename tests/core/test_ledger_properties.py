@@ -84,3 +84,23 @@ def test_an_unbalanced_entry_is_refused(session, factory):
         ledger.post(session, key="bad2", kind="recharge", legs=[ledger.Leg(wallet.id, 1.5), ledger.Leg(cash.id, -1.5)])
     session.rollback()
     assert ledger.find_entry(session, "bad") is None
+
+
+def test_a_post_inside_a_unit_that_rolls_back_leaves_nothing(session, factory):
+    """The post is the unit's first write (before it only reads): on SQLite its savepoint must still sit
+    inside the unit's transaction, so the unit's rollback takes the entry back (PostgreSQL does this anyway)."""
+    from sqlalchemy import func, select
+
+    from core.db import new_session
+    from core.ledger import account_balance
+    acct = factory.account(balance_fen=1_000)
+    ledger.system_account(session, "cash:desk")
+    session.commit()
+    with new_session() as unit:
+        assert account_balance(unit, acct.id) == 1_000  # a read first: no transaction open yet on pysqlite
+        cashdesk.desk_recharge(unit, acct.id, 500, key="unit-then-fails", actor="test")
+        unit.rollback()  # what a failure after the post does
+    with new_session() as s:
+        assert s.scalar(select(func.count()).select_from(JournalEntry)
+                        .where(JournalEntry.idempotency_key == "unit-then-fails")) == 0
+        assert account_balance(s, acct.id) == 1_000
