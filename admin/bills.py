@@ -110,6 +110,18 @@ def bill(bill_no: str):
     return _page(bill_no)
 
 
+@bp.get("/bills/<bill_no>.pdf")
+def bill_pdf(bill_no: str):
+    """The printable bill as an A4 PDF (the same sheet as the page)."""
+    from core.bills.pdf import bill_pdf as render_pdf
+    bill = _bill_or_404(bill_no)
+    d = service.detail(db(), bill.bill_no)
+    today = service.site_today(d.site)
+    data = render_pdf(d, service.shown_state(d.row.bill, today), printed=today)
+    return send_file(io.BytesIO(data), mimetype="application/pdf", as_attachment=False,
+                     download_name=f"{bill.bill_no}.pdf")
+
+
 def _act(bill_no: str, fn) -> tuple:
     bill = _bill_or_404(bill_no)
     require_write(bill.site_id)

@@ -100,3 +100,22 @@ def export_cmd(site, period, out, arrears) -> None:
         else:
             export.bills_xlsx(service.list_bills(s, st, period), out)
     click.echo(f"wrote {out}")
+
+
+@bills.command("pdf")
+@click.argument("bill_no")
+@click.option("--out", default=None, metavar="FILE.pdf", help="where to write it (default: BILL_NO.pdf)")
+@friendly_errors
+def pdf_cmd(bill_no, out) -> None:
+    """One bill (or credit note) as a printable A4 PDF."""
+    from core.bills import service
+    from core.bills.pdf import bill_pdf
+    from core.db import session_scope
+    with session_scope() as s:
+        d = service.detail(s, bill_no)
+        today = service.site_today(d.site)
+        data = bill_pdf(d, service.shown_state(d.row.bill, today), printed=today)
+    out = out or f"{d.row.bill.bill_no}.pdf"
+    with open(out, "wb") as fh:
+        fh.write(data)
+    click.echo(f"wrote {out}")

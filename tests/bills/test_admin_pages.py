@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+from datetime import date
 
 from openpyxl import load_workbook
 from sqlalchemy import func, select
@@ -75,6 +76,15 @@ def test_the_bill_page_prints_and_takes_desk_payments_once(manage, session, shop
     assert (b.credited_fen, b.open_fen) == (595, 10000)
     page = manage.client.get(f"/admin/bills/{bill.bill_no}").text
     assert "C" + str(site.id) + "-202604-00001" in page and 'id="payments"' in page
+    # the same sheet as an A4 PDF: the lines, the total and what is still open, to the fen
+    pdf = manage.client.get(f"/admin/bills/{bill.bill_no}.pdf")
+    assert pdf.status_code == 200 and pdf.mimetype == "application/pdf" and pdf.data.startswith(b"%PDF")
+    from core.bills import pdf as bill_pdf
+    from core.bills import service
+    d = service.detail(session, bill.bill_no)
+    raw = bill_pdf.bill_pdf(d, "partly_paid", printed=date(2026, 5, 3), compress=False)
+    for text in (bill.bill_no, "40.80", "205.95", "100.00", "5.95"):
+        assert f"({text})".encode() in raw or text.encode() in raw, text
 
 
 def test_another_sites_bill_is_404_and_a_viewer_cannot_pay(manage, session, shop, factory):
@@ -82,6 +92,7 @@ def test_another_sites_bill_is_404_and_a_viewer_cannot_pay(manage, session, shop
     other = factory.site(name="Other")
     manage.as_manager("bob", sites=[other])
     assert manage.client.get(f"/admin/bills/{bill.bill_no}").status_code == 404
+    assert manage.client.get(f"/admin/bills/{bill.bill_no}.pdf").status_code == 404
     assert manage.client.get(f"/admin/sites/{shop.site_id}/bills").status_code == 404
     assert manage.post(f"/admin/bills/{bill.bill_no}/confirm").status_code == 404
     manage.client.post("/admin/logout", data={"csrf_token": manage.csrf()})

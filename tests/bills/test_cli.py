@@ -82,3 +82,16 @@ def test_export_bills_and_arrears_with_chinese_headers(session, shop, tmp_path):
     ws = load_workbook(arrears)["欠费清单"]
     headers = [c.value for c in ws[1]]
     assert ws.max_row == 3 and float(ws.cell(row=2, column=headers.index("欠费金额（元）") + 1).value) == 205.95
+
+
+def test_pdf_writes_one_bill_and_an_unknown_bill_is_an_error(session, shop, tmp_path):
+    item(session, shop)
+    generate.generate_for_period(session, shop.site_id, "2026-04", preview=False, actor="t", front="cli")
+    session.commit()
+    bill_no = session.scalar(select(Bill.bill_no))
+    out = tmp_path / "bill.pdf"
+    res = run("bills", "pdf", bill_no, "--out", str(out))
+    assert res.exit_code == 0, res.output
+    assert out.read_bytes().startswith(b"%PDF") and len(out.read_bytes()) > 1000
+    missing = run("bills", "pdf", "B9-209901-00001", "--out", str(tmp_path / "x.pdf"))
+    assert missing.exit_code not in (0, 1) and not (tmp_path / "x.pdf").exists()
