@@ -32,6 +32,7 @@ import importlib
 import logging
 import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -186,14 +187,24 @@ def enqueue(func: Callable | str, *args: Any, queue: str = "default", job_id: st
     return None
 
 
+def _queue_unreachable(exc: BaseException) -> bool:
+    """A Redis outage (redis-py's errors, or the socket's): the job waits for the sweeps. redis is
+    imported only where a job went to Redis, so a process without Redis never pays its import."""
+    if isinstance(exc, OSError):
+        return True
+    errors = sys.modules.get("redis.exceptions")
+    return errors is not None and isinstance(exc, errors.RedisError)
+
+
 def _enqueue_quietly(func: Callable | str, *args: Any, queue: str, **kwargs: Any) -> bool:
     """Enqueue after a commit. Returns False, and raises nothing, when Redis cannot take the job:
     the transaction is committed already, so the caller's answer ("accepted, queued") stays true
     and the periodic sweeps deliver the work once Redis is back (see the module's docstring)."""
-    from redis.exceptions import RedisError
     try:
         enqueue(func, *args, queue=queue, **kwargs)
-    except (RedisError, OSError) as exc:
+    except Exception as exc:
+        if not _queue_unreachable(exc):
+            raise
         first = redis_outage.down(exc)
         name = dotted(getattr(func, "_meterpay_job", None) or func)
         (log.warning if first else log.debug)("job %s%r not queued on %s (Redis unreachable); the periodic "
