@@ -40,6 +40,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -540,7 +541,10 @@ def _is_ours(cmd: MeterCommand, snap: Snapshot) -> bool:
 
 # --- finish -------------------------------------------------------------------------------
 
-def _finish(snaps: list[Snapshot], outcomes: dict[int, Outcome]) -> dict[int, str]:
+def _finish(snaps: list[Snapshot], outcomes: dict[int, Outcome],
+            after: Callable[[Session, dict[int, str]], object] | None = None) -> dict[int, str]:
+    """End each attempt (see the module) in one transaction; ``after(session, states)`` runs in it
+    last (the batch engine brings its items in step with the commands there)."""
     out: dict[int, str] = {}
     with session_scope() as s:
         now = utcnow()
@@ -568,6 +572,8 @@ def _finish(snaps: list[Snapshot], outcomes: dict[int, Outcome]) -> dict[int, st
             except (MeterpayError, SQLAlchemyError):
                 # the confirmation stands (the meter has the money); the meter-side sweep posts it later
                 log.exception("meter credit of confirmed command %s failed", cmd.id)
+        if after is not None:
+            after(s, out)
     return out
 
 

@@ -87,22 +87,63 @@ def begin(task_id: int, token: str) -> bool:
 
 def renew(task_id: int, token: str) -> str:
     """The engine's heartbeat: push back its lease; returns the task's state."""
+    return renew_many([task_id], token).get(task_id, "missing")
+
+
+def renew_many(task_ids: list[int], token: str) -> dict[int, str]:
+    """``renew`` for every task an engine drives, in one transaction; returns each task's state
+    ("missing" for one that is gone)."""
     with session_scope() as s:
-        s.execute(update(BatchTask).where(BatchTask.id == task_id)
+        s.execute(update(BatchTask).where(BatchTask.id.in_(task_ids))
                   .values(driver_token=token, driver_until=utcnow() + DRIVER_LEASE)
                   .execution_options(synchronize_session=False))
-        return s.scalar(select(BatchTask.state).where(BatchTask.id == task_id)) or "missing"
+        got = dict(s.execute(select(BatchTask.id, BatchTask.state).where(BatchTask.id.in_(task_ids))).all())
+    return {t: got.get(t, "missing") for t in task_ids}
 
 
-def feed(task_id: int, limit: int) -> Fed:
-    """Take up to ``limit`` queued items of a running task and act on them, in one transaction."""
+def adopt(token: str, have: set[int] | list[int]) -> list[int]:
+    """Runnable tasks no engine drives (pending, or running with no live engine lease) become this
+    engine's too (as ``begin``): one engine then drives every task on its gateways, one lane per bus.
+    Tasks another transaction holds are skipped (SKIP LOCKED) and tried again later."""
+    with session_scope() as s:
+        now = utcnow()
+        q = (select(BatchTask).where(
+            or_(BatchTask.state == "pending",
+                and_(BatchTask.state == "running",
+                     or_(BatchTask.driver_until.is_(None), BatchTask.driver_until < now))))
+             .order_by(BatchTask.id).with_for_update(skip_locked=True, key_share=True))
+        if have:
+            q = q.where(BatchTask.id.not_in(list(have)))
+        out = []
+        for task in s.scalars(q):
+            if task.state == "pending":
+                task.state, task.started_at = "running", task.started_at or now
+                audit.record(s, actor=task.confirmed_by or task.created_by, front="job", action="batch_start",
+                             site_id=task.site_id, task_id=task.id)
+            task.driver_token, task.driver_until = token, now + DRIVER_LEASE
+            out.append(task.id)
+    return out
+
+
+def in_shard(shard: tuple[int, int] | None):
+    """The items of one engine's share of the gateways (``shard`` = (k, n): gateway id % n == k;
+    items behind no gateway belong to share 0); None: every item."""
+    if shard is None or shard[1] <= 1:
+        return True
+    return func.coalesce(BatchItem.gateway_id, 0) % shard[1] == shard[0]
+
+
+def feed(task_id: int, limit: int, shard: tuple[int, int] | None = None) -> Fed:
+    """Take up to ``limit`` queued items of a running task (of ``shard``'s gateways, see
+    ``in_shard``) and act on them, in one transaction."""
     out = Fed()
     with session_scope() as s:
         task = s.get(BatchTask, task_id)
         if task is None or task.state != "running":
             out.running = False
             return out
-        items = list(s.scalars(select(BatchItem).where(BatchItem.task_id == task_id, BatchItem.state == "queued")
+        items = list(s.scalars(select(BatchItem).where(BatchItem.task_id == task_id, BatchItem.state == "queued",
+                                                       in_shard(shard))
                                .order_by(BatchItem.rank, BatchItem.id).limit(limit)
                                .with_for_update(skip_locked=True)))
         if not items:
@@ -267,25 +308,59 @@ def sync_items(s: Session, items: list[BatchItem]) -> int:
 
 def sync_commands(command_ids: list[int]) -> int:
     """``sync_items`` for the items of these commands, in one transaction; tasks that ran out of
-    work are finished."""
+    work are finished. The items are waited for, not skipped when locked (a feed or the sweep holds
+    them for a moment), so none is left ``sent`` after its command ended."""
     if not command_ids:
         return 0
     with session_scope() as s:
-        items = list(s.scalars(select(BatchItem).where(BatchItem.command_id.in_(command_ids),
-                                                       BatchItem.state == "sent").with_for_update(skip_locked=True)))
-        n = sync_items(s, items)
-        for task_id in {i.task_id for i in items}:
+        n = sync_locked(s, command_ids)
+        for task_id in set(s.scalars(select(BatchItem.task_id).where(BatchItem.command_id.in_(command_ids)))):
             task = s.get(BatchTask, task_id)
             if task is not None:
                 finish_if_done(s, task)
     return n
 
 
-def outstanding(task_id: int) -> list[int]:
+def sync_locked(s: Session, command_ids: list[int]) -> int:
+    """``sync_items`` for the ``sent`` items of these commands, locked (in id order) in the caller's
+    transaction: the batch engine calls it in the transaction that ends the commands, so an item
+    follows its command at the same commit (never left ``sent``). Confirmed ones in one UPDATE."""
+    if not command_ids:
+        return 0
+    rows = s.execute(select(BatchItem.id, BatchItem.command_id)
+                     .where(BatchItem.command_id.in_(command_ids), BatchItem.state == "sent")
+                     .order_by(BatchItem.id).with_for_update()).all()
+    if not rows:
+        return 0
+    ended = {cid: (state, err) for cid, state, err in s.execute(
+        select(MeterCommand.id, MeterCommand.state, MeterCommand.last_error)
+        .where(MeterCommand.id.in_({c for _i, c in rows}), MeterCommand.state.in_(FINAL_STATES)))}
+    now, confirmed, n = utcnow(), [], 0
+    for item_id, cid in rows:
+        state, err = ended.get(cid, (None, None))
+        if state == "confirmed":
+            confirmed.append(item_id)
+            continue
+        if state == "failed":
+            values = {"state": "failed", "reason": (err or "failed")[:500]}
+        elif state == "expired":
+            values = {"state": "skipped", "reason": f"meter offline past the deadline ({(err or '')[:300]})"}
+        else:
+            continue
+        s.execute(update(BatchItem).where(BatchItem.id == item_id).values(**values, updated_at=now)
+                  .execution_options(synchronize_session=False))
+        n += 1
+    if confirmed:
+        s.execute(update(BatchItem).where(BatchItem.id.in_(confirmed)).values(state="confirmed", updated_at=now)
+                  .execution_options(synchronize_session=False))
+    return n + len(confirmed)
+
+
+def outstanding(task_id: int, shard: tuple[int, int] | None = None) -> list[int]:
     """Commands of the task's ``sent`` items that have not ended (what an engine still has to send)."""
     with session_scope() as s:
         return list(s.scalars(select(BatchItem.command_id).join(MeterCommand, MeterCommand.id == BatchItem.command_id)
-                              .where(BatchItem.task_id == task_id, BatchItem.state == "sent",
+                              .where(BatchItem.task_id == task_id, BatchItem.state == "sent", in_shard(shard),
                                      MeterCommand.state.in_(("pending", "running")))
                               .order_by(BatchItem.rank, BatchItem.id)))
 
@@ -350,17 +425,20 @@ def _has_work(s: Session, task_id: int) -> bool:
                                                BatchItem.state.in_(("queued", "sent"))))))
 
 
-def gateway_count(task_id: int) -> int:
+def gateway_count(task_id: int | list[int], shard: tuple[int, int] | None = None) -> int:
+    """Gateways the items of a task (or of several tasks together) are behind."""
+    ids = task_id if isinstance(task_id, list) else [task_id]
     with session_scope() as s:
         return int(s.scalar(select(func.count(func.distinct(BatchItem.gateway_id)))
-                            .where(BatchItem.task_id == task_id, BatchItem.gateway_id.is_not(None))) or 0)
+                            .where(BatchItem.task_id.in_(ids), BatchItem.gateway_id.is_not(None),
+                                   in_shard(shard))) or 0)
 
 
-def feed_peek(task_id: int) -> int:
+def feed_peek(task_id: int, shard: tuple[int, int] | None = None) -> int:
     """How many items of the task are queued (an engine's last look before it ends)."""
     with session_scope() as s:
         return int(s.scalar(select(func.count()).select_from(BatchItem)
-                            .where(BatchItem.task_id == task_id, BatchItem.state == "queued")) or 0)
+                            .where(BatchItem.task_id == task_id, BatchItem.state == "queued", in_shard(shard))) or 0)
 
 
 def release(task_id: int, token: str) -> None:
