@@ -226,7 +226,7 @@ def drive_tasks(task_ids: list[int], *, window: int | None = None, adopt: bool =
             with st.lock:  # commands still to be sent (those done and waiting to be finished are not)
                 busy = len(st.inflight) - len(lanes.done) - st.finishing
             fresh: list[int] = []
-            if active and cap - busy >= max(1, cap // 4):
+            if active and cap - busy >= max(1, cap // 2):
                 t0 = time.perf_counter()
                 share = max(1, min(cap - busy, FEED_CHUNK) // len(active))
                 for k in range(len(active)):  # a share each, the first task in turn
