@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, create_engine, or_, select, update
+from sqlalchemy import and_, bindparam, create_engine, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -545,6 +545,8 @@ def _finish(snaps: list[Snapshot], outcomes: dict[int, Outcome],
             after: Callable[[Session, dict[int, str]], object] | None = None) -> dict[int, str]:
     """End each attempt (see the module) in one transaction; ``after(session, states)`` runs in it
     last (the batch engine brings its items in step with the commands there)."""
+    if not any(x.kind == "recharge" for x in snaps):
+        return _finish_rows(snaps, outcomes, after)
     out: dict[int, str] = {}
     with session_scope() as s:
         now = utcnow()
@@ -572,6 +574,58 @@ def _finish(snaps: list[Snapshot], outcomes: dict[int, Outcome],
             except (MeterpayError, SQLAlchemyError):
                 # the confirmation stands (the meter has the money); the meter-side sweep posts it later
                 log.exception("meter credit of confirmed command %s failed", cmd.id)
+        if after is not None:
+            after(s, out)
+    return out
+
+
+class _Row:
+    """One locked row's columns as attributes, for ``_finish_one`` to read and set as it does an
+    ORM object; ``changes()`` is what it set to a new value."""
+
+    def __init__(self, row) -> None:
+        self.__dict__.update(row)
+        self.__dict__["_was"] = dict(row)
+
+    def changes(self) -> dict[str, Any]:
+        was = self.__dict__["_was"]
+        return {k: v for k, v in self.__dict__.items() if k != "_was" and (k not in was or was[k] != v)}
+
+
+def _write_changes(s: Session, table, rows) -> None:
+    """Each row's changed columns, one executemany per set of columns changed."""
+    groups: dict[tuple[str, ...], list[dict]] = {}
+    for row in rows:
+        changed = row.changes()
+        if changed:
+            groups.setdefault(tuple(sorted(changed)), []).append({"k_id": row.id, **{f"v_{k}": v
+                                                                                    for k, v in changed.items()}})
+    for cols, params in groups.items():
+        s.execute(update(table).where(table.c.id == bindparam("k_id"))
+                  .values({c: bindparam(f"v_{c}", type_=table.c[c].type) for c in cols}), params)
+
+
+def _finish_rows(snaps: list[Snapshot], outcomes: dict[int, Outcome],
+                 after: Callable[[Session, dict[int, str]], object] | None = None) -> dict[int, str]:
+    """``_finish`` without ORM objects (no recharge among ``snaps``: no meter credit to post): the
+    same rows locked in the same order, the same ``_finish_one`` on each, then each table's changes
+    in one statement per set of columns (a batch engine finishes thousands of commands a minute)."""
+    out: dict[int, str] = {}
+    cmd_t, meter_t = MeterCommand.__table__, Meter.__table__
+    with session_scope() as s:
+        now = utcnow()
+        cmds = {r["id"]: _Row(r) for r in s.execute(
+            select(cmd_t).where(cmd_t.c.id.in_([x.command_id for x in snaps])).order_by(cmd_t.c.id)
+            .with_for_update()).mappings()}
+        meters = {r["id"]: _Row(r) for r in s.execute(
+            select(meter_t).where(meter_t.c.id.in_({x.meter_id for x in snaps})).order_by(meter_t.c.id)
+            .with_for_update()).mappings()}
+        for snap in snaps:
+            out[snap.command_id] = _finish_one(s, cmds[snap.command_id], meters[snap.meter_id],  # type: ignore[arg-type]
+                                               outcomes.get(snap.command_id) or Outcome("retry", "no outcome"), now,
+                                               snap)
+        _write_changes(s, cmd_t, cmds.values())
+        _write_changes(s, meter_t, meters.values())
         if after is not None:
             after(s, out)
     return out
