@@ -49,7 +49,6 @@ from sqlalchemy import and_, bindparam, create_engine, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from core.db import get_engine, session_scope
 from core.errors import MeterpayError
@@ -151,62 +150,73 @@ def _claim(command_ids: list[int]) -> dict[int, Snapshot | str]:
     """
     out: dict[int, Snapshot | str] = {cid: "missing" for cid in command_ids}
     token = uuid.uuid4().hex
+    # Rows, not ORM objects (``_Row``: the same attributes for the same code), written back per set of
+    # columns changed: a batch engine claims thousands of commands a minute.
+    cmd_t, meter_t, gw_t = MeterCommand.__table__, Meter.__table__, Gateway.__table__
     with session_scope() as s:
         now = utcnow()
         lease_until = now + _lease()
-        q = (select(MeterCommand, Meter, Gateway).join(Meter, MeterCommand.meter_id == Meter.id)
-             .outerjoin(Gateway, Meter.gateway_id == Gateway.id)
-             .where(MeterCommand.id.in_(command_ids)).order_by(MeterCommand.id)
-             .with_for_update(of=MeterCommand, skip_locked=True))
-        rows = s.execute(q).all()
-        leftover = set(command_ids) - {c.id for c, _m, _g in rows}
+        q = (select(cmd_t, meter_t.c.serial.label("_serial"), meter_t.c.profile.label("_profile"),
+                    meter_t.c.address.label("_address"), gw_t.c.id.label("_gateway"), gw_t.c.url.label("_url"),
+                    gw_t.c.protocol.label("_protocol"))
+             .select_from(cmd_t.join(meter_t, cmd_t.c.meter_id == meter_t.c.id)
+                          .outerjoin(gw_t, meter_t.c.gateway_id == gw_t.c.id))
+             .where(cmd_t.c.id.in_(command_ids)).order_by(cmd_t.c.id)
+             .with_for_update(of=cmd_t, skip_locked=True))
+        rows = s.execute(q).mappings().all()
+        cols = list(cmd_t.c.keys())
+        cmds = {r["id"]: _Row({k: r[k] for k in cols}) for r in rows}
+        where = {r["id"]: r for r in rows}  # the meter's and gateway's fields
+        leftover = set(command_ids) - set(cmds)
         if leftover:  # locked by another worker right now (SKIP LOCKED), or no such command
-            for cid in s.scalars(select(MeterCommand.id).where(MeterCommand.id.in_(leftover))):
+            for cid in s.scalars(select(cmd_t.c.id).where(cmd_t.c.id.in_(leftover))):
                 out[cid] = "taken"
-        meter_ids = {m.id for _c, m, _g in rows}
-        open_by_meter: dict[int, list[MeterCommand]] = {}
-        if meter_ids:
-            for other in s.scalars(select(MeterCommand).where(
-                    MeterCommand.meter_id.in_(meter_ids), MeterCommand.state.in_(("pending", "running")))
-                    .order_by(MeterCommand.id)):
+        open_by_meter: dict[int, list[_Row]] = {}
+        others: dict[int, _Row] = {}
+        if cmds:
+            for r in s.execute(select(cmd_t).where(
+                    cmd_t.c.meter_id.in_({c.meter_id for c in cmds.values()}),
+                    cmd_t.c.state.in_(("pending", "running"))).order_by(cmd_t.c.id)).mappings():
+                other = cmds.get(r["id"]) or others.setdefault(r["id"], _Row(r))  # one object per command
                 open_by_meter.setdefault(other.meter_id, []).append(other)
-        eligible: dict[int, tuple] = {}
-        for cmd, meter, gateway in rows:
+        eligible: dict[int, _Row] = {}
+        for cid, cmd in cmds.items():
+            w = where[cid]
             if cmd.state != "pending":
-                out[cmd.id] = "taken" if cmd.state == "running" else cmd.state
+                out[cid] = "taken" if cmd.state == "running" else cmd.state
             elif now >= cmd.deadline:
-                outbox.transition(s, cmd, "expired", _expiry_detail(cmd))
-                out[cmd.id] = "expired"
+                outbox.transition(s, cmd, "expired", _expiry_detail(cmd))  # type: ignore[arg-type]
+                out[cid] = "expired"
             elif cmd.next_attempt_at and cmd.next_attempt_at > now:
-                out[cmd.id] = "not-due"
-            elif gateway is None:
-                outbox.transition(s, cmd, "failed", f"meter {meter.serial} is not behind a gateway")
-                out[cmd.id] = "failed"
-            elif _waits_for_older(s, cmd, open_by_meter.get(meter.id, []), now):
-                out[cmd.id] = "waiting"
+                out[cid] = "not-due"
+            elif w["_gateway"] is None:
+                outbox.transition(s, cmd, "failed", f"meter {w['_serial']} is not behind a gateway")  # type: ignore[arg-type]
+                out[cid] = "failed"
+            elif _waits_for_older(s, cmd, open_by_meter.get(cmd.meter_id, []), now):  # type: ignore[arg-type]
+                out[cid] = "waiting"
             else:
-                eligible[cmd.id] = (cmd, meter, gateway)
+                eligible[cid] = cmd
+        # what changed so far (expired, failed, superseded, put off) before the claim itself
+        _write_changes(s, cmd_t, [*cmds.values(), *others.values()])
         if not eligible:
             return out
         # the claim itself: only rows still pending move to running, so two workers never share one
-        won = set(s.scalars(update(MeterCommand)
-                            .where(MeterCommand.id.in_(list(eligible)), MeterCommand.state == "pending")
-                            .values(state="running", attempts=MeterCommand.attempts + 1, last_attempt_at=now,
+        won = set(s.scalars(update(cmd_t)
+                            .where(cmd_t.c.id.in_(list(eligible)), cmd_t.c.state == "pending")
+                            .values(state="running", attempts=cmd_t.c.attempts + 1, last_attempt_at=now,
                                     lease_owner=token, lease_until=lease_until)
-                            .returning(MeterCommand.id)
-                            .execution_options(synchronize_session=False)))
-        for cid, (cmd, meter, gateway) in eligible.items():
+                            .returning(cmd_t.c.id)))
+        for cid, cmd in eligible.items():
             if cid not in won:
                 out[cid] = "taken"
                 continue
-            set_committed_value(cmd, "state", "running")
-            set_committed_value(cmd, "attempts", (cmd.attempts or 0) + 1)
-            set_committed_value(cmd, "last_attempt_at", now)
-            set_committed_value(cmd, "lease_owner", token)
-            set_committed_value(cmd, "lease_until", lease_until)
-            outbox.transition(s, cmd, "running", f"attempt {cmd.attempts}")
-            out[cid] = Snapshot(cmd.id, cmd.kind, dict(cmd.params or {}), dict(cmd.result or {}), cmd.attempts,
-                                meter.id, meter.profile, meter.address, gateway.url, gateway.protocol, token)
+            cmd.written(state="running", attempts=(cmd.attempts or 0) + 1, last_attempt_at=now, lease_owner=token,
+                        lease_until=lease_until)
+            outbox.transition(s, cmd, "running", f"attempt {cmd.attempts}")  # type: ignore[arg-type]
+            w = where[cid]
+            out[cid] = Snapshot(cid, cmd.kind, dict(cmd.params or {}), dict(cmd.result or {}), cmd.attempts,
+                                cmd.meter_id, w["_profile"], w["_address"], w["_url"], w["_protocol"], token)
+        _write_changes(s, cmd_t, eligible.values())
     return out
 
 
@@ -586,6 +596,11 @@ class _Row:
     def __init__(self, row) -> None:
         self.__dict__.update(row)
         self.__dict__["_was"] = dict(row)
+
+    def written(self, **values: Any) -> None:
+        """Values the database already holds (set by a statement of our own)."""
+        self.__dict__.update(values)
+        self.__dict__["_was"].update(values)
 
     def changes(self) -> dict[str, Any]:
         was = self.__dict__["_was"]

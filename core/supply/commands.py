@@ -166,15 +166,18 @@ def request_many(session: Session, specs: list[tuple[int, str, dict, str]], *, a
         return out
     try:
         with session.begin_nested():
-            made = session.execute(insert(MeterCommand).returning(MeterCommand.id, MeterCommand.idempotency_key),
-                                   rows).all()
+            # executemany (one short statement, prepared), then the ids by key: a RETURNING insert of
+            # hundreds of rows is one huge statement whose parameters the driver re-parses every time
+            session.execute(insert(MeterCommand), rows)
     except IntegrityError:  # a key inserted by another transaction since the look-up: one by one
         for row in rows:
             cmd = request(session, row["meter_id"], row["kind"], row["params"], key=row["idempotency_key"],
                           actor=actor, front=front, ttl=ttl, enqueue=False)
             out[row["idempotency_key"]] = Made(cmd.id, cmd.state)
         return out
-    ids = {key: cid for cid, key in made}
+    ids = {key: cid for cid, key in session.execute(
+        select(MeterCommand.id, MeterCommand.idempotency_key)
+        .where(MeterCommand.idempotency_key.in_([r["idempotency_key"] for r in rows])))}
     session.execute(insert(MeterCommandEvent), [{"command_id": ids[r["idempotency_key"]], "state": "pending", "at": now,
                                                  "detail": "requested"} for r in rows])
     audits, commanded = [], {}
