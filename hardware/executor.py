@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, create_engine, or_, select, update
+from sqlalchemy import and_, bindparam, create_engine, insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -54,7 +54,7 @@ from core.db import get_engine, session_scope
 from core.errors import MeterpayError
 from core.jobs import enqueue_after_commit, job
 from core.ledger.money import format_fen
-from core.models import Gateway, Meter, MeterCommand
+from core.models import Gateway, Meter, MeterCommand, MeterCommandEvent
 from core.supply import commands as outbox
 from core.supply import meter_side
 from core.utils import utcnow
@@ -199,6 +199,7 @@ def _claim(command_ids: list[int]) -> dict[int, Snapshot | str]:
         # what changed so far (expired, failed, superseded, put off) before the claim itself
         _write_changes(s, cmd_t, [*cmds.values(), *others.values()])
         if not eligible:
+            _insert_events(s)
             return out
         # the claim itself: only rows still pending move to running, so two workers never share one
         won = set(s.scalars(update(cmd_t)
@@ -217,6 +218,7 @@ def _claim(command_ids: list[int]) -> dict[int, Snapshot | str]:
             out[cid] = Snapshot(cid, cmd.kind, dict(cmd.params or {}), dict(cmd.result or {}), cmd.attempts,
                                 cmd.meter_id, w["_profile"], w["_address"], w["_url"], w["_protocol"], token)
         _write_changes(s, cmd_t, eligible.values())
+        _insert_events(s)
     return out
 
 
@@ -607,6 +609,19 @@ class _Row:
         return {k: v for k, v in self.__dict__.items() if k != "_was" and (k not in was or was[k] != v)}
 
 
+def _insert_events(s: Session) -> None:
+    """The command events ``outbox.transition`` added to the session, inserted by one executemany
+    (an ORM flush fetches each new row's id back: one huge statement the driver re-parses)."""
+    new = [o for o in s.new if isinstance(o, MeterCommandEvent)]
+    if not new:
+        return
+    new.sort(key=lambda e: (e.command_id, e.at))
+    for event in new:
+        s.expunge(event)
+    s.execute(insert(MeterCommandEvent.__table__), [{"command_id": e.command_id, "state": e.state, "at": e.at,
+                                                     "detail": e.detail} for e in new])
+
+
 def _write_changes(s: Session, table, rows) -> None:
     """Each row's changed columns, one executemany per set of columns changed."""
     groups: dict[tuple[str, ...], list[dict]] = {}
@@ -641,6 +656,7 @@ def _finish_rows(snaps: list[Snapshot], outcomes: dict[int, Outcome],
                                                snap)
         _write_changes(s, cmd_t, cmds.values())
         _write_changes(s, meter_t, meters.values())
+        _insert_events(s)
         if after is not None:
             after(s, out)
     return out
