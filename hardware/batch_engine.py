@@ -1,26 +1,33 @@
-"""The batch engine: sends a batch task's commands, every gateway in parallel, one at a time per
+"""The batch engine: sends batch tasks' commands, every gateway in parallel, one at a time per
 gateway, giving the bus up to single commands and polls.
 
 ``drive(task_id)`` (queue "batch", started by ``core.batch.tasks.kick`` or the periodic
-``core.batch.runner.sweep``) runs until the task has nothing left:
+``core.batch.runner.sweep``) runs until the task has nothing left, and takes on every other
+runnable task no engine drives (``runner.adopt``, looked for every few seconds): one engine process
+then serves all running tasks, one lane per gateway carrying the commands of all of them (no two
+engines wait for each other's bus lock or meter locks). ``drive_tasks(ids, shard=(k, n))`` drives
+given tasks on a share of the gateways (gateway id % n == k), so n engine processes split the
+buses and use more than one core (the benchmark runs two):
 
 - *feed*: ``core.batch.runner.feed`` turns queued items into outbox commands (and posts the money
-  items) in short transactions, keeping about ``METERPAY_BATCH_WINDOW`` commands per gateway in
-  flight, so a stop cancels all but those, and the task's progress shows as it goes;
-- *lanes*: one asyncio task per gateway sends its commands in order on one connection through the
-  executor's fenced attempt (``hardware.executor._attempt``) with the bus lock taken ``low``
-  (``hardware.buslock``): a single command or a poll round waiting for the bus goes next. A lane
-  keeps the bus across its queued commands (``buslock.LowHold``: one Redis round trip a command
-  instead of two) and gives it up as soon as a normal taker waits;
+  items) in short transactions (a meter action's items in rows, each kind of row in one
+  statement), keeping about ``METERPAY_BATCH_WINDOW`` commands per gateway in flight (fed when
+  half of that is free), so a stop cancels all but those, and the task's progress shows as it goes;
+- *lanes*: one asyncio task per gateway (on uvloop where installed) sends its commands in order on
+  one connection through the executor's fenced attempt (``hardware.executor._attempt``) with the
+  bus lock taken ``low`` (``hardware.buslock``): a single command or a poll round waiting for the
+  bus goes next. A lane keeps the bus across its queued commands (``buslock.LowHold``: one Redis
+  round trip a command instead of two) and gives it up as soon as a normal taker waits;
 - *finish*: what the lanes did is finished in batches by the executor's own finish (confirmed,
-  failed, or back to pending with backoff), then the items follow their commands
-  (``core.batch.runner.sync_commands``). Commands waiting for a retry are claimed again when due.
+  failed, or back to pending with backoff), and in the same transaction the items of the commands
+  that ended follow them (``core.batch.runner.sync_locked``: no item is left ``sent``). Commands
+  waiting for a retry are claimed again when due.
 
-Claims, finishes and feeding run in this thread while the lanes work the wire in theirs, so the
-database work overlaps the serial time. The engine holds a lease on the task and on its running
-commands (renewed as it goes); if its worker dies, the commands are released by ``retry_due`` and
-the sweep starts a new engine, which resumes from the database: the keys ``batch:<task>:<item>``
-and the executor's fence make sure no item is sent or posted twice.
+Claims and feeding run in the engine's thread, finishes in one of their own, while the lanes work
+the wire in theirs, so the database work overlaps the serial time. The engine holds a lease on its
+tasks and on its running commands (renewed as it goes); if its worker dies, the commands are
+released by ``retry_due`` and the sweep starts a new engine, which resumes from the database: the
+keys ``batch:<task>:<item>`` and the executor's fence make sure no item is sent or posted twice.
 """
 from __future__ import annotations
 
