@@ -160,7 +160,8 @@ class Lanes:
 @job("batch", timeout=86400)
 def drive(task_id: int, *, window: int | None = None, adopt: bool = True) -> dict[str, Any]:
     """Run a task's items until none is left (or the task stops and its commands in flight end).
-    ``adopt``: also drive every other runnable task no engine drives (``drive_tasks``).
+    ``adopt``: also drive every other runnable task no engine drives (``drive_tasks``), and leave
+    alone a task another live engine already drives (it took it on; returns ``ran: False``).
     Safe to run twice at once (the items and commands are claimed with SKIP LOCKED, and keyed).
     Returns counts of what this engine did, and the seconds its database work took."""
     return drive_tasks([task_id], window=window, adopt=adopt)
@@ -193,7 +194,7 @@ def drive_tasks(task_ids: list[int], *, window: int | None = None, adopt: bool =
     # long stretches of Python. A shorter switch interval hands the lanes the GIL sooner (less
     # idle wire between exchanges). It is process-wide: the batch queue's worker runs only this.
     sys.setswitchinterval(SWITCH_INTERVAL)
-    tasks = {t: _Task(t) for t in dict.fromkeys(task_ids) if runner.begin(t, token)}
+    tasks = {t: _Task(t) for t in dict.fromkeys(task_ids) if runner.begin(t, token, exclusive=adopt)}
     if adopt:
         tasks.update({t: _Task(t) for t in runner.adopt(token, set(tasks))})
     if not tasks:

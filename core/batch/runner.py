@@ -69,14 +69,18 @@ def _can(meter: Meter, kind: str) -> bool:
     return supports is None or supports(meter.profile, kind)
 
 
-def begin(task_id: int, token: str) -> bool:
+def begin(task_id: int, token: str, *, exclusive: bool = False) -> bool:
     """An engine takes (a share of) a task: pending -> running, its lease noted. False when the task
-    is not runnable (not confirmed, not due, stopped, cancelled, finished)."""
+    is not runnable (not confirmed, not due, stopped, cancelled, finished), or, ``exclusive``, when
+    another engine's lease on it is still running (that engine took it on: one is enough)."""
     with session_scope() as s:
         task = s.scalar(select(BatchTask).where(BatchTask.id == task_id).with_for_update(key_share=True))
         if task is None or task.state not in ("pending", "running"):
             return False
         now = utcnow()
+        if exclusive and task.state == "running" and task.driver_token not in (None, token) \
+                and task.driver_until is not None and task.driver_until > now:
+            return False
         if task.state == "pending":
             task.state, task.started_at = "running", task.started_at or now
             audit.record(s, actor=task.confirmed_by or task.created_by, front="job", action="batch_start",
@@ -445,7 +449,8 @@ def sweep() -> dict[str, int]:
                 task.state = "running" if task.state == "pending" else task.state
                 out["finished"] += finish_if_done(s, task)
                 continue
-            task.driver_until = now + DRIVER_LEASE  # so the next sweep does not start a second engine
+            # so the next sweep does not start a second engine; no token: the engine it starts takes it
+            task.driver_token, task.driver_until = None, now + DRIVER_LEASE
             ids.append(task.id)
     for task_id in ids:
         from core.jobs import enqueue

@@ -111,3 +111,21 @@ def test_sync_locked_ends_each_item_as_its_command_ended(wired_site, session):
     got = states(session, off)
     assert got[0] == ("confirmed", "") and got[1] == ("failed", "meter refused")
     assert got[2][0] == "skipped" and got[2][1].startswith("meter offline past the deadline")
+
+
+def test_drive_leaves_a_task_another_live_engine_drives(wired_site, session):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from core.utils import utcnow
+    from hardware import batch_engine
+    site, rooms, _ = wired_site(2)
+    off = make_task(session, site, "relay_off")
+    assert runner.begin(off, "other-engine")  # another engine took it on; its lease runs
+    assert batch_engine.drive(off)["ran"] is False
+    assert states(session, off) == [("queued", "")] * 2
+    session.execute(update(BatchTask).where(BatchTask.id == off).values(driver_until=utcnow() - timedelta(seconds=1)))
+    session.commit()  # that engine died: its lease ran out
+    assert batch_engine.drive(off)["ran"] is True
+    assert states(session, off) == [("confirmed", "")] * 2
