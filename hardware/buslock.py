@@ -42,7 +42,7 @@ _local_locks: dict[str, threading.Lock] = {}
 _local_waiting: dict[str, int] = {}
 _local_guard = threading.Lock()
 # one asyncio Redis client per event loop (its connections belong to that loop); forgotten with it
-_redis_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, object]] = weakref.WeakKeyDictionary()
+_redis_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict] = weakref.WeakKeyDictionary()
 
 
 def _local(key: str) -> threading.Lock:
@@ -69,6 +69,17 @@ def _redis(url: str):
         pool = BlockingConnectionPool.from_url(url, max_connections=POOL_SIZE, timeout=30)
         client = per_loop[url] = Redis(connection_pool=pool)
     return client
+
+
+async def _script(url: str, text: str, keys: list[str], args: list) -> object:
+    """Run a Lua script by its SHA (EVALSHA; loaded on first use, again if Redis forgot it): a batch
+    lane runs one a command, and EVAL would send and hash the whole script every time."""
+    client = _redis(url)
+    per_loop = _redis_clients[asyncio.get_running_loop()]
+    script = per_loop.get((url, text))
+    if script is None:
+        script = per_loop[(url, text)] = client.register_script(text)
+    return await script(keys=keys, args=args, client=client)
 
 
 def gateway_key(url: str) -> str:
@@ -114,7 +125,7 @@ async def bus_lock(gateway_url: str, wait: float = 60.0, *, low: bool = False):
         try:
             while True:
                 if low:
-                    got = await client.eval(_TAKE_LOW, 2, name, want, token, int(LEASE_SECONDS * 1000))
+                    got = await _script(url, _TAKE_LOW, [name, want], [token, int(LEASE_SECONDS * 1000)])
                 else:
                     got = await client.set(name, token, nx=True, px=int(LEASE_SECONDS * 1000))
                 if got:
@@ -133,7 +144,7 @@ async def bus_lock(gateway_url: str, wait: float = 60.0, *, low: bool = False):
         try:
             yield
         finally:
-            await client.eval(_RELEASE, 1, name, token)
+            await _script(url, _RELEASE, [name], [token])
         return
     lock = _local(key)
     try:
@@ -209,7 +220,8 @@ class LowHold:
             name, want = f"meterpay:bus:{self.key}", f"meterpay:buswant:{self.key}"
             low_want = f"meterpay:buslowwant:{self.key}"
             try:
-                while not await client.eval(_TAKE_LOW, 2, name, want, self.token, int(LEASE_SECONDS * 1000)):
+                lease_ms = int(LEASE_SECONDS * 1000)
+                while not await _script(self.redis_url, _TAKE_LOW, [name, want], [self.token, lease_ms]):
                     if not waiting:
                         waiting = True
                         await client.incr(low_want)
@@ -244,9 +256,10 @@ class LowHold:
             return False
         streak_over = self.streak >= self.MAX_STREAK
         if self.redis_url:
-            kept = bool(await _redis(self.redis_url).eval(
-                _KEEP_LOW, 3, f"meterpay:bus:{self.key}", f"meterpay:buswant:{self.key}",
-                f"meterpay:buslowwant:{self.key}", self.token, int(LEASE_SECONDS * 1000), "1" if streak_over else "0"))
+            kept = bool(await _script(
+                self.redis_url, _KEEP_LOW,
+                [f"meterpay:bus:{self.key}", f"meterpay:buswant:{self.key}", f"meterpay:buslowwant:{self.key}"],
+                [self.token, int(LEASE_SECONDS * 1000), "1" if streak_over else "0"]))
             if not kept:
                 self.held = False
         else:
@@ -264,7 +277,7 @@ class LowHold:
             return
         self.held = False
         if self.redis_url:
-            await _redis(self.redis_url).eval(_RELEASE, 1, f"meterpay:bus:{self.key}", self.token)
+            await _script(self.redis_url, _RELEASE, [f"meterpay:bus:{self.key}"], [self.token])
         else:
             _local(self.key).release()
 
