@@ -2,8 +2,9 @@
 
 Two tasks over the same rooms, ``relay_off`` and ``set_meter_prices`` (N items each), on G
 simulated DL/T 645 gateways at the given baud (``meterpay simulate`` in its own process), driven by
-batch engines in worker processes of their own (``hardware.batch_engine.drive``, one per task), with
-the bus lock in Redis when one is given (as production runs several workers).
+``--engines`` batch engines in worker processes of their own, each driving both tasks on its share
+of the gateways (``hardware.batch_engine.drive_tasks(shard=...)``: one lane per gateway carries both
+tasks' commands), with the bus lock in Redis when one is given (as production runs several workers).
 
 - **Bound**: the frames one relay command and one price setting put on the wire (request, reply,
   turnaround, read-back included) are measured on a one-meter simulator with the same profile and
@@ -12,7 +13,8 @@ the bus lock in Redis when one is given (as production runs several workers).
 - **Latency**: half-way through (by confirmed items), one single relay command to a meter on the
   first gateway (not in the tasks) goes through the outbox and the executor as a manager's click
   does; its time from request to confirmed is reported.
-- **Memory**: each engine process reports its peak resident memory (``ru_maxrss``).
+- **Memory**: each engine process reports its peak resident memory (``ru_maxrss``); **CPU**: the
+  engine's, the simulator's, the scratch database's PostgreSQL backends' and Redis's CPU seconds.
 """
 from __future__ import annotations
 
@@ -29,13 +31,14 @@ from meterpay.cli.base import friendly_errors, print_json
 
 ENGINE = r"""
 import json, resource, sys
-task = int(sys.argv[1])
+shard = (int(sys.argv[1]), int(sys.argv[2]))
+tasks = [int(t) for t in sys.argv[3:]]
 from hardware import batch_engine
 from core.db import get_engine
 get_engine()
 sys.stdout.write("ready\n"); sys.stdout.flush()
 sys.stdin.readline()
-stats = batch_engine.drive(task)
+stats = batch_engine.drive_tasks(tasks, shard=shard)
 ru = resource.getrusage(resource.RUSAGE_SELF)
 stats["max_rss_mb"] = round(ru.ru_maxrss / 1024, 1)
 stats["cpu_s"] = round(ru.ru_utime + ru.ru_stime, 2)
@@ -43,8 +46,8 @@ sys.stdout.write(json.dumps(stats) + "\n")
 """
 
 
-ENGINE_STATS = ("fed", "attempts", "confirmed", "failed", "expired", "feed_s", "claim_s", "finish_s", "finishes",
-                "cpu_s")
+ENGINE_STATS = ("tasks", "fed", "attempts", "confirmed", "failed", "expired", "feed_s", "claim_s", "finish_s",
+                "finishes", "cpu_s", "lanes_cpu_s", "finisher_cpu_s", "main_cpu_s")
 
 
 @click.command("batch")
@@ -56,11 +59,14 @@ ENGINE_STATS = ("fed", "attempts", "confirmed", "failed", "expired", "feed_s", "
 @click.option("--database-url", default=None,
               help="a scratch database is made beside it (default: METERPAY_DATABASE_URL if PostgreSQL, else SQLite)")
 @click.option("--redis-url", default=None, help="bus locks in Redis (default: METERPAY_REDIS_URL, else per process)")
+@click.option("--engines", type=int, default=2, show_default=True,
+              help="engine processes, each driving both tasks on its share of the gateways")
 @click.option("--no-probe", is_flag=True, help="skip the single command sent half-way")
 @friendly_errors
-def bench_batch(rooms, gateways, baud, turnaround_ms, port_base, database_url, redis_url, no_probe):
+def bench_batch(rooms, gateways, baud, turnaround_ms, port_base, database_url, redis_url, engines, no_probe):
     """relay_off + set_meter_prices over ROOMS rooms on G gateways vs the wire bound (target <= 1.3x)."""
-    print_json(run(rooms, gateways, baud, turnaround_ms, port_base, database_url, redis_url, probe=not no_probe))
+    print_json(run(rooms, gateways, baud, turnaround_ms, port_base, database_url, redis_url, probe=not no_probe,
+                   engines=engines))
 
 
 def wire_per_command(baud: int, turnaround_ms: float) -> dict[str, float]:
@@ -101,7 +107,7 @@ PRICES = {"prices": {"sharp": "1.2000", "peak": "1.0000", "flat": "0.6000", "val
 
 def run(rooms: int = 10000, gateways: int = 200, baud: int = 9600, turnaround_ms: float = 5.0,
         port_base: int = 18300, database_url: str | None = None, redis_url: str | None = None, *,
-        probe: bool = True) -> dict:
+        probe: bool = True, engines: int = 2) -> dict:
     from bench.common import scratch_database
     from bench.hardware_engine import simulator_process
     from core.config import reset_settings
@@ -128,11 +134,10 @@ def run(rooms: int = 10000, gateways: int = 200, baud: int = 9600, turnaround_ms
         setup_s = time.perf_counter() - t0
         with simulator_process(gateways, per_gateway + 1, port_base, baud, turnaround_ms, protocol="dlt645",
                                profile="dlt645-2007") as sim:
-            result = _race(site_id, probe_meter, rooms, probe, sim.pid)
-        multi = bool(redis_url)
+            result = _race(site_id, probe_meter, rooms, probe, sim.pid, max(1, engines))
         return {"benchmark": "batch", "rooms": rooms, "gateways": gateways, "baud": baud,
                 "turnaround_ms": turnaround_ms, "database": url.split(":", 1)[0], "bus_locks": "redis" if redis_url
-                else "per process", "engines": 2 if multi else 1, "items": 2 * rooms,
+                else "per process", "engines": max(1, engines), "items": 2 * rooms,
                 "wire_s_per_command": {k: round(v, 4) for k, v in wire.items()}, "bound_s": round(bound, 3),
                 "target_ratio": 1.3, "setup_s": round(setup_s, 2), **result,
                 "ratio": round(result["total_s"] / bound, 3)}
@@ -191,7 +196,7 @@ def _fixture(rooms: int, gateways: int, per_gateway: int, port_base: int) -> tup
         return site.id, probe.id
 
 
-def _race(site_id: int, probe_meter: int, rooms: int, probe: bool, sim_pid: int) -> dict:
+def _race(site_id: int, probe_meter: int, rooms: int, probe: bool, sim_pid: int, n_engines: int) -> dict:
     from sqlalchemy import func, select
 
     from core.batch import tasks
@@ -203,20 +208,17 @@ def _race(site_id: int, probe_meter: int, rooms: int, probe: bool, sim_pid: int)
         prices = tasks.create_task(s, site_id=site_id, action="set_meter_prices", selection={"all": True},
                                    params=PRICES, actor="bench", front="cli", confirmed=True,
                                    kick_engine=False).id
-    # two engine processes only when the bus locks are shared (Redis); else one, the tasks in turn
-    multi = bool(os.environ.get("METERPAY_REDIS_URL"))
-    engines = [_spawn(t) for t in ((relay, prices) if multi else (relay,))]
+    # each engine process drives both tasks on its share of the gateways (one lane per gateway
+    # carries both tasks' commands; no two engines on one bus)
+    engines = [_spawn((k, n_engines), relay, prices) for k in range(n_engines)]
+    from core.db import get_engine
+    db_cpu = _DbCpu(get_engine().url.database or "")
     sim_cpu0 = _cpu(sim_pid)
     t0 = time.perf_counter()
     for p in engines:
         p.stdin.write("go\n")
         p.stdin.flush()
     latency: dict = {}
-    if not multi:  # one engine process: the tasks one after the other
-        engines[0].wait()
-        engines.append(_spawn(prices))
-        engines[-1].stdin.write("go\n")
-        engines[-1].stdin.flush()
     if probe:
         threading.Thread(target=_probe, args=(probe_meter, rooms, t0, latency), daemon=True).start()
     outs = []
@@ -226,12 +228,65 @@ def _race(site_id: int, probe_meter: int, rooms: int, probe: bool, sim_pid: int)
             raise RuntimeError(f"engine failed: {err[-2000:]}")
         outs.append(json.loads(out.strip().splitlines()[-1]))
     total = time.perf_counter() - t0
+    services = db_cpu.stop()
     with session_scope() as s:
         counts = dict(s.execute(select(BatchItem.state, func.count()).group_by(BatchItem.state)).all())
     return {"total_s": round(total, 3), "items_by_state": counts, "single_command": latency,
             "engines_peak_rss_mb": [o["max_rss_mb"] for o in outs],
             "engine_stats": [{k: o[k] for k in ENGINE_STATS} for o in outs],
-            "simulator_cpu_s": round(_cpu(sim_pid) - sim_cpu0, 2)}
+            "simulator_cpu_s": round(_cpu(sim_pid) - sim_cpu0, 2),
+            "services_cpu_s": services}
+
+
+class _DbCpu:
+    """CPU seconds of the PostgreSQL backends serving the scratch database (its name is in their
+    process title), sampled every second until ``stop`` (a backend's last second may be missed),
+    and of Redis (all of it: other users count too)."""
+
+    def __init__(self, db: str):
+        self.db = db.encode()
+        self.seen: dict[int, float] = {}
+        self.redis0 = self._redis()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _stat(pid: str) -> float:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def _redis(self) -> float:
+        total = 0.0
+        for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+            try:
+                with open(f"/proc/{pid}/comm") as f:
+                    if f.read().startswith("redis"):
+                        total += self._stat(pid)
+            except (OSError, IndexError, ValueError):
+                pass
+        return total
+
+    def _sample(self) -> None:
+        for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    title = f.read()
+                if title.startswith(b"postgres:") and self.db in title:
+                    self.seen[int(pid)] = self._stat(pid)
+            except (OSError, IndexError, ValueError):
+                pass
+
+    def _run(self) -> None:
+        while not self.done.wait(1.0):
+            self._sample()
+
+    def stop(self) -> dict[str, float]:
+        self._sample()
+        self.done.set()
+        self.thread.join(5)
+        return {"postgres": round(sum(self.seen.values()), 1), "redis": round(self._redis() - self.redis0, 1)}
 
 
 def _cpu(pid: int) -> float:
@@ -239,10 +294,11 @@ def _cpu(pid: int) -> float:
     return _cpu_of(pid)
 
 
-def _spawn(task_id: int) -> subprocess.Popen:
+def _spawn(shard: tuple[int, int], *task_ids: int) -> subprocess.Popen:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": root}
-    p = subprocess.Popen([sys.executable, "-c", ENGINE, str(task_id)], cwd=root, env=env, stdin=subprocess.PIPE,
+    p = subprocess.Popen([sys.executable, "-c", ENGINE, *map(str, shard), *map(str, task_ids)], cwd=root, env=env,
+                         stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stdout is not None
     line = p.stdout.readline()

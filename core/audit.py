@@ -16,6 +16,11 @@ def record(session: Session, *, actor: str, front: str, action: str, site_id: in
     return row
 
 
+def jsonable(value):
+    """``detail`` as ``record`` stores it (for callers that insert audit rows in bulk)."""
+    return _jsonable(value)
+
+
 def _jsonable(value):
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}

@@ -42,7 +42,7 @@ _local_locks: dict[str, threading.Lock] = {}
 _local_waiting: dict[str, int] = {}
 _local_guard = threading.Lock()
 # one asyncio Redis client per event loop (its connections belong to that loop); forgotten with it
-_redis_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, object]] = weakref.WeakKeyDictionary()
+_redis_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict] = weakref.WeakKeyDictionary()
 
 
 def _local(key: str) -> threading.Lock:
@@ -71,6 +71,17 @@ def _redis(url: str):
     return client
 
 
+async def _script(url: str, text: str, keys: list[str], args: list) -> object:
+    """Run a Lua script by its SHA (EVALSHA; loaded on first use, again if Redis forgot it): a batch
+    lane runs one a command, and EVAL would send and hash the whole script every time."""
+    client = _redis(url)
+    per_loop = _redis_clients[asyncio.get_running_loop()]
+    script = per_loop.get((url, text))
+    if script is None:
+        script = per_loop[(url, text)] = client.register_script(text)
+    return await script(keys=keys, args=args, client=client)
+
+
 def gateway_key(url: str) -> str:
     return url.strip().lower()
 
@@ -78,6 +89,19 @@ def gateway_key(url: str) -> str:
 def _local_wait(key: str, delta: int) -> None:
     with _local_guard:
         _local_waiting[key] = _local_waiting.get(key, 0) + delta
+
+
+_local_low_waiting_n: dict[str, int] = {}
+
+
+def _local_low_wait(key: str, delta: int) -> None:
+    with _local_guard:
+        _local_low_waiting_n[key] = _local_low_waiting_n.get(key, 0) + delta
+
+
+def _local_low_waiting(key: str) -> bool:
+    with _local_guard:
+        return _local_low_waiting_n.get(key, 0) > 0
 
 
 def _local_free_for_low(key: str) -> bool:
@@ -101,7 +125,7 @@ async def bus_lock(gateway_url: str, wait: float = 60.0, *, low: bool = False):
         try:
             while True:
                 if low:
-                    got = await client.eval(_TAKE_LOW, 2, name, want, token, int(LEASE_SECONDS * 1000))
+                    got = await _script(url, _TAKE_LOW, [name, want], [token, int(LEASE_SECONDS * 1000)])
                 else:
                     got = await client.set(name, token, nx=True, px=int(LEASE_SECONDS * 1000))
                 if got:
@@ -120,7 +144,7 @@ async def bus_lock(gateway_url: str, wait: float = 60.0, *, low: bool = False):
         try:
             yield
         finally:
-            await client.eval(_RELEASE, 1, name, token)
+            await _script(url, _RELEASE, [name], [token])
         return
     lock = _local(key)
     try:
@@ -142,9 +166,11 @@ async def bus_lock(gateway_url: str, wait: float = 60.0, *, low: bool = False):
 
 
 # keep the bus for the next low command only when no normal taker waits and it is still ours
+# ... and, after a streak (ARGV[3] = 1), only when no other low taker waits either (KEYS[3])
 _KEEP_LOW = """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
 if tonumber(redis.call('get', KEYS[2]) or '0') > 0 then redis.call('del', KEYS[1]) return 0 end
+if ARGV[3] == '1' and tonumber(redis.call('get', KEYS[3]) or '0') > 0 then redis.call('del', KEYS[1]) return 0 end
 redis.call('pexpire', KEYS[1], ARGV[2])
 return 1
 """
@@ -159,8 +185,9 @@ class LowHold:
     round trip that keeps the bus only if nobody normal waits for it (else gives it up, so a single
     command or a poll round waits for at most the one batch command on the wire, as before). The
     lane ``release``s it when its queue runs empty, on any error, and after ``MAX_STREAK`` commands
-    in a row, then steps aside for ``STEP_ASIDE`` seconds (another batch engine on the same bus gets
-    its turn).
+    in a row when another low taker waits for the bus (it counts itself waiting, as normal takers
+    do), then steps aside for ``STEP_ASIDE`` seconds (another batch engine on the same bus gets its
+    turn); with nobody else waiting the streak goes on.
     A holder that dies leaves the key to expire after ``LEASE_SECONDS``, as ``bus_lock``.
     """
 
@@ -187,49 +214,70 @@ class LowHold:
         # Low takers wait for batch commands (each ~0.5 s on the wire) or a poll round: polling the
         # lock faster only burns CPU (the normal takers still poll from 2 ms).
         pause = 0.005
+        waiting = False
         if self.redis_url:
             client = _redis(self.redis_url)
             name, want = f"meterpay:bus:{self.key}", f"meterpay:buswant:{self.key}"
-            while not await client.eval(_TAKE_LOW, 2, name, want, self.token, int(LEASE_SECONDS * 1000)):
-                if time.monotonic() > deadline:
-                    raise BusBusy(f"gateway {self.gateway_url} stayed busy for {wait:g}s")
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, self.LOW_PAUSE_MAX)
+            low_want = f"meterpay:buslowwant:{self.key}"
+            try:
+                lease_ms = int(LEASE_SECONDS * 1000)
+                while not await _script(self.redis_url, _TAKE_LOW, [name, want], [self.token, lease_ms]):
+                    if not waiting:
+                        waiting = True
+                        await client.incr(low_want)
+                        await client.pexpire(low_want, int(wait * 1000) + 1000)
+                    if time.monotonic() > deadline:
+                        raise BusBusy(f"gateway {self.gateway_url} stayed busy for {wait:g}s")
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, self.LOW_PAUSE_MAX)
+            finally:
+                if waiting:
+                    await client.decr(low_want)
         else:
             lock = _local(self.key)
-            while not (_local_free_for_low(self.key) and lock.acquire(blocking=False)):
-                if time.monotonic() > deadline:
-                    raise BusBusy(f"gateway {self.gateway_url} stayed busy for {wait:g}s")
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, self.LOW_PAUSE_MAX)
+            try:
+                while not (_local_free_for_low(self.key) and lock.acquire(blocking=False)):
+                    if not waiting:
+                        waiting = True
+                        _local_low_wait(self.key, 1)
+                    if time.monotonic() > deadline:
+                        raise BusBusy(f"gateway {self.gateway_url} stayed busy for {wait:g}s")
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, self.LOW_PAUSE_MAX)
+            finally:
+                if waiting:
+                    _local_low_wait(self.key, -1)
         self.held, self.streak = True, 1
 
     async def keep(self) -> bool:
-        """After a command, with another queued: keep the bus if nobody waits and the streak allows."""
+        """After a command, with another queued: keep the bus if nobody normal waits, and after a
+        streak if no other low taker waits either."""
         if not self.held:
             return False
-        if self.streak >= self.MAX_STREAK:  # step aside for longer than a waiting low taker's pause
-            await self.release()
-            self.step_aside_until = time.monotonic() + self.STEP_ASIDE
-            return False
+        streak_over = self.streak >= self.MAX_STREAK
         if self.redis_url:
-            kept = bool(await _redis(self.redis_url).eval(
-                _KEEP_LOW, 2, f"meterpay:bus:{self.key}", f"meterpay:buswant:{self.key}", self.token,
-                int(LEASE_SECONDS * 1000)))
+            kept = bool(await _script(
+                self.redis_url, _KEEP_LOW,
+                [f"meterpay:bus:{self.key}", f"meterpay:buswant:{self.key}", f"meterpay:buslowwant:{self.key}"],
+                [self.token, int(LEASE_SECONDS * 1000), "1" if streak_over else "0"]))
             if not kept:
                 self.held = False
-            return kept
-        if _local_free_for_low(self.key):
-            return True
-        await self.release()
-        return False
+        else:
+            kept = _local_free_for_low(self.key) and not (streak_over and _local_low_waiting(self.key))
+            if not kept:
+                await self.release()
+        if not kept and streak_over:  # step aside for longer than a waiting low taker's pause
+            self.step_aside_until = time.monotonic() + self.STEP_ASIDE
+        if kept and streak_over:
+            self.streak = 0
+        return kept
 
     async def release(self) -> None:
         if not self.held:
             return
         self.held = False
         if self.redis_url:
-            await _redis(self.redis_url).eval(_RELEASE, 1, f"meterpay:bus:{self.key}", self.token)
+            await _script(self.redis_url, _RELEASE, [f"meterpay:bus:{self.key}"], [self.token])
         else:
             _local(self.key).release()
 

@@ -69,14 +69,18 @@ def _can(meter: Meter, kind: str) -> bool:
     return supports is None or supports(meter.profile, kind)
 
 
-def begin(task_id: int, token: str) -> bool:
+def begin(task_id: int, token: str, *, exclusive: bool = False) -> bool:
     """An engine takes (a share of) a task: pending -> running, its lease noted. False when the task
-    is not runnable (not confirmed, not due, stopped, cancelled, finished)."""
+    is not runnable (not confirmed, not due, stopped, cancelled, finished), or, ``exclusive``, when
+    another engine's lease on it is still running (that engine took it on: one is enough)."""
     with session_scope() as s:
         task = s.scalar(select(BatchTask).where(BatchTask.id == task_id).with_for_update(key_share=True))
         if task is None or task.state not in ("pending", "running"):
             return False
         now = utcnow()
+        if exclusive and task.state == "running" and task.driver_token not in (None, token) \
+                and task.driver_until is not None and task.driver_until > now:
+            return False
         if task.state == "pending":
             task.state, task.started_at = "running", task.started_at or now
             audit.record(s, actor=task.confirmed_by or task.created_by, front="job", action="batch_start",
@@ -87,22 +91,66 @@ def begin(task_id: int, token: str) -> bool:
 
 def renew(task_id: int, token: str) -> str:
     """The engine's heartbeat: push back its lease; returns the task's state."""
+    return renew_many([task_id], token).get(task_id, "missing")
+
+
+def renew_many(task_ids: list[int], token: str) -> dict[int, str]:
+    """``renew`` for every task an engine drives, in one transaction; returns each task's state
+    ("missing" for one that is gone)."""
     with session_scope() as s:
-        s.execute(update(BatchTask).where(BatchTask.id == task_id)
+        s.execute(update(BatchTask).where(BatchTask.id.in_(task_ids))
                   .values(driver_token=token, driver_until=utcnow() + DRIVER_LEASE)
                   .execution_options(synchronize_session=False))
-        return s.scalar(select(BatchTask.state).where(BatchTask.id == task_id)) or "missing"
+        got = dict(s.execute(select(BatchTask.id, BatchTask.state).where(BatchTask.id.in_(task_ids))).all())
+    return {t: got.get(t, "missing") for t in task_ids}
 
 
-def feed(task_id: int, limit: int) -> Fed:
-    """Take up to ``limit`` queued items of a running task and act on them, in one transaction."""
+def adopt(token: str, have: set[int] | list[int]) -> list[int]:
+    """Runnable tasks no engine drives (pending, or running with no live engine lease) become this
+    engine's too (as ``begin``): one engine then drives every task on its gateways, one lane per bus.
+    Tasks another transaction holds are skipped (SKIP LOCKED) and tried again later."""
+    with session_scope() as s:
+        now = utcnow()
+        q = (select(BatchTask).where(
+            or_(BatchTask.state == "pending",
+                and_(BatchTask.state == "running",
+                     or_(BatchTask.driver_until.is_(None), BatchTask.driver_until < now))))
+             .order_by(BatchTask.id).with_for_update(skip_locked=True, key_share=True))
+        if have:
+            q = q.where(BatchTask.id.not_in(list(have)))
+        out = []
+        for task in s.scalars(q):
+            if task.state == "pending":
+                task.state, task.started_at = "running", task.started_at or now
+                audit.record(s, actor=task.confirmed_by or task.created_by, front="job", action="batch_start",
+                             site_id=task.site_id, task_id=task.id)
+            task.driver_token, task.driver_until = token, now + DRIVER_LEASE
+            out.append(task.id)
+    return out
+
+
+def in_shard(shard: tuple[int, int] | None):
+    """The items of one engine's share of the gateways (``shard`` = (k, n): gateway id % n == k;
+    items behind no gateway belong to share 0); None: every item."""
+    if shard is None or shard[1] <= 1:
+        return True
+    return func.coalesce(BatchItem.gateway_id, 0) % shard[1] == shard[0]
+
+
+def feed(task_id: int, limit: int, shard: tuple[int, int] | None = None) -> Fed:
+    """Take up to ``limit`` queued items of a running task (of ``shard``'s gateways, see
+    ``in_shard``) and act on them, in one transaction."""
     out = Fed()
     with session_scope() as s:
         task = s.get(BatchTask, task_id)
         if task is None or task.state != "running":
             out.running = False
             return out
-        items = list(s.scalars(select(BatchItem).where(BatchItem.task_id == task_id, BatchItem.state == "queued")
+        if task.action in actions.METER_ACTIONS:
+            _feed_meter_items(s, task, limit, shard, out)
+            return out
+        items = list(s.scalars(select(BatchItem).where(BatchItem.task_id == task_id, BatchItem.state == "queued",
+                                                       in_shard(shard))
                                .order_by(BatchItem.rank, BatchItem.id).limit(limit)
                                .with_for_update(skip_locked=True)))
         if not items:
@@ -115,36 +163,18 @@ def feed(task_id: int, limit: int) -> Fed:
         actor = task.confirmed_by or task.created_by
         ttl = timedelta(seconds=settings.command_ttl())
         now = utcnow()
-        specs: dict[str, tuple[BatchItem, tuple[int, str, dict, str]]] = {}
-        open_commands: set[int] = set()  # items whose command is known not to have ended (no sync needed)
         for item in items:
             item.updated_at = now
             try:
-                if task.action in actions.METER_ACTIONS:
-                    spec = _meter_item(s, task, item)
-                    if spec is not None:
-                        specs[spec[3]] = (item, spec)
-                else:
-                    with s.begin_nested():
-                        _account_item(s, task, item, actor, ttl)
+                with s.begin_nested():
+                    _account_item(s, task, item, actor, ttl)
             except MeterpayError as exc:
                 _refused(item, exc)
-        if specs:  # the meter commands in one go (commands.request_many: one INSERT, keys as request's)
-            made = commands.request_many(s, [spec for _i, spec in specs.values()], actor=actor, front=task.front,
-                                         ttl=ttl)
-            for key, (item, _spec) in specs.items():
-                got = made[key]
-                if isinstance(got, MeterpayError):
-                    _refused(item, got)
-                else:
-                    item.state, item.command_id = "sent", got.id
-                    if got.state not in FINAL_STATES:
-                        open_commands.add(item.id)
         out.command_ids = [i.command_id for i in items if i.state == "sent" and i.command_id]
         out.taken = len(items)
         del meters, accounts
         # a command a re-run found already ended
-        sync_items(s, [i for i in items if i.state == "sent" and i.id not in open_commands])
+        sync_items(s, [i for i in items if i.state == "sent"])
     return out
 
 
@@ -157,11 +187,61 @@ def _refused(item: BatchItem, exc: MeterpayError) -> None:
                                exc.message[:500])
 
 
-def _meter_item(s: Session, task: BatchTask, item: BatchItem) -> tuple[int, str, dict, str] | None:
-    """The command an item of a meter action becomes (meter id, kind, params, key), or None when it
-    is skipped (the reason is on the item)."""
-    meter = s.get(Meter, item.meter_id) if item.meter_id else None
-    account = s.get(Account, item.account_id) if item.account_id else None
+def _feed_meter_items(s: Session, task: BatchTask, limit: int, shard: tuple[int, int] | None, out: Fed) -> None:
+    """``feed`` for a meter action, in rows rather than ORM objects (a batch feeds thousands a
+    minute): the items taken (SKIP LOCKED), their commands made in one go (``request_many``), the
+    items marked in bulk; skips and refusals with their reasons as ``feed`` gives them."""
+    items = s.execute(select(BatchItem.id, BatchItem.seq, BatchItem.tries, BatchItem.meter_id, BatchItem.account_id)
+                      .where(BatchItem.task_id == task.id, BatchItem.state == "queued", in_shard(shard))
+                      .order_by(BatchItem.rank, BatchItem.id).limit(limit).with_for_update(skip_locked=True)).all()
+    if not items:
+        return
+    meter_ids = {i.meter_id for i in items if i.meter_id}
+    account_ids = {i.account_id for i in items if i.account_id}
+    meters = {m.id: m for m in s.execute(select(Meter.id, Meter.status, Meter.gateway_id, Meter.profile, Meter.kind)
+                                         .where(Meter.id.in_(meter_ids)))} if meter_ids else {}
+    accounts = {a.id: a for a in s.execute(select(Account.id, Account.status)
+                                           .where(Account.id.in_(account_ids)))} if account_ids else {}
+    actor = task.confirmed_by or task.created_by
+    now = utcnow()
+    specs: dict[str, tuple[int, tuple[int, str, dict, str]]] = {}
+    ended: dict[int, tuple[str, str]] = {}  # item id -> (state, reason) for items that end here
+    for item in items:
+        spec, why = _meter_spec(task, item, meters.get(item.meter_id or 0), accounts.get(item.account_id or 0))
+        if spec is None:
+            ended[item.id] = ("skipped", why)
+        else:
+            specs[spec[3]] = (item.id, spec)
+    sent: list[dict] = []
+    finished: list[int] = []  # commands a re-run found already ended
+    if specs:  # the meter commands in one go (commands.request_many: one INSERT, keys as request's)
+        made = commands.request_many(s, [spec for _i, spec in specs.values()], actor=actor, front=task.front,
+                                     ttl=timedelta(seconds=settings.command_ttl()))
+        for key, (item_id, _spec) in specs.items():
+            got = made[key]
+            if isinstance(got, MeterpayError):
+                ended[item_id] = ("skipped" if got.code in ("account_closed", "conflict") else "failed",
+                                  got.message[:500])
+            else:
+                sent.append({"id": item_id, "state": "sent", "command_id": got.id, "updated_at": now})
+                if got.state in FINAL_STATES:
+                    finished.append(got.id)
+    if sent:
+        s.execute(update(BatchItem), sent)  # by primary key, in one executemany
+    by_reason: dict[tuple[str, str], list[int]] = {}
+    for item_id, why in ended.items():
+        by_reason.setdefault(why, []).append(item_id)
+    for (state, reason), ids in by_reason.items():
+        s.execute(update(BatchItem).where(BatchItem.id.in_(ids)).values(state=state, reason=reason, updated_at=now)
+                  .execution_options(synchronize_session=False))
+    out.command_ids = [row["command_id"] for row in sent]
+    out.taken = len(items)
+    sync_locked(s, finished)
+
+
+def _meter_spec(task: BatchTask, item, meter, account) -> tuple[tuple[int, str, dict, str] | None, str]:
+    """The command an item of a meter action becomes (meter id, kind, params, key), or None and
+    why it is skipped."""
     why = None
     if meter is None or meter.status != "active":
         why = "meter out of service"
@@ -172,11 +252,10 @@ def _meter_item(s: Session, task: BatchTask, item: BatchItem) -> tuple[int, str,
     elif not _can(meter, command_kind(task.action, meter)):
         why = f"profile {meter.profile} cannot {command_kind(task.action, meter).replace('_', ' ')}"
     if why is not None or meter is None:
-        _skip(item, why or "meter out of service")
-        return None
+        return None, why or "meter out of service"
     kind = command_kind(task.action, meter)
     params = {"reason": f"batch {task.id}"} if task.action in ("relay_off", "relay_on") else dict(task.params or {})
-    return meter.id, kind, params, item_key(task.id, item.seq, item.tries)
+    return (meter.id, kind, params, item_key(task.id, item.seq, item.tries)), ""
 
 
 def _account_item(s: Session, task: BatchTask, item: BatchItem, actor: str, ttl: timedelta) -> None:
@@ -267,25 +346,59 @@ def sync_items(s: Session, items: list[BatchItem]) -> int:
 
 def sync_commands(command_ids: list[int]) -> int:
     """``sync_items`` for the items of these commands, in one transaction; tasks that ran out of
-    work are finished."""
+    work are finished. The items are waited for, not skipped when locked (a feed or the sweep holds
+    them for a moment), so none is left ``sent`` after its command ended."""
     if not command_ids:
         return 0
     with session_scope() as s:
-        items = list(s.scalars(select(BatchItem).where(BatchItem.command_id.in_(command_ids),
-                                                       BatchItem.state == "sent").with_for_update(skip_locked=True)))
-        n = sync_items(s, items)
-        for task_id in {i.task_id for i in items}:
+        n = sync_locked(s, command_ids)
+        for task_id in set(s.scalars(select(BatchItem.task_id).where(BatchItem.command_id.in_(command_ids)))):
             task = s.get(BatchTask, task_id)
             if task is not None:
                 finish_if_done(s, task)
     return n
 
 
-def outstanding(task_id: int) -> list[int]:
+def sync_locked(s: Session, command_ids: list[int]) -> int:
+    """``sync_items`` for the ``sent`` items of these commands, locked (in id order) in the caller's
+    transaction: the batch engine calls it in the transaction that ends the commands, so an item
+    follows its command at the same commit (never left ``sent``). Confirmed ones in one UPDATE."""
+    if not command_ids:
+        return 0
+    rows = s.execute(select(BatchItem.id, BatchItem.command_id)
+                     .where(BatchItem.command_id.in_(command_ids), BatchItem.state == "sent")
+                     .order_by(BatchItem.id).with_for_update()).all()
+    if not rows:
+        return 0
+    ended = {cid: (state, err) for cid, state, err in s.execute(
+        select(MeterCommand.id, MeterCommand.state, MeterCommand.last_error)
+        .where(MeterCommand.id.in_({c for _i, c in rows}), MeterCommand.state.in_(FINAL_STATES)))}
+    now, confirmed, n = utcnow(), [], 0
+    for item_id, cid in rows:
+        state, err = ended.get(cid, (None, None))
+        if state == "confirmed":
+            confirmed.append(item_id)
+            continue
+        if state == "failed":
+            values = {"state": "failed", "reason": (err or "failed")[:500]}
+        elif state == "expired":
+            values = {"state": "skipped", "reason": f"meter offline past the deadline ({(err or '')[:300]})"}
+        else:
+            continue
+        s.execute(update(BatchItem).where(BatchItem.id == item_id).values(**values, updated_at=now)
+                  .execution_options(synchronize_session=False))
+        n += 1
+    if confirmed:
+        s.execute(update(BatchItem).where(BatchItem.id.in_(confirmed)).values(state="confirmed", updated_at=now)
+                  .execution_options(synchronize_session=False))
+    return n + len(confirmed)
+
+
+def outstanding(task_id: int, shard: tuple[int, int] | None = None) -> list[int]:
     """Commands of the task's ``sent`` items that have not ended (what an engine still has to send)."""
     with session_scope() as s:
         return list(s.scalars(select(BatchItem.command_id).join(MeterCommand, MeterCommand.id == BatchItem.command_id)
-                              .where(BatchItem.task_id == task_id, BatchItem.state == "sent",
+                              .where(BatchItem.task_id == task_id, BatchItem.state == "sent", in_shard(shard),
                                      MeterCommand.state.in_(("pending", "running")))
                               .order_by(BatchItem.rank, BatchItem.id)))
 
@@ -336,7 +449,8 @@ def sweep() -> dict[str, int]:
                 task.state = "running" if task.state == "pending" else task.state
                 out["finished"] += finish_if_done(s, task)
                 continue
-            task.driver_until = now + DRIVER_LEASE  # so the next sweep does not start a second engine
+            # so the next sweep does not start a second engine; no token: the engine it starts takes it
+            task.driver_token, task.driver_until = None, now + DRIVER_LEASE
             ids.append(task.id)
     for task_id in ids:
         from core.jobs import enqueue
@@ -350,17 +464,20 @@ def _has_work(s: Session, task_id: int) -> bool:
                                                BatchItem.state.in_(("queued", "sent"))))))
 
 
-def gateway_count(task_id: int) -> int:
+def gateway_count(task_id: int | list[int], shard: tuple[int, int] | None = None) -> int:
+    """Gateways the items of a task (or of several tasks together) are behind."""
+    ids = task_id if isinstance(task_id, list) else [task_id]
     with session_scope() as s:
         return int(s.scalar(select(func.count(func.distinct(BatchItem.gateway_id)))
-                            .where(BatchItem.task_id == task_id, BatchItem.gateway_id.is_not(None))) or 0)
+                            .where(BatchItem.task_id.in_(ids), BatchItem.gateway_id.is_not(None),
+                                   in_shard(shard))) or 0)
 
 
-def feed_peek(task_id: int) -> int:
+def feed_peek(task_id: int, shard: tuple[int, int] | None = None) -> int:
     """How many items of the task are queued (an engine's last look before it ends)."""
     with session_scope() as s:
         return int(s.scalar(select(func.count()).select_from(BatchItem)
-                            .where(BatchItem.task_id == task_id, BatchItem.state == "queued")) or 0)
+                            .where(BatchItem.task_id == task_id, BatchItem.state == "queued", in_shard(shard))) or 0)
 
 
 def release(task_id: int, token: str) -> None:

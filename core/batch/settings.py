@@ -8,7 +8,7 @@ config.declare(
     "batch",
     Var("METERPAY_BATCH_COMMAND_TTL", "int", "900",
         "seconds a batch item's meter command is retried before the item is skipped as offline", minimum=10),
-    Var("METERPAY_BATCH_WINDOW", "int", "3",
+    Var("METERPAY_BATCH_WINDOW", "int", "6",
         "batch commands in flight per gateway in one batch engine (single commands and polls go first)", minimum=1),
     Var("METERPAY_BATCH_MAX_ITEMS", "int", "50000", "most items one batch task may hold", minimum=1),
 )

@@ -8,9 +8,10 @@ backoff until the deadline, and ends it confirmed, failed or expired via ``trans
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,7 +19,7 @@ from core import audit, signals
 from core.errors import Conflict, MeterpayError, NotFound, ValidationError
 from core.jobs import enqueue_after_commit
 from core.ledger import new_key
-from core.models import Meter, MeterCommand, MeterCommandEvent
+from core.models import AuditLog, Meter, MeterCommand, MeterCommandEvent
 from core.models.command import COMMAND_KINDS, FINAL_STATES
 from core.utils import utcnow
 
@@ -27,6 +28,7 @@ DEFAULT_TTL = timedelta(hours=1)
 SUPPLY_KINDS = ("relay_off", "relay_on", "valve_close", "valve_open", "keep_power_on", "keep_power_off")
 ELECTRIC_ONLY = ("relay_off", "relay_on", "keep_power_on", "keep_power_off", "set_prices", "set_tou")
 WATER_ONLY = ("valve_close", "valve_open")
+COMMANDED = {"relay_off": "off", "relay_on": "on", "valve_close": "closed", "valve_open": "open"}
 
 
 def request(session: Session, meter_id: int, kind: str, params: dict | None = None, *, key: str | None = None,
@@ -79,8 +81,7 @@ def request(session: Session, meter_id: int, kind: str, params: dict | None = No
         return existing
     session.add(MeterCommandEvent(command_id=cmd.id, state="pending", at=now, detail="requested"))
     if kind in SUPPLY_KINDS:
-        meter.commanded_state = {"relay_off": "off", "relay_on": "on", "valve_close": "closed",
-                                 "valve_open": "open"}.get(kind, meter.commanded_state)
+        meter.commanded_state = COMMANDED.get(kind, meter.commanded_state)
     if kind in SUPPLY_KINDS or kind == "recharge":
         audit.record(session, actor=actor, front=front, action=f"command:{kind}", site_id=meter.site_id,
                      account_id=meter.account_id, meter_id=meter.id, command_id=cmd.id, params=params or {})
@@ -107,25 +108,36 @@ def transition(session: Session, cmd: MeterCommand, state: str, detail: str = ""
                      requested_at=cmd.created_at, finished_at=cmd.finished_at)
 
 
+@dataclass(frozen=True)
+class Made:
+    """A command ``request_many`` made or found: its id and state."""
+    id: int
+    state: str
+
+
 def request_many(session: Session, specs: list[tuple[int, str, dict, str]], *, actor: str = "system",
-                 front: str = "system", ttl: timedelta = DEFAULT_TTL) -> dict[str, MeterCommand | MeterpayError]:
+                 front: str = "system", ttl: timedelta = DEFAULT_TTL) -> dict[str, Made | MeterpayError]:
     """``request`` for many commands in one go (a batch task's feed): ``specs`` are (meter id, kind,
     params, key). Nothing is enqueued (the caller's engine sends them; ``retry_due`` would too).
 
-    Returns, per key, the command (the existing one for a key already used, as ``request``) or the
-    error ``request`` would have raised for it (nothing written for that one). The new rows go in
-    with one INSERT (and their events and audit records likewise); if another transaction inserted
-    one of the keys meanwhile, it falls back to ``request`` one by one, which waits for that
-    transaction and returns its command."""
-    out: dict[str, MeterCommand | MeterpayError] = {}
+    Returns, per key, the command's id and state (the existing one for a key already used, as
+    ``request``) or the error ``request`` would have raised for it (nothing written for that one).
+    The same rows as ``request`` (command, its first event, the audit record of a supply command,
+    the meter's commanded state), each kind in one statement, without ORM objects; if another
+    transaction inserted one of the keys meanwhile, it falls back to ``request`` one by one, which
+    waits for that transaction and returns its command."""
+    out: dict[str, Made | MeterpayError] = {}
     if not specs:
         return out
     keys = [key for _m, _k, _p, key in specs]
-    for cmd in session.scalars(select(MeterCommand).where(MeterCommand.idempotency_key.in_(keys))):
-        out[cmd.idempotency_key] = cmd
-    meters = {m.id: m for m in session.scalars(select(Meter).where(Meter.id.in_({m for m, _k, _p, _key in specs})))}
+    for cid, key, state in session.execute(select(MeterCommand.id, MeterCommand.idempotency_key, MeterCommand.state)
+                                           .where(MeterCommand.idempotency_key.in_(keys))):
+        out[key] = Made(cid, state)
+    meters = {m.id: m for m in session.execute(
+        select(Meter.id, Meter.status, Meter.kind, Meter.serial, Meter.site_id, Meter.account_id)
+        .where(Meter.id.in_({m for m, _k, _p, _key in specs})))}
     now = utcnow()
-    new: list[MeterCommand] = []
+    rows: list[dict] = []
     for meter_id, kind, params, key in specs:
         if key in out:
             continue
@@ -146,28 +158,42 @@ def request_many(session: Session, specs: list[tuple[int, str, dict, str]], *, a
         except MeterpayError as exc:
             out[key] = exc
             continue
-        cmd = MeterCommand(meter_id=meter_id, kind=kind, params=params or {}, state="pending", idempotency_key=key,
-                           attempts=0, created_at=now, next_attempt_at=now, deadline=now + ttl, requested_by=actor,
-                           front=front, result={})
-        new.append(cmd)
-        out[key] = cmd
-    if not new:
+        rows.append({"meter_id": meter_id, "kind": kind, "params": params or {}, "state": "pending",
+                     "idempotency_key": key, "attempts": 0, "created_at": now, "next_attempt_at": now,
+                     "deadline": now + ttl, "requested_by": actor, "front": front, "result": {}})
+        out[key] = Made(0, "pending")  # its id once inserted
+    if not rows:
         return out
     try:
         with session.begin_nested():
-            session.add_all(new)
-            session.flush()
+            # executemany (one short statement, prepared), then the ids by key: a RETURNING insert of
+            # hundreds of rows is one huge statement whose parameters the driver re-parses every time
+            session.execute(insert(MeterCommand), rows)
     except IntegrityError:  # a key inserted by another transaction since the look-up: one by one
-        for cmd in new:
-            out[cmd.idempotency_key] = request(session, cmd.meter_id, cmd.kind, cmd.params, key=cmd.idempotency_key,
-                                               actor=actor, front=front, ttl=ttl, enqueue=False)
+        for row in rows:
+            cmd = request(session, row["meter_id"], row["kind"], row["params"], key=row["idempotency_key"],
+                          actor=actor, front=front, ttl=ttl, enqueue=False)
+            out[row["idempotency_key"]] = Made(cmd.id, cmd.state)
         return out
-    for cmd in new:
-        session.add(MeterCommandEvent(command_id=cmd.id, state="pending", at=now, detail="requested"))
-        meter = meters[cmd.meter_id]
-        if cmd.kind in SUPPLY_KINDS:
-            meter.commanded_state = {"relay_off": "off", "relay_on": "on", "valve_close": "closed",
-                                     "valve_open": "open"}.get(cmd.kind, meter.commanded_state)
-            audit.record(session, actor=actor, front=front, action=f"command:{cmd.kind}", site_id=meter.site_id,
-                         account_id=meter.account_id, meter_id=meter.id, command_id=cmd.id, params=cmd.params)
+    ids = {key: cid for cid, key in session.execute(
+        select(MeterCommand.id, MeterCommand.idempotency_key)
+        .where(MeterCommand.idempotency_key.in_([r["idempotency_key"] for r in rows])))}
+    session.execute(insert(MeterCommandEvent), [{"command_id": ids[r["idempotency_key"]], "state": "pending", "at": now,
+                                                 "detail": "requested"} for r in rows])
+    audits, commanded = [], {}
+    for r in rows:
+        cid = out[r["idempotency_key"]] = Made(ids[r["idempotency_key"]], "pending")
+        if r["kind"] in SUPPLY_KINDS:
+            meter = meters[r["meter_id"]]
+            state = COMMANDED.get(r["kind"])
+            if state is not None:
+                commanded.setdefault(state, []).append(meter.id)
+            audits.append({"at": now, "actor": actor, "front": front, "action": f"command:{r['kind']}",
+                           "site_id": meter.site_id, "account_id": meter.account_id, "meter_id": meter.id,
+                           "detail": audit.jsonable({"command_id": cid.id, "params": r["params"]})})
+    if audits:
+        session.execute(insert(AuditLog), audits)
+    for state, meter_ids in commanded.items():
+        session.execute(update(Meter).where(Meter.id.in_(meter_ids)).values(commanded_state=state)
+                        .execution_options(synchronize_session=False))
     return out

@@ -7,6 +7,8 @@ codec for what meterpay sends is ~150 lines, pure and tested against DESIGN.md's
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 
 class FrameError(ValueError):
     """A frame that cannot be trusted: bad checksum, bad length, bad markers."""
@@ -19,7 +21,7 @@ def bcd_encode(value: int, nbytes: int) -> bytes:
     digits = f"{value:0{nbytes * 2}d}"
     if len(digits) > nbytes * 2:
         raise ValueError(f"{value} does not fit in {nbytes} BCD bytes")
-    return bytes(int(digits[i:i + 2], 16) for i in range(0, len(digits), 2))[::-1]
+    return bytes.fromhex(digits)[::-1]  # each pair of decimal digits read as hex is its BCD byte
 
 
 def bcd_decode(data: bytes) -> int:
@@ -30,8 +32,10 @@ def bcd_decode(data: bytes) -> int:
     return int(text) if text else 0
 
 
+@lru_cache(maxsize=65536)
 def address_bytes(address: str, nbytes: int) -> bytes:
-    """A meter address of 2*nbytes decimal digits (shorter ones are zero-padded) to wire order."""
+    """A meter address of 2*nbytes decimal digits (shorter ones are zero-padded) to wire order
+    (remembered: a bus asks the same few addresses over and over)."""
     address = address.strip()
     if not address.isdigit() or len(address) > nbytes * 2:
         raise ValueError(f"address must be up to {nbytes * 2} digits, got {address!r}")

@@ -76,6 +76,10 @@ class Frame:
         return f"error status {code:#06x}" if self.function == PREPAID else f"error status {code:#04x}"
 
 
+_PLUS_33 = bytes((b + 0x33) & 0xFF for b in range(256))   # data bytes go on the wire plus 33H
+_MINUS_33 = bytes((b - 0x33) & 0xFF for b in range(256))
+
+
 def checksum(body: bytes) -> int:
     return sum(body) & 0xFF
 
@@ -83,8 +87,8 @@ def checksum(body: bytes) -> int:
 def encode(address: str, control: int, data: bytes = b"", *, preamble: bool = True) -> bytes:
     if len(data) > 200:
         raise ValueError("DL/T 645 data is at most 200 bytes")
-    body = b"\x68" + address_bytes(address, 6) + b"\x68" + bytes([control, len(data)]) + bytes(
-        (b + 0x33) & 0xFF for b in data)
+    body = b"\x68" + address_bytes(address, 6) + b"\x68" + bytes([control, len(data)]) + bytes(data).translate(
+        _PLUS_33)
     return (PREAMBLE if preamble else b"") + body + bytes([checksum(body), 0x16])
 
 
@@ -109,7 +113,7 @@ def decode(buf: bytes) -> tuple[Frame | None, int]:
         raise FrameError("DL/T 645 frame does not end with 16")
     if checksum(body) != buf[end - 2]:
         raise FrameError("DL/T 645 checksum mismatch")
-    data = bytes((b - 0x33) & 0xFF for b in body[10:])
+    data = bytes(body[10:]).translate(_MINUS_33)
     return Frame(address_text(body[1:7]), body[8], data), end
 
 

@@ -220,8 +220,7 @@ class SimGateway:
             if tcp:
                 return wire, request[:4] + (len(body)).to_bytes(2, "big") + body
             return wire, body + crc16(body)
-        wire = len(dlt645.encode(request.address, request.control, b"")) + len(request.data) if family == "dlt645" \
-            else wake + 13 + 3 + len(request.data)
+        wire = _DLT645_EMPTY + len(request.data) if family == "dlt645" else wake + 13 + 3 + len(request.data)
         if family == "dlt645" and request.address == dlt645.BROADCAST:
             for m in meters.values():
                 if not m.offline and wake >= m.wake_up:
@@ -303,6 +302,9 @@ class _Conn(asyncio.Protocol):
     def reply(self, data: bytes) -> None:
         if not self.gateway.down and not self.transport.is_closing():
             self.transport.write(data)
+
+
+_DLT645_EMPTY = len(dlt645.encode("0", 0x11, b""))  # a DL/T 645 frame's bytes besides its data (wake-up included)
 
 
 def _wake_bytes(raw: bytes) -> int:

@@ -56,6 +56,7 @@ def simulate(gateways, meters_per_gateway, port_base, baud, faults, from_db, pro
         await asyncio.Event().wait()
 
     try:
-        asyncio.run(run())
+        from hardware.aio import run_fast
+        run_fast(run())
     except KeyboardInterrupt:
         pass

@@ -194,8 +194,10 @@ def test_two_workers_on_the_same_task_do_each_item_once(wired_site, session, pg_
     site, rooms, _ = wired_site(16, per_gateway=8)
     relay = make_task(session, site, "relay_off")
     money = make_task(session, site, "recharge", params={"amount": "1.00"})
+    from hardware import batch_engine
     for task in (relay, money):
-        workers = [threading.Thread(target=drive, args=(task,)) for _ in range(2)]
+        # drive_tasks: two engines really on one task (drive() leaves a task another live engine drives)
+        workers = [threading.Thread(target=batch_engine.drive_tasks, args=([task],)) for _ in range(2)]
         for w in workers:
             w.start()
         for w in workers:

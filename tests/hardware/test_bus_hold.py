@@ -82,3 +82,24 @@ def test_two_holds_never_share_a_bus_and_a_streak_ends(redis, request):
     names = [n for *_x, n in spans]
     first_switch = next(i for i, n in enumerate(names) if n != names[0])
     assert first_switch <= LowHold.MAX_STREAK
+
+
+@pytest.mark.parametrize("redis", [False, True])
+def test_a_lone_lane_keeps_the_bus_past_a_streak(redis, request):
+    """Nobody else waits: no step aside after MAX_STREAK commands (a batch bus loses no wire time)."""
+    if redis:
+        request.getfixturevalue("redis_url")
+    kept: list[bool] = []
+
+    async def main():
+        hold = LowHold("tcp://10.9.0.3:1")
+        t0 = time.monotonic()
+        for _ in range(2 * LowHold.MAX_STREAK + 2):
+            async with hold.turn():
+                await asyncio.sleep(0.001)
+            kept.append(await hold.keep())
+        await hold.release()
+        return time.monotonic() - t0
+    took = asyncio.run(main())
+    assert all(kept)
+    assert took < LowHold.STEP_ASIDE + 0.5
