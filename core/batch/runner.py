@@ -229,8 +229,8 @@ def _feed_meter_items(s: Session, task: BatchTask, limit: int, shard: tuple[int,
     if sent:
         s.execute(update(BatchItem), sent)  # by primary key, in one executemany
     by_reason: dict[tuple[str, str], list[int]] = {}
-    for item_id, why in ended.items():
-        by_reason.setdefault(why, []).append(item_id)
+    for item_id, state_reason in ended.items():
+        by_reason.setdefault(state_reason, []).append(item_id)
     for (state, reason), ids in by_reason.items():
         s.execute(update(BatchItem).where(BatchItem.id.in_(ids)).values(state=state, reason=reason, updated_at=now)
                   .execution_options(synchronize_session=False))
@@ -370,7 +370,7 @@ def sync_locked(s: Session, command_ids: list[int]) -> int:
                      .order_by(BatchItem.id).with_for_update()).all()
     if not rows:
         return 0
-    ended = {cid: (state, err) for cid, state, err in s.execute(
+    ended: dict[int | None, tuple[str | None, str | None]] = {cid: (state, err) for cid, state, err in s.execute(
         select(MeterCommand.id, MeterCommand.state, MeterCommand.last_error)
         .where(MeterCommand.id.in_({c for _i, c in rows}), MeterCommand.state.in_(FINAL_STATES)))}
     now, confirmed, n = utcnow(), [], 0

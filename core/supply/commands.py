@@ -180,17 +180,18 @@ def request_many(session: Session, specs: list[tuple[int, str, dict, str]], *, a
         .where(MeterCommand.idempotency_key.in_([r["idempotency_key"] for r in rows])))}
     session.execute(insert(MeterCommandEvent), [{"command_id": ids[r["idempotency_key"]], "state": "pending", "at": now,
                                                  "detail": "requested"} for r in rows])
-    audits, commanded = [], {}
+    audits: list[dict] = []
+    commanded: dict[str, list[int]] = {}
     for r in rows:
-        cid = out[r["idempotency_key"]] = Made(ids[r["idempotency_key"]], "pending")
+        made = out[r["idempotency_key"]] = Made(ids[r["idempotency_key"]], "pending")
         if r["kind"] in SUPPLY_KINDS:
             meter = meters[r["meter_id"]]
-            state = COMMANDED.get(r["kind"])
-            if state is not None:
-                commanded.setdefault(state, []).append(meter.id)
+            relay = COMMANDED.get(r["kind"])
+            if relay is not None:
+                commanded.setdefault(relay, []).append(meter.id)
             audits.append({"at": now, "actor": actor, "front": front, "action": f"command:{r['kind']}",
                            "site_id": meter.site_id, "account_id": meter.account_id, "meter_id": meter.id,
-                           "detail": audit.jsonable({"command_id": cid.id, "params": r["params"]})})
+                           "detail": audit.jsonable({"command_id": made.id, "params": r["params"]})})
     if audits:
         session.execute(insert(AuditLog), audits)
     for state, meter_ids in commanded.items():
