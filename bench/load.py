@@ -32,6 +32,12 @@ afterwards, as WeChat Pay does). ``rps`` counts the requests clients send to the
 callbacks are served too, not counted); every paid order must end credited. Target (the busy
 side): balance p99 < 50 ms and the mix's rate >= 0.5x the trivial endpoint's rate measured the
 same way (``ratio``).
+
+``--paced-rps R`` adds a measurement beside that definition (which it does not change, nor
+``meets_target``): the same mix, idle and busy, with the clients together sending R requests a
+second, each on its own schedule, a request that starts late counting its lateness (``paced``).
+With clients sending back to back the latency is the queue (Little's law: 50 clients / rate),
+so the closed loop measures capacity; the paced mix measures the latency at a given load.
 """
 from __future__ import annotations
 
