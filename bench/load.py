@@ -32,6 +32,12 @@ afterwards, as WeChat Pay does). ``rps`` counts the requests clients send to the
 callbacks are served too, not counted); every paid order must end credited. Target (the busy
 side): balance p99 < 50 ms and the mix's rate >= 0.5x the trivial endpoint's rate measured the
 same way (``ratio``).
+
+``--paced-rps R`` adds a measurement beside that definition (which it does not change, nor
+``meets_target``): the same mix, idle and busy, with the clients together sending R requests a
+second, each on its own schedule, a request that starts late counting its lateness (``paced``).
+With clients sending back to back the latency is the queue (Little's law: 50 clients / rate),
+so the closed loop measures capacity; the paced mix measures the latency at a given load.
 """
 from __future__ import annotations
 
@@ -246,6 +252,7 @@ class Tenant:
         self.token: str | None = None
         self.order_no: str | None = None
         self.rnd = random.Random(seed)
+        self.lag = 0.0  # paced: how late this request started after its scheduled time (counted in)
         self.kinds = [k for k, _ in mix]
         self.weights = [w for _, w in mix]
 
@@ -259,7 +266,7 @@ class Tenant:
         ok = status == 200
         if ok:
             self.token = json.loads(data)["token"]
-        tally.add("login", time.perf_counter() - t0, ok)
+        tally.add("login", time.perf_counter() - t0 + self.lag, ok)
 
     async def one(self, tally: Tally) -> None:
         kind = self.rnd.choices(self.kinds, self.weights)[0]
@@ -276,13 +283,13 @@ class Tenant:
                 "order": f"/api/v1/orders/{self.order_no}"}[kind]
         t0 = time.perf_counter()
         status, _ = await self.conn.request("GET", path, self.auth())
-        tally.add(kind, time.perf_counter() - t0, status == 200)
+        tally.add(kind, time.perf_counter() - t0 + self.lag, status == 200)
 
     async def recharge(self, tally: Tally) -> None:
         t0 = time.perf_counter()
         status, data = await self.conn.request("POST", f"/api/v1/accounts/{self.account_id}/recharge", self.auth(),
                                                json.dumps({"amount": "1.00", "channel": "wechat"}).encode())
-        tally.add("recharge", time.perf_counter() - t0, status == 200)
+        tally.add("recharge", time.perf_counter() - t0 + self.lag, status == 200)
         if status != 200:
             return
         order = json.loads(data)
@@ -296,9 +303,21 @@ class Tenant:
         if pstatus == 200:
             tally.paid.append(self.order_no)
 
-    async def run(self, stop_at: float, tally: Tally) -> None:
+    async def run(self, stop_at: float, tally: Tally, pace: float | None = None) -> None:
+        """Back to back; or, ``pace`` seconds apart (a schedule from a random start): a request
+        that starts late, because the one before took longer than ``pace``, counts its lateness in
+        its latency (what a tenant arriving on time would have waited)."""
         try:
+            next_at = time.perf_counter() + (self.rnd.random() * pace if pace else 0.0)
             while time.perf_counter() < stop_at:
+                if pace:
+                    now = time.perf_counter()
+                    if now < next_at:
+                        await asyncio.sleep(next_at - now)
+                    self.lag = max(0.0, time.perf_counter() - next_at)
+                    next_at += pace
+                    if next_at - pace >= stop_at:
+                        break
                 await self.one(tally)
         except (asyncio.IncompleteReadError, ConnectionError):
             tally.add("connection", 0.0, False)
@@ -307,8 +326,10 @@ class Tenant:
 
 
 def run_phase(kind: str, port: int, sandbox_port: int, accounts: list[int], seconds: float, serve_pids: list[int],
-              seed: int = 1, mix: tuple = MIX) -> dict:
-    """``kind`` "ping" or "mix" with one client per account for ``seconds``; plus the server's CPU."""
+              seed: int = 1, mix: tuple = MIX, rate: float | None = None) -> dict:
+    """``kind`` "ping" or "mix" with one client per account for ``seconds``; plus the server's CPU.
+    ``rate`` (mix only): the clients together send that many requests a second, each on its own
+    schedule (``Tenant.run``'s pace), instead of back to back."""
     tally = Tally()
 
     async def main():
@@ -317,7 +338,8 @@ def run_phase(kind: str, port: int, sandbox_port: int, accounts: list[int], seco
             await asyncio.gather(*[_ping_client(port, stop_at, tally) for _ in accounts])
         else:
             tenants = [Tenant(i, a, port, sandbox_port, seed * 100_003 + i, mix) for i, a in enumerate(accounts)]
-            await asyncio.gather(*[t.run(stop_at, tally) for t in tenants])
+            pace = len(tenants) / rate if rate else None
+            await asyncio.gather(*[t.run(stop_at, tally, pace) for t in tenants])
     c0 = sum(cpu_of(p) for p in serve_pids)
     t0 = time.perf_counter()
     asyncio.run(main())
@@ -420,7 +442,7 @@ def _stop(proc: subprocess.Popen) -> None:
 def load_test(*, clients: int, seconds: float, gateways: int, per_gateway: int, import_meters: int,
               poll_interval: float, billing_interval: float, web_workers: int, threads: int | None,
               job_workers: int, port_base: int, database_url: str | None, redis_url: str | None,
-              baud: int = 9600, mix: tuple = MIX) -> dict:
+              baud: int = 9600, mix: tuple = MIX, paced_rps: float = 0.0) -> dict:
     import secrets
 
     from bench.hardware_engine import simulator_process
@@ -463,6 +485,9 @@ def load_test(*, clients: int, seconds: float, gateways: int, per_gateway: int, 
         idle = {"ping": run_phase("ping", port, sandbox_port, accounts, seconds, serve_pids),
                 "mix": run_phase("mix", port, sandbox_port, accounts, seconds, serve_pids, seed=2, mix=mix),
                 "loadavg": [load0, loadavg()]}
+        if paced_rps:
+            idle["mix_paced"] = run_phase("mix", port, sandbox_port, accounts, seconds, serve_pids, seed=4, mix=mix,
+                                          rate=paced_rps)
         # the background: poll rounds and the billing process
         poll = PollDriver(seeded["gateway_ids"], poll_interval, hw_settings.poll_shard_gateways())
         stop_file, billing_report = os.path.join(work, "stop"), os.path.join(work, "billing.json")
@@ -482,6 +507,10 @@ def load_test(*, clients: int, seconds: float, gateways: int, per_gateway: int, 
         busy = {"ping": run_phase("ping", port, sandbox_port, accounts, seconds, serve_pids),
                 "mix": run_phase("mix", port, sandbox_port, accounts, seconds, serve_pids, seed=3, mix=mix),
                 "loadavg": [load1, loadavg()]}
+        if paced_rps:
+            busy["mix_paced"] = run_phase("mix", port, sandbox_port, accounts, seconds, serve_pids, seed=5, mix=mix,
+                                          rate=paced_rps)
+            busy["loadavg"].append(loadavg())
         poll.stop.set()
         open(stop_file, "w").close()
         billing.wait(120)
@@ -495,6 +524,9 @@ def load_test(*, clients: int, seconds: float, gateways: int, per_gateway: int, 
         except (OSError, ValueError):
             imports = []
         paid = idle["mix"].pop("paid_orders") + busy["mix"].pop("paid_orders")
+        for side in (idle, busy):
+            if "mix_paced" in side:
+                paid += side["mix_paced"].pop("paid_orders")
         idle["ping"].pop("paid_orders")
         busy["ping"].pop("paid_orders")
         credited = _wait_credited(paid)
@@ -502,6 +534,12 @@ def load_test(*, clients: int, seconds: float, gateways: int, per_gateway: int, 
     balance_p99 = busy["mix"]["by_kind"].get("balance", {}).get("p99_ms")
     ratio = round(busy["mix"]["rps"] / busy["ping"]["rps"], 3) if busy["ping"]["rps"] else 0.0
     errors = sum(side[k]["errors"] for side in (idle, busy) for k in ("ping", "mix"))
+    paced = None
+    if paced_rps:  # an extra measurement beside the definition (docs/miniapp.md): not in meets_target
+        sides = (("idle", idle["mix_paced"]), ("busy", busy["mix_paced"]))
+        paced = {"offered_rps": paced_rps, "rps": {k: m["rps"] for k, m in sides},
+                 "balance_p99_ms": {k: m["by_kind"].get("balance", {}).get("p99_ms") for k, m in sides},
+                 "errors": sum(m["errors"] for _, m in sides)}
     return {
         "bench": "load", "clients": clients, "seconds": seconds, "cpus": os.cpu_count(),
         "server": f"meterpay serve (gunicorn, {web_workers} workers x "
@@ -517,6 +555,7 @@ def load_test(*, clients: int, seconds: float, gateways: int, per_gateway: int, 
         "ratio_busy_vs_idle_ping": round(busy["mix"]["rps"] / idle["ping"]["rps"], 3) if idle["ping"]["rps"] else 0.0,
         "balance_p99_ms": {"idle": idle["mix"]["by_kind"].get("balance", {}).get("p99_ms"), "busy": balance_p99},
         "target": {"balance_p99_ms_max": 50, "ratio_min": 0.5},
+        **({"paced": paced} if paced else {}),
         "meets_target": bool(balance_p99 is not None and balance_p99 < 50 and ratio >= 0.5 and errors == 0
                              and credited == len(paid) and any(r["finished"] for r in rounds)),
         "errors": errors,
@@ -538,17 +577,20 @@ def load_test(*, clients: int, seconds: float, gateways: int, per_gateway: int, 
 @click.option("--job-workers", type=int, default=1, show_default=True, help="`meterpay worker` processes")
 @click.option("--mix", default=None,
               help="request weights, e.g. balance=70,usage=10,order=8,login=10,recharge=2 (the default)")
+@click.option("--paced-rps", type=float, default=0.0, show_default=True,
+              help="also measure the mix with the clients together sending this many requests a second (each on "
+                   "its own schedule, lateness counted), idle and busy; 0: not measured")
 @click.option("--port-base", type=int, default=26000, show_default=True, help="first simulator gateway port")
 @click.option("--database-url", default=None, help="PostgreSQL (a scratch database beside it); default: configured")
 @click.option("--redis-url", default=None, help="default: a private redis-server on a free port")
 @friendly_errors
 def bench_load(clients, seconds, gateways, meters_per_gateway, import_meters, poll_interval, billing_interval,
-               web_workers, threads, job_workers, mix, port_base, database_url, redis_url):
+               web_workers, threads, job_workers, mix, paced_rps, port_base, database_url, redis_url):
     """Tenant traffic on `meterpay serve` while polling and billing run, next to the idle system."""
     from core.errors import ValidationError
     if not 1 <= clients <= 500 or not 0.5 <= seconds <= 600 or not 1 <= gateways <= 5000 \
             or not 1 <= meters_per_gateway <= 247 or import_meters < 0 or poll_interval <= 0 \
-            or clients > gateways * meters_per_gateway + import_meters:
+            or clients > gateways * meters_per_gateway + import_meters or paced_rps < 0:
         raise ValidationError("--clients 1-500 (at most one per meter), --seconds 0.5-600, --gateways 1-5000, "
                               "--meters-per-gateway 1-247, --import-meters >= 0, --poll-interval > 0")
     weights = MIX
@@ -564,6 +606,6 @@ def bench_load(clients, seconds, gateways, meters_per_gateway, import_meters, po
                                import_meters=import_meters, poll_interval=poll_interval,
                                billing_interval=billing_interval or poll_interval, web_workers=web_workers,
                                threads=threads, job_workers=job_workers, port_base=port_base,
-                               database_url=database_url, redis_url=redis_url, mix=weights)))
+                               database_url=database_url, redis_url=redis_url, mix=weights, paced_rps=paced_rps)))
 
 

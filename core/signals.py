@@ -31,7 +31,7 @@ EVENTS = (
     "reading_billed",      # meter_id, account_id
     "meter_online_changed",  # meter_id, online
     "command_finished",    # command_id, state, kind, requested_at, finished_at
-    "payment_settled",     # order_id
+    "payment_settled",     # order_id, channel, amount_fen
 )
 
 _listeners: dict[str, list[Callable[..., None]]] = defaultdict(list)

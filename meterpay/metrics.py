@@ -275,8 +275,13 @@ def _on_command_finished(command_id: int, state: str, kind: str | None = None, r
         mm.command_seconds.labels(kind, state).observe(max((end - requested_at).total_seconds(), 0.0))
 
 
-def _on_payment_settled(order_id: int, **_: Any) -> None:
+def _on_payment_settled(order_id: int, channel: str | None = None, amount_fen: int | None = None, **_: Any) -> None:
+    """A paid order: counted from the signal's payload (``core.payments.orders.settle`` gives the
+    channel and amount); read from its row only when a sender gave the id alone."""
     if not _counting():
+        return
+    if channel is not None and amount_fen is not None:
+        _on_observation("payment", channel=channel, outcome="paid", amount_fen=amount_fen)
         return
     from sqlalchemy import select
 

@@ -41,6 +41,11 @@ ALARMED_MODES = ("prepaid-platform", "prepaid-meter")
 
 @signals.on("balance_changed")
 def on_balance_changed(account_id: int, **_payload) -> None:
+    """After a posting's commit: evaluate the account if its alarm level would change (one read
+    first, ``needing_evaluation``, as the set-based form and the sweep do: a recharge of an account
+    with no alarm costs one statement, not the locked alarm row, the site and an UPDATE)."""
+    if not needing_evaluation([account_id]):
+        return
     with session_scope() as session:
         evaluate(session, account_id)
 

@@ -26,6 +26,12 @@ Between a commit in another process and the moment this process's listener recei
 notification (well under a millisecond on a healthy connection) a read can still return the
 balance from just before the commit, as a read that started a moment earlier would have.
 
+The same listener keeps a second, smaller map exact: the tariff plan summaries the usage chart
+shows (``plan_summary``: plan name, unit, the price in force on a day), dropped whenever a plan or
+one of its versions is written (``p`` notifications, sent by the ORM's flush of a ``TariffPlan`` or
+``TariffVersion``; every plan write goes through the ORM, ``core.tariffs.store``), under the same
+rules (stored only when no notification came in during the read, emptied with the cache, the TTL).
+
 ``METERPAY_BALANCE_CACHE=0`` turns the cache off (every read goes to the database); writers notify
 regardless, so processes with the cache on stay exact whatever the others are configured to do.
 SQLite never caches.
@@ -44,7 +50,7 @@ from sqlalchemy import event, inspect, text
 from sqlalchemy.orm import Session, object_session
 
 from core import config
-from core.models import LedgerAccount, TenantBinding
+from core.models import LedgerAccount, TariffPlan, TariffVersion, TenantBinding
 
 CHANNEL = "meterpay_balance"
 MAX_ENTRIES = 100_000
@@ -104,6 +110,24 @@ def _wallet_written(_mapper, connection, target) -> None:
     session = object_session(target)
     if session is not None and inspect(target).attrs.balance_fen.history.has_changes():
         _notify(session, "w", [target.id], connection)
+
+
+@event.listens_for(TariffPlan, "after_insert")
+@event.listens_for(TariffPlan, "after_update")
+@event.listens_for(TariffPlan, "after_delete")
+def _plan_written(_mapper, connection, target) -> None:
+    session = object_session(target)
+    if session is not None:
+        _notify(session, "p", [target.id], connection)
+
+
+@event.listens_for(TariffVersion, "after_insert")
+@event.listens_for(TariffVersion, "after_update")
+@event.listens_for(TariffVersion, "after_delete")
+def _plan_version_written(_mapper, connection, target) -> None:
+    session = object_session(target)
+    if session is not None:
+        _notify(session, "p", [target.plan_id, *inspect(target).attrs.plan_id.history.deleted], connection)
 
 
 def _payloads(kind: str, ids: list[int]) -> list[str]:
@@ -175,6 +199,7 @@ class BalanceCache:
         self._entries: dict[tuple[str, int], tuple[int, float]] = {}   # (openid, account) -> (fen, expires)
         self._openids: dict[int, set[str]] = {}                         # account -> openids cached
         self._account_of_wallet: dict[int, int] = {}
+        self._plans: dict[tuple[int, Any], tuple[dict, float]] = {}    # (plan, day) -> (summary, expires)
         self._generation = 0
         self._ttl = ttl_seconds()
         self.ready = False          # True only while LISTEN is in place
@@ -215,11 +240,36 @@ class BalanceCache:
             self._account_of_wallet[wallet_id] = account_id
             self.stores += 1
 
+    def get_plan(self, plan_id: int, day) -> dict | None:
+        """A plan summary stored by ``store_plan`` (a copy), or None."""
+        if not self.ready:
+            return None
+        hit = self._plans.get((plan_id, day))
+        if hit is None or hit[1] < time.monotonic():
+            return None
+        self.hits += 1
+        return dict(hit[0])
+
+    def store_plan(self, token: int | None, plan_id: int, day, summary: dict) -> None:
+        """Keep ``summary`` (``core.tariffs.store.plan_summary(plan_id, day)``) read after ``begin()``
+        gave ``token``, unless a notification came in meanwhile."""
+        if token is None:
+            return
+        with self._lock:
+            if not self.ready or token != self._generation:
+                return
+            if len(self._plans) >= MAX_ENTRIES // 10:
+                self._plans.clear()
+            self._plans[(plan_id, day)] = (dict(summary), time.monotonic() + self._ttl)
+
     # invalidation -----------------------------------------------------------------------
 
     def invalidate(self, kind: str, ids: Iterable[int]) -> None:
         with self._lock:
             self._generation += 1
+            if kind == "p":  # plans change rarely: every summary goes
+                self._plans.clear()
+                return
             for i in ids:
                 account_id = self._account_of_wallet.pop(i, None) if kind == "w" else i
                 if account_id is None:
@@ -234,7 +284,7 @@ class BalanceCache:
             ids = [int(x) for x in rest.split(",") if x]
         except ValueError:
             ids = None
-        if kind not in ("w", "a") or ids is None:
+        if kind not in ("w", "a", "p") or ids is None:
             log.warning("balance cache: unreadable notification %r; emptying the cache", payload[:80])
             self.clear()
             return
@@ -245,6 +295,7 @@ class BalanceCache:
         self._entries.clear()
         self._openids.clear()
         self._account_of_wallet.clear()
+        self._plans.clear()
 
     def clear(self) -> None:
         with self._lock:

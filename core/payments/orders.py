@@ -189,7 +189,7 @@ def settle(session: Session, report: PaymentReport, *, expect_app_id: str | None
     order.provider_txn_id = report.txn_id
     order.provider_data = {**(order.provider_data or {}), "settled_by": source}
     session.flush()
-    signals.emit(session, "payment_settled", order_id=order.id)
+    signals.emit(session, "payment_settled", order_id=order.id, channel=order.channel, amount_fen=order.amount_fen)
     return Settlement("credited" if result.created else "duplicate", order.order_no, order.state, result.entry_id)
 
 

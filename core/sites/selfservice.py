@@ -319,12 +319,27 @@ def summary(session: Session, account: Account, *, today: date | None = None) ->
     }
 
 
-def tariff_info(session: Session, account: Account, utility: str, today: date | None = None) -> dict:
+def tariff_info(session: Session, account: Account, utility: str, today: date | None = None,
+                cache: balance_cache.BalanceCache | None = None) -> dict:
     """The plan pricing the account's ``utility`` and its price now: ``{"utility", "plan", "unit",
-    "price"}`` (``plan`` and ``price`` None: no plan, usage waits to be billed)."""
+    "price"}`` (``plan`` and ``price`` None: no plan, usage waits to be billed).
+
+    ``cache``: this process's ``balance_cache`` for the session's database, which keeps plan
+    summaries exact (dropped when a plan or version is written): a hit costs no statement."""
     from core.models.meter import UTILITY_UNIT
     from core.tariffs.store import plan_summary
-    found = plan_summary(session, account.plan_id_for(utility), today)
+    from core.utils import site_tz
+    plan_id = account.plan_id_for(utility)
+    if cache is not None and plan_id is not None:
+        today = today or datetime.now(site_tz()).date()
+        found = cache.get_plan(plan_id, today)
+        if found is None:
+            token = cache.begin()
+            found = plan_summary(session, plan_id, today)
+            if found is not None:
+                cache.store_plan(token, plan_id, today, found)
+    else:
+        found = plan_summary(session, plan_id, today)
     if found is None:
         return {"utility": utility, "plan": None, "unit": UTILITY_UNIT[utility], "price": None}
     return {"utility": utility, "plan": found["plan"], "unit": found["unit"], "price": found["price"]}
@@ -444,18 +459,23 @@ def usage_view(openid: str, account_id: int, granularity: str, start: date, end:
     """The usage chart of an account the openid is bound to: (``usage(...)`` points, ``tariff_info``).
 
     Four reads on an autocommit connection (no BEGIN, ROLLBACK or pool ping around them): the
-    account with its site's time zone, the readings, the spending, the plan with its versions.
+    account with its site's time zone, the readings, the spending, the plan with its versions;
+    three on PostgreSQL once this process's ``balance_cache`` holds the plan's summary.
     Raises NotFound if the openid is not bound to the account (or ValidationError, as ``usage``)."""
+    engine, key = _read_engine_and_key()
+    cache = None
+    if engine.dialect.name == "postgresql":
+        cache = balance_cache.cache_for(key, lambda: engine.dialect.create_connect_args(engine.url))
     for attempt in (1, 2):
         try:
-            with Session(_read_engine()) as session:
+            with Session(engine) as session:
                 row = session.execute(_ACCOUNT_AND_ZONE, {"openid": openid, "account_id": account_id}).first()
                 if row is None:
                     raise NotFound(f"no account {account_id}")
                 account, zone = row
                 points = usage(session, account, granularity, start, end, kind,
                                tz=ZoneInfo(zone or "Asia/Shanghai"))
-                return points, tariff_info(session, account, kind)
+                return points, tariff_info(session, account, kind, cache=cache)
         except DBAPIError as exc:
             if attempt == 2 or not exc.connection_invalidated:
                 raise

@@ -71,6 +71,11 @@ def policy_for(site: Site) -> Policy:
 
 @signals.on("balance_changed")
 def on_balance_changed(account_id: int, **_payload) -> None:
+    """After a posting's commit: evaluate the account if a cut, restore or change of a deferred or
+    held cut is due (one read first, ``needing_evaluation``, as the set-based form and the sweep
+    do: a recharge of an account that is on costs one or two statements, not a locked row)."""
+    if not needing_evaluation([account_id]):
+        return
     with session_scope() as session:
         evaluate(session, account_id)
 

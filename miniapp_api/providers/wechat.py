@@ -14,7 +14,8 @@ import time
 from datetime import date, datetime
 
 from wechatpayv3 import WeChatPay, WeChatPayType
-from wechatpayv3.core import Core
+from wechatpayv3 import __version__ as _sdk_version
+from wechatpayv3.core import Core, RequestType, build_authorization
 
 from core.ledger.money import parse_yuan
 from core.payments.provider import (
@@ -46,6 +47,41 @@ class _GatewayCore(Core):
     def _init_certificates(self):
         self._gate_way = self._override_gateway
         super()._init_certificates()
+
+    def request(self, path, method=RequestType.GET, data=None, skip_verify=False, sign_data=None, files=None,
+                cipher_data=False, headers=None):
+        """``Core.request`` (signed, the answer's signature verified) on one kept-alive HTTP session
+        per client (``core.utils.keepalive_http_session``) instead of a new ``requests`` session, a
+        scan of the proxy environment and a new connection per call (~4 ms of CPU a recharge under
+        ``bench load``). A POST (prepay, refund) is never retried; a GET (query, certificates) is
+        tried once more on a connection the server closed while it was idle."""
+        http = self.__dict__.get("_http")
+        if http is None:
+            from core.utils import keepalive_http_session
+            http = self._http = keepalive_http_session(self._override_gateway)
+        headers = dict(headers or {})
+        headers["Content-Type"] = "multipart/form-data" if files else "application/json"
+        headers["Accept"] = "application/json"
+        headers["User-Agent"] = f"wechatpay python sdk v{_sdk_version}(https://github.com/minibear2021/wechatpayv3)"
+        if self._public_key_id or cipher_data:
+            headers["Wechatpay-Serial"] = (self._public_key_id if self._public_key_id
+                                           else hex(self._last_certificate().serial_number)[2:].upper())
+        headers["Authorization"] = build_authorization(path, method.value, self._mchid, self._cert_serial_no,
+                                                       self._private_key, data=sign_data if sign_data else data)
+        url = self._gate_way + path
+        if method == RequestType.POST:
+            response = http.post(url, json=None if files else data, data=data if files else None, headers=headers,
+                                 files=files, proxies=self._proxy, timeout=self._timeout)
+        elif method in (RequestType.GET, RequestType.DELETE):
+            response = http.request(method.value, url, headers=headers, proxies=self._proxy, timeout=self._timeout)
+        else:  # PATCH, PUT
+            response = http.request(method.value, url, json=data, headers=headers, proxies=self._proxy,
+                                    timeout=self._timeout)
+        if 200 <= response.status_code < 300 and not skip_verify:
+            if not self._verify_signature(response.headers, response.text):
+                raise Exception("failed to verify the signature")
+        return response.status_code, (response.text if "application/json" in response.headers.get("Content-Type", "")
+                                      else response.content)
 
 
 def _client(s: cfg.WxPaySettings) -> WeChatPay:

@@ -87,6 +87,10 @@ def test_metrics_count_commands_by_kind_and_payments_by_channel(client, session,
     assert sample(text, "meterpay_command_seconds_count", kind="relay_off", state="failed") >= 1
     assert sample(text, "meterpay_payments_total", channel="alipay", outcome="paid") >= 1
     assert sample(text, "meterpay_payment_fen_total", channel="alipay", outcome="paid") >= 2500
+    # settle's payload names the channel and amount: counted without reading the order
+    paid = sample(text, "meterpay_payment_fen_total", channel="alipay", outcome="paid")
+    signals.dispatch("payment_settled", order_id=10**12, channel="alipay", amount_fen=300)
+    assert sample(client.get("/metrics").text, "meterpay_payment_fen_total", channel="alipay", outcome="paid") == paid + 300
 
 
 WORKER_SCRIPT = """

@@ -220,3 +220,60 @@ def test_orm_writes_that_forget_to_notify_still_do(bound, session, notifications
     session.delete(binding)    # and deleted
     session.commit()
     assert poll(lambda: selfservice.bound_balance_fen("o-9", acct.id) is None)
+
+
+# --- plan summaries (the usage chart's tariff) -----------------------------------------------
+
+def _chart_tariff(tenant, account_id: int) -> dict:
+    r = tenant.get(f"/accounts/{account_id}/usage?start=2026-11-04&end=2026-11-05")
+    assert r.status_code == 200, r.text
+    return r.json()["tariff"]
+
+
+def test_the_usage_charts_plan_is_cached_and_dropped_when_a_version_is_added_here_or_elsewhere(
+        pg_only, session, bound_tenant, pay_env, monkeypatch):
+    from datetime import date
+
+    from core.tariffs.store import add_plan
+    add_plan(session, "cache-plan", {"kind": "flat", "unit": "kWh", "price": "0.5"})
+    tenant, account = bound_tenant(tariff="cache-plan")
+    cache = the_cache()
+    first = _chart_tariff(tenant, account.id)
+    assert first["plan"] == "cache-plan" and "0.5" in first["price"]
+    hits = cache.hits
+    assert _chart_tariff(tenant, account.id) == first
+    assert cache.hits == hits + 1
+    # Proof that the plan is not read: a version written behind the ORM's back (no notification) is not seen.
+    session.execute(text("UPDATE tariff_versions SET spec = CAST(:spec AS json) WHERE plan_id IN "
+                         "(SELECT id FROM tariff_plans WHERE name = 'cache-plan')"),
+                    {"spec": '{"kind": "flat", "unit": "kWh", "price": "0.9"}'})
+    session.commit()
+    assert _chart_tariff(tenant, account.id) == first
+    # A new version through the store (the ORM) drops it in this process at commit...
+    add_plan(session, "cache-plan", {"kind": "flat", "unit": "kWh", "price": "0.7"}, site_id=account.site_id,
+             effective_from=date(2000, 1, 2))
+    session.commit()
+    second = _chart_tariff(tenant, account.id)
+    assert second != first and "0.7" in second["price"]
+    # ...and in every other process through the notification alone.
+    monkeypatch.setattr(balance_cache, "_invalidate_locally", lambda kind, ids: None)
+    assert _chart_tariff(tenant, account.id) == second  # cached again
+    seen = cache.notifications
+    add_plan(session, "cache-plan", {"kind": "flat", "unit": "kWh", "price": "0.8"}, site_id=account.site_id,
+             effective_from=date(2000, 1, 3))
+    session.commit()
+    assert poll(lambda: "0.8" in _chart_tariff(tenant, account.id)["price"])
+    assert cache.notifications > seen
+
+
+def test_a_plan_summary_read_across_a_plan_write_is_not_stored(bound, session):
+    acct, cache = bound
+    token = cache.begin()
+    cache.invalidate("p", [1])          # a plan was written while the summary was being read
+    cache.store_plan(token, 1, "2026-11-05", {"plan": "old"})
+    assert cache.get_plan(1, "2026-11-05") is None
+    token = cache.begin()
+    cache.store_plan(token, 1, "2026-11-05", {"plan": "new"})
+    assert cache.get_plan(1, "2026-11-05") == {"plan": "new"}
+    cache.clear()
+    assert cache.get_plan(1, "2026-11-05") is None

@@ -20,6 +20,7 @@ def test_bench_load_drives_the_mix_idle_and_busy_and_every_paid_order_is_credite
         pytest.skip("redis-server is not installed")
     res = CliRunner().invoke(cli, ["bench", "load", "--clients", "4", "--seconds", "2", "--gateways", "2",
                                    "--meters-per-gateway", "3", "--import-meters", "10", "--poll-interval", "1",
+                                   "--paced-rps", "20",
                                    "--port-base", str(random.randint(46000, 52000)), "--database-url", database_url])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout.strip().splitlines()[-1])
@@ -38,6 +39,11 @@ def test_bench_load_drives_the_mix_idle_and_busy_and_every_paid_order_is_credite
     assert out["recharges"]["credited"] == out["recharges"]["paid"]
     assert set(out["balance_p99_ms"]) == {"idle", "busy"} and out["ratio"] > 0
     assert isinstance(out["meets_target"], bool)
+    # the paced mix (an extra measurement, not the definition): 4 clients, 20 requests a second together
+    paced = out["paced"]
+    assert paced["offered_rps"] == 20 and paced["errors"] == 0
+    assert all(0 < paced["rps"][side] <= 25 for side in ("idle", "busy")), paced
+    assert all(out[side]["mix_paced"]["requests"] > 0 for side in ("idle", "busy"))
 
 
 def test_bench_load_refuses_bad_sizes_in_one_line():

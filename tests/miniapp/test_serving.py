@@ -103,8 +103,39 @@ def test_each_worker_gets_a_1_ms_gil_switch_interval_unless_told_otherwise(monke
             conf.post_worker_init(object())
             assert sys.getswitchinterval() == pytest.approx(expected)
     finally:
+        import gc
+        gc.unfreeze()  # post_worker_init froze this test process's objects (see the next test)
         sys.setswitchinterval(saved)
         monkeypatch.undo()
+        importlib.reload(gunicorn_conf)
+
+
+def test_each_worker_freezes_its_long_lived_objects_once_loaded_and_once_warm():
+    """A full collection no longer scans the app's modules, mappers and schemas (160-180 ms pauses
+    of the whole worker under bench load, docs/miniapp.md)."""
+    import gc
+    import sys
+
+    from meterpay import gunicorn_conf
+    saved = sys.getswitchinterval()
+    conf = importlib.reload(gunicorn_conf)
+    try:
+        conf.post_worker_init(object())
+        loaded = gc.get_freeze_count()
+        assert loaded > 0
+        gc.unfreeze()
+        junk = [[i] for i in range(1000)]  # objects the first requests made
+        for _ in range(conf.GC_REFREEZE_AFTER - 1):
+            conf.post_request(None, None, {}, None)
+        assert gc.get_freeze_count() == 0
+        conf.post_request(None, None, {}, None)
+        assert gc.get_freeze_count() >= len(junk)
+        gc.unfreeze()
+        conf.post_request(None, None, {}, None)  # once only
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
+        sys.setswitchinterval(saved)
         importlib.reload(gunicorn_conf)
 
 

@@ -102,9 +102,10 @@ def test_a_utility_without_a_plan_says_so(session, bound_tenant, pay_env):
         {"utility": "water", "plan": None, "unit": "m3", "price": None}]
 
 
-def test_the_usage_chart_costs_four_statements_whatever_the_meters(session, bound_tenant, pay_env):
+def test_the_usage_chart_costs_three_or_four_statements_whatever_the_meters(session, bound_tenant, pay_env):
     """The hot path (issue 13 item 8): the account with its time zone, every meter's readings in one
-    statement, the spending, the plan with its versions; no BEGIN/ROLLBACK or pool ping around them."""
+    statement, the spending, the plan with its versions (not on PostgreSQL once cached); no
+    BEGIN/ROLLBACK or pool ping around them."""
     import sqlalchemy as sa
 
     from core.models import Meter, Reading
@@ -131,4 +132,6 @@ def test_the_usage_chart_costs_four_statements_whatever_the_meters(session, boun
     # 2.00 - 1.00 + 0.00, then 4.50 - 2.00 + 11.25 - 10.00
     assert [(p["period"], p["usage"]) for p in body["points"]] == [("2026-11-04", "1.00"), ("2026-11-05", "3.75")]
     assert body["tariff"]["plan"] == "usage-count"
-    assert len(seen) == 4, seen
+    # PostgreSQL: the plan's summary is in this process's balance cache since the warm request
+    # (tests/miniapp/test_balance_cache.py: dropped when a plan or version is written)
+    assert len(seen) == (3 if session.get_bind().dialect.name == "postgresql" else 4), seen
