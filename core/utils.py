@@ -18,41 +18,6 @@ def aware(dt: datetime) -> datetime:
     return dt.astimezone(UTC)
 
 
-def keepalive_pool(base_url: str, pool_size: int = 32):
-    """A bare ``urllib3`` pool for one API base, kept and shared by a process's threads, for the
-    hot calls where ``requests``'s per-call work (merging settings, hooks, cookies, the response
-    object) cost more CPU than the call itself (the mini-program login: ~1 ms a login).
-
-    Same connection rules as ``keepalive_http_session``: the proxy (``HTTP(S)_PROXY``,
-    ``NO_PROXY``) and CA-bundle environment (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``, else
-    certifi's) are read once, here; connections stay open between calls. Pass ``RETRY_IDLE_GET``
-    as ``retries`` for a GET: tried once more on a connection the server closed while idle.
-    """
-    import os
-
-    import urllib3
-    from requests.utils import get_environ_proxies
-    ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if not ca:
-        import certifi
-        ca = certifi.where()
-    scheme = base_url.split(":", 1)[0].lower()
-    proxy = get_environ_proxies(base_url).get(scheme) or get_environ_proxies(base_url).get("all")
-    options = {"num_pools": 4, "maxsize": pool_size, "block": False, "retries": False, "ca_certs": ca,
-               "cert_reqs": "CERT_REQUIRED"}
-    if proxy:
-        return urllib3.ProxyManager(proxy, **options)
-    return urllib3.PoolManager(**options)
-
-
-def _retry_idle_get():
-    from urllib3.util.retry import Retry
-    return Retry(total=1, connect=1, read=1, redirect=0, status=0, other=0, raise_on_status=False)
-
-
-RETRY_IDLE_GET = _retry_idle_get()
-
-
 def keepalive_http_session(base_url: str, pool_size: int = 32):
     """A ``requests.Session`` for one API base, to be kept and shared by a process's threads: its
     connections stay open between calls (no TCP, TLS handshake per call).

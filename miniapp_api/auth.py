@@ -1,4 +1,4 @@
-"""Tenant tokens: WeChat's code2session, then a short-lived token signed with the secret key.
+"""Tenant tokens: code2session through wechatpy, then a short-lived token signed with the secret key.
 
 The token carries only the openid; what the openid may see is decided by its bindings on each
 request (core.sites.selfservice), so unbinding takes effect at once.
@@ -6,7 +6,6 @@ request (core.sites.selfservice), so unbinding takes effect at once.
 from __future__ import annotations
 
 import functools
-import json
 import threading
 import time
 from typing import Any
@@ -81,56 +80,45 @@ def openid_from_token(token: str) -> str:
     return openid
 
 
-_login_pools: dict[str, Any] = {}
+_login_clients: dict[tuple[str, str, str], Any] = {}
 _login_lock = threading.Lock()
 
 
-def _login_pool(api_base: str):
-    """One ``urllib3`` pool per WeChat API base per process, shared by its threads
-    (``core.utils.keepalive_pool``): a login is one GET on a kept-alive connection, without a
-    ``requests`` session's per-call work, a new client or a scan of the proxy environment."""
-    found = _login_pools.get(api_base)
+def _login_client(appid: str, secret: str, api_base: str):
+    """One wechatpy client per (app id, secret, API base) per process, shared by its threads, on a
+    kept-alive HTTP session (``core.utils.keepalive_http_session``): a login costs one request on
+    an open connection, not a new client, a new TCP connection and a scan of the proxy environment."""
+    key = (appid, secret, api_base)
+    found = _login_clients.get(key)
     if found is None:
-        from core.utils import keepalive_pool
+        from wechatpy import WeChatClient
+
+        from core.utils import keepalive_http_session
         with _login_lock:
-            found = _login_pools.get(api_base)
+            found = _login_clients.get(key)
             if found is None:
-                found = _login_pools[api_base] = keepalive_pool(api_base)
+                found = WeChatClient(appid, secret, timeout=10)
+                found._http = keepalive_http_session(api_base)
+                _login_clients[key] = found
     return found
 
 
 def code_to_openid(code: str) -> str:
-    """WeChat's jscode2session (``GET {api_base}/sns/jscode2session``; no access token is needed).
-
-    LoginFailed (401): WeChat answered with an errcode (a bad or used code, a wrong app secret), a
-    4xx, or no openid. WechatUnreachable (502, try again): no answer, a 5xx, or not JSON. A GET
-    on a connection WeChat closed while idle is tried once more."""
-    import urllib3
-
-    from core.utils import RETRY_IDLE_GET
+    """WeChat's jscode2session through wechatpy (no access token is needed for this call)."""
+    import requests
+    from wechatpy.exceptions import WeChatClientException
     s = cfg.miniapp()
+    client = _login_client(s.appid, s.secret, s.api_base)
+    params = [("appid", s.appid), ("secret", s.secret), ("js_code", code), ("grant_type", "authorization_code")]
     try:
-        res = _login_pool(s.api_base).request(
-            "GET", s.api_base.rstrip("/") + "/sns/jscode2session",
-            fields={"appid": s.appid, "secret": s.secret, "js_code": code, "grant_type": "authorization_code"},
-            timeout=urllib3.Timeout(connect=5.0, read=10.0), retries=RETRY_IDLE_GET)
-    except urllib3.exceptions.HTTPError:
+        # A list of params keeps wechatpy from fetching and adding an access token.
+        result = client.get("sns/jscode2session", api_base_url=s.api_base + "/", params=params)
+    except WeChatClientException as exc:
+        raise LoginFailed(f"WeChat refused the code ({exc.errcode})") from None
+    except requests.RequestException:
         raise WechatUnreachable("WeChat login is unreachable; try again") from None
-    if res.status >= 500:
-        raise WechatUnreachable("WeChat login is unreachable; try again")
-    if res.status >= 400:
-        raise LoginFailed(f"WeChat refused the code (HTTP {res.status})")
-    try:
-        result = json.loads(res.data)
-    except ValueError:
-        raise WechatUnreachable("WeChat login answered with something else than JSON; try again") from None
-    if not isinstance(result, dict):
-        raise WechatUnreachable("WeChat login answered with something else than JSON; try again")
-    errcode = result.get("errcode")
-    if errcode not in (None, 0, "0"):
-        raise LoginFailed(f"WeChat refused the code ({errcode})")
-    openid = result.get("openid")
-    if not openid or not isinstance(openid, str):
+    openid = (result or {}).get("openid")
+    if not openid:
         raise LoginFailed("WeChat returned no openid")
     return openid
 
