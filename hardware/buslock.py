@@ -109,56 +109,77 @@ def _local_free_for_low(key: str) -> bool:
         return _local_waiting.get(key, 0) <= 0
 
 
+async def _take_waiting(attempt, mark, unmark, *, deadline: float, pause: float, pause_max: float,
+                        what: str, wait: float) -> None:
+    """Try ``attempt()`` until it succeeds, pausing with backoff (from ``pause`` up to ``pause_max``);
+    while it fails, count this taker as waiting once (``mark``; ``unmark`` when done, whatever the
+    outcome; either may be None). BusBusy after ``deadline``. Every taker of a bus waits this way."""
+    waiting = False
+    try:
+        while not await attempt():
+            if mark is not None and not waiting:
+                waiting = True
+                await mark()
+            if time.monotonic() > deadline:
+                raise BusBusy(f"gateway {what} stayed busy for {wait:g}s")
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, pause_max)
+    finally:
+        if waiting:
+            await unmark()
+
+
+def _redis_counter(client, key: str, wait: float):
+    """(mark, unmark) of a Redis waiting counter, expiring a second after the wait could end."""
+    async def mark():
+        await client.incr(key)
+        await client.pexpire(key, int(wait * 1000) + 1000)
+
+    async def unmark():
+        await client.decr(key)
+    return mark, unmark
+
+
+def _local_counter(count, key: str):
+    """(mark, unmark) of an in-process waiting counter (``_local_wait`` or ``_local_low_wait``)."""
+    async def mark():
+        count(key, 1)
+
+    async def unmark():
+        count(key, -1)
+    return mark, unmark
+
+
 @asynccontextmanager
 async def bus_lock(gateway_url: str, wait: float = 60.0, *, low: bool = False):
     """Hold the gateway's bus for the body; waits up to ``wait`` seconds, then raises BusBusy.
     ``low``: a batch command's turn, given up to any normal taker waiting (see the module)."""
     key = gateway_key(gateway_url)
     url = _redis_url()
-    deadline = time.monotonic() + wait
-    pause = 0.002
-    waiting = False
+    timing = {"deadline": time.monotonic() + wait, "pause": 0.002, "pause_max": 0.02 if low else 0.05,
+              "what": gateway_url, "wait": wait}
     if url:
         client = _redis(url)
         name, token = f"meterpay:bus:{key}", uuid.uuid4().hex
         want = f"meterpay:buswant:{key}"
-        try:
-            while True:
-                if low:
-                    got = await _script(url, _TAKE_LOW, [name, want], [token, int(LEASE_SECONDS * 1000)])
-                else:
-                    got = await client.set(name, token, nx=True, px=int(LEASE_SECONDS * 1000))
-                if got:
-                    break
-                if not low and not waiting:
-                    waiting = True
-                    await client.incr(want)
-                    await client.pexpire(want, int(wait * 1000) + 1000)
-                if time.monotonic() > deadline:
-                    raise BusBusy(f"gateway {gateway_url} stayed busy for {wait:g}s")
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 0.02 if low else 0.05)
-        finally:
-            if waiting:
-                await client.decr(want)
+        lease_ms = int(LEASE_SECONDS * 1000)
+
+        async def attempt():
+            if low:
+                return await _script(url, _TAKE_LOW, [name, want], [token, lease_ms])
+            return await client.set(name, token, nx=True, px=lease_ms)
+        # a low taker is not counted: only normal takers make batch lanes give the bus up
+        await _take_waiting(attempt, *((None, None) if low else _redis_counter(client, want, wait)), **timing)
         try:
             yield
         finally:
             await _script(url, _RELEASE, [name], [token])
         return
     lock = _local(key)
-    try:
-        while not ((low is False or _local_free_for_low(key)) and lock.acquire(blocking=False)):
-            if not low and not waiting:
-                waiting = True
-                _local_wait(key, 1)
-            if time.monotonic() > deadline:
-                raise BusBusy(f"gateway {gateway_url} stayed busy for {wait:g}s")
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.02 if low else 0.05)
-    finally:
-        if waiting:
-            _local_wait(key, -1)
+
+    async def attempt_local():
+        return (low is False or _local_free_for_low(key)) and lock.acquire(blocking=False)
+    await _take_waiting(attempt_local, *((None, None) if low else _local_counter(_local_wait, key)), **timing)
     try:
         yield
     finally:
@@ -210,43 +231,25 @@ class LowHold:
             return
         if self.step_aside_until > time.monotonic():
             await asyncio.sleep(self.step_aside_until - time.monotonic())
-        deadline = time.monotonic() + wait
         # Low takers wait for batch commands (each ~0.5 s on the wire) or a poll round: polling the
-        # lock faster only burns CPU (the normal takers still poll from 2 ms).
-        pause = 0.005
-        waiting = False
+        # lock faster only burns CPU (the normal takers still poll from 2 ms). A lane counts itself
+        # waiting (``buslowwant``), so a lane on a streak steps aside for it.
+        timing = {"deadline": time.monotonic() + wait, "pause": 0.005, "pause_max": self.LOW_PAUSE_MAX,
+                  "what": self.gateway_url, "wait": wait}
         if self.redis_url:
-            client = _redis(self.redis_url)
-            name, want = f"meterpay:bus:{self.key}", f"meterpay:buswant:{self.key}"
-            low_want = f"meterpay:buslowwant:{self.key}"
-            try:
-                lease_ms = int(LEASE_SECONDS * 1000)
-                while not await _script(self.redis_url, _TAKE_LOW, [name, want], [self.token, lease_ms]):
-                    if not waiting:
-                        waiting = True
-                        await client.incr(low_want)
-                        await client.pexpire(low_want, int(wait * 1000) + 1000)
-                    if time.monotonic() > deadline:
-                        raise BusBusy(f"gateway {self.gateway_url} stayed busy for {wait:g}s")
-                    await asyncio.sleep(pause)
-                    pause = min(pause * 2, self.LOW_PAUSE_MAX)
-            finally:
-                if waiting:
-                    await client.decr(low_want)
+            url, client = self.redis_url, _redis(self.redis_url)
+            keys, args = [f"meterpay:bus:{self.key}", f"meterpay:buswant:{self.key}"], [self.token,
+                                                                                      int(LEASE_SECONDS * 1000)]
+
+            async def attempt():
+                return await _script(url, _TAKE_LOW, keys, args)
+            await _take_waiting(attempt, *_redis_counter(client, f"meterpay:buslowwant:{self.key}", wait), **timing)
         else:
             lock = _local(self.key)
-            try:
-                while not (_local_free_for_low(self.key) and lock.acquire(blocking=False)):
-                    if not waiting:
-                        waiting = True
-                        _local_low_wait(self.key, 1)
-                    if time.monotonic() > deadline:
-                        raise BusBusy(f"gateway {self.gateway_url} stayed busy for {wait:g}s")
-                    await asyncio.sleep(pause)
-                    pause = min(pause * 2, self.LOW_PAUSE_MAX)
-            finally:
-                if waiting:
-                    _local_low_wait(self.key, -1)
+
+            async def attempt_local():
+                return _local_free_for_low(self.key) and lock.acquire(blocking=False)
+            await _take_waiting(attempt_local, *_local_counter(_local_low_wait, self.key), **timing)
         self.held, self.streak = True, 1
 
     async def keep(self) -> bool:
