@@ -112,22 +112,21 @@ def _wallet_written(_mapper, connection, target) -> None:
         _notify(session, "w", [target.id], connection)
 
 
-@event.listens_for(TariffPlan, "after_insert")
-@event.listens_for(TariffPlan, "after_update")
-@event.listens_for(TariffPlan, "after_delete")
 def _plan_written(_mapper, connection, target) -> None:
+    """A plan or one of its versions was inserted, updated or deleted: its plan's summaries go."""
     session = object_session(target)
-    if session is not None:
-        _notify(session, "p", [target.id], connection)
+    if session is None:
+        return
+    if isinstance(target, TariffPlan):
+        ids = [target.id]
+    else:  # a version: its plan, and the plan it left if it was moved
+        ids = [target.plan_id, *inspect(target).attrs.plan_id.history.deleted]
+    _notify(session, "p", ids, connection)
 
 
-@event.listens_for(TariffVersion, "after_insert")
-@event.listens_for(TariffVersion, "after_update")
-@event.listens_for(TariffVersion, "after_delete")
-def _plan_version_written(_mapper, connection, target) -> None:
-    session = object_session(target)
-    if session is not None:
-        _notify(session, "p", [target.plan_id, *inspect(target).attrs.plan_id.history.deleted], connection)
+for _model in (TariffPlan, TariffVersion):
+    for _event in ("after_insert", "after_update", "after_delete"):
+        event.listen(_model, _event, _plan_written)
 
 
 def _payloads(kind: str, ids: list[int]) -> list[str]:
