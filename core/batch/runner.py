@@ -81,12 +81,17 @@ def begin(task_id: int, token: str, *, exclusive: bool = False) -> bool:
         if exclusive and task.state == "running" and task.driver_token not in (None, token) \
                 and task.driver_until is not None and task.driver_until > now:
             return False
-        if task.state == "pending":
-            task.state, task.started_at = "running", task.started_at or now
-            audit.record(s, actor=task.confirmed_by or task.created_by, front="job", action="batch_start",
-                         site_id=task.site_id, task_id=task.id)
-        task.driver_token, task.driver_until = token, now + DRIVER_LEASE
+        _take(s, task, token, now)
     return True
+
+
+def _take(s: Session, task: BatchTask, token: str, now) -> None:
+    """The engine ``token`` drives ``task`` from ``now``: a pending task starts (audited), the lease is noted."""
+    if task.state == "pending":
+        task.state, task.started_at = "running", task.started_at or now
+        audit.record(s, actor=task.confirmed_by or task.created_by, front="job", action="batch_start",
+                     site_id=task.site_id, task_id=task.id)
+    task.driver_token, task.driver_until = token, now + DRIVER_LEASE
 
 
 def renew(task_id: int, token: str) -> str:
@@ -120,11 +125,7 @@ def adopt(token: str, have: set[int] | list[int]) -> list[int]:
             q = q.where(BatchTask.id.not_in(list(have)))
         out = []
         for task in s.scalars(q):
-            if task.state == "pending":
-                task.state, task.started_at = "running", task.started_at or now
-                audit.record(s, actor=task.confirmed_by or task.created_by, front="job", action="batch_start",
-                             site_id=task.site_id, task_id=task.id)
-            task.driver_token, task.driver_until = token, now + DRIVER_LEASE
+            _take(s, task, token, now)
             out.append(task.id)
     return out
 
@@ -321,6 +322,18 @@ def _account_item(s: Session, task: BatchTask, item: BatchItem, actor: str, ttl:
         raise ValueError(task.action)
 
 
+def item_outcome(command_state: str | None, last_error: str | None) -> tuple[str, str | None] | None:
+    """What a ``sent`` item becomes when its command ends: (state, reason; None keeps the reason),
+    or None while the command has not ended."""
+    if command_state == "confirmed":
+        return "confirmed", None
+    if command_state == "failed":
+        return "failed", (last_error or "failed")[:500]
+    if command_state == "expired":
+        return "skipped", f"meter offline past the deadline ({(last_error or '')[:300]})"
+    return None
+
+
 def sync_items(s: Session, items: list[BatchItem]) -> int:
     """Bring ``sent`` items in step with their commands' final states; returns how many ended."""
     ids = [i.command_id for i in items if i.state == "sent" and i.command_id]
@@ -330,16 +343,12 @@ def sync_items(s: Session, items: list[BatchItem]) -> int:
     now, n = utcnow(), 0
     for item in items:
         cmd = cmds.get(item.command_id or 0)
-        if item.state != "sent" or cmd is None:
+        got = item_outcome(cmd.state, cmd.last_error) if item.state == "sent" and cmd is not None else None
+        if got is None:
             continue
-        if cmd.state == "confirmed":
-            item.state = "confirmed"
-        elif cmd.state == "failed":
-            item.state, item.reason = "failed", (cmd.last_error or "failed")[:500]
-        elif cmd.state == "expired":
-            item.state, item.reason = "skipped", f"meter offline past the deadline ({(cmd.last_error or '')[:300]})"
-        else:
-            continue
+        item.state = got[0]
+        if got[1] is not None:
+            item.reason = got[1]
         item.updated_at, n = now, n + 1
     return n
 
@@ -375,17 +384,13 @@ def sync_locked(s: Session, command_ids: list[int]) -> int:
         .where(MeterCommand.id.in_({c for _i, c in rows}), MeterCommand.state.in_(FINAL_STATES)))}
     now, confirmed, n = utcnow(), [], 0
     for item_id, cid in rows:
-        state, err = ended.get(cid, (None, None))
-        if state == "confirmed":
+        got = item_outcome(*ended.get(cid, (None, None)))
+        if got is None:
+            continue
+        if got[0] == "confirmed":
             confirmed.append(item_id)
             continue
-        if state == "failed":
-            values = {"state": "failed", "reason": (err or "failed")[:500]}
-        elif state == "expired":
-            values = {"state": "skipped", "reason": f"meter offline past the deadline ({(err or '')[:300]})"}
-        else:
-            continue
-        s.execute(update(BatchItem).where(BatchItem.id == item_id).values(**values, updated_at=now)
+        s.execute(update(BatchItem).where(BatchItem.id == item_id).values(state=got[0], reason=got[1], updated_at=now)
                   .execution_options(synchronize_session=False))
         n += 1
     if confirmed:
