@@ -189,9 +189,9 @@ def request_many(session: Session, specs: list[tuple[int, str, dict, str]], *, a
             relay = COMMANDED.get(r["kind"])
             if relay is not None:
                 commanded.setdefault(relay, []).append(meter.id)
-            audits.append({"at": now, "actor": actor, "front": front, "action": f"command:{r['kind']}",
-                           "site_id": meter.site_id, "account_id": meter.account_id, "meter_id": meter.id,
-                           "detail": audit.jsonable({"command_id": made.id, "params": r["params"]})})
+            audits.append({"at": now, **audit.values(actor=actor, front=front, action=f"command:{r['kind']}",
+                                                     site_id=meter.site_id, account_id=meter.account_id,
+                                                     meter_id=meter.id, command_id=made.id, params=r["params"])})
     if audits:
         session.execute(insert(AuditLog), audits)
     for state, meter_ids in commanded.items():
