@@ -377,7 +377,7 @@ class LoopFence:
     async def __call__(self, snap: Snapshot) -> bool:
         engine = _fence_engine()
         if engine.dialect.name != "postgresql":
-            return await asyncio.to_thread(_fence, snap)
+            return await _thread_fence(snap)
         import psycopg
         params = (utcnow() + _lease(), snap.command_id, snap.token, snap.attempt)
         for attempt in (1, 2):
