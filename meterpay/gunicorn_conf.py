@@ -56,6 +56,24 @@ def post_worker_init(worker) -> None:
     gc.freeze()
 
 
+def on_starting(server) -> None:
+    """In the master, before any worker: the web's metrics files start empty (``meterpay.metrics``),
+    and with METERPAY_LOG_FORMAT=json gunicorn's own log lines are JSON too."""
+    from meterpay import logs, metrics
+    metrics.configure("web", fresh=True)
+    if _config.get("METERPAY_LOG_FORMAT") == "json":
+        import logging
+        for name in ("gunicorn.error", "gunicorn.access"):
+            for handler in logging.getLogger(name).handlers:
+                handler.setFormatter(logs.JsonFormatter())
+
+
+def child_exit(server, worker) -> None:
+    """A web worker ended (crash, restart): drop its live gauges; its counters stay in the sums."""
+    from meterpay import metrics
+    metrics.web_worker_exit(worker.pid)
+
+
 _served = 0  # requests this worker process served (until the second freeze)
 
 

@@ -139,6 +139,17 @@ def test_each_worker_freezes_its_long_lived_objects_once_loaded_and_once_warm():
         importlib.reload(gunicorn_conf)
 
 
+def test_the_master_starts_the_web_metrics_fresh_and_a_dead_worker_gives_up_its_gauges(monkeypatch):
+    """gunicorn's on_starting (master) and child_exit hooks stay in the config beside the worker hooks."""
+    from meterpay import gunicorn_conf, metrics
+    calls = []
+    monkeypatch.setattr(metrics, "configure", lambda role, fresh=False: calls.append(("configure", role, fresh)))
+    monkeypatch.setattr(metrics, "web_worker_exit", lambda pid: calls.append(("exit", pid)))
+    gunicorn_conf.on_starting(None)
+    gunicorn_conf.child_exit(None, type("Worker", (), {"pid": 4242})())
+    assert calls == [("configure", "web", True), ("exit", 4242)]
+
+
 def test_bench_api_refuses_bad_options_in_one_line():
     from meterpay.cli.base import cli
     result = CliRunner().invoke(cli, ["bench", "api", "--runs", "0"])
