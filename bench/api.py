@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 
 import click
 
@@ -106,7 +107,9 @@ def load_python(host: str, port: int, path: str, headers: dict, concurrency: int
     lat = sorted(latencies)
     p = (lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000, 2)) if lat else (lambda q: None)
     return {"requests": len(lat), "rps": round(len(lat) / elapsed, 1), "p50_ms": p(0.50), "p99_ms": p(0.99),
-            "mean_ms": round(statistics.fmean(lat) * 1000, 2) if lat else None, "errors": len(errors)}
+            "mean_ms": round(statistics.fmean(lat) * 1000, 2) if lat else None, "errors": len(errors),
+            # what went wrong, so a failed run says it: an HTTP status, or "connection" for a dropped one
+            "error_kinds": dict(Counter("connection" if e == 0 else str(e) for e in errors))}
 
 
 
