@@ -114,6 +114,10 @@ def code_to_openid(code: str) -> str:
         # A list of params keeps wechatpy from fetching and adding an access token.
         result = client.get("sns/jscode2session", api_base_url=s.api_base + "/", params=params)
     except WeChatClientException as exc:
+        # wechatpy wraps an HTTP error (a 5xx) as errcode None; -1 is WeChat's "system busy". Neither says
+        # anything about the code: the tenant may try again, so 502, not 401.
+        if exc.errcode in (None, -1):
+            raise WechatUnreachable("WeChat login failed on WeChat's side; try again") from None
         raise LoginFailed(f"WeChat refused the code ({exc.errcode})") from None
     except requests.RequestException:
         raise WechatUnreachable("WeChat login is unreachable; try again") from None

@@ -139,6 +139,10 @@ def jscode2session():
     code = args.get("js_code", "")
     if not code or code.startswith("bad"):
         return jsonify({"errcode": 40029, "errmsg": "invalid code (sandbox)"})
+    if code.startswith("down"):  # WeChat's side failing: an HTTP 503, as a gateway in trouble answers
+        return Response("service unavailable (sandbox)", status=503)
+    if code.startswith("busy"):  # 系统繁忙: errcode -1, try again later
+        return jsonify({"errcode": -1, "errmsg": "system error (sandbox)"})
     openid = "osbx" + hashlib.sha256(code.encode()).hexdigest()[:24]
     return jsonify({"openid": openid, "session_key": secrets.token_urlsafe(16)})
 

@@ -62,11 +62,22 @@ def test_sites_import_reports_rows_and_exits_nonzero_on_rejects(tmp_path, sessio
 
 
 def test_demo_seed_builds_the_demo_once(session):
-    r = run("demo", "seed")
-    assert r.exit_code == 0 and "100 rooms" in r.output and "admin" in r.output
-    assert run("demo", "seed", "--if-empty").exit_code == 0
-    assert CliRunner().invoke(cli, ["demo", "seed"]).exit_code != 0
-    assert run("ledger", "check").exit_code == 0
+    from core.config import reset_settings
+    from meterpay.cli.serve import SANDBOX_ENV
+    before = {name: os.environ.get(name) for name in SANDBOX_ENV}
+    try:
+        r = run("demo", "seed")
+        assert r.exit_code == 0 and "100 rooms" in r.output and "admin" in r.output
+        assert run("demo", "seed", "--if-empty").exit_code == 0
+        assert CliRunner().invoke(cli, ["demo", "seed"]).exit_code != 0
+        assert run("ledger", "check").exit_code == 0
+    finally:  # the seed points its process at the sandbox (METERPAY_SANDBOX=1 ...): not the later tests
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        reset_settings()
 
 
 def test_the_console_script_runs_db_upgrade_on_a_fresh_sqlite_file(tmp_path):

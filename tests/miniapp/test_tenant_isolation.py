@@ -61,6 +61,13 @@ def test_login_with_a_code_wechat_refuses_is_401(tenant_login, pay_env):
     assert r.status_code == 400
 
 
+def test_login_while_wechat_fails_on_its_side_is_502_not_401(tenant_login, pay_env):
+    import requests
+    for code in ("down-1", "busy-1"):  # an HTTP 503 from WeChat, and errcode -1 (system busy)
+        r = requests.post(f"{pay_env['app']}/api/v1/auth/login", json={"code": code}, timeout=10)
+        assert r.status_code == 502 and r.json()["code"] == "wechat_unreachable", (code, r.text)
+
+
 def test_account_detail_shows_balance_meters_and_today(bound_tenant, pay_env):
     tenant, account = bound_tenant(balance_fen=1234)
     body = tenant.get(f"/accounts/{account.id}").json()
