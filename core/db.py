@@ -212,6 +212,22 @@ def insert_if_absent(session: Session, model, **values) -> int | None:
     return session.execute(stmt).scalar()
 
 
+def hold_write_lock(session: Session) -> None:
+    """On SQLite, what ``SELECT .. FOR UPDATE`` does on PostgreSQL: SQLAlchemy leaves FOR UPDATE out
+    there, so two sessions could read the same row, both decide on the old state, and the later write
+    would win. Taking the database's write lock now (``BEGIN IMMEDIATE``, waiting up to busy_timeout)
+    makes the rows read next current and keeps them so until commit or rollback. Call it before the
+    locking read, at the start of a unit; within a transaction that is already open it does nothing (a
+    unit that has written holds the lock already). No-op on PostgreSQL, whose FOR UPDATE locks the row.
+    """
+    conn = session.connection()
+    if conn.dialect.name != "sqlite":
+        return
+    raw = conn.connection.dbapi_connection
+    if raw is not None and not raw.in_transaction:
+        raw.execute("BEGIN IMMEDIATE")
+
+
 def locked_row(session: Session, model, *, key: dict, defaults: dict):
     """The row of ``model`` matching ``key`` (one unique key), created from ``key`` and ``defaults``
     if missing (no SAVEPOINT, see ``insert_if_absent``), then locked FOR UPDATE and returned fresh.

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from core import audit, config, signals
 from core.config import get_settings
-from core.db import get_existing
+from core.db import get_existing, hold_write_lock
 from core.errors import Conflict, NotFound, ValidationError
 from core.jobs import enqueue_after_commit
 from core.ledger import cashdesk, receivables
@@ -98,7 +98,8 @@ def mark_pending(session: Session, order: PaymentOrder, provider_data: dict) -> 
 
 def _lock(session: Session, column, value: str, what: str):
     """The row whose unique ``column`` is ``value``, locked FOR UPDATE and read fresh; NotFound if none.
-    (SQLAlchemy leaves FOR UPDATE out on SQLite.)"""
+    (SQLAlchemy leaves FOR UPDATE out on SQLite: there the unit takes the database's write lock first.)"""
+    hold_write_lock(session)
     row = session.scalar(select(column.class_).where(column == value).with_for_update()
                          .execution_options(populate_existing=True))
     if row is None:
