@@ -18,7 +18,7 @@ from core import audit
 from core.bills.generate import next_numbers
 from core.bills.periods import parse_period
 from core.bulk_sql import ids_in
-from core.db import is_postgres, utcnow
+from core.db import hold_write_lock, is_postgres, utcnow
 from core.errors import Conflict, NotFound, ValidationError
 from core.ledger import PostResult, receivables
 from core.ledger.guards import check_amount
@@ -206,6 +206,7 @@ def confirm(session: Session, site_id: int, period: str, *, actor: str, front: s
          .order_by(Bill.id).with_for_update())
     if bill_nos is not None:
         q = q.where(Bill.bill_no.in_(bill_nos or [""]))
+    hold_write_lock(session)  # SQLite: FOR UPDATE is left out there
     drafts = session.execute(q).all()
     if not drafts:
         return Confirmed(0, 0, [])

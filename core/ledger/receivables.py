@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from core import audit, signals
 from core.bulk_sql import copy_lines, copy_text, next_ids
-from core.db import is_postgres, utcnow
+from core.db import hold_write_lock, is_postgres, utcnow
 from core.errors import Conflict, InsufficientFunds, NotFound, ValidationError
 from core.ledger import journal as ledger
 from core.ledger.guards import check_amount
@@ -145,7 +145,9 @@ def _roll(session: Session, items: Sequence[Receivable], receivable_id: int, acc
 
 
 def lock_bill(session: Session, bill_no: str) -> Bill:
-    """The bill, locked FOR UPDATE and read fresh; NotFound if there is none."""
+    """The bill, locked FOR UPDATE and read fresh; NotFound if there is none. (On SQLite the unit takes
+    the database's write lock first: two payments of one bill must not both add to the old paid_fen.)"""
+    hold_write_lock(session)
     bill = session.scalar(select(Bill).where(Bill.bill_no == bill_no).with_for_update()
                           .execution_options(populate_existing=True))
     if bill is None:
