@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import threading
 from pathlib import Path
 
@@ -91,23 +90,3 @@ def shot(page, name: str, full_page: bool = False) -> Path:
     path = ARTIFACTS / f"admin-{name}.png"
     page.screenshot(path=str(path), full_page=full_page)
     return path
-
-
-def free_port_block(n: int) -> int:
-    """A base port with ``n`` consecutive free ports after it (for the demo's simulated gateways)."""
-    import random
-    for _ in range(50):
-        base = random.randint(20000, 60000 - n)
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                s.bind(("127.0.0.1", p))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free block of ports")

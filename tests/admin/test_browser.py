@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from tests.admin.browser import free_port_block, shot
+from tests.admin.browser import shot
+from tests.ports import free_port_block
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

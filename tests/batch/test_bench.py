@@ -7,7 +7,7 @@ import json
 from click.testing import CliRunner
 
 from meterpay.cli import cli
-from tests.admin.browser import free_port_block
+from tests.ports import free_port_block
 
 
 def test_bench_batch_runs_end_to_end_at_a_tiny_size(pg_only, redis_url):

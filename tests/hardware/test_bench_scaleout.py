@@ -5,13 +5,13 @@ confirmed, CPU reported per worker), not speed."""
 from __future__ import annotations
 
 import json
-import random
 import shutil
 
 import pytest
 from click.testing import CliRunner
 
 from meterpay.cli import cli
+from tests.ports import free_port_block
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,7 @@ def _run(args: list[str]) -> dict:
 
 
 def test_poll_rounds_on_two_worker_processes_read_and_bill_every_meter(pg_base):
-    port = random.randint(30000, 38000)
+    port = free_port_block(3)
     out = _run(["poll", "--workers", "2", "--gateways", "3", "--meters-per-gateway", "2", "--rounds", "2",
                 "--port-base", str(port), "--database-url", pg_base])
     assert out["mode"] == "rq-workers" and out["workers"] == 2 and out["meters"] == 6
@@ -44,7 +44,7 @@ def test_poll_rounds_on_two_worker_processes_read_and_bill_every_meter(pg_base):
 
 
 def test_a_command_burst_on_worker_processes_confirms_every_command_once(pg_base):
-    port = random.randint(38000, 46000)
+    port = free_port_block(3)
     out = _run(["commands", "--workers", "2", "--gateways", "3", "--commands", "9", "--batch", "3",
                 "--port-base", str(port), "--database-url", pg_base])
     assert out["mode"] == "rq-workers" and out["jobs"] == 3 and out["failed_jobs"] == 0

@@ -5,13 +5,13 @@ readings; the same traffic on the idle system comes first. Behaviour, not speed.
 from __future__ import annotations
 
 import json
-import random
 import shutil
 
 import pytest
 from click.testing import CliRunner
 
 from meterpay.cli import cli
+from tests.ports import free_port_block
 
 
 @pytest.mark.slow
@@ -21,7 +21,7 @@ def test_bench_load_drives_the_mix_idle_and_busy_and_every_paid_order_is_credite
     res = CliRunner().invoke(cli, ["bench", "load", "--clients", "4", "--seconds", "2", "--gateways", "2",
                                    "--meters-per-gateway", "3", "--import-meters", "10", "--poll-interval", "1",
                                    "--paced-rps", "20",
-                                   "--port-base", str(random.randint(46000, 52000)), "--database-url", database_url])
+                                   "--port-base", str(free_port_block(2)), "--database-url", database_url])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["bench"] == "load" and out["clients"] == 4
