@@ -271,10 +271,17 @@ def _account_item(s: Session, task: BatchTask, item: BatchItem, actor: str, ttl:
         meter = None
     if task.action == "recharge":
         amount = item.amount_fen or int(p["amount_fen"])
-        result = cashdesk.desk_recharge(s, account.id, amount, key=key, actor=actor, front=front,
-                                        memo=f"batch {task.id} recharge")
+        if account.billing_mode == "prepaid-meter":
+            credit = meter_side.credit_meter(s, account.id)
+            if credit is not None and not _can(credit, "recharge"):  # before any money moves
+                return _skip(item, f"profile {credit.profile} cannot take a recharge on the meter")
+        # The money is posted once per item, under batch:<task>:<item> however often the item is
+        # retried; a retry after the meter push failed or expired pushes the same entry again.
+        result = cashdesk.desk_recharge(s, account.id, amount, key=item_key(task.id, item.seq), actor=actor,
+                                        front=front, memo=f"batch {task.id} recharge")
         item.entry_id, item.state = result.entry_id, "confirmed"
-        cmd = meter_side.push_entry(s, account.id, result.entry_id, amount, warn=False, enqueue=False)
+        cmd = meter_side.push_entry(s, account.id, result.entry_id, amount, warn=False, enqueue=False,
+                                    attempt=item.tries or 1)
         if cmd is not None:  # the money reaches the meter as single recharges do; the item waits for it
             item.state, item.command_id = "sent", cmd.id
     elif task.action == "charge":

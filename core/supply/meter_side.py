@@ -48,11 +48,13 @@ def push_recharge_to_meter(account_id: int, entry_kind: str, delta_fen: int, ent
 
 
 def push_entry(session: Session, account_id: int, entry_id: int, amount_fen: int, *,
-               warn: bool = True, enqueue: bool = True) -> MeterCommand | None:
+               warn: bool = True, enqueue: bool = True, attempt: int = 1) -> MeterCommand | None:
     """Queue the recharge command that puts ``amount_fen`` of entry ``entry_id`` on the account's
     credit meter (key ``meter-recharge:<entry id>``: once, however often called). None when the
     account is not billed on the meter, is closed (its wallet was settled) or has no active meter.
-    ``enqueue=False``: the row only (a batch engine sends it; ``retry_due`` would too)."""
+    ``enqueue=False``: the row only (a batch engine sends it; ``retry_due`` would too).
+    ``attempt`` > 1: a new push of the same money after the earlier one ended without reaching the
+    meter (failed or expired; a batch item's retry): key ``meter-recharge:<entry id>:<attempt>``."""
     account = session.get(Account, account_id)
     if account is None or account.billing_mode != "prepaid-meter" or account.status != "open":
         return None
@@ -62,15 +64,18 @@ def push_entry(session: Session, account_id: int, entry_id: int, amount_fen: int
             log.warning("meter-side account %s has no active meter; recharge %s not pushed", account_id, entry_id)
         return None
     return commands.request(session, meter.id, "recharge", {"amount_fen": int(amount_fen)},
-                            key=f"{PUSH_PREFIX}{entry_id}", actor="meter-side", front="system", enqueue=enqueue)
+                            key=f"{PUSH_PREFIX}{entry_id}" + (f":{attempt}" if attempt > 1 else ""),
+                            actor="meter-side", front="system", enqueue=enqueue)
 
 
 def account_of(session: Session, cmd: MeterCommand) -> int | None:
-    """The account whose wallet paid for a ``meter-recharge:<entry>`` command (None for any other)."""
+    """The account whose wallet paid for a ``meter-recharge:<entry>[:<attempt>]`` command (None for
+    any other)."""
     key = cmd.idempotency_key or ""
-    if cmd.kind != "recharge" or not key.startswith(PUSH_PREFIX) or not key[len(PUSH_PREFIX):].isdigit():
+    entry = key[len(PUSH_PREFIX):].split(":", 1)[0]
+    if cmd.kind != "recharge" or not key.startswith(PUSH_PREFIX) or not entry.isdigit():
         return None
-    return session.scalar(select(JournalEntry.account_id).where(JournalEntry.id == int(key[len(PUSH_PREFIX):])))
+    return session.scalar(select(JournalEntry.account_id).where(JournalEntry.id == int(entry)))
 
 
 def credit_confirmed(session: Session, cmd: MeterCommand) -> PostResult | None:

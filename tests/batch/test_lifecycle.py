@@ -207,3 +207,45 @@ def test_two_workers_on_the_same_task_do_each_item_once(wired_site, session, pg_
     assert len(batch_commands(session, relay)) == 16 and len(batch_entries(session, money)) == 16
     assert [len(controls(r[3])) for r in rooms] == [1] * 16
     assert [account_balance(session, r[1].id) for r in rooms] == [10100] * 16
+
+
+def test_a_retried_prepaid_meter_recharge_pushes_the_same_money_again_and_never_credits_twice(wired_site, session):
+    """The wallet is credited once per item (batch:<task>:<item>); a push the meter refused is
+    pushed again on retry (meter-recharge:<entry>:2), and the money reaches the meter once."""
+    site, rooms, _ = wired_site(2, billing_mode="prepaid-meter", balance_fen=0)
+    sims = [r[3] for r in rooms]
+    real = sims[1].recharge
+    sims[1].recharge = lambda amount_fen, count: False  # the meter refuses the purchase
+    task = make_task(session, site, "recharge", params={"amount": "20.00"})
+    drive(task)
+    assert [s for s, _r in states(session, task)] == ["confirmed", "failed"]
+    assert account_balance(session, rooms[1][1].id) == 2000  # credited; the meter has not got it yet
+    sims[1].recharge = real
+    before = sims[1].purchase_count
+    for _ in range(2):  # a retry, and a retry of nothing (the item is confirmed now)
+        tasks.retry(session, task, failed_only=True, actor="tester", front="cli")
+        session.commit()
+        drive(task)
+    assert states(session, task) == [("confirmed", "")] * 2
+    assert sims[1].purchase_count - before == 1
+    assert count_keys(session, JournalEntry, f"batch:{task}:%") == 2  # one credit per item, retried or not
+    session.expire_all()
+    assert [account_balance(session, r[1].id) for r in rooms] == [0, 0]  # all of it on the meters
+    pushes = sorted(c.idempotency_key.rsplit(":", 1)[-1] if c.idempotency_key.count(":") == 2 else "1"
+                    for c in session.scalars(select(MeterCommand).where(MeterCommand.meter_id == rooms[1][2].id,
+                                                                        MeterCommand.kind == "recharge")))
+    assert pushes == ["1", "2"]
+    from core.ledger.check import validate
+    assert validate(session) == []
+
+
+def test_a_prepaid_meter_recharge_on_a_meter_that_cannot_take_one_is_skipped_before_money_moves(wired_site,
+                                                                                                 session):
+    site, rooms, _ = wired_site(1, profile="acrel-ddsy1352", protocol="modbus-rtu", billing_mode="prepaid-meter",
+                                balance_fen=0)
+    task = make_task(session, site, "recharge", params={"amount": "20.00"})
+    drive(task)
+    [(state, reason)] = states(session, task)
+    assert state == "skipped" and "cannot take a recharge" in reason
+    assert account_balance(session, rooms[0][1].id) == 0
+    assert count_keys(session, JournalEntry, f"batch:{task}:%") == 0
