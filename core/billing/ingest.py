@@ -217,7 +217,8 @@ def _ingest_locked(session: Session, rows: list[RawReading], meters: dict, state
     # What billing reads from the database is read now: from here on the readings are written
     # (COPY, on a thread) as they are decided, and the intervals priced meanwhile.
     expected = len(rows) - len(existing)
-    ctx = _bill_context(session, meters, list(by_meter), stream=use_copy(session, expected))
+    ctx = _bill_context(session, meters, list(by_meter), stream=use_copy(session, expected),
+                        days=lambda mid: _days_spanned(rows, by_meter[mid], meters[mid].tz))
     if ctx.entry_ids is not None:
         prepare_stream(session)  # the billing states follow the stream too
     ctx.rollup = rollups.Collector.begin(session, meters, stream=ctx.entry_ids is not None)  # issue 15
@@ -333,12 +334,15 @@ def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, sta
             m = meters[mid]
             if m.account_id is not None and pricers.loaded(m.plan_id, m.tz, m.unit) is None:
                 statuses[billed_ok.pop(mid)[-1]] = ("accepted", f"unpriced: no {m.kind} plan; billed once one is set")
+    # issue 15: one billed interval per local day of the closing readings, so that usage and its
+    # entry are dated by the day the energy was used even when one batch holds many days of a meter
+    groups = {mid: _day_groups(rows, idxs, meters[mid].tz) for mid, idxs in billed_ok.items()}
     ids = writer.ids()
     if detail:
         reading_id = dict(zip(new_index, ids))
-    else:  # only what billing needs: each meter's baseline and last accepted reading, found among
-        # the meter's own stored readings (they are consecutive in new_index)
-        need = [(mid, idxs[-1]) for mid, idxs in billed_ok.items()]
+    else:  # only what billing needs: each meter's baseline and the last accepted reading of each of
+        # its day groups, found among the meter's own stored readings (consecutive in new_index)
+        need = [(mid, g[-1]) for mid, gs in groups.items() for g in gs]
         need += [(mid, st["baseline"]) for mid, st in states.items() if "baseline" in st]
         find = new_index.index
         reading_id = {i: ids[find(i, first_new[mid])] for mid, i in need}
@@ -353,7 +357,7 @@ def _decide_and_bill(session: Session, rows: list[RawReading], meters: dict, sta
     ctx.rollup.readings_stored(rows, by_meter, statuses, writer=writer if writer.streaming else None)
     sink.rollup = ctx.rollup
     try:
-        billed = _price_usage(ctx, rows, meters, states, billed_ok, reading_id, sink)
+        billed = _price_usage(ctx, rows, meters, states, groups, reading_id, sink)
     finally:
         writer.wait()
     insert_events(session, events)
@@ -467,9 +471,11 @@ class _StreamedPosting:
 
 
 def _bill_context(session: Session, meters: dict[int, _Meter], meter_ids: list[int], *,
-                  stream: bool = False) -> _BillContext:
+                  stream: bool = False, days=None) -> _BillContext:
     """Plans, wallets and revenue accounts for every meter of the batch (before anything is billed).
-    ``stream``: also lock the prepaid wallets (in id order) and take an entry id for each."""
+    ``stream``: also lock the prepaid wallets (in id order) and take entry ids: one for each local
+    day a prepaid meter's rows span (``days(meter id)``; one each without it), the most entries
+    its rows can make (``_day_groups``)."""
     ctx = _BillContext()
     if not meter_ids:
         return ctx
@@ -481,7 +487,8 @@ def _bill_context(session: Session, meters: dict[int, _Meter], meter_ids: list[i
         ctx.revenue[code] = ledger.system_account(session, code).id
     if stream:
         lock_wallets(session, ctx.wallets.values())
-        ctx.entry_ids = next_ids(session, "journal_entries", len(prepaid)) if prepaid else []
+        n = sum(days(m.id) for m in prepaid) if days is not None else len(prepaid)
+        ctx.entry_ids = next_ids(session, "journal_entries", n) if prepaid else []
     return ctx
 
 
@@ -489,87 +496,131 @@ _PRICE_BLOCK = 1000  # meters priced between two hand-overs to the sink
 
 
 def _price_usage(ctx: _BillContext, rows: list[RawReading], meters: dict[int, _Meter], states: dict[int, dict],
-                 billed_ok: dict[int, list[int]], reading_id: dict[int, int], sink) -> _Billed:
-    """Price each meter's new interval and move its billing state on; no database here (this runs
-    while the readings are being written on the same connection)."""
+                 groups: dict[int, list[list[int]]], reading_id: dict[int, int], sink) -> _Billed:
+    """Price each meter's new intervals, one billed interval per day group (``_day_groups``), and
+    move its billing state on; no database here (this runs while the readings are being written on
+    the same connection)."""
     res = _Billed()
     usage: list[dict] = []
     consumptions: list[Consumption] = []
     pricers, wallets, revenue = ctx.pricers, ctx.wallets, ctx.revenue
     assert pricers is not None  # loaded by _prepare
     block_states: list[dict] = []
-    for mid, idxs in billed_ok.items():
+    for mid, day_groups in groups.items():
         if len(usage) >= _PRICE_BLOCK:
             sink.add(usage, consumptions, block_states)
             usage, consumptions, block_states = [], [], []
         m, st = meters[mid], states[mid]
-        prev_at, prev_total = st["last_taken_at"], st["last_total"]
-        prev_periods = st["last_periods"]
-        from_id = st["last_reading_id"]
         if "baseline" in st:  # first reading ever arrived in this batch
-            b = st["baseline"]
-            prev_at, prev_total, prev_periods, from_id = (rows[b].taken_at, rows[b].total,
-                                                          _periods_json(rows[b].periods), reading_id[b])
+            b = st.pop("baseline")
+            st.update(last_taken_at=rows[b].taken_at, last_total=rows[b].total,
+                      last_periods=_periods_json(rows[b].periods), last_reading_id=reading_id[b])
+            st["_had_baseline"] = b
         pricer = pricers.loaded(m.plan_id, m.tz, m.unit)
-        last_row = rows[idxs[-1]]
-        if pricer is None or pricer.is_flat:  # only the total matters: one interval
-            intervals = [Interval(prev_at, last_row.taken_at, (last_row.total - prev_total) * m.ct_ratio)]
-        elif not pricer.uses_registers:  # tiers and versions: only the times and totals matter
-            intervals = []
-            ct = m.ct_ratio
-            for i in idxs:
-                r = rows[i]
-                intervals.append(Interval(prev_at, r.taken_at, (r.total - prev_total) * ct))
-                prev_at, prev_total = r.taken_at, r.total
-        else:
-            intervals = []
-            ct = m.ct_ratio
-            prev_regs: Mapping[str, Decimal] | None = (
-                {k: Decimal(v) for k, v in prev_periods.items()} if prev_periods else None)
-            for i in idxs:
-                r = rows[i]
-                intervals.append(Interval(prev_at, r.taken_at, (r.total - prev_total) * ct,
-                                          _deltas(prev_regs, r.periods, ct)))
-                prev_at, prev_total, prev_regs = r.taken_at, r.total, r.periods
-        quantity = sum((iv.quantity for iv in intervals), Decimal(0))
-        state = State(st["cycle"], st["cycle_used"], st["charged_month"])
-        if pricer is not None:
-            priced = pricer.price(intervals, state)
-            amount, state, lines = priced.amount, priced.state, [_line_json(ln) for ln in priced.lines]
-        else:
-            amount, lines = Decimal(0), []
-        exact = st["exact_amount"] + amount
-        fen = to_fen(exact) - st["billed_fen"] if pricer is not None else 0
-        last = idxs[-1]
-        to_id = reading_id[last]
-        entry_key = None
-        if fen > 0 and m.billing_mode == "prepaid-platform":
-            code = f"revenue:{m.kind}"
-            entry_key = f"usage:{mid}:{to_id}"
-            assert m.account_id is not None  # priced (fen > 0) only when the meter has an account
-            consumptions.append(Consumption(entry_key, m.account_id, wallets[m.account_id], revenue[code], fen,
-                                            memo=f"{m.kind} usage", meta={"meter_id": mid, "reading_id": to_id,
-                                                                         "quantity": str(quantity)}))
-        usage.append({"meter_id": mid, "account_id": m.account_id, "billing_mode": m.billing_mode or "none",
-                      "from_reading_id": from_id, "to_reading_id": to_id,
-                      "started_at": intervals[0].start, "ended_at": intervals[-1].end, "quantity": quantity,
-                      "amount": amount, "amount_fen": max(fen, 0), "lines": lines,
-                      "plan_id": m.plan_id if pricer is not None else None, "entry_id": None, "_key": entry_key})
-        st.update(last_reading_id=to_id, last_taken_at=rows[last].taken_at, last_total=rows[last].total,
-                  last_periods=_periods_json(rows[last].periods), cycle=state.cycle, cycle_used=state.used,
-                  charged_month=state.charged_month, exact_amount=exact,
-                  billed_fen=st["billed_fen"] + max(fen, 0), dirty=True)
+        for idxs in day_groups:
+            _price_group(m, st, pricer, rows, idxs, reading_id, wallets, revenue, usage, consumptions, res)
+        if "_had_baseline" in st:
+            st["baseline"] = st.pop("_had_baseline")
         block_states.append(st)
-        # prepaid-meter usage is priced for reports, but the meter deducts it, not the platform
-        billed = max(fen, 0) if m.billing_mode in ("prepaid-platform", "postpaid") else 0
-        res.per_row[last] = (billed, quantity)
-        res.total_fen += billed
     if usage:
         sink.add(usage, consumptions, block_states)
     if isinstance(sink, _StreamedPosting):
         res.wallet_deltas, res.last_entry = sink.account_deltas, sink.last_entry
     return res
 
+
+
+def _price_group(m: _Meter, st: dict, pricer, rows: list[RawReading], idxs: list[int], reading_id: dict[int, int],
+                 wallets: dict[int, int], revenue: dict[str, int], usage: list[dict], consumptions: list[Consumption],
+                 res: _Billed) -> None:
+    """One billed interval: the readings ``idxs`` (in time order, after the cursor in ``st``) priced
+    together, one consumption entry (prepaid-platform) and one ``billed_usage`` row; ``st`` moves on."""
+    mid = m.id
+    prev_at, prev_total = st["last_taken_at"], st["last_total"]
+    prev_periods = st["last_periods"]
+    from_id = st["last_reading_id"]
+    last_row = rows[idxs[-1]]
+    if pricer is None or pricer.is_flat:  # only the total matters: one interval
+        intervals = [Interval(prev_at, last_row.taken_at, (last_row.total - prev_total) * m.ct_ratio)]
+    elif not pricer.uses_registers:  # tiers and versions: only the times and totals matter
+        intervals = []
+        ct = m.ct_ratio
+        for i in idxs:
+            r = rows[i]
+            intervals.append(Interval(prev_at, r.taken_at, (r.total - prev_total) * ct))
+            prev_at, prev_total = r.taken_at, r.total
+    else:
+        intervals = []
+        ct = m.ct_ratio
+        prev_regs: Mapping[str, Decimal] | None = (
+            {k: Decimal(v) for k, v in prev_periods.items()} if prev_periods else None)
+        for i in idxs:
+            r = rows[i]
+            intervals.append(Interval(prev_at, r.taken_at, (r.total - prev_total) * ct,
+                                      _deltas(prev_regs, r.periods, ct)))
+            prev_at, prev_total, prev_regs = r.taken_at, r.total, r.periods
+    quantity = sum((iv.quantity for iv in intervals), Decimal(0))
+    state = State(st["cycle"], st["cycle_used"], st["charged_month"])
+    if pricer is not None:
+        priced = pricer.price(intervals, state)
+        amount, state, lines = priced.amount, priced.state, [_line_json(ln) for ln in priced.lines]
+    else:
+        amount, lines = Decimal(0), []
+    exact = st["exact_amount"] + amount
+    fen = to_fen(exact) - st["billed_fen"] if pricer is not None else 0
+    last = idxs[-1]
+    to_id = reading_id[last]
+    entry_key = None
+    if fen > 0 and m.billing_mode == "prepaid-platform":
+        code = f"revenue:{m.kind}"
+        entry_key = f"usage:{mid}:{to_id}"
+        assert m.account_id is not None  # priced (fen > 0) only when the meter has an account
+        consumptions.append(Consumption(entry_key, m.account_id, wallets[m.account_id], revenue[code], fen,
+                                        memo=f"{m.kind} usage", meta={"meter_id": mid, "reading_id": to_id,
+                                                                     "quantity": str(quantity)}))
+    usage.append({"meter_id": mid, "account_id": m.account_id, "billing_mode": m.billing_mode or "none",
+                  "from_reading_id": from_id, "to_reading_id": to_id,
+                  "started_at": intervals[0].start, "ended_at": intervals[-1].end, "quantity": quantity,
+                  "amount": amount, "amount_fen": max(fen, 0), "lines": lines,
+                  "plan_id": m.plan_id if pricer is not None else None, "entry_id": None, "_key": entry_key})
+    st.update(last_reading_id=to_id, last_taken_at=rows[last].taken_at, last_total=rows[last].total,
+              last_periods=_periods_json(rows[last].periods), cycle=state.cycle, cycle_used=state.used,
+              charged_month=state.charged_month, exact_amount=exact,
+              billed_fen=st["billed_fen"] + max(fen, 0), dirty=True)
+    # prepaid-meter usage is priced for reports, but the meter deducts it, not the platform
+    billed = max(fen, 0) if m.billing_mode in ("prepaid-platform", "postpaid") else 0
+    res.per_row[last] = (billed, quantity)
+    res.total_fen += billed
+
+
+def _days_spanned(rows: list[RawReading], idxs: list[int], tz: str) -> int:
+    """How many local days (in ``tz``) the rows ``idxs`` of one meter span, first to last: the most
+    day groups they can make."""
+    if len(idxs) == 1:
+        return 1
+    times = [rows[i].taken_at for i in idxs]
+    zone = rollups.zone(tz)
+    return (max(times).astimezone(zone).date() - min(times).astimezone(zone).date()).days + 1
+
+
+def _day_groups(rows: list[RawReading], idxs: list[int], tz: str) -> list[list[int]]:
+    """A meter's accepted rows (time order) cut into runs by the local day (in ``tz``) of each
+    reading: each run is billed as one interval, dated by its closing reading. A poll (one row) or a
+    batch within one day is one run; the check is two conversions then."""
+    if len(idxs) == 1:
+        return [idxs]
+    zone = rollups.zone(tz)
+    if rows[idxs[0]].taken_at.astimezone(zone).date() == rows[idxs[-1]].taken_at.astimezone(zone).date():
+        return [idxs]
+    out: list[list[int]] = []
+    day = None
+    for i in idxs:
+        d = rows[i].taken_at.astimezone(zone).date()
+        if d != day:
+            out.append([])
+            day = d
+        out[-1].append(i)
+    return out
 
 def _post_usage(session: Session, todo: _ToPost, res: _Billed, *, actor: str, front: str) -> None:
     usage, consumptions = todo.usage, todo.consumptions

@@ -273,8 +273,7 @@ class Collector:
             return
         closing = {u["_key"]: (u["meter_id"], u["ended_at"]) for u in usage if u.get("_key")} if streamed else {}
         if self.stream and writer is not None:
-            # one usage row per meter in a batch, so a block's rows have distinct keys (the merge
-            # still sums per key), written as COPY lines
+            # usage rows as COPY lines; the merge sums them per key (a meter can bill several days)
             out = []
             day, meters = self.day, self.meters
             for u in usage:
@@ -680,15 +679,14 @@ MONTHS_FROM_DAYS = (
 USAGE_DAYS_COPY = f"COPY _merge_usage_days (meter_id, day, account_id, kind, {', '.join(USAGE_SUMS)}) FROM STDIN"
 # A block of billing's stream has one usage row per meter (one billed interval per meter and
 # batch), so its rows need no GROUP BY: each key comes once (ON CONFLICT would refuse a second).
+# A block's rows are summed per key first: a meter's batch can bill several days (one interval per
+# local day, core.billing.ingest._day_groups), several of them in one month.
 BLOCK_DAYS_MERGE = (
     f"INSERT INTO usage_days (meter_id, day, account_id, kind, {', '.join(USAGE_SUMS)}) SELECT meter_id, day, "
-    f"account_id, kind, {', '.join(USAGE_SUMS)} FROM _merge_usage_days ORDER BY 1, 2, 3 "
+    f"account_id, min(kind), {', '.join(f'sum({c})' for c in USAGE_SUMS)} FROM _merge_usage_days "
+    f"GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 "
     f"ON CONFLICT (meter_id, day, account_id) DO UPDATE SET {_sums_sql('usage_days', USAGE_SUMS)}")
-BLOCK_MONTHS_MERGE = (
-    f"INSERT INTO usage_months (meter_id, month, account_id, kind, {', '.join(USAGE_SUMS)}) "
-    f"SELECT meter_id, CAST(date_trunc('month', day) AS date), account_id, kind, {', '.join(USAGE_SUMS)} "
-    f"FROM _merge_usage_days ORDER BY 1, 2, 3 ON CONFLICT (meter_id, month, account_id) DO UPDATE SET "
-    f"{_sums_sql('usage_months', USAGE_SUMS)}")
+BLOCK_MONTHS_MERGE = MONTHS_FROM_DAYS
 LEDGER_DAYS_COPY = ("COPY _merge_ledger_days (account_id, day, ledger_account_id, kind, amount_fen, postings) "
                     "FROM STDIN")
 LEDGER_DAYS_MERGE = (

@@ -58,7 +58,8 @@ def test_shuffled_and_duplicated_delivery_in_one_batch_bills_the_same(session, b
     rnd.shuffle(noisy)
     deliver(session, m2.id, series, [noisy])
     assert ledger.account_balance(session, a1.id) == ledger.account_balance(session, a2.id)
-    lines = [session.scalars(select(BilledUsage.lines).where(BilledUsage.meter_id == m)).all() for m in (m1.id, m2.id)]
+    lines = [session.scalars(select(BilledUsage.lines).where(BilledUsage.meter_id == m)
+                                .order_by(BilledUsage.started_at)).all() for m in (m1.id, m2.id)]
     assert lines[0] == lines[1]
 
 
