@@ -82,7 +82,7 @@ def finance_orders_xlsx(site_id: int):
 def _income(site):
     start, end = date_range(site)
     by = request.args.get("by") or "day"
-    a, b = base.parse_range(start, end)
+    a, b = base.parse_range(start, end, by)
     return finance.income(db(), site, a, b, by), {"from": start, "to": end, "by": by}
 
 

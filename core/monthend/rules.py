@@ -37,6 +37,7 @@ from core import audit
 from core.bulk_sql import ids_in
 from core.errors import NotFound, ValidationError
 from core.ledger.charges import apportion_revenue
+from core.ledger.money import to_fen
 from core.models import ApportionRule, BilledUsage, Meter, Reading, Room
 from core.monthend import periods
 from core.monthend.periods import Period
@@ -133,7 +134,10 @@ def set_master_plan(session: Session, site_id: int, serial: str, plan_name: str 
 # --- computing a month -------------------------------------------------------------------------
 
 def bounds(month: Period, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    """The month's first instant and the next month's first instant, in the site's timezone."""
+    """The month's first instant and the next month's first instant, in the site's timezone. The
+    master's usage (and the accounts' own, for a split by usage) of a month is that of the intervals
+    that end after the first and at or before the second: a reading at 00:00 on the 1st (a monthly
+    frozen reading) closes the month before, as the readings covering the month are found."""
     start = datetime.combine(month.start, datetime.min.time(), tz)
     return start, datetime.combine(periods.next_month(month.start), datetime.min.time(), tz)
 
@@ -152,7 +156,25 @@ def master_month(session: Session, meter: Meter, month: Period, tz: ZoneInfo) ->
                                f"(one at or before its start and one at or after its end): not guessed")
     fen, qty = session.execute(select(func.coalesce(func.sum(BilledUsage.amount_fen), 0),
                                       func.coalesce(func.sum(BilledUsage.quantity), 0)).where(
-        BilledUsage.meter_id == meter.id, BilledUsage.ended_at >= a, BilledUsage.ended_at < b)).one()
+        BilledUsage.meter_id == meter.id, BilledUsage.ended_at > a, BilledUsage.ended_at <= b,
+        BilledUsage.plan_id.is_not(None))).one()
+    # Intervals billing met before the master had a plan were stored unpriced (plan_id NULL): the
+    # master's plan prices them now, in time order, rounded to fen once.
+    unpriced = session.execute(select(BilledUsage.started_at, BilledUsage.ended_at, BilledUsage.quantity).where(
+        BilledUsage.meter_id == meter.id, BilledUsage.ended_at > a, BilledUsage.ended_at <= b,
+        BilledUsage.plan_id.is_(None)).order_by(BilledUsage.ended_at)).all()
+    if unpriced:
+        from core.billing.pricing import PricerCache
+        from core.models.meter import UTILITY_UNIT
+        from core.tariffs.engine import Interval, State
+        cache = PricerCache(session)
+        cache.preload([meter.tariff_plan_id])
+        pricer = cache.loaded(meter.tariff_plan_id, str(tz.key), UTILITY_UNIT.get(meter.kind))
+        if pricer is None:
+            return 0, Decimal(0), f"master {meter.serial}: its plan is not priced in {UTILITY_UNIT.get(meter.kind)}"
+        priced = pricer.price([Interval(u.started_at, u.ended_at, Decimal(u.quantity)) for u in unpriced], State())
+        fen += to_fen(priced.amount)
+        qty += sum((Decimal(u.quantity) for u in unpriced), Decimal(0))
     return int(fen), Decimal(qty), None
 
 
@@ -165,7 +187,7 @@ def usage_of(session: Session, account_ids: Sequence[int], kind: str, month: Per
     rows = session.execute(select(BilledUsage.account_id, func.sum(BilledUsage.quantity))
                            .join(Meter, Meter.id == BilledUsage.meter_id)
                            .where(ids_in(session, BilledUsage.account_id, account_ids), Meter.kind == kind,
-                                  BilledUsage.ended_at >= a, BilledUsage.ended_at < b)
+                                  BilledUsage.ended_at > a, BilledUsage.ended_at <= b)
                            .group_by(BilledUsage.account_id))
     return {int(acc): Decimal(q) for acc, q in rows if acc is not None}
 

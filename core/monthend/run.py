@@ -332,9 +332,11 @@ def items_of(session: Session, site_id: int, month: Period):
         kind, _, source = step.partition(":")
         if kind in by_kind and source.isdigit():
             by_kind[kind].append(int(source))
+    late = MonthItem.meta["late"].as_string()  # a quarter's or year's item made by a later month's run
     return select(MonthItem).where(
         MonthItem.site_id == site_id,
-        or_(MonthItem.period.in_(month_keys(month)), MonthItem.period.like(f"{month.key}-__")),
+        or_(and_(MonthItem.period.in_(month_keys(month)), late.is_(None)), MonthItem.period.like(f"{month.key}-__"),
+            late == month.key),
         or_(and_(MonthItem.kind == "charge", MonthItem.source_id.in_(by_kind["charge"] or [-1])),
             and_(MonthItem.kind == "apportion", MonthItem.source_id.in_(by_kind["apportion"] or [-1]))))
 

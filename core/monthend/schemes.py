@@ -192,10 +192,16 @@ def set_active(session: Session, scheme_id: int, site_id: int, active: bool, *, 
                      scheme_id=scheme.id, active=active)
 
 
-def due_period(spec: Mapping, month: Period) -> Period | None:
-    """The scheme's period charged by the run of ``month``, or None when nothing falls due in it."""
+def due_period(spec: Mapping, month: Period, *, late: bool = False) -> Period | None:
+    """The scheme's period charged by the run of ``month``, or None when nothing falls due in it.
+
+    ``late``: for a quarterly or yearly scheme, the period under way in ``month`` when ``month`` is
+    not its first: the run of that month charges the accounts opened in it, which the run of the
+    period's first month could not see (``compute``)."""
     every = spec["every"]
     if every == "once":
+        if late:
+            return None
         when = date.fromisoformat(spec["date"])
         if not month.start <= when <= month.end:
             return None
@@ -203,7 +209,8 @@ def due_period(spec: Mapping, month: Period) -> Period | None:
     else:
         period = {"month": lambda d: Period(month.key, month.start, month.end), "quarter": periods.quarter,
                   "year": periods.year}[every](month.start)
-        if period.start != month.start:  # quarters and years fall due in their first month
+        first = period.start == month.start  # quarters and years fall due in their first month
+        if first == late:
             return None
         when = period.start + timedelta(days=int(spec.get("day", 1)) - 1)
     if when < date.fromisoformat(spec["start"]) or (spec.get("end") and when > date.fromisoformat(spec["end"])):
@@ -227,6 +234,11 @@ def compute(scheme: ChargeScheme, month: Period, accounts: Sequence[Any]) -> Com
     computed once per distinct (area, days present)."""
     spec = scheme.spec
     period = due_period(spec, month)
+    # A quarter's or a year's later months charge only the accounts opened in them (by days present
+    # with ``prorate: days``): the run of the period's first month charged everyone open by its end.
+    late = period is None and spec["every"] in ("quarter", "year")
+    if late:
+        period = due_period(spec, month, late=True)
     if period is None or not scheme.active:
         return Computed([], [], None)
     items, problems = [], []
@@ -236,12 +248,17 @@ def compute(scheme: ChargeScheme, month: Period, accounts: Sequence[Any]) -> Com
     revenue = charge_revenue(scheme.code)
     wanted = _scope_test(spec["scope"])
     base = {"period": period.key, "basis": spec["basis"], "rate": spec["amount"], "scheme": scheme.name}
+    if late:  # the run of a later month of the period made it (``run.items_of`` counts it there)
+        base["late"] = month.key
     cache: dict[tuple, tuple[int, dict]] = {}
     # plain locals: an ORM attribute read costs a microsecond, 100,000 times per scheme
     site_id, scheme_id, code, name, bill = scheme.site_id, scheme.id, scheme.code, scheme.name, spec["mode"] == "bill"
     pkey, pstart, pend, pdays = period.key, period.start, period.end, period.days
+    mstart, mend = month.start, month.end
     for a in accounts:
         if wanted is not None and not wanted(a):
+            continue
+        if late and not mstart <= a.opened <= mend:
             continue
         days = periods.days_present(a.opened, a.closed, period)
         if days <= 0:

@@ -74,12 +74,16 @@ def parse_choice(text: str | None, choices: tuple[str, ...], field: str, default
     return value
 
 
-def parse_range(start: str | None, end: str | None) -> tuple[date, date]:
+def parse_range(start: str | None, end: str | None, by: str | None = None) -> tuple[date, date]:
+    """``from``/``to`` as dates. A span of days (``by`` day, or a list of entries) is at most three
+    years; by month or year, at most fifty."""
     a, b = parse_day(start, "from"), parse_day(end, "to")
     if a > b:
         raise ValidationError(f"from: {a} is after to: {b}", field="from")
-    if (b - a).days > 3 * 366:
-        raise ValidationError("from/to: at most three years at a time", field="to")
+    years = 50 if by in ("month", "year") else 3
+    if (b - a).days > years * 366:
+        raise ValidationError(f"from/to: at most {years} years at a time" + ("" if by in ("month", "year") else
+                              " (by month or year: 50)"), field="to")
     return a, b
 
 

@@ -24,6 +24,10 @@ KIND_NAMES = {"recharge": "充值", "refund": "退款", "charge": "收费项目"
               "opening": "期初余额", "consumption": "用电/用水扣费"}
 CHANNEL_NAMES = {"wechat": "微信", "alipay": "支付宝", "cash": "现金", "transfer": "转账", "wallet": "余额"}
 UTILITY_NAMES = {"electricity": "电", "water": "水"}
+# an order overview row's state (its entry's, refund's or order's), as the sheet shows it
+STATE_NAMES = {"posted": "已入账", "reversed": "已冲正", "created": "已创建", "pending": "处理中", "paid": "已支付",
+               "closed": "已关闭", "failed": "失败", "flagged": "待核查", "refunding": "退款中", "refunded": "已退款",
+               "requested": "已申请", "unknown": "结果未知", "abnormal": "异常", "succeeded": "退款成功"}
 _HEAD_FILL = PatternFill("solid", fgColor="DDE7F3")
 _BOLD = Font(bold=True)
 
@@ -79,7 +83,7 @@ def income_xlsx(report: IncomeReport, target: str | IO[bytes]) -> None:
     inc = [*INCOME_FIXED, *codes, "apportion", "other", "total"]
     inc_names = {"electricity": "电费收入", "water": "水费收入", "apportion": "公摊收入", "other": "其他收入",
                  "total": "收入合计"}
-    headers = ["期间", *[inc_names.get(k, f"收费项目:{k}") for k in inc],
+    headers = ["期间", *[inc_names.get(k) or f"{report.charge_names.get(k) or k}收入" for k in inc],
                *[f"{CHANNEL_NAMES[c]}收款" for c in CHANNELS], "收款合计(已扣退款)", "退款"]
     sh = _Sheet("收入概况", f"{report.site} 收入概况 {report.start} 至 {report.end}", headers)
     fmts = [None] + [MONEY] * (len(headers) - 1)
@@ -156,7 +160,7 @@ def orders_xlsx(report: OrdersReport, target: str | IO[bytes]) -> None:
     fmts: list[str | None] = [None, None, None, None, None, None, MONEY, None, None, None]
     for r in report.rows:
         sh.row([r.time.strftime("%Y-%m-%d %H:%M:%S"), r.building, r.room, r.tenant, KIND_NAMES.get(r.kind, r.kind),
-                CHANNEL_NAMES.get(r.channel, r.channel), _yuan(r.amount_fen), r.state, r.entry_id,
-                r.provider_txn_id or ""], fmts)
+                CHANNEL_NAMES.get(r.channel, r.channel), _yuan(r.amount_fen), STATE_NAMES.get(r.state, r.state),
+                r.entry_id, r.provider_txn_id or ""], fmts)
     sh.row(["合计", "", "", f"{len(report.rows)} 笔", "", "", _yuan(report.total_fen), "", "", ""], fmts, bold=True)
     sh.save(target)

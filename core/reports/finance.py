@@ -19,14 +19,25 @@ payments by the provider's paid time, everything else when it was posted (``core
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from core.models import Account, JournalEntry, LedgerAccount, PaymentOrder, PaymentRefund, Posting, Site, Tenant
+from core.models import (
+    Account,
+    ChargeScheme,
+    JournalEntry,
+    LedgerAccount,
+    PaymentOrder,
+    PaymentRefund,
+    Posting,
+    Site,
+    Tenant,
+)
+from core.models.payment import ORDER_STATES, REFUND_STATES
 from core.models.report import LedgerDay
 from core.reports import rollups
 from core.reports.base import Period, natural, parse_choice, periods, places, shift, yuan
@@ -36,6 +47,8 @@ INCOME_FIXED = ("electricity", "water")
 CHANNELS = ("wechat", "alipay", "cash", "transfer")
 ORDER_CHANNELS = (*CHANNELS, "wallet")
 # The entry kinds the order overview lists (usage deductions are not orders: ``--kind consumption`` shows them).
+# A row's state: its entry reversed, else its refund's or its order's state, else "posted".
+ROW_STATES = tuple(dict.fromkeys(("posted", "reversed", *ORDER_STATES, *REFUND_STATES)))
 ORDER_KINDS = ("recharge", "refund", "charge", "apportionment", "payment", "adjustment", "settlement", "reversal",
                "opening", "consumption")
 
@@ -104,6 +117,7 @@ class IncomeReport:
     rows: list[IncomeRow]
     total: IncomeRow
     charge_codes: list[str]
+    charge_names: dict[str, str] = field(default_factory=dict)  # code -> the scheme's name (物业费), for sheets
 
     def as_json(self) -> dict:
         return {"rows": [r.as_json(self.charge_codes) for r in self.rows],
@@ -161,7 +175,9 @@ def income(session: Session, site: Site, start: date, end: date, by: str = "day"
     days, codes = _daily(session, site, start, end)
     rows = [_sum(days, p) for p in periods(start, end, by)]
     total = _sum(days, Period("total", start, end))
-    return IncomeReport(site.name, by, start, end, rows, total, sorted(codes))
+    names = dict(session.execute(select(ChargeScheme.code, ChargeScheme.name).where(
+        ChargeScheme.site_id == site.id, ChargeScheme.code.in_(codes or {""}))).all()) if codes else {}
+    return IncomeReport(site.name, by, start, end, rows, total, sorted(codes), names)
 
 
 def compare(session: Session, site: Site, report: IncomeReport) -> list[dict]:
@@ -239,6 +255,8 @@ def orders(session: Session, site: Site, start: date, end: date, *, kind: str | 
         kind = parse_choice(kind, ORDER_KINDS, "kind")
     if channel is not None:
         channel = parse_choice(channel, ORDER_CHANNELS, "channel")
+    if state is not None:
+        state = parse_choice(state, ROW_STATES, "state")
     tz = zone(site.timezone)
     t0 = datetime.combine(start, time(0), tz)
     t1 = datetime.combine(end + timedelta(days=1), time(0), tz)
@@ -248,12 +266,16 @@ def orders(session: Session, site: Site, start: date, end: date, *, kind: str | 
         .where(Account.site_id == site.id))}
     if not accounts:
         return OrdersReport(site.name, start, end, [])
-    # An entry is posted at or after the time its money belongs to (a payment after it was paid, a
-    # charge within or after its period, usage after its reading), so only the lower bound is known.
+    # Most entries are posted at or after the time their money belongs to (a payment after it was
+    # paid, usage after its reading), so only a lower bound on when they were posted is known. A
+    # charge or an apportionment is dated by the start of its period and may be posted before it (a
+    # month end run ahead, a one-time charge on a later date, a year's charge): up to a year ahead.
+    early = (JournalEntry.kind.in_(("charge", "apportionment")), JournalEntry.created_at >= t0 - timedelta(days=366))
     q = (select(JournalEntry.id, JournalEntry.kind, JournalEntry.idempotency_key, JournalEntry.account_id,
                 JournalEntry.meta, JournalEntry.created_at)
          .join(Account, Account.id == JournalEntry.account_id)
-         .where(Account.site_id == site.id, JournalEntry.created_at >= t0 - timedelta(days=1))
+         .where(Account.site_id == site.id,
+                or_(JournalEntry.created_at >= t0 - timedelta(days=1), and_(*early)))
          .order_by(JournalEntry.id))
     q = q.where(JournalEntry.kind == kind) if kind else q.where(JournalEntry.kind != "consumption")
     candidates = session.execute(q).all()

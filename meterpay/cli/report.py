@@ -55,7 +55,7 @@ def income_cmd(site, start, end, by, as_json, xlsx) -> None:
     from core.reports import base, export, finance
     _required(site=site, **{"from": start, "to": end})
     with session_scope() as s:
-        a, b = base.parse_range(start, end)
+        a, b = base.parse_range(start, end, by)
         rep = finance.income(s, site_named(s, site), a, b, by)
 
     def lines(r):

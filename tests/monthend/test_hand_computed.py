@@ -180,3 +180,71 @@ def test_a_room_without_an_area_is_reported_by_the_run_and_by_every_run_after(se
         assert [p["message"] for p in result.problems] == ["room 104: no area_m2 for the per-m² scheme property"]
     assert bare.id not in {i.account_id for i in items(session, "charge").values()}
     assert first.charges_fen == again.charges_fen == 12563 + 7625 + 4813 + 10000
+
+
+def test_a_quarterly_charge_reaches_an_account_opened_after_the_quarters_first_month(session, factory, garden):
+    """Rent 900 a quarter, by days: the April run charges everyone open by April's end; an account
+    opened on May 10 is charged by the May run, 900 x 52/91 (May 10 .. June 30 of Q2's 91 days)."""
+    spec = {"name": "房租", "code": "rent", "basis": "fixed", "amount": "900", "every": "quarter", "day": 1,
+            "mode": "deduct", "prorate": "days", "start": "2026-01-01", "scope": {"rooms": ["101", "106"]}}
+    late = open_at(factory, garden.site, "106", area=None, opened="2026-05-10 10:00")
+    scheme = add_scheme(session, garden.site.id, spec)
+    session.commit()
+    april = run_month_end(garden.site.id, "2026-04", actor="test")  # 106 is not open yet
+    assert april.charges_fen == 90000
+    may = run_month_end(garden.site.id, "2026-05", actor="test")
+    june = run_month_end(garden.site.id, "2026-06", actor="test")
+    got = {i.account_id: (i.amount_fen, i.period) for i in items(session, "charge").values()}
+    # 900 x 52/91 = 514.2857.. -> 514.29
+    assert got == {garden.accounts["101"].id: (90000, "2026-Q2"), late.id: (51429, "2026-Q2")}
+    assert may.charges_fen == 51429 and june.charges_fen == 0
+    assert session.scalar(select(JournalEntry.id).where(
+        JournalEntry.idempotency_key == f"charge:{scheme.id}:{late.id}:2026-Q2")) is not None
+    assert validate(session) == []
+
+
+def _second_master(session, garden, serial: str, *, plan: bool):
+    from core.models import Room
+    from core.sites.accounts import MeterSpec, attach_meter
+    from core.tariffs.store import plan_for
+    common = session.scalar(select(Room).where(Room.number == "C1"))
+    master = attach_meter(session, garden.site.id, common.id, None, MeterSpec(serial))
+    if plan:
+        master.tariff_plan_id = plan_for(session, "电", site_id=garden.site.id, utility="electricity").id
+    session.commit()
+    return master
+
+
+def test_monthly_frozen_readings_at_midnight_on_the_1st_give_exactly_the_month_between_them(session, garden):
+    """Readings at 00:00 on May 1 and Jun 1: May's master usage is the 50.00 kWh between them (at
+    1.00/kWh), not April's interval that the May 1 reading closed."""
+    master = _second_master(session, garden, "EM-MIDNIGHT", plan=True)
+    for when, total in (("2026-04-01 00:00", "100.00"), ("2026-05-01 00:00", "130.00"),
+                        ("2026-06-01 00:00", "180.00"), ("2026-07-01 00:00", "200.00")):
+        ingest(session, master.id, when, total)
+    session.commit()
+    add_rule(session, garden.site.id, {"name": "夜", "master": "EM-MIDNIGHT", "basis": "ratio",
+                                       "accounts": {"101": 1, "102": 1}, "mode": "deduct"})
+    session.commit()
+    may = run_month_end(garden.site.id, "2026-05", actor="test")
+    assert may.apportioned_fen == 5000 and may.problems == []
+    assert sorted(i.amount_fen for i in items(session, "apportion").values()) == [2500, 2500]
+
+
+def test_a_master_read_before_it_had_a_plan_is_priced_by_the_plan_at_month_end(session, garden):
+    """The master's readings came in before its plan was set (billed unpriced): the month end prices
+    them by the master's plan, 100.00 kWh x 1.00 = 100.00, split 50.00 / 50.00 by area 1:1."""
+    master = _second_master(session, garden, "EM-LATEPLAN", plan=False)
+    for when, total in (("2026-04-01 00:00", "1000.00"), ("2026-04-30 12:00", "1100.00"),
+                        ("2026-05-01 00:00", "1100.00")):
+        ingest(session, master.id, when, total)
+    from core.tariffs.store import plan_for
+    master.tariff_plan_id = plan_for(session, "电", site_id=garden.site.id, utility="electricity").id
+    session.commit()
+    add_rule(session, garden.site.id, {"name": "晚", "master": "EM-LATEPLAN", "basis": "ratio",
+                                       "accounts": {"101": 1, "102": 1}, "mode": "deduct"})
+    session.commit()
+    april = run_month_end(garden.site.id, "2026-04", actor="test")
+    assert april.apportioned_fen == 10000 and april.problems == []
+    assert sorted(i.amount_fen for i in items(session, "apportion").values()) == [5000, 5000]
+    assert validate(session) == []
