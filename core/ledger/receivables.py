@@ -129,14 +129,15 @@ def _copy_receivables(session: Session, items: Sequence[Receivable], receivable_
 
 def _roll(session: Session, items: Sequence[Receivable], receivable_id: int, accounts: dict[str, int],
           now: datetime) -> None:
-    """``ledger_days`` for COPY-posted receivables: dated when posted (a consumption without a reading)."""
+    """``ledger_days`` for COPY-posted receivables, dated as ``journal.post`` dates a bill's entry
+    (``rollups.entry_day``: the first day of the bill's period)."""
     if not rollups.ENABLED:
         return
     sites = rollups.sites_of(session, [it.account_id for it in items])
     acc = rollups.LedgerRows()
     for it in items:
         site_id, tz_name = sites.get(it.account_id, (None, None))
-        day = rollups.local_day(now, rollups.zone(tz_name))
+        day = rollups.entry_day("consumption", it.key, {**it.meta, "bill_no": it.bill_no}, now, rollups.zone(tz_name))
         acc.add(it.account_id, day, receivable_id, "consumption", site_id, -it.total_fen)
         for code, fen in it.revenue.items():
             if fen:

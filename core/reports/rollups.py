@@ -20,7 +20,8 @@ Dating (``entry_day``): an entry's business day is the site's local date of
 - the reading that closed the interval, for usage (a consumption with ``meta.reading_id``);
 - the provider's paid time, for a payment (``meta.order_no`` -> ``payment_orders.paid_at``);
 - the start of its period, for a charge or an apportionment (``meta.period``, else the key's last
-  part: ``YYYY-MM-DD``, ``YYYY-MM``, ``YYYY-Qn`` or ``YYYY``);
+  part: ``YYYY-MM-DD``, ``YYYY-MM``, ``YYYY-Qn`` or ``YYYY``), and for a postpaid bill's entry
+  (``bill:<bill no>``, ``meta.period``);
 - the moment it was posted, for everything else (desk recharges, refunds, adjustments, reversals).
 
 Billed usage (``usage_parts``): an interval's quantity goes to the TOU periods of its priced lines
@@ -103,7 +104,8 @@ def entry_time(kind: str, key: str, meta: Mapping | None, created_at: datetime, 
             return reading_at
         if paid_at is not None and meta.get("order_no"):
             return paid_at
-        if kind in ("charge", "apportionment"):
+        if kind in ("charge", "apportionment") or (kind == "consumption" and key.startswith("bill:")):
+            # a postpaid bill's entry (its energy, charge and apportionment lines) counts in its period
             start = period_start(meta.get("period")) or period_start(key.rsplit(":", 1)[-1])
             if start is not None:
                 return datetime.combine(start, datetime.min.time(), tz)

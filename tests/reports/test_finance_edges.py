@@ -33,3 +33,18 @@ def test_years_by_year_or_month_may_span_more_than_three_years_days_may_not():
         base.parse_range("2020-01-01", "2026-12-31", "day")
     with pytest.raises(ValidationError):
         base.parse_range("2020-01-01", "2026-12-31")
+
+
+def test_a_postpaid_bill_confirmed_later_counts_in_its_month(session, plaza):
+    """Books (201, postpaid) used 50 kWh at 1.00 in April: its April bill, confirmed today, is April's
+    electricity income (dated April 1, as charges are), not today's."""
+    from core.bills.service import confirm
+    from core.monthend.run import run_month_end
+    run_month_end(plaza.site.id, "2026-04", actor="test")
+    assert confirm(session, plaza.site.id, "2026-04", actor="test", front="cli").count == 1
+    session.commit()
+    april = finance.income(session, plaza.site, date(2026, 4, 1), date(2026, 4, 30), by="month").as_json()
+    # 12.80 of prepaid usage (101, 102) + the bill's 50.00
+    assert april["total"]["income"]["electricity"] == "62.80"
+    day_one = finance.income(session, plaza.site, date(2026, 4, 1), date(2026, 4, 1)).as_json()
+    assert day_one["total"]["income"]["electricity"] == "50.60"  # with 101's 0.60 read at 00:00 on April 1
