@@ -50,6 +50,8 @@ from core.ledger.money import format_fen
 from core.models import (
     Account,
     ApportionRule,
+    Bill,
+    BillLine,
     Building,
     ChargeScheme,
     Floor,
@@ -173,17 +175,37 @@ def run_month_end(site_id: int, period: str, *, preview: bool = False, actor: st
             _stage_bill_items(session, [it for it in previewed if it["mode"] == "bill"])
         bills = _bills(session, site_id, month.key, preview=preview, actor=actor, front=front,
                        with_lines=with_lines)
-        result.bills = bills.count
+        # the month's bills, made now or by an earlier run (a re-run reports what the first run did;
+        # a preview adds the ones it would make to those already made, which it rolled back to)
+        made = _month_bills(session, site_id, month.key, with_lines=with_lines)
+        result.bills = len(made[0]) + (bills.count if preview else 0)
         if not preview:
             _record_done(session, site_id, month.key, result, actor=actor, front=front)
             session.commit()
         _totals(session, site_id, month, result, previewed, with_lines=with_lines)
         if with_lines:
-            result.lines += [{"room": ln.get("room"), "kind": "energy", "code": ln.get("code"),
-                              "amount": format_fen(int(ln.get("amount_fen", 0)))}
-                             for ln in bills.lines if ln.get("kind") == "energy"]
+            result.lines += made[1]
+            if preview:
+                result.lines += [{"room": ln.get("room"), "kind": "energy", "code": ln.get("code"),
+                                  "amount": format_fen(int(ln.get("amount_fen", 0)))}
+                                 for ln in bills.lines if ln.get("kind") == "energy"]
         session.rollback()
     return result
+
+
+def _month_bills(session: Session, site_id: int, period: str, *, with_lines: bool) -> tuple[list[str], list[dict]]:
+    """The bill numbers of the month (not credit notes) and, ``with_lines``, their energy lines."""
+    nos = list(session.scalars(select(Bill.bill_no).where(Bill.site_id == site_id, Bill.period == period,
+                                                          Bill.kind == "bill").order_by(Bill.id)))
+    if not with_lines or not nos:
+        return nos, []
+    rows = session.execute(
+        select(Room.number, BillLine.code, BillLine.amount_fen).join(Bill, Bill.id == BillLine.bill_id)
+        .join(Account, Account.id == Bill.account_id).join(Room, Room.id == Account.room_id)
+        .where(Bill.site_id == site_id, Bill.period == period, Bill.kind == "bill", BillLine.kind == "energy")
+        .order_by(Bill.id, BillLine.line_no))
+    return nos, [{"room": room, "kind": "energy", "code": code, "amount": format_fen(int(fen))}
+                 for room, code, fen in rows]
 
 
 def _by_room(accounts: list[AccountRow]) -> dict[str, list[AccountRow]]:

@@ -86,6 +86,7 @@ def test_a_second_run_posts_nothing_and_reports_the_same(session, busy):
     after_first = snapshot(session)
     second = run_month_end(busy.site.id, "2026-04", actor="test")
     assert second.entries == 0 and totals(second) == totals(first)
+    assert second.bills == first.bills == 3  # the month's bills, made by the first run
     after = snapshot(session)
     assert after["balances"] == after_first["balances"]
     assert {k: v for k, v in after["counts"].items() if k != "audit_log"} == \
