@@ -77,6 +77,7 @@ class BillRow:
     overdue: bool
     days_overdue: int
     lines: list[BillLine] = field(default_factory=list)
+    corrects: str | None = None  # the bill number a credit note or a correction bill corrects
 
     def as_json(self, *, with_lines: bool = True) -> dict:
         b = self.bill
@@ -90,7 +91,7 @@ class BillRow:
                "open": format_fen(b.open_fen), "open_fen": b.open_fen,
                "due_date": b.due_date.isoformat() if b.due_date else None,
                "confirmed_at": b.confirmed_at.isoformat() if b.confirmed_at else None,
-               "corrects": None}
+               "corrects": self.corrects}
         if with_lines:
             out["lines"] = [{"line_no": ln.line_no, "kind": ln.kind, "code": ln.code, "name": ln.name,
                              "quantity": None if ln.quantity is None else str(ln.quantity.normalize()
@@ -133,6 +134,11 @@ def list_bills(session: Session, site: Site, period: str | None = None, *, state
         od = is_overdue(bill, today)
         rows.append(BillRow(bill, room, building, floor, tenant, phone or "", od,
                             (today - bill.due_date).days if od and bill.due_date else 0))
+    corrected = {r.bill.corrects_id for r in rows if r.bill.corrects_id}
+    if corrected:
+        numbers = dict(session.execute(select(Bill.id, Bill.bill_no).where(Bill.id.in_(corrected))).all())
+        for r in rows:
+            r.corrects = numbers.get(r.bill.corrects_id) if r.bill.corrects_id else None
     if with_lines and rows:
         by_bill: dict[int, list[BillLine]] = {}
         ids = [r.bill.id for r in rows]

@@ -207,6 +207,9 @@ def test_a_correction_bill_is_a_new_numbered_draft_pointing_at_the_bill(session,
     session.commit()
     session.refresh(bill)
     assert bill.total_fen == 8250 and bill.state == "confirmed"  # the first bill is never edited
+    listed = {r.bill.bill_no: r.as_json(with_lines=False)["corrects"]
+              for r in service.list_bills(session, session.get(Site, shop.site_id), "2026-04")}
+    assert listed == {bill.bill_no: None, new.bill_no: bill.bill_no}
     assert clean(session) == []
 
 
