@@ -18,6 +18,17 @@ from core.errors import MeterpayError
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """meterpay: prepaid electricity and water for property managers."""
+    click.get_current_context().call_on_close(_finish_in_process_jobs)
+
+
+def _finish_in_process_jobs() -> None:
+    """Without Redis, a command's after-commit jobs (alarms, supply control after `readings import`)
+    run on this process's thread pool: let them finish before the interpreter shuts down, which would
+    refuse the jobs they chain ("cannot schedule new futures after interpreter shutdown")."""
+    jobs = sys.modules.get("core.jobs")
+    if jobs is not None and getattr(jobs, "_runner", None) is not None:
+        if not jobs.wait_idle(120):
+            click.echo("warning: background jobs still running at exit", err=True)
 
 
 def fail(message: str, code: int = 2) -> None:
