@@ -152,7 +152,8 @@ def command_burst(commands: int = 1000, gateways: int = 100, baud: int = 9600, p
         wall = time.perf_counter() - t0
         cpu, sim_cpu = time.process_time() - cpu0, _cpu_of(proc.pid) - sim_cpu0
     return {"benchmark": "commands", "commands": len(cmd_ids), "gateways": gateways, "baud": baud,
-            "mode": "in-process", "threads": workers, "batch": batch, "database": database_url.split(":", 1)[0], "bound_s": round(bound, 3),
+            "mode": "in-process", "threads": workers, "batch": batch, "database": database_url.split(":", 1)[0],
+            "bound_s": round(bound, 3),
             "total_s": round(wall, 3), "ratio": round(wall / bound, 3), "executor_cpu_s": round(cpu, 3),
             "simulator_cpu_s": round(sim_cpu, 3), "phases_max": phases,
             "attempts_ratio": round(phases["attempts_s"] / bound, 3), "confirmed": states.count("confirmed"),
