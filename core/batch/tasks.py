@@ -117,9 +117,10 @@ def create_task(session: Session, *, site_id: int, action: str, selection: dict,
         amounts = dict(rooms_file.amounts)
     clean = actions.clean_params(session, site.id, action, params, amounts_from_file=bool(amounts))
     when = at if isinstance(at, datetime) else parse_at(at, site)
-    if action == "set_tariff" and clean.get("from") and when is None:
+    if action == "set_tariff" and clean.get("from"):
         start = datetime.combine(date.fromisoformat(clean["from"]), time()).replace(tzinfo=site_zone(site))
-        if start > utcnow():  # a plan from a later day is assigned on that day
+        # a plan from a later day is assigned on that day, never before it (an earlier --at waits for it)
+        if start > (when or utcnow()):
             when = start.astimezone(UTC)
     targets = resolve(session, site, selection)
     rows = build_items(action, targets, params=clean, amounts=amounts)

@@ -110,3 +110,17 @@ def test_at_run_cancel_and_retry(factory, session):
     assert past.exit_code == 2 and "passed" in past.output
     assert run("batch", "show", "99999").exit_code == 2
     assert "301" in run("batch", "show", str(later)).output
+
+
+def test_a_plan_from_a_later_day_waits_for_that_day_even_with_an_earlier_at(factory, session):
+    from core.tariffs.store import add_plan
+    site = factory.site("Flats")
+    rooms_of(factory, site)
+    add_plan(session, "商业电价", {"kind": "flat", "unit": "kWh", "price": "1.1"})
+    session.commit()
+    zone = tasks.site_zone(site)
+    at = (utcnow() + timedelta(days=1)).astimezone(zone).strftime("%Y-%m-%d %H:%M")
+    start = (utcnow() + timedelta(days=10)).astimezone(zone).date().isoformat()
+    out = json.loads(run("batch", "create", "--site", "Flats", "--action", "set_tariff", "--all", "--at", at,
+                         "--params", json.dumps({"electricity": "商业电价", "from": start}), "--json").output)
+    assert out["scheduled_at"] == f"{start} 00:00"
