@@ -45,6 +45,7 @@ import logging
 import os
 import shutil
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -150,10 +151,18 @@ def stop_counting() -> None:
     _stopped = True
 
 
+_m_lock = threading.Lock()
+
+
 def m() -> SimpleNamespace:
-    """The metric objects, made on first use (after ``configure``)."""
+    """The metric objects, made on first use (after ``configure``), once: the first requests of a web
+    worker's threads arrive together, and a second registration of a metric raises (a 500 then)."""
     global _m
-    if _m is None:
+    if _m is not None:
+        return _m
+    with _m_lock:
+        if _m is not None:
+            return _m
         configure("run")  # no-op when the process (or its parent) configured already
         from prometheus_client import Counter, Histogram
         _m = SimpleNamespace(

@@ -199,3 +199,29 @@ def test_a_command_event_that_carries_its_kind_and_times_is_counted_without_a_qu
     text = client.get("/metrics").text
     assert sample(text, "meterpay_command_seconds_count", kind="recharge", state="confirmed") == before + 1
     assert sample(text, "meterpay_command_seconds_bucket", kind="recharge", state="confirmed", le="60.0") >= 1
+
+
+def test_the_metric_objects_are_made_once_when_threads_ask_for_them_together(tmp_path):
+    """A web worker's first requests arrive on several threads at once: each asks for the metrics,
+    and a second registration would raise (a 500 on that request)."""
+    code = (
+        "import sys, threading\n"
+        "sys.setswitchinterval(1e-6)\n"
+        "from meterpay import metrics\n"
+        "errors, start = [], threading.Barrier(16)\n"
+        "def go():\n"
+        "    start.wait()\n"
+        "    try:\n"
+        "        metrics.m()\n"
+        "    except Exception as exc:\n"
+        "        errors.append(repr(exc))\n"
+        "threads = [threading.Thread(target=go) for _ in range(16)]\n"
+        "[t.start() for t in threads]\n"
+        "[t.join() for t in threads]\n"
+        "print(len(errors))\n")
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": "", "METERPAY_METRICS_DIR": str(tmp_path)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR")
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "0", out.stdout

@@ -166,7 +166,7 @@ def test_bench_api_measures_ping_and_balance_on_meterpay_serve_without_errors(da
     assert len(out["runs"]) == 2 and out["access_log"] is False
     for run in out["runs"]:
         for side in ("trivial", "balance"):
-            assert run[side]["requests"] > 0 and run[side]["errors"] == 0, (side, run[side])
+            assert run[side]["requests"] > 0 and run[side]["errors"] == 0, (side, run[side]["error_kinds"])
     assert out["balance"]["path"].endswith("/balance") and out["median"]["ratio"] > 0
     # A recharge committed by the bench (not the server) is what both workers answer next.
     assert out["freshness"]["ok"] is True and out["freshness"]["stale_reads_after"] == 0
