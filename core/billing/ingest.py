@@ -511,16 +511,13 @@ def _price_usage(ctx: _BillContext, rows: list[RawReading], meters: dict[int, _M
             sink.add(usage, consumptions, block_states)
             usage, consumptions, block_states = [], [], []
         m, st = meters[mid], states[mid]
-        if "baseline" in st:  # first reading ever arrived in this batch
-            b = st.pop("baseline")
+        if "baseline" in st:  # first reading ever arrived in this batch: the cursor starts there
+            b = st["baseline"]
             st.update(last_taken_at=rows[b].taken_at, last_total=rows[b].total,
                       last_periods=_periods_json(rows[b].periods), last_reading_id=reading_id[b])
-            st["_had_baseline"] = b
         pricer = pricers.loaded(m.plan_id, m.tz, m.unit)
         for idxs in day_groups:
             _price_group(m, st, pricer, rows, idxs, reading_id, wallets, revenue, usage, consumptions, res)
-        if "_had_baseline" in st:
-            st["baseline"] = st.pop("_had_baseline")
         block_states.append(st)
     if usage:
         sink.add(usage, consumptions, block_states)

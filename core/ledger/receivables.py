@@ -137,7 +137,7 @@ def _roll(session: Session, items: Sequence[Receivable], receivable_id: int, acc
     acc = rollups.LedgerRows()
     for it in items:
         site_id, tz_name = sites.get(it.account_id, (None, None))
-        day = rollups.entry_day("consumption", it.key, {**it.meta, "bill_no": it.bill_no}, now, rollups.zone(tz_name))
+        day = rollups.entry_day("consumption", it.key, it.meta, now, rollups.zone(tz_name))
         acc.add(it.account_id, day, receivable_id, "consumption", site_id, -it.total_fen)
         for code, fen in it.revenue.items():
             if fen:

@@ -177,14 +177,14 @@ def run_month_end(site_id: int, period: str, *, preview: bool = False, actor: st
                        with_lines=with_lines)
         # the month's bills, made now or by an earlier run (a re-run reports what the first run did;
         # a preview adds the ones it would make to those already made, which it rolled back to)
-        made = _month_bills(session, site_id, month.key, with_lines=with_lines)
-        result.bills = len(made[0]) + (bills.count if preview else 0)
+        made, made_lines = _month_bills(session, site_id, month.key, with_lines=with_lines)
+        result.bills = len(made) + (bills.count if preview else 0)
         if not preview:
             _record_done(session, site_id, month.key, result, actor=actor, front=front)
             session.commit()
         _totals(session, site_id, month, result, previewed, with_lines=with_lines)
         if with_lines:
-            result.lines += made[1]
+            result.lines += made_lines
             if preview:
                 result.lines += [{"room": ln.get("room"), "kind": "energy", "code": ln.get("code"),
                                   "amount": format_fen(int(ln.get("amount_fen", 0)))}

@@ -80,10 +80,11 @@ def parse_range(start: str | None, end: str | None, by: str | None = None) -> tu
     a, b = parse_day(start, "from"), parse_day(end, "to")
     if a > b:
         raise ValidationError(f"from: {a} is after to: {b}", field="from")
-    years = 50 if by in ("month", "year") else 3
+    coarse = by in ("month", "year")
+    years = 50 if coarse else 3
     if (b - a).days > years * 366:
-        raise ValidationError(f"from/to: at most {years} years at a time" + ("" if by in ("month", "year") else
-                              " (by month or year: 50)"), field="to")
+        hint = "" if coarse else " (by month or year: 50)"
+        raise ValidationError(f"from/to: at most {years} years at a time{hint}", field="to")
     return a, b
 
 
